@@ -1,0 +1,220 @@
+"""Every option of freezer-agent: name, default and help (oslo.config).
+
+One name serves the command line (``--ftp-host``), the ini file given by
+``--config`` (``ftp_host = ...``) and a job's ``freezer_action`` (``"ftp_host"``).
+The command line wins over the ini file.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from freezer import __version__
+from freezer.storage.base import FreezerError
+
+STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
+ACTIONS = ("backup", "restore", "info", "admin")
+
+CORE_OPTS = [
+    cfg.StrOpt("action", default="backup", choices=ACTIONS, help="What to do."),
+    cfg.StrOpt("storage", choices=STORAGES,
+               help="Where backups are kept: local, ssh, sftp, ftp, ftps, s3 or swift."),
+    cfg.StrOpt("container",
+               help="Directory (or bucket/container) on the storage that holds the backups."),
+    cfg.StrOpt("path-to-backup", dest="path_to_backup", help="File or directory to back up."),
+    cfg.StrOpt("backup-name", dest="backup_name", help="Name of the backup set."),
+    cfg.HostnameOpt("hostname", default=socket.gethostname(),
+                    help="Host name recorded in the backup layout (default: this host)."),
+    cfg.StrOpt("mode", default="fs", choices=("fs",), help="Backup mode; only 'fs' is provided."),
+    cfg.StrOpt("engine", dest="engine_name", default="tar", choices=("tar",), help="Backup engine."),
+    cfg.BoolOpt("incremental", help="Make incremental backups (the default)."),
+    cfg.BoolOpt("no-incremental", dest="no_incremental", default=False,
+                help="Make every backup a new level 0."),
+    cfg.IntOpt("max-level", dest="max_level", min=1,
+               help="Start a new level-0 chain when the newest chain reaches this level."),
+    cfg.IntOpt("always-level", dest="always_level", min=1,
+               help="Keep making backups at this level (differential against the level below)."),
+    cfg.FloatOpt("restart-always-level", dest="restart_always_level", min=0,
+                 help="Start a new chain when its level 0 is older than this many days."),
+    cfg.FloatOpt("remove-older-than", dest="remove_older_than", min=0,
+                 help="admin: remove chains whose level 0 is older than this many days."),
+    cfg.StrOpt("remove-from-date", dest="remove_from_date",
+               help="admin: remove chains whose level 0 is before YYYY-MM-DDThh:mm:ss."),
+    cfg.StrOpt("restore-abs-path", dest="restore_abs_path", help="Directory to restore into."),
+    cfg.StrOpt("restore-from-date", dest="restore_from_date",
+               help="Restore the state as of YYYY-MM-DDThh:mm:ss (default: newest)."),
+    cfg.BoolOpt("overwrite", default=False, help="Restore into a non-empty directory."),
+    cfg.StrOpt("compression", default="gzip", choices=("gzip", "bzip2", "xz", "zstd", "none"),
+               help="Compression of the backup data."),
+    cfg.StrOpt("encrypt-pass-file", dest="encrypt_pass_file",
+               help="File whose first line is the passphrase (openssl enc -aes-256-cfb)."),
+    cfg.IntOpt("max-segment-size", dest="max_segment_size", default=32 * 1024 * 1024, min=65536,
+               help="Transfer block size in bytes (S3 part size)."),
+    cfg.MultiStrOpt("exclude", default=[], help="Pattern of paths to leave out (repeatable)."),
+    cfg.StrOpt("dereference-symlink", dest="dereference_symlink", default="",
+               choices=("", "none", "soft", "hard", "all"),
+               help="Follow symlinks (soft), hard links (hard) or both (all)."),
+    cfg.BoolOpt("snapshot", default=False, help="Back up from an LVM snapshot of the volume."),
+    cfg.StrOpt("log-file", dest="log_file", help="Also log to this file."),
+    cfg.StrOpt("metadata-out", dest="metadata_out", help="Write the result as JSON to FILE, or '-'."),
+    cfg.BoolOpt("dry-run", dest="dry_run", default=False,
+                help="Say what would be done; change nothing."),
+    cfg.StrOpt("config", help="Ini file with options; the command line wins over it."),
+    cfg.BoolOpt("quiet", short="q", default=False, help="Print only errors."),
+    cfg.BoolOpt("debug", short="d", default=False, help="Log debugging detail and tracebacks."),
+]
+
+FTP_OPTS = [
+    cfg.StrOpt("ftp-host", dest="ftp_host", help="FTP, FTPS or SFTP server host name or address."),
+    cfg.PortOpt("ftp-port", dest="ftp_port",
+                help="Server port (default 21 for ftp/ftps, 990 with implicit TLS, 22 for sftp)."),
+    cfg.StrOpt("ftp-username", dest="ftp_username", help="User name on the FTP/FTPS/SFTP server."),
+    cfg.StrOpt("ftp-password", dest="ftp_password", secret=True,
+               help="Password; prefer --ftp-password-file or $FREEZER_FTP_PASSWORD."),
+    cfg.StrOpt("ftp-password-file", dest="ftp_password_file",
+               help="File whose first line is the FTP/FTPS/SFTP password."),
+    cfg.BoolOpt("ftp-implicit-tls", dest="ftp_implicit_tls", default=False,
+                help="ftps: TLS from the first byte (servers on port 990)."),
+    cfg.StrOpt("ftp-cacert", dest="ftp_cacert", help="ftps: extra CA certificate file to trust."),
+    cfg.BoolOpt("ftp-insecure", dest="ftp_insecure", default=False,
+                help="ftps: do not verify the server certificate (unsafe)."),
+    cfg.StrOpt("ftp-keyfile", dest="ftp_keyfile", help="ftps: client private key file."),
+    cfg.StrOpt("ftp-certfile", dest="ftp_certfile", help="ftps: client certificate file."),
+    cfg.BoolOpt("ftp-active", dest="ftp_active", default=False,
+                help="ftp/ftps: active mode (PORT) instead of passive."),
+    cfg.FloatOpt("ftp-timeout", dest="ftp_timeout", default=60.0, min=1,
+                 help="Seconds to wait for the server on connect and on each reply."),
+]
+
+SSH_OPTS = [
+    cfg.StrOpt("ssh-host", dest="ssh_host", help="ssh storage: server host name or address."),
+    cfg.PortOpt("ssh-port", dest="ssh_port", default=22, help="ssh storage: server port."),
+    cfg.StrOpt("ssh-username", dest="ssh_username", help="ssh storage: user name."),
+    cfg.StrOpt("ssh-key", dest="ssh_key", help="Private key file (RSA, ECDSA or Ed25519)."),
+    cfg.StrOpt("ssh-key-passphrase-file", dest="ssh_key_passphrase_file",
+               help="File whose first line is the private key's passphrase."),
+    cfg.StrOpt("ssh-password", dest="ssh_password", secret=True,
+               help="ssh storage: password; prefer --ssh-password-file or $FREEZER_SSH_PASSWORD."),
+    cfg.StrOpt("ssh-password-file", dest="ssh_password_file",
+               help="File whose first line is the ssh password."),
+    cfg.StrOpt("ssh-known-hosts", dest="ssh_known_hosts", default="~/.ssh/known_hosts",
+               help="Known hosts file; new hosts are recorded here."),
+    cfg.StrOpt("ssh-host-key-policy", dest="ssh_host_key_policy", default="accept-new",
+               choices=("accept-new", "strict"),
+               help="accept-new: learn unknown hosts, refuse changed keys; strict: refuse unknown."),
+    cfg.FloatOpt("ssh-timeout", dest="ssh_timeout", default=60.0, min=1,
+                 help="Seconds to wait for the server on connect and on each request."),
+]
+
+# Secrets that may come from a file or the environment instead of the command line:
+# option -> (file option, environment variable)
+SECRET_SOURCES = {
+    "ftp_password": ("ftp_password_file", "FREEZER_FTP_PASSWORD"),
+    "ssh_password": ("ssh_password_file", "FREEZER_SSH_PASSWORD"),
+}
+
+
+def all_opts() -> list[cfg.Opt]:
+    """Every option, core first, then each storage's."""
+    return CORE_OPTS + FTP_OPTS + SSH_OPTS
+
+
+def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
+    """Parse ``argv`` and the ``--config`` ini file into a fresh ConfigOpts."""
+    conf = cfg.ConfigOpts()
+    conf.register_cli_opts(all_opts())
+    try:
+        conf(list(argv or []), project="freezer", prog="freezer-agent",
+             version=__version__, default_config_files=[], default_config_dirs=[])
+    except cfg.Error as exc:
+        raise FreezerError(str(exc).splitlines()[0]) from exc
+    if conf.config:
+        apply_ini(conf, read_ini(conf.config))
+    resolve_secrets(conf)
+    return conf
+
+
+def read_ini(path: str) -> dict[str, str]:
+    """Options from every section of an ini file except ``[storage:*]``."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise FreezerError(f"cannot read --config {path}: {exc.strerror}") from exc
+    except configparser.Error as exc:
+        raise FreezerError(f"--config {path} is not a valid ini file: {exc.message.splitlines()[0]}") from exc
+    values = {}
+    for section in parser.sections():
+        if section.lower().startswith("storage:"):
+            continue
+        for key, value in parser.items(section):
+            values[normalize_key(key)] = value
+    return values
+
+
+def normalize_key(key: str) -> str:
+    """``path-to-backup`` and ``path_to_backup`` are the same option."""
+    return key.strip().replace("-", "_").lower()
+
+
+def coerce(opt: cfg.Opt, value):
+    """Turn an ini or JSON value into the option's type; 'none' means unset."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+        return [] if isinstance(opt, cfg.MultiStrOpt) else None
+    if isinstance(opt, cfg.MultiStrOpt):
+        return value if isinstance(value, list) else [str(value)]
+    try:
+        return opt.type(value if not isinstance(value, bool) else str(value))
+    except (ValueError, TypeError) as exc:
+        raise FreezerError(f"bad value for {opt.dest}: {value!r} ({exc})") from exc
+
+
+def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
+    """Use ``values`` as defaults under the command line; return unknown keys."""
+    by_dest = {opt.dest: opt for opt in all_opts()}
+    unknown = []
+    for key, value in values.items():
+        opt = by_dest.get(normalize_key(key))
+        if opt is None or opt.dest == "config":
+            unknown.append(key)
+            continue
+        conf.set_default(opt.dest, coerce(opt, value))
+    return unknown
+
+
+def resolve_secrets(conf: cfg.ConfigOpts) -> None:
+    """Fill secret options left empty from their file option, then the environment."""
+    for option, (file_option, env_var) in SECRET_SOURCES.items():
+        if conf[option]:
+            continue
+        path = conf[file_option]
+        if path:
+            conf.set_override(option, _first_line(path, file_option))
+        elif os.environ.get(env_var):
+            conf.set_override(option, os.environ[env_var])
+
+
+def _first_line(path: str, option: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise FreezerError(f"cannot read --{option.replace('_', '-')} {path}: {exc.strerror}") from exc
+
+
+def incremental(conf: cfg.ConfigOpts) -> bool:
+    """``--incremental`` if given, else not ``--no-incremental``."""
+    if conf.incremental is not None:
+        return conf.incremental
+    return not conf.no_incremental
+
+
+def secret_values(conf: cfg.ConfigOpts) -> list[str]:
+    """Current values of every secret option, to mask in logs."""
+    return [conf[opt.dest] for opt in all_opts() if opt.secret and conf[opt.dest]]

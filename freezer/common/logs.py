@@ -1,0 +1,50 @@
+"""Logging set-up with every secret masked, whatever the handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+MASK = "***"
+
+
+class SecretMask(logging.Filter):
+    """Replace known secret values in every record with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.mask(record.getMessage())
+            record.args = None
+        return True
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]) -> SecretMask:
+    """Warnings to stderr (unless quiet), details to ``log_file``; return the mask."""
+    mask = SecretMask(secrets)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING))
+    console.setFormatter(logging.Formatter("freezer-agent: %(levelname)s: %(message)s"))
+    handlers = [console]
+    if log_file:
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+        handlers.append(to_file)
+    for handler in handlers:
+        handler.addFilter(mask)
+        root.addHandler(handler)
+    for noisy in ("paramiko", "pyftpdlib"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    return mask

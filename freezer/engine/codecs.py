@@ -1,0 +1,76 @@
+"""Command lines for compression and encryption stages.
+
+Outputs are the standard formats, so a backup can be restored by hand with
+``openssl enc -d -aes-256-cfb -md sha256 -pass file:F | zstd -d | tar -x``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from freezer.engine.streams import which
+from freezer.storage.base import FreezerError
+
+COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd", "none")
+CIPHER = "aes-256-cfb"
+
+
+def _threads() -> str:
+    return str(max(1, os.cpu_count() or 1))
+
+
+def compress_command(name: str) -> list[str] | None:
+    """The compressor for ``--compression NAME``; None for ``none``."""
+    if name == "gzip":
+        tool = which("pigz", "gzip")
+        return [tool, "-c", "-6"] + (["-p", _threads()] if tool == "pigz" else [])
+    if name == "bzip2":
+        tool = which("lbzip2", "pbzip2", "bzip2")
+        return [tool, "-c", "-9"]
+    if name == "xz":
+        return ["xz", "-c", "-6", f"-T{_threads()}"]
+    if name == "zstd":
+        return ["zstd", "-c", "-q", "-3", f"-T{_threads()}"]
+    if name == "none":
+        return None
+    raise FreezerError(f"unknown --compression {name!r}: choose one of {', '.join(COMPRESSIONS)}")
+
+
+def decompress_command(name: str) -> list[str] | None:
+    """The decompressor for data written with ``--compression NAME``."""
+    if name == "gzip":
+        return [which("pigz", "gzip"), "-d", "-c"]
+    if name == "bzip2":
+        return [which("lbzip2", "pbzip2", "bzip2"), "-d", "-c"]
+    if name == "xz":
+        return ["xz", "-d", "-c", f"-T{_threads()}"]
+    if name == "zstd":
+        return ["zstd", "-d", "-c", "-q"]
+    if name in ("none", None, ""):
+        return None
+    raise FreezerError(f"backup uses compression {name!r}, which this agent cannot read")
+
+
+def check_pass_file(path: str) -> None:
+    """Fail early, naming the option, when the pass file cannot be used."""
+    try:
+        with open(path, "rb") as handle:
+            first_line = handle.readline().strip()
+    except OSError as exc:
+        raise FreezerError(f"cannot read --encrypt-pass-file {path}: {exc.strerror}") from exc
+    if not first_line:
+        raise FreezerError(f"--encrypt-pass-file {path} is empty: put the passphrase on its first line")
+
+
+def encrypt_command(pass_file: str) -> list[str]:
+    """``openssl enc`` as upstream freezer calls it: salted, SHA-256 key derivation."""
+    check_pass_file(pass_file)
+    return ["openssl", "enc", "-e", f"-{CIPHER}", "-md", "sha256", "-salt",
+            "-bufsize", "1048576", "-pass", f"file:{pass_file}"]
+
+
+def decrypt_command(pass_file: str) -> list[str]:
+    """The inverse of ``encrypt_command``."""
+    check_pass_file(pass_file)
+    return ["openssl", "enc", "-d", f"-{CIPHER}", "-md", "sha256",
+            "-bufsize", "1048576", "-pass", f"file:{pass_file}"]

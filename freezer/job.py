@@ -1,0 +1,231 @@
+"""The four actions: backup, restore, info and admin, each over any Storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+
+from oslo_config import cfg
+
+from freezer import __version__
+from freezer.common import config, dates
+from freezer.engine import tar
+from freezer.engine.streams import Digest, PipelineError, file_chunks, prefetch, verified
+from freezer.storage.base import FreezerError, NotFound, Storage
+from freezer.storage.layout import (
+    BackupRef,
+    BackupSet,
+    LevelPlan,
+    LevelPolicy,
+    chains_to_remove,
+    group_chains,
+    next_timestamp,
+    plan_level,
+    restore_plan,
+)
+
+LOG = logging.getLogger(__name__)
+
+
+def require(conf: cfg.ConfigOpts, *options: str) -> None:
+    """Fail with one line naming the first missing option."""
+    for option in options:
+        if conf[option] in (None, ""):
+            raise FreezerError(f"--{option.replace('_', '-')} is required for --action {conf.action}")
+
+
+class Job:
+    """One action against one storage; ``run`` returns the result document."""
+
+    def __init__(self, conf: cfg.ConfigOpts, storage: Storage):
+        self.conf = conf
+        self.storage = storage
+
+    def backups(self) -> BackupSet:
+        return BackupSet(self.storage, self.conf.hostname, self.conf.backup_name)
+
+    def result(self, **fields) -> dict:
+        base = {"action": self.conf.action, "backup_name": self.conf.backup_name,
+                "hostname": self.conf.hostname, "container": self.conf.container,
+                "storage": self.conf.storage}
+        base.update(fields)
+        return base
+
+    def run(self) -> dict:
+        raise NotImplementedError
+
+
+class BackupJob(Job):
+    """Back up ``--path-to-backup`` as the next level of the newest chain."""
+
+    def run(self) -> dict:
+        require(self.conf, "path_to_backup", "backup_name")
+        source = os.path.abspath(os.path.expanduser(self.conf.path_to_backup))
+        if not os.path.exists(source):
+            raise FreezerError(f"--path-to-backup {source} does not exist")
+        backups = self.backups()
+        existing = backups.list_backups()
+        now = int(time.time())
+        plan = self._plan(existing, now)
+        ts = next_timestamp(existing, now)
+        ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
+        if self.conf.dry_run:
+            return self.result(level=ref.level, time_stamp=ts, size=0, dry_run=True)
+        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
+        with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
+            snapshot = os.path.join(workdir, "snapshot")
+            if plan.parent:
+                _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
+            digest, warnings = self._upload_data(backups.data_path(ref), source, snapshot)
+            self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
+        metadata = self._metadata(ref, source, digest)
+        backups.write_metadata(ref, metadata)
+        LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
+        return self.result(level=ref.level, time_stamp=ts, l0_time_stamp=ref.l0_ts,
+                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings)
+
+    def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
+        policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,
+                             always_level=self.conf.always_level,
+                             restart_always_level=self.conf.restart_always_level)
+        plan = plan_level(group_chains(existing), now, policy)
+        if plan.level > 0 and plan.parent is None:
+            LOG.warning("level %d has no parent backup: starting a new chain", plan.level)
+            return LevelPlan(0, None, None)
+        return plan
+
+    def _upload_data(self, path: str, source: str, snapshot: str) -> tuple[Digest, list[str]]:
+        options = tar.TarOptions(compression=self.conf.compression,
+                                 encrypt_pass_file=self.conf.encrypt_pass_file,
+                                 excludes=tuple(self.conf.exclude),
+                                 dereference=self.conf.dereference_symlink or "")
+        pipeline = tar.start_backup(source, snapshot, options)
+        digest = Digest()
+        try:
+            self.storage.put_stream(path, prefetch(digest.tap(pipeline.output_chunks())))
+        except BaseException:
+            pipeline.abort()
+            raise
+        warnings = [w for w in pipeline.stderr_of(0).split("; ") if w]
+        for warning in warnings:
+            LOG.warning("%s", warning)
+        pipeline.close()
+        return digest, warnings
+
+    def _metadata(self, ref: BackupRef, source: str, digest: Digest) -> dict:
+        return {"engine_name": tar.NAME, "compression": self.conf.compression,
+                "encryption": bool(self.conf.encrypt_pass_file), "level": ref.level,
+                "time_stamp": ref.ts, "l0_time_stamp": ref.l0_ts, "hostname": self.conf.hostname,
+                "backup_name": self.conf.backup_name, "path_to_backup": source,
+                "data_size": digest.size, "data_sha256": digest.hexdigest(),
+                "agent": f"freezer {__version__}"}
+
+
+class RestoreJob(Job):
+    """Restore the newest state (or the state at ``--restore-from-date``)."""
+
+    def run(self) -> dict:
+        require(self.conf, "restore_abs_path", "backup_name")
+        target = os.path.abspath(os.path.expanduser(self.conf.restore_abs_path))
+        until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
+            if self.conf.restore_from_date else None
+        backups = self.backups()
+        plan = restore_plan(backups.chains(), until)
+        if not plan:
+            when = f" up to {self.conf.restore_from_date}" if until else ""
+            raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
+                           "(check --backup-name, --hostname and --container)")
+        _check_target(target, self.conf.overwrite)
+        if self.conf.dry_run:
+            return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
+        os.makedirs(target, exist_ok=True)
+        size = sum(self._apply(backups, ref, target) for ref in plan)
+        return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
+                           restore_abs_path=target, levels_applied=len(plan))
+
+    def _apply(self, backups: BackupSet, ref: BackupRef, target: str) -> int:
+        metadata = backups.read_metadata(ref)
+        pass_file = self._pass_file(metadata)
+        path = backups.data_path(ref)
+        expected = metadata.get("data_size")
+        if expected is not None and self.storage.size(path) != expected:
+            raise FreezerError(f"{path} is {self.storage.size(path)} bytes, expected {expected}: "
+                               "refusing to restore it")
+        LOG.info("restoring %s into %s", ref.relpath, target)
+        pipeline = tar.start_restore(target, metadata.get("compression", "gzip"), pass_file)
+        chunks = verified(self.storage.get_stream(path), metadata.get("data_sha256"), expected, path)
+        try:
+            pipeline.feed(prefetch(chunks))
+        except PipelineError as exc:
+            pipeline.abort()
+            hint = " (wrong --encrypt-pass-file?)" if pass_file else ""
+            raise FreezerError(f"restore of {ref.relpath} failed{hint}: {exc}") from exc
+        except BaseException:
+            pipeline.abort()
+            raise
+        pipeline.close()
+        return expected or 0
+
+    def _pass_file(self, metadata: dict) -> str | None:
+        if not metadata.get("encryption"):
+            return None
+        if not self.conf.encrypt_pass_file:
+            raise FreezerError("this backup is encrypted: give its passphrase with --encrypt-pass-file")
+        return self.conf.encrypt_pass_file
+
+
+class InfoJob(Job):
+    """List the chains of a backup name: levels, dates and sizes."""
+
+    def run(self) -> dict:
+        require(self.conf, "backup_name")
+        backups = self.backups()
+        rows = []
+        for chain in backups.chains():
+            for ref in chain.backups:
+                metadata = backups.read_metadata(ref)
+                rows.append({"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
+                             "date": dates.show(ref.ts), "size": metadata.get("data_size"),
+                             "compression": metadata.get("compression"),
+                             "encryption": bool(metadata.get("encryption"))})
+        return self.result(backups=rows)
+
+
+class AdminJob(Job):
+    """Remove old chains (``--remove-older-than`` or ``--remove-from-date``)."""
+
+    def run(self) -> dict:
+        require(self.conf, "backup_name")
+        cutoff = self._cutoff()
+        backups = self.backups()
+        doomed = chains_to_remove(backups.chains(), cutoff)
+        for chain in doomed:
+            LOG.info("removing chain %s (%d backups)", dates.show(chain.l0_ts), len(chain.backups))
+            if not self.conf.dry_run:
+                backups.remove_chain(chain)
+        return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run)
+
+    def _cutoff(self) -> int:
+        if self.conf.remove_from_date:
+            return dates.parse(self.conf.remove_from_date, "--remove-from-date")
+        if self.conf.remove_older_than is not None:
+            return int(time.time() - self.conf.remove_older_than * 86400)
+        raise FreezerError("--action admin needs --remove-older-than DAYS or --remove-from-date DATE")
+
+
+JOBS = {"backup": BackupJob, "restore": RestoreJob, "info": InfoJob, "admin": AdminJob}
+
+
+def _download(storage: Storage, path: str, local_path: str) -> None:
+    with open(local_path, "wb") as out:
+        for chunk in storage.get_stream(path):
+            out.write(chunk)
+
+
+def _check_target(target: str, overwrite: bool) -> None:
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise FreezerError(f"--restore-abs-path {target} exists and is not a directory")
+    if os.path.isdir(target) and os.listdir(target) and not overwrite:
+        raise FreezerError(f"--restore-abs-path {target} is not empty: empty it or add --overwrite")

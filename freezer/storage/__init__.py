@@ -1,0 +1,1 @@
+"""Storage drivers and the layout of backups on them."""

@@ -1,0 +1,95 @@
+"""The Storage interface every driver implements, and the error family."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator
+
+
+class FreezerError(Exception):
+    """An expected failure: main.py prints it as one line and exits non-zero."""
+
+    exit_code = 2
+
+
+class StorageError(FreezerError):
+    """A storage operation failed."""
+
+
+class ConnectError(StorageError):
+    """The server could not be reached, or the connection dropped."""
+
+
+class AuthError(StorageError):
+    """The server refused the credentials."""
+
+
+class HostKeyError(StorageError):
+    """An SSH host key is unknown or changed."""
+
+
+class TLSError(StorageError):
+    """TLS could not be set up or the certificate was refused."""
+
+
+class NotFound(StorageError):
+    """The path does not exist on the storage."""
+
+
+class PermissionDenied(StorageError):
+    """The server refused access to a path."""
+
+
+class NoSpace(StorageError):
+    """The storage is full or over quota."""
+
+
+class Storage(abc.ABC):
+    """A place that stores files under relative POSIX paths.
+
+    Drivers know a protocol and nothing about backups; ``layout`` knows backups.
+    """
+
+    #: the name users pass to ``--storage``
+    kind = "abstract"
+
+    @abc.abstractmethod
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Store ``chunks`` at ``path`` atomically and return the byte count."""
+
+    @abc.abstractmethod
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        """Yield the content of ``path`` in chunks; NotFound if absent."""
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]:
+        """Names in directory ``path``; empty when it does not exist."""
+
+    @abc.abstractmethod
+    def rmtree(self, path: str) -> None:
+        """Remove ``path`` and everything below it; absent is fine."""
+
+    @abc.abstractmethod
+    def size(self, path: str) -> int:
+        """Size in bytes of file ``path``; NotFound if absent."""
+
+    def put_bytes(self, path: str, data: bytes) -> int:
+        """Store a small object atomically."""
+        return self.put_stream(path, [data])
+
+    def get_bytes(self, path: str) -> bytes:
+        """Read a small object whole."""
+        return b"".join(self.get_stream(path))
+
+    def close(self) -> None:
+        """Release connections; the default holds none."""
+
+    def describe(self) -> str:
+        """Where the storage is, for messages; never contains a secret."""
+        return self.kind
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

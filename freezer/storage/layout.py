@@ -1,0 +1,210 @@
+"""Where backups lie on a storage, how they form chains, and which to use.
+
+The layout is upstream freezer's, so backups written by either tool are readable by the other::
+
+    data/<engine>/<host>_<name>/<L0_ts>/<level>_<ts>/data
+    data/<engine>/<host>_<name>/<L0_ts>/<level>_<ts>/engine_metadata
+    metadata/<engine>/<host>_<name>/<L0_ts>/<level>_<ts>/metadata
+
+A backup exists only once its ``metadata`` file does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+
+from freezer.storage.base import FreezerError, NotFound, Storage
+
+ENGINE = "tar"
+SECONDS_PER_DAY = 86400
+_LEVEL_DIR = re.compile(r"^(\d+)_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class BackupRef:
+    """One backup: the chain it belongs to, its level and its timestamp."""
+
+    l0_ts: int
+    ts: int
+    level: int
+
+    @property
+    def relpath(self) -> str:
+        """``<L0_ts>/<level>_<ts>``, the part shared by its data and metadata."""
+        return f"{self.l0_ts}/{self.level}_{self.ts}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    """A level-0 backup and the incrementals built on it, oldest first."""
+
+    backups: tuple[BackupRef, ...]
+
+    @property
+    def l0_ts(self) -> int:
+        return self.backups[0].l0_ts
+
+    @property
+    def newest(self) -> BackupRef:
+        return self.backups[-1]
+
+    @property
+    def highest_level(self) -> int:
+        return max(b.level for b in self.backups)
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelPolicy:
+    """The options that decide the level of the next backup."""
+
+    incremental: bool = True
+    max_level: int | None = None
+    always_level: int | None = None
+    restart_always_level: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelPlan:
+    """The level of the next backup, its chain, and the backup it builds on."""
+
+    level: int
+    l0_ts: int | None
+    parent: BackupRef | None
+
+
+class BackupSet:
+    """The backups of one host and backup name on one storage."""
+
+    def __init__(self, storage: Storage, hostname: str, backup_name: str, engine: str = ENGINE):
+        check_name("--backup-name", backup_name)
+        check_name("--hostname", hostname)
+        self.storage = storage
+        self.engine = engine
+        self.prefix = f"{hostname}_{backup_name}"
+
+    def data_dir(self, ref: BackupRef) -> str:
+        return f"data/{self.engine}/{self.prefix}/{ref.relpath}"
+
+    def data_path(self, ref: BackupRef) -> str:
+        return f"{self.data_dir(ref)}/data"
+
+    def engine_metadata_path(self, ref: BackupRef) -> str:
+        return f"{self.data_dir(ref)}/engine_metadata"
+
+    def metadata_path(self, ref: BackupRef) -> str:
+        return f"metadata/{self.engine}/{self.prefix}/{ref.relpath}/metadata"
+
+    def list_backups(self) -> list[BackupRef]:
+        """Every complete backup (its ``metadata`` exists), oldest first."""
+        root = f"metadata/{self.engine}/{self.prefix}"
+        found = []
+        for l0_name in self.storage.listdir(root):
+            if not l0_name.isdigit():
+                continue
+            for level_name in self.storage.listdir(f"{root}/{l0_name}"):
+                match = _LEVEL_DIR.match(level_name)
+                if not match:
+                    continue
+                ref = BackupRef(int(l0_name), int(match.group(2)), int(match.group(1)))
+                if "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"):
+                    found.append(ref)
+        return sorted(found)
+
+    def chains(self) -> list[Chain]:
+        """Complete backups grouped into chains, oldest chain first."""
+        return group_chains(self.list_backups())
+
+    def read_metadata(self, ref: BackupRef) -> dict:
+        """The JSON object stored as a backup's ``metadata``."""
+        raw = self.storage.get_bytes(self.metadata_path(ref))
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
+            raise FreezerError(f"unreadable metadata {self.metadata_path(ref)}: {exc}") from exc
+
+    def write_metadata(self, ref: BackupRef, metadata: dict) -> None:
+        """Write ``metadata`` last: this is what makes the backup exist."""
+        body = json.dumps(metadata, sort_keys=True).encode("utf-8")
+        self.storage.put_bytes(self.metadata_path(ref), body)
+
+    def remove_chain(self, chain: Chain) -> None:
+        """Remove a whole chain, metadata first so it stops existing at once."""
+        self.storage.rmtree(f"metadata/{self.engine}/{self.prefix}/{chain.l0_ts}")
+        self.storage.rmtree(f"data/{self.engine}/{self.prefix}/{chain.l0_ts}")
+
+
+def check_name(option: str, value: str) -> None:
+    """Refuse names that would escape or break the layout."""
+    if not value or "/" in value or value in (".", "..") or "\x00" in value:
+        raise FreezerError(f"invalid {option} {value!r}: it must be a non-empty name without '/'")
+
+
+def group_chains(backups: Sequence[BackupRef]) -> list[Chain]:
+    """Group backups by level-0 timestamp; a chain without its level 0 is dropped."""
+    by_l0: dict[int, list[BackupRef]] = {}
+    for ref in sorted(backups, key=lambda b: (b.l0_ts, b.ts)):
+        by_l0.setdefault(ref.l0_ts, []).append(ref)
+    chains = []
+    for refs in by_l0.values():
+        if refs[0].level == 0 and refs[0].ts == refs[0].l0_ts:
+            chains.append(Chain(tuple(refs)))
+    return sorted(chains, key=lambda c: c.l0_ts)
+
+
+def plan_level(chains: Sequence[Chain], now: int, policy: LevelPolicy) -> LevelPlan:
+    """Choose the level of the next backup (upstream freezer's rules)."""
+    if not policy.incremental or not chains:
+        return LevelPlan(0, None, None)
+    chain = chains[-1]
+    highest = chain.highest_level
+    if _starts_new_chain(chain, highest, now, policy):
+        return LevelPlan(0, None, None)
+    level = highest + 1
+    if policy.always_level is not None and highest == policy.always_level:
+        level = policy.always_level
+    return LevelPlan(level, chain.l0_ts, _newest_at_level(chain, level - 1, now + 1))
+
+
+def _starts_new_chain(chain: Chain, highest: int, now: int, policy: LevelPolicy) -> bool:
+    if policy.max_level is not None and policy.max_level <= highest:
+        return True
+    if policy.always_level is not None and highest > policy.always_level:
+        return True
+    if policy.restart_always_level:
+        return now - chain.l0_ts >= policy.restart_always_level * SECONDS_PER_DAY
+    return False
+
+
+def _newest_at_level(chain: Chain, level: int, before: int) -> BackupRef | None:
+    candidates = [b for b in chain.backups if b.level == level and b.ts < before]
+    return candidates[-1] if candidates else None
+
+
+def restore_plan(chains: Sequence[Chain], until: int | None = None) -> list[BackupRef]:
+    """The backups to apply, in order, to restore the state at ``until`` (default: newest)."""
+    eligible = [c for c in chains if until is None or c.l0_ts <= until]
+    if not eligible:
+        return []
+    chain = eligible[-1]
+    target = [b for b in chain.backups if until is None or b.ts <= until][-1]
+    plan = [target]
+    while plan[0].level > 0:
+        parent = _newest_at_level(chain, plan[0].level - 1, plan[0].ts)
+        if parent is None:
+            raise NotFound(f"backup chain {chain.l0_ts} is missing level {plan[0].level - 1}")
+        plan.insert(0, parent)
+    return plan
+
+
+def chains_to_remove(chains: Sequence[Chain], cutoff: int) -> list[Chain]:
+    """Chains whose level 0 is older than ``cutoff``; never the newest chain."""
+    return [c for c in chains[:-1] if c.l0_ts < cutoff]
+
+
+def next_timestamp(backups: Sequence[BackupRef], now: int) -> int:
+    """``now``, or one second after the newest backup so timestamps stay unique."""
+    newest = max((b.ts for b in backups), default=0)
+    return max(now, newest + 1)
