@@ -8,6 +8,7 @@ The command line wins over the ini file.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import socket
 from collections.abc import Sequence
@@ -17,12 +18,13 @@ from oslo_config import cfg
 from freezer import __version__
 from freezer.storage.base import FreezerError
 
+LOG = logging.getLogger(__name__)
 STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
 ACTIONS = ("backup", "restore", "info", "admin")
 
 CORE_OPTS = [
-    cfg.StrOpt("action", default="backup", choices=ACTIONS, help="What to do."),
-    cfg.StrOpt("storage", choices=STORAGES,
+    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info or admin."),
+    cfg.StrOpt("storage",
                help="Where backups are kept: local, ssh, sftp, ftp, ftps, s3 or swift."),
     cfg.StrOpt("container",
                help="Directory (or bucket/container) on the storage that holds the backups."),
@@ -48,7 +50,9 @@ CORE_OPTS = [
     cfg.StrOpt("restore-abs-path", dest="restore_abs_path", help="Directory to restore into."),
     cfg.StrOpt("restore-from-date", dest="restore_from_date",
                help="Restore the state as of YYYY-MM-DDThh:mm:ss (default: newest)."),
-    cfg.BoolOpt("overwrite", default=False, help="Restore into a non-empty directory."),
+    cfg.BoolOpt("overwrite", default=False,
+                help="Restore into a non-empty directory, making it exactly the backup: "
+                     "files that are not in the backup are deleted."),
     cfg.StrOpt("compression", default="gzip", choices=("gzip", "bzip2", "xz", "zstd", "none"),
                help="Compression of the backup data."),
     cfg.StrOpt("encrypt-pass-file", dest="encrypt_pass_file",
@@ -136,6 +140,8 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     if conf.config:
         apply_ini(conf, read_ini(conf.config))
     resolve_secrets(conf)
+    if conf.action not in ACTIONS:
+        raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")
     return conf
 
 
@@ -165,6 +171,9 @@ def normalize_key(key: str) -> str:
 
 def coerce(opt: cfg.Opt, value):
     """Turn an ini or JSON value into the option's type; 'none' means unset."""
+    choices = getattr(opt.type, "choices", None) or {}
+    if isinstance(value, str) and value in choices:
+        return value
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return [] if isinstance(opt, cfg.MultiStrOpt) else None
     if isinstance(opt, cfg.MultiStrOpt):
@@ -185,6 +194,8 @@ def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
             unknown.append(key)
             continue
         conf.set_default(opt.dest, coerce(opt, value))
+    if unknown:
+        LOG.warning("ignoring unknown options in --config: %s", ", ".join(sorted(unknown)))
     return unknown
 
 

@@ -83,6 +83,7 @@ class Storage(abc.ABC):
 
     def close(self) -> None:
         """Release connections; the default holds none."""
+        return None
 
     def describe(self) -> str:
         """Where the storage is, for messages; never contains a secret."""

@@ -1,0 +1,157 @@
+"""Round trips every storage must pass: a mixin for AgentTestCase subclasses.
+
+A subclass gives ``storage_args()`` and ``storage_root()``: the local directory
+where the server keeps ``--container`` (every test server serves a local directory).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+from freezer.tests.functional.base import AGENT, describe_tree, local_date, make_tree, write
+
+
+class RoundTripTests:
+    """Backup, restore, info and admin through the real agent.
+
+    The subclass also defines ``storage_root()``.
+    """
+
+    def stored(self, pattern: str) -> list[str]:
+        """Files on the server below the container matching a glob."""
+        return sorted(glob.glob(os.path.join(self.storage_root(), pattern), recursive=True))
+
+    def stored_files(self) -> list[str]:
+        return [path for path in self.stored("data/**") if os.path.isfile(path)]
+
+    def test_incremental_chain_restores_every_date(self):
+        make_tree(self.source)
+        states, results = [], []
+        for change in (_no_change, _change_one, _change_two):
+            change(self.source)
+            results.append(self.backup("--compression", "zstd"))
+            states.append(describe_tree(self.source))
+        self.assertEqual([0, 1, 2], [r["level"] for r in results])
+        for index, result in enumerate(results):
+            target = os.path.join(self.tmp, f"restore-{index}")
+            restored = self.restore(target, "--restore-from-date", local_date(result["time_stamp"]))
+            self.assertEqual(index, restored["level"])
+            self.assertSameTree(states[index], target)
+        latest = os.path.join(self.tmp, "restore-latest")
+        self.restore(latest)
+        self.assertSameTree(states[-1], latest)
+
+    def test_encrypted_backup_needs_its_pass_file(self):
+        make_tree(self.source)
+        pass_file = os.path.join(self.tmp, "pass")
+        write(pass_file, "s3cret phrase\n", mode=0o600)
+        self.backup("--encrypt-pass-file", pass_file, "--compression", "gzip")
+        data = self.stored("data/**/data")[-1]
+        with open(data, "rb") as handle:
+            self.assertEqual(b"Salted__", handle.read(8))
+        missing = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r1", expect=None)
+        self.assertOneLineError(missing, "--encrypt-pass-file")
+        wrong = os.path.join(self.tmp, "wrong")
+        write(wrong, "not it\n")
+        bad = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r2",
+                         "--encrypt-pass-file", wrong, expect=None)
+        self.assertOneLineError(bad, "--encrypt-pass-file")
+        self.restore(f"{self.tmp}/r3", "--encrypt-pass-file", pass_file)
+        self.assertSameTree(describe_tree(self.source), f"{self.tmp}/r3")
+
+    def test_every_compression(self):
+        write(f"{self.source}/text.txt", "compressible " * 10000)
+        for name in ("gzip", "bzip2", "xz", "zstd", "none"):
+            self.backup("--compression", name, "--no-incremental")
+            target = os.path.join(self.tmp, f"restore-{name}")
+            self.restore(target)
+            self.assertSameTree(describe_tree(self.source), target)
+
+    def test_info_lists_and_admin_keeps_newest_chain(self):
+        write(f"{self.source}/f", "x")
+        for _ in range(3):
+            self.backup("--no-incremental")
+        info = self.result_of("--action", "info")
+        self.assertEqual([0, 0, 0], [row["level"] for row in info["backups"]])
+        cutoff = local_date(info["backups"][-1]["time_stamp"])
+        removed = self.result_of("--action", "admin", "--remove-from-date", cutoff)
+        self.assertEqual(2, len(removed["removed"]))
+        after = self.result_of("--action", "info")
+        self.assertEqual([info["backups"][-1]["time_stamp"]], [r["time_stamp"] for r in after["backups"]])
+        self.assertEqual(1, len(self.stored("data/tar/*/*")))
+        table = self.agent("--action", "info").stdout
+        self.assertIn("level", table)
+
+    def test_corrupted_data_is_refused(self):
+        make_tree(self.source)
+        self.backup("--compression", "none")
+        data = self.stored("data/**/data")[-1]
+        with open(data, "r+b") as handle:
+            handle.seek(1000)
+            handle.write(b"CORRUPT")
+        proc = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r", expect=None)
+        self.assertOneLineError(proc, "sha256")
+
+    def test_interrupted_backup_leaves_earlier_backups_intact(self):
+        write(f"{self.source}/small", "first")
+        self.backup()
+        write(f"{self.source}/big.bin", os.urandom(40 << 20))
+        argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name,
+                "--path-to-backup", self.source, "--compression", "xz"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        files_before = len(self.stored_files())
+        _wait_for(lambda: len(self.stored_files()) > files_before, proc)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        self.assertNotEqual(0, proc.returncode, stderr)
+        self.assertNotIn("Traceback", stderr)
+        self.assertEqual(1, len(self.stored("metadata/**/metadata")))
+        target = os.path.join(self.tmp, "restore-after-interrupt")
+        self.restore(target)
+        self.assertEqual(["small"], os.listdir(target))
+        os.remove(f"{self.source}/big.bin")
+        self.assertEqual(1, self.backup()["level"])
+
+    def test_restore_refuses_non_empty_target(self):
+        write(f"{self.source}/f", "x")
+        self.backup()
+        target = os.path.join(self.tmp, "busy")
+        write(f"{target}/keep", "mine")
+        proc = self.agent("--action", "restore", "--restore-abs-path", target, expect=None)
+        self.assertOneLineError(proc, "--overwrite")
+        self.restore(target, "--overwrite")
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_restore_without_backup(self):
+        proc = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r", expect=None)
+        self.assertOneLineError(proc, "no backup")
+
+
+def _no_change(root: str) -> None:
+    return None
+
+
+def _change_one(root: str) -> None:
+    write(f"{root}/plain.txt", "changed\n", mtime=1_700_000_000)
+    write(f"{root}/new dir/new.txt", "new\n")
+    os.remove(f"{root}/random.bin")
+
+
+def _change_two(root: str) -> None:
+    shutil.rmtree(f"{root}/deep")
+    os.remove(f"{root}/link-to-plain")
+    write(f"{root}/empty/dir/now-full", "full\n")
+
+
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"backup ended or stalled before the test could interrupt it: {proc.returncode}")
+        time.sleep(0.05)

@@ -1,0 +1,97 @@
+"""The agent end to end on local storage, and the errors every user meets first."""
+
+import json
+import os
+import tarfile
+
+from freezer.tests.functional import roundtrip
+from freezer.tests.functional.base import AgentTestCase, write
+
+
+class LocalAgentTest(AgentTestCase):
+    def setUp(self):
+        super().setUp()
+        self.container = os.path.join(self.tmp, "container")
+
+    def storage_args(self):
+        return ["--storage", "local", "--container", self.container]
+
+    def storage_root(self):
+        return self.container
+
+
+class TestLocalRoundTrip(roundtrip.RoundTripTests, LocalAgentTest):
+    """The shared round trips on local storage."""
+
+
+class TestLocalErrors(LocalAgentTest):
+    def test_unknown_storage(self):
+        proc = self.agent("--storage", "tape", expect=None)
+        self.assertOneLineError(proc, "tape", "--storage")
+
+    def test_missing_container(self):
+        proc = self.agent("--container", "", "--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "--container")
+
+    def test_missing_path_to_backup(self):
+        self.assertOneLineError(self.agent(expect=None), "--path-to-backup")
+
+    def test_path_that_does_not_exist(self):
+        proc = self.agent("--path-to-backup", f"{self.tmp}/nope", expect=None)
+        self.assertOneLineError(proc, "does not exist")
+
+    def test_bad_restore_date(self):
+        proc = self.agent("--action", "restore", "--restore-abs-path", self.tmp + "/r",
+                          "--restore-from-date", "yesterday", expect=None)
+        self.assertOneLineError(proc, "--restore-from-date")
+
+    def test_dry_run_writes_nothing(self):
+        write(f"{self.source}/f", "x")
+        result = self.backup("--dry-run")
+        self.assertTrue(result["dry_run"])
+        self.assertFalse(os.path.exists(self.container))
+
+    def test_config_file_and_command_line(self):
+        ini = os.path.join(self.tmp, "agent.ini")
+        write(ini, f"[default]\npath_to_backup = {self.source}\ncompression = none\nbackup_name = from-ini\n")
+        write(f"{self.source}/f", "x")
+        out = os.path.join(self.tmp, "out.json")
+        self.agent("--config", ini, "--metadata-out", out)
+        with open(out) as handle:
+            self.assertEqual("test-backup", json.load(handle)["backup_name"])
+
+    def test_restore_never_writes_outside_target(self):
+        ref = "1000/0_1000"
+        data_dir = f"{self.container}/data/tar/{self._prefix()}/{ref}"
+        os.makedirs(data_dir)
+        archive = os.path.join(data_dir, "data")
+        evil = os.path.join(self.tmp, "evil.txt")
+        write(evil + ".src", "escaped")
+        with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tar:
+            tar.add(evil + ".src", arcname="../evil.txt")
+            tar.add(evil + ".src", arcname=evil)
+            link = tarfile.TarInfo("escape")
+            link.type, link.linkname = tarfile.SYMTYPE, self.tmp
+            tar.addfile(link)
+            tar.add(evil + ".src", arcname="escape/through-link.txt")
+        write(f"{data_dir}/engine_metadata", "")
+        meta = {"engine_name": "tar", "compression": "none", "encryption": False}
+        write(f"{self.container}/metadata/tar/{self._prefix()}/{ref}/metadata", json.dumps(meta))
+        target = os.path.join(self.tmp, "target")
+        self.agent("--action", "restore", "--restore-abs-path", target, expect=None)
+        self.assertFalse(os.path.exists(evil))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "through-link.txt")))
+        self.assertEqual(["escaped"], [open(evil + ".src").read()])
+
+    def test_secrets_never_printed(self):
+        write(f"{self.source}/f", "x")
+        log = os.path.join(self.tmp, "agent.log")
+        proc = self.agent("--path-to-backup", self.source, "--ftp-password", "hunter2-secret",
+                          "--log-file", log, "--metadata-out", "-", "--debug")
+        with open(log) as handle:
+            self.assertNotIn("hunter2-secret", handle.read() + proc.stdout + proc.stderr)
+
+    def _prefix(self):
+        import socket
+
+        return f"{socket.gethostname()}_{self.backup_name}"

@@ -1,0 +1,71 @@
+"""Option merging: command line over ini file, secrets from files and environment."""
+
+import os
+
+import fixtures
+import testtools
+
+from freezer.common import config
+from freezer.storage.base import FreezerError
+
+
+class TestConfig(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+
+    def ini(self, text):
+        path = os.path.join(self.tmp, "job.ini")
+        with open(path, "w") as handle:
+            handle.write(text)
+        return path
+
+    def test_defaults(self):
+        conf = config.build([])
+        self.assertEqual(("backup", "gzip", True), (conf.action, conf.compression, config.incremental(conf)))
+
+    def test_no_incremental_as_the_spec_writes_it(self):
+        self.assertFalse(config.incremental(config.build(["--no-incremental"])))
+
+    def test_ini_any_section_dashes_and_coercion(self):
+        path = self.ini("[job]\nbackup-name = nightly\nmax_level = 3\noverwrite = true\n"
+                        "restore_from_date = none\n[storage:extra]\nbackup_name = ignored\n")
+        conf = config.build(["--config", path])
+        self.assertEqual(("nightly", 3, True, None),
+                         (conf.backup_name, conf.max_level, conf.overwrite, conf.restore_from_date))
+
+    def test_command_line_wins_over_ini(self):
+        path = self.ini("[default]\nbackup_name = from_ini\ncompression = xz\n")
+        conf = config.build(["--config", path, "--backup-name", "from_cli"])
+        self.assertEqual(("from_cli", "xz"), (conf.backup_name, conf.compression))
+
+    def test_bad_ini_value_names_the_option(self):
+        path = self.ini("[default]\nmax_level = lots\n")
+        error = self.assertRaises(FreezerError, config.build, ["--config", path])
+        self.assertIn("max_level", str(error))
+
+    def test_missing_ini_file(self):
+        error = self.assertRaises(FreezerError, config.build, ["--config", "/nonexistent.ini"])
+        self.assertIn("--config", str(error))
+
+    def test_unknown_action_is_one_clear_error(self):
+        error = self.assertRaises(FreezerError, config.build, ["--action", "fly"])
+        self.assertIn("backup, restore, info, admin", str(error))
+
+    def test_password_from_file(self):
+        path = os.path.join(self.tmp, "pw")
+        with open(path, "w") as handle:
+            handle.write("s3cret\n")
+        self.assertEqual("s3cret", config.build(["--ftp-password-file", path]).ftp_password)
+
+    def test_password_from_environment(self):
+        self.useFixture(fixtures.EnvironmentVariable("FREEZER_FTP_PASSWORD", "envpw"))
+        self.assertEqual("envpw", config.build([]).ftp_password)
+
+    def test_command_line_password_wins(self):
+        self.useFixture(fixtures.EnvironmentVariable("FREEZER_FTP_PASSWORD", "envpw"))
+        self.assertEqual("clipw", config.build(["--ftp-password", "clipw"]).ftp_password)
+
+    def test_secret_values_listed_for_masking(self):
+        conf = config.build(["--ftp-password", "p1", "--ssh-password", "p2"])
+        self.assertEqual({"p1", "p2"}, set(config.secret_values(conf)))

@@ -1,0 +1,87 @@
+"""Level choice, restore plans and retention (pure logic)."""
+
+import testtools
+
+from freezer.storage import layout
+from freezer.storage.layout import BackupRef, LevelPolicy
+
+
+def chain(*levels_and_ts):
+    """A chain from (level, ts) pairs; the first is level 0."""
+    l0 = levels_and_ts[0][1]
+    return layout.Chain(tuple(BackupRef(l0, ts, level) for level, ts in levels_and_ts))
+
+
+class TestPlanLevel(testtools.TestCase):
+    def test_first_backup_is_level_zero(self):
+        self.assertEqual(0, layout.plan_level([], 100, LevelPolicy()).level)
+
+    def test_not_incremental_always_level_zero(self):
+        plan = layout.plan_level([chain((0, 10))], 100, LevelPolicy(incremental=False))
+        self.assertEqual((0, None), (plan.level, plan.parent))
+
+    def test_incremental_builds_on_newest(self):
+        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy())
+        self.assertEqual((2, 10, BackupRef(10, 20, 1)), (plan.level, plan.l0_ts, plan.parent))
+
+    def test_max_level_starts_new_chain(self):
+        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=1))
+        self.assertEqual(0, plan.level)
+
+    def test_below_max_level_goes_on(self):
+        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=3))
+        self.assertEqual(2, plan.level)
+
+    def test_always_level_is_differential(self):
+        plan = layout.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=2))
+        self.assertEqual((2, BackupRef(10, 20, 1)), (plan.level, plan.parent))
+
+    def test_always_level_exceeded_starts_new_chain(self):
+        plan = layout.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=1))
+        self.assertEqual(0, plan.level)
+
+    def test_restart_always_level_counts_from_level_zero(self):
+        policy = LevelPolicy(always_level=1, restart_always_level=1)
+        self.assertEqual(1, layout.plan_level([chain((0, 0), (1, 80000))], 86399, policy).level)
+        self.assertEqual(0, layout.plan_level([chain((0, 0), (1, 80000))], 86400, policy).level)
+
+
+class TestRestorePlan(testtools.TestCase):
+    chains = [chain((0, 10), (1, 20)), chain((0, 100), (1, 110), (2, 120), (2, 130))]
+
+    def test_newest(self):
+        plan = layout.restore_plan(self.chains)
+        self.assertEqual([(0, 100), (1, 110), (2, 130)], [(b.level, b.ts) for b in plan])
+
+    def test_by_date_inside_chain(self):
+        plan = layout.restore_plan(self.chains, until=125)
+        self.assertEqual([(0, 100), (1, 110), (2, 120)], [(b.level, b.ts) for b in plan])
+
+    def test_by_date_older_chain(self):
+        plan = layout.restore_plan(self.chains, until=99)
+        self.assertEqual([(0, 10), (1, 20)], [(b.level, b.ts) for b in plan])
+
+    def test_before_everything(self):
+        self.assertEqual([], layout.restore_plan(self.chains, until=5))
+
+    def test_nothing(self):
+        self.assertEqual([], layout.restore_plan([]))
+
+
+class TestRetentionAndNames(testtools.TestCase):
+    def test_old_chains_removed_but_never_newest(self):
+        chains = [chain((0, 10)), chain((0, 20)), chain((0, 30))]
+        self.assertEqual([10, 20], [c.l0_ts for c in layout.chains_to_remove(chains, 1000)])
+        self.assertEqual([10], [c.l0_ts for c in layout.chains_to_remove(chains, 15)])
+
+    def test_chain_without_level_zero_is_dropped(self):
+        refs = [BackupRef(10, 20, 1), BackupRef(30, 30, 0)]
+        self.assertEqual([30], [c.l0_ts for c in layout.group_chains(refs)])
+
+    def test_timestamps_stay_unique(self):
+        self.assertEqual(51, layout.next_timestamp([BackupRef(40, 50, 0)], 50))
+        self.assertEqual(60, layout.next_timestamp([BackupRef(40, 50, 0)], 60))
+
+    def test_bad_names_refused(self):
+        for bad in ("", "a/b", "..", "."):
+            self.assertRaises(layout.FreezerError, layout.check_name, "--backup-name", bad)

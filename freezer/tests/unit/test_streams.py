@@ -1,0 +1,119 @@
+"""Stream stages: digests, verification, prefetch, pipelines and codecs."""
+
+import hashlib
+import os
+import subprocess
+
+import fixtures
+import testtools
+
+from freezer.common import logs
+from freezer.engine import codecs
+from freezer.engine.streams import ChecksumError, Digest, Pipeline, PipelineError, prefetch, verified
+
+
+class TestChunks(testtools.TestCase):
+    def test_digest_counts_and_hashes(self):
+        digest = Digest()
+        self.assertEqual([b"ab", b"c"], list(digest.tap([b"ab", b"c"])))
+        self.assertEqual((3, hashlib.sha256(b"abc").hexdigest()), (digest.size, digest.hexdigest()))
+
+    def test_verified_passes_good_data(self):
+        good = hashlib.sha256(b"abc").hexdigest()
+        self.assertEqual([b"a", b"bc"], list(verified([b"a", b"bc"], good, 3, "x")))
+
+    def test_verified_holds_back_last_chunk_of_bad_data(self):
+        seen = []
+        bad = verified([b"a", b"bc"], hashlib.sha256(b"abd").hexdigest(), 3, "x/data")
+        error = self.assertRaises(ChecksumError, lambda: [seen.append(c) for c in bad])
+        self.assertEqual([b"a"], seen)
+        self.assertIn("x/data", str(error))
+
+    def test_verified_checks_size(self):
+        self.assertRaises(ChecksumError, list, verified([b"ab"], None, 3, "x"))
+
+    def test_prefetch_keeps_order_and_raises_errors(self):
+        self.assertEqual(list(range(50)), list(prefetch(iter(range(50)), depth=2)))
+
+        def broken():
+            yield b"x"
+            raise ValueError("boom")
+
+        self.assertRaises(ValueError, list, prefetch(broken()))
+
+    def test_prefetch_stops_producer_when_consumer_leaves(self):
+        produced = []
+
+        def endless():
+            while True:
+                produced.append(1)
+                yield b"x"
+
+        stream = prefetch(endless(), depth=2)
+        next(stream)
+        stream.close()
+        count = len(produced)
+        self.assertLess(count, 10)
+
+
+class TestPipeline(testtools.TestCase):
+    def test_output_of_chained_processes(self):
+        pipeline = Pipeline([["printf", "hello"], ["tr", "a-z", "A-Z"]], feed_input=False, read_output=True)
+        self.assertEqual(b"HELLO", b"".join(pipeline.output_chunks()))
+
+    def test_failure_names_the_process_and_its_message(self):
+        pipeline = Pipeline([["sh", "-c", "echo broken >&2; exit 3"]], feed_input=False, read_output=True)
+        error = self.assertRaises(PipelineError, b"".join, pipeline.output_chunks())
+        self.assertIn("sh failed (exit 3): broken", str(error))
+
+    def test_feed(self):
+        out = os.path.join(self.useFixture(fixtures.TempDir()).path, "out")
+        pipeline = Pipeline([["gzip", "-c"], ["sh", "-c", f"gzip -dc > {out}"]], feed_input=True, read_output=False)
+        pipeline.feed([b"abc", b"def"])
+        with open(out, "rb") as handle:
+            self.assertEqual(b"abcdef", handle.read())
+
+
+class TestCodecs(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.pass_file = os.path.join(self.tmp, "pass")
+        with open(self.pass_file, "w") as handle:
+            handle.write("correct horse\n")
+
+    def test_every_compression_round_trips(self):
+        data = os.urandom(1000) + b"text " * 5000
+        for name in codecs.COMPRESSIONS:
+            packed = _through([codecs.compress_command(name)], data)
+            self.assertEqual(data, _through([codecs.decompress_command(name)], packed), name)
+
+    def test_encryption_is_what_openssl_cli_reads(self):
+        data = b"secret data " * 1000
+        sealed = _through([codecs.encrypt_command(self.pass_file)], data)
+        self.assertTrue(sealed.startswith(b"Salted__"))
+        by_hand = subprocess.run(["openssl", "enc", "-d", "-aes-256-cfb", "-md", "sha256",
+                                  "-pass", f"file:{self.pass_file}"], input=sealed, capture_output=True)
+        self.assertEqual(data, by_hand.stdout)
+
+    def test_missing_pass_file_names_the_option(self):
+        error = self.assertRaises(codecs.FreezerError, codecs.encrypt_command, "/nonexistent")
+        self.assertIn("--encrypt-pass-file", str(error))
+
+    def test_unknown_compression(self):
+        self.assertRaises(codecs.FreezerError, codecs.compress_command, "lzma9")
+
+
+class TestSecretMask(testtools.TestCase):
+    def test_mask_replaces_every_secret(self):
+        mask = logs.SecretMask(["hunter2", ""])
+        self.assertEqual("login u/*** failed", mask.mask("login u/hunter2 failed"))
+
+
+def _through(stages, data):
+    """Run ``data`` through command stages and return the output."""
+    stages = [s for s in stages if s]
+    if not stages:
+        return data
+    first = subprocess.run(stages[0], input=data, capture_output=True, check=True).stdout
+    return _through(stages[1:], first)
