@@ -13,7 +13,8 @@ import sys
 import fixtures
 import testtools
 
-AGENT = shutil.which("freezer-agent") or os.path.join(os.path.dirname(sys.executable), "freezer-agent")
+_BESIDE_PYTHON = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
+AGENT = _BESIDE_PYTHON if os.path.exists(_BESIDE_PYTHON) else shutil.which("freezer-agent")
 
 
 def write(path: str, data: bytes | str, mode: int = 0o644, mtime: int | None = None) -> None:

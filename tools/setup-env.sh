@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what freezer and its tests need on a fresh Debian machine: system tools and a venv in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pair in tar:tar gzip:gzip bzip2:bzip2 xz:xz-utils zstd:zstd pigz:pigz openssl:openssl \
+            sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client vsftpd:vsftpd; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[test]'
