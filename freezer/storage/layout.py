@@ -165,7 +165,7 @@ def plan_level(chains: Sequence[Chain], now: int, policy: LevelPolicy) -> LevelP
     level = highest + 1
     if policy.always_level is not None and highest == policy.always_level:
         level = policy.always_level
-    return LevelPlan(level, chain.l0_ts, _newest_at_level(chain, level - 1, now + 1))
+    return LevelPlan(level, chain.l0_ts, _newest_at_level(chain, level - 1))
 
 
 def _starts_new_chain(chain: Chain, highest: int, now: int, policy: LevelPolicy) -> bool:
@@ -178,8 +178,8 @@ def _starts_new_chain(chain: Chain, highest: int, now: int, policy: LevelPolicy)
     return False
 
 
-def _newest_at_level(chain: Chain, level: int, before: int) -> BackupRef | None:
-    candidates = [b for b in chain.backups if b.level == level and b.ts < before]
+def _newest_at_level(chain: Chain, level: int, before: int | None = None) -> BackupRef | None:
+    candidates = [b for b in chain.backups if b.level == level and (before is None or b.ts < before)]
     return candidates[-1] if candidates else None
 
 

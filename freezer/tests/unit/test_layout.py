@@ -24,6 +24,10 @@ class TestPlanLevel(testtools.TestCase):
         plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy())
         self.assertEqual((2, 10, BackupRef(10, 20, 1)), (plan.level, plan.l0_ts, plan.parent))
 
+    def test_parent_may_be_ahead_of_the_clock(self):
+        plan = layout.plan_level([chain((0, 10), (1, 11))], 10, LevelPolicy())
+        self.assertEqual((2, BackupRef(10, 11, 1)), (plan.level, plan.parent))
+
     def test_max_level_starts_new_chain(self):
         plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=1))
         self.assertEqual(0, plan.level)
