@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -90,9 +91,20 @@ def info_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def catch_signals() -> None:
+    """SIGINT and SIGTERM interrupt the job cleanly, even when started with SIGINT ignored (cron, &)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``freezer-agent``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    catch_signals()
     mask = logs.SecretMask([])
     debug = "--debug" in argv or "-d" in argv
     try:

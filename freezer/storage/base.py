@@ -85,6 +85,10 @@ class Storage(abc.ABC):
         """Release connections; the default holds none."""
         return None
 
+    def reset(self) -> None:
+        """Drop a broken connection so the next operation reconnects."""
+        return None
+
     def describe(self) -> str:
         """Where the storage is, for messages; never contains a secret."""
         return self.kind

@@ -27,7 +27,11 @@ class RoundTripTests:
         return sorted(glob.glob(os.path.join(self.storage_root(), pattern), recursive=True))
 
     def stored_files(self) -> list[str]:
-        return [path for path in self.stored("data/**") if os.path.isfile(path)]
+        """Every file under ``data/``, hidden temporary uploads included."""
+        found = []
+        for parent, _, files in os.walk(os.path.join(self.storage_root(), "data")):
+            found += [os.path.join(parent, name) for name in files]
+        return found
 
     def test_incremental_chain_restores_every_date(self):
         make_tree(self.source)
@@ -112,6 +116,7 @@ class RoundTripTests:
         self.assertNotEqual(0, proc.returncode, stderr)
         self.assertNotIn("Traceback", stderr)
         self.assertEqual(1, len(self.stored("metadata/**/metadata")))
+        self.assertEqual(files_before, len(self.stored_files()), "a partial upload was left behind")
         target = os.path.join(self.tmp, "restore-after-interrupt")
         self.restore(target)
         self.assertEqual(["small"], os.listdir(target))

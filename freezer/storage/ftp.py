@@ -1,0 +1,441 @@
+"""FTP and FTPS storage on stdlib ftplib.
+
+Transfers stream through ``transfercmd`` sockets in large blocks; uploads go to a
+temporary name renamed into place (RNFR/RNTO). FTPS is explicit (AUTH TLS) or
+implicit, verifies the server certificate, protects data (PROT P) and resumes the
+control connection's TLS session on data connections, as vsftpd requires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ftplib
+import logging
+import posixpath
+import socket
+import ssl
+import uuid
+from collections.abc import Iterable, Iterator
+
+from freezer.storage.base import (
+    AuthError,
+    ConnectError,
+    NoSpace,
+    NotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    TLSError,
+)
+
+LOG = logging.getLogger(__name__)
+BLOCK_SIZE = 1 << 20
+SOCKET_BUFFER = 4 << 20
+MISSING_CODES = ("450", "550")
+FULL_CODES = ("452", "552")
+
+
+@dataclasses.dataclass(frozen=True)
+class FtpSettings:
+    """How to reach the server; ``password`` is never shown."""
+
+    host: str
+    port: int
+    username: str
+    password: str = dataclasses.field(repr=False)
+    container: str
+    tls: bool = False
+    implicit_tls: bool = False
+    cacert: str | None = None
+    insecure: bool = False
+    keyfile: str | None = None
+    certfile: str | None = None
+    active: bool = False
+    timeout: float = 60.0
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class _SessionReusingFTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+class _ImplicitFTP_TLS(_SessionReusingFTP_TLS):
+    """FTPS where TLS starts with the connection (port 990)."""
+
+    def connect(self, host="", port=0, timeout=-999, source_address=None):
+        self.host, self.port = host, port
+        if timeout != -999:
+            self.timeout = timeout
+        raw = socket.create_connection((host, port), self.timeout)
+        self.af = raw.family
+        self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+class FtpStorage(Storage):
+    """Backups in a directory of an FTP or FTPS server."""
+
+    kind = "ftp"
+
+    def __init__(self, settings: FtpSettings):
+        self.settings = settings
+        self.kind = "ftps" if settings.tls else "ftp"
+        self._ftp: ftplib.FTP | None = None
+        self._root: str | None = None
+        self._made_dirs: set[str] = set()
+
+    def describe(self) -> str:
+        s = self.settings
+        return f"{self.kind}://{s.username}@{s.where}/{s.container.lstrip('/')}"
+
+    # -- connection -------------------------------------------------------
+
+    def _client(self) -> ftplib.FTP:
+        if self._ftp is None:
+            self._ftp = self._connect()
+            self._root = self._resolve_root(self._ftp)
+        return self._ftp
+
+    def _connect(self) -> ftplib.FTP:
+        s = self.settings
+        ftp = self._new_client()
+        try:
+            ftp.connect(s.host, s.port, timeout=s.timeout)
+            _keepalive(ftp.sock)
+            if s.tls and not s.implicit_tls:
+                self._auth_tls(ftp)
+            self._login(ftp)
+            if s.tls:
+                ftp.prot_p()
+            ftp.set_pasv(not s.active)
+            ftp.voidcmd("TYPE I")
+        except BaseException as exc:
+            _close_quietly(ftp)
+            raise self._translate(exc, "connect") from exc
+        LOG.info("connected to %s", self.describe())
+        return ftp
+
+    def _new_client(self) -> ftplib.FTP:
+        if not self.settings.tls:
+            return ftplib.FTP(timeout=self.settings.timeout)
+        cls = _ImplicitFTP_TLS if self.settings.implicit_tls else _SessionReusingFTP_TLS
+        return cls(context=self._tls_context(), timeout=self.settings.timeout)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            if s.cacert:
+                context.load_verify_locations(cafile=s.cacert)
+            if s.certfile:
+                context.load_cert_chain(s.certfile, s.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(f"cannot load --ftp-cacert/--ftp-certfile/--ftp-keyfile: {exc}") from exc
+        if s.insecure:
+            LOG.warning("--ftp-insecure: the certificate of %s is NOT verified", s.where)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        # TLS 1.3 session tickets arrive after the handshake; some servers (vsftpd)
+        # then refuse the data connection. 1.2 resumes the control session reliably.
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def _auth_tls(self, ftp: ftplib.FTP_TLS) -> None:
+        try:
+            ftp.auth()
+        except ftplib.error_perm as exc:
+            raise TLSError(f"{self.settings.where} does not offer TLS (AUTH TLS refused: {_reply(exc)}); "
+                           "use --storage ftp only on a trusted network") from exc
+
+    def _login(self, ftp: ftplib.FTP) -> None:
+        s = self.settings
+        try:
+            ftp.login(s.username or "anonymous", s.password or "")
+        except ftplib.error_perm as exc:
+            raise AuthError(f"login to {s.where} as {s.username!r} refused ({_reply(exc)}): "
+                            "check --ftp-username and --ftp-password") from exc
+        try:
+            ftp.sendcmd("OPTS UTF8 ON")
+        except ftplib.all_errors:
+            pass  # servers that always speak UTF-8 may not know the command
+
+    def _resolve_root(self, ftp: ftplib.FTP) -> str:
+        container = self.settings.container
+        if container.startswith("/"):
+            return posixpath.normpath(container)
+        return posixpath.normpath(posixpath.join(ftp.pwd(), container))
+
+    def close(self) -> None:
+        if self._ftp is not None:
+            try:
+                self._ftp.quit()
+            except (*ftplib.all_errors, EOFError):
+                _close_quietly(self._ftp)
+            self._ftp = None
+
+    def reset(self) -> None:
+        """Drop the connection; the next operation reconnects."""
+        if self._ftp is not None:
+            _close_quietly(self._ftp)
+            self._ftp = None
+        self._made_dirs.clear()
+
+    # -- operations -------------------------------------------------------
+
+    def _abs(self, path: str) -> str:
+        if any(c in path for c in "\r\n\x00"):
+            raise StorageError(f"path {path!r} cannot be sent over FTP")
+        self._client()
+        return posixpath.join(self._root, path)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        target = self._abs(path)
+        temp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.partial-{uuid.uuid4().hex[:8]}")
+        self._makedirs(posixpath.dirname(target))
+        try:
+            written = self._store(temp, chunks)
+            self._rename(temp, target)
+        except BaseException as exc:
+            self._discard(temp)
+            raise self._translate(exc, f"upload {target}") from exc
+        return written
+
+    def _binary(self) -> ftplib.FTP:
+        """The client in binary mode: ftplib's listings leave the session in ASCII."""
+        ftp = self._client()
+        ftp.voidcmd("TYPE I")
+        return ftp
+
+    def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
+        ftp = self._binary()
+        written = 0
+        conn = ftp.transfercmd(f"STOR {remote}")
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            for chunk in chunks:
+                conn.sendall(chunk)
+                written += len(chunk)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        finally:
+            conn.close()
+        ftp.voidresp()
+        return written
+
+    def _rename(self, source: str, target: str) -> None:
+        ftp = self._client()
+        try:
+            ftp.rename(source, target)
+        except ftplib.error_perm:
+            # Some servers refuse RNTO onto an existing file: remove it, then rename.
+            ftp.delete(target)
+            ftp.rename(source, target)
+
+    def _discard(self, remote: str) -> None:
+        """Best-effort removal of a partial upload, on a fresh connection if needed."""
+        try:
+            self.reset()
+            self._client().delete(remote)
+        except (*ftplib.all_errors, EOFError, StorageError):
+            LOG.debug("could not remove partial upload %s", remote)
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        remote = self._abs(path)
+        try:
+            ftp = self._binary()
+            conn = ftp.transfercmd(f"RETR {remote}")
+        except BaseException as exc:
+            raise self._translate(exc, f"download {remote}", missing=True) from exc
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            while data := conn.recv(BLOCK_SIZE):
+                yield data
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+            conn.close()
+            ftp.voidresp()
+        except GeneratorExit:
+            conn.close()
+            self.reset()  # the server still thinks a transfer runs
+            raise
+        except BaseException as exc:
+            conn.close()
+            self.reset()
+            raise self._translate(exc, f"download {remote}") from exc
+
+    def listdir(self, path: str) -> list[str]:
+        return [name for name, _ in self._entries(self._abs(path))]
+
+    def _entries(self, remote: str) -> list[tuple[str, str | None]]:
+        """(name, 'file'|'dir'|None) of a directory; empty when absent."""
+        ftp = self._client()
+        try:
+            try:
+                return sorted((name, facts.get("type")) for name, facts in ftp.mlsd(remote, facts=["type"])
+                              if facts.get("type") not in ("cdir", "pdir") and name not in (".", ".."))
+            except ftplib.error_perm as exc:
+                if not _reply(exc).startswith(("500", "501", "502", "504")):
+                    raise
+            return sorted((posixpath.basename(n), None) for n in ftp.nlst(remote)
+                          if posixpath.basename(n) not in (".", ".."))
+        except ftplib.error_temp as exc:
+            if _reply(exc).startswith(MISSING_CODES):
+                return []
+            raise self._translate(exc, f"list {remote}") from exc
+        except ftplib.error_perm as exc:
+            if _reply(exc).startswith(MISSING_CODES):
+                return []
+            raise self._translate(exc, f"list {remote}") from exc
+        except BaseException as exc:
+            raise self._translate(exc, f"list {remote}") from exc
+
+    def rmtree(self, path: str) -> None:
+        self._rmtree(self._abs(path))
+
+    def _rmtree(self, remote: str) -> None:
+        ftp = self._client()
+        for name, kind in self._entries(remote):
+            child = posixpath.join(remote, name)
+            if kind == "dir":
+                self._rmtree(child)
+                continue
+            try:
+                ftp.delete(child)
+            except ftplib.error_perm:
+                if kind == "file":
+                    raise
+                self._rmtree(child)  # no type from NLST: not a file, so a directory
+        try:
+            ftp.rmd(remote)
+        except ftplib.error_perm as exc:
+            if self._is_dir(remote):
+                raise self._translate(exc, f"remove {remote}") from exc
+        self._made_dirs = {d for d in self._made_dirs if not (d == remote or d.startswith(remote + "/"))}
+
+    def size(self, path: str) -> int:
+        remote = self._abs(path)
+        try:
+            result = self._binary().size(remote)
+        except BaseException as exc:
+            raise self._translate(exc, f"size of {remote}", missing=True) from exc
+        if result is None:
+            raise StorageError(f"{self.settings.where} did not report the size of {remote}")
+        return result
+
+    def _makedirs(self, remote: str) -> None:
+        ftp = self._client()
+        parts = [p for p in remote.split("/") if p]
+        current = "/" if remote.startswith("/") else ""
+        for part in parts:
+            current = posixpath.join(current, part)
+            if current in self._made_dirs:
+                continue
+            try:
+                ftp.mkd(current)
+            except ftplib.error_perm as exc:
+                if not self._is_dir(current):
+                    raise PermissionDenied(f"cannot create {current} on {self.settings.where} "
+                                           f"({_reply(exc)}): check --container and its permissions") from exc
+            self._made_dirs.add(current)
+
+    def _is_dir(self, remote: str) -> bool:
+        ftp = self._client()
+        try:
+            ftp.cwd(remote)
+            return True
+        except ftplib.error_perm:
+            return False
+
+    # -- errors -----------------------------------------------------------
+
+    def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
+        """Map a low-level failure to the storage error family, naming host and option."""
+        if isinstance(exc, (StorageError, KeyboardInterrupt, GeneratorExit)):
+            return exc
+        where = self.settings.where
+        reply = _reply(exc) if isinstance(exc, ftplib.Error) else ""
+        if reply.startswith(FULL_CODES):
+            return NoSpace(f"{where} is out of space during {action} ({reply}): free space on the server")
+        if missing and reply.startswith(MISSING_CODES):
+            return NotFound(f"{action}: no such file on {where} ({reply})")
+        if reply.startswith(("550", "553", "532")):
+            return PermissionDenied(f"{action} refused by {where} ({reply}): check --container and its permissions")
+        if reply.startswith("530"):
+            return AuthError(f"{where} refused {action} ({reply}): check --ftp-username and --ftp-password")
+        if isinstance(exc, ftplib.Error):
+            return StorageError(f"{action} failed on {where}: {reply}")
+        return _network_error(exc, where, action)
+
+
+def _network_error(exc: BaseException, where: str, action: str) -> BaseException:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(f"certificate of {where} refused: {exc.verify_message}; "
+                        "add its CA with --ftp-cacert (or, unsafely, --ftp-insecure)")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS with {where} failed during {action}: {exc.reason or exc}")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host of {where}: check --ftp-host")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(f"connection to {where} refused: check --ftp-host and --ftp-port")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return ConnectError(f"{where} did not answer in time during {action}: check --ftp-host, "
+                            "--ftp-port and firewalls (or raise --ftp-timeout)")
+    if isinstance(exc, (OSError, EOFError)):
+        return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+    return exc
+
+
+def _reply(exc: BaseException) -> str:
+    return str(exc.args[0] if exc.args else exc).strip()
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive on the control connection, so NAT does not drop it in long transfers."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _close_quietly(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.close()
+    except OSError:
+        pass
+
+
+def _settings(conf, tls: bool) -> FtpSettings:
+    storage = "ftps" if tls else "ftp"
+    if not conf.ftp_host:
+        raise StorageError(f"--storage {storage} needs --ftp-host")
+    default_port = 990 if (tls and conf.ftp_implicit_tls) else 21
+    return FtpSettings(host=conf.ftp_host, port=conf.ftp_port or default_port,
+                       username=conf.ftp_username or "", password=conf.ftp_password or "",
+                       container=conf.container, tls=tls, implicit_tls=conf.ftp_implicit_tls,
+                       cacert=conf.ftp_cacert, insecure=conf.ftp_insecure, keyfile=conf.ftp_keyfile,
+                       certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout)
+
+
+def ftp_from_conf(conf) -> Storage:
+    """``--storage ftp``."""
+    from freezer.storage.retry import Retrying
+
+    return Retrying(FtpStorage(_settings(conf, tls=False)))
+
+
+def ftps_from_conf(conf) -> Storage:
+    """``--storage ftps``."""
+    from freezer.storage.retry import Retrying
+
+    return Retrying(FtpStorage(_settings(conf, tls=True)))

@@ -1,0 +1,93 @@
+"""Retry with backoff after a dropped connection, around any network driver."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from freezer.storage.base import ConnectError, Storage
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Retrying(Storage):
+    """Reconnect and repeat an operation that failed with ConnectError.
+
+    Operations that can be replayed are retried: everything but ``put_stream``
+    of a one-shot iterator, and ``get_stream`` once data has been handed out.
+    """
+
+    def __init__(self, inner: Storage, attempts: int = 3, backoff: float = 1.0):
+        self.inner = inner
+        self.kind = inner.kind
+        self.attempts = attempts
+        self.backoff = backoff
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def _retry(self, action: str, operation: Callable[[], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation()
+            except ConnectError as exc:
+                if attempt == self.attempts:
+                    raise
+                delay = self.backoff * 2 ** (attempt - 1)
+                LOG.warning("%s: %s; retrying in %.0fs (%d of %d)", action, exc, delay, attempt, self.attempts - 1)
+                self.inner.reset()
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        replayable = chunks if isinstance(chunks, (list, tuple)) else _OneShot(chunks)
+        return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, replayable))
+
+    def put_bytes(self, path: str, data: bytes) -> int:
+        return self._retry(f"upload {path}", lambda: self.inner.put_bytes(path, data))
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._retry(f"download {path}", lambda: self.inner.get_bytes(path))
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        stream, first = self._retry(f"download {path}", lambda: _started(self.inner.get_stream(path)))
+        if first is None:
+            return
+        yield first
+        yield from stream
+
+    def listdir(self, path: str) -> list[str]:
+        return self._retry(f"list {path}", lambda: self.inner.listdir(path))
+
+    def rmtree(self, path: str) -> None:
+        self._retry(f"remove {path}", lambda: self.inner.rmtree(path))
+
+    def size(self, path: str) -> int:
+        return self._retry(f"size of {path}", lambda: self.inner.size(path))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
+class _OneShot:
+    """An iterator that may be started once: a retry after data was consumed must fail."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks = iter(chunks)
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.started:
+            raise ConnectError("connection lost in the middle of an upload that cannot be replayed")
+        self.started = True
+        return self.chunks
+
+
+def _started(stream: Iterator[bytes]) -> tuple[Iterator[bytes], bytes | None]:
+    return stream, next(stream, None)

@@ -1,0 +1,182 @@
+"""FTP and FTPS storage end to end against pyftpdlib and vsftpd on 127.0.0.1."""
+
+import os
+
+from freezer.tests import servers
+from freezer.tests.functional import roundtrip
+from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
+
+
+class ServerAgentTest(AgentTestCase):
+    """An agent test against a server fixture made by ``make_server``."""
+
+    container = "backups"
+
+    def make_server(self):
+        raise NotImplementedError
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(self.make_server())
+
+    def storage_args(self):
+        return self.server.agent_options(self.container)
+
+    def storage_root(self):
+        return os.path.join(self.server.root, self.container)
+
+
+class TestPyftpdFtp(roundtrip.RoundTripTests, ServerAgentTest):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp)
+
+
+class TestPyftpdFtps(roundtrip.RoundTripTests, ServerAgentTest):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp, True)
+
+
+class TestVsftpdFtps(ServerAgentTest):
+    """vsftpd with require_ssl_reuse=YES and forced TLS: stock ftplib fails here with 522."""
+
+    def make_server(self):
+        return servers.Vsftpd(self.tmp, tls=True)
+
+    def test_incremental_round_trip(self):
+        make_tree(self.source)
+        self.backup()
+        write(f"{self.source}/added.txt", "added")
+        os.remove(f"{self.source}/random.bin")
+        self.assertEqual(1, self.backup()["level"])
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestVsftpdFtp(ServerAgentTest):
+    container = "/tmp/absolute-container-not-allowed"
+
+    def make_server(self):
+        return servers.Vsftpd(self.tmp)
+
+    def storage_args(self):
+        return self.server.agent_options(os.path.join(self.server.root, "nested", "backups"))
+
+    def storage_root(self):
+        return os.path.join(self.server.root, "nested", "backups")
+
+    def test_absolute_container_and_nested_directories(self):
+        make_tree(self.source)
+        self.backup()
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+        self.assertEqual(1, len(roundtrip.RoundTripTests.stored(self, "metadata/**/metadata")))
+
+
+class TestFtpErrors(ServerAgentTest):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp)
+
+    def options(self, **changes):
+        """The server's options with some replaced (``None`` drops an option)."""
+        options = dict(zip(self.server.agent_options()[::2], self.server.agent_options()[1::2]))
+        for key, value in changes.items():
+            key = "--" + key.replace("_", "-")
+            if value is None:
+                options.pop(key, None)
+            else:
+                options[key] = value
+        return [item for pair in options.items() for item in pair]
+
+    def run_with(self, **changes):
+        self.storage_args = lambda: self.options(**changes)
+        write(f"{self.source}/f", "x")
+        return self.agent("--path-to-backup", self.source, expect=None)
+
+    def test_missing_host(self):
+        self.assertOneLineError(self.run_with(ftp_host=None), "--ftp-host")
+
+    def test_wrong_password_names_option_not_secret(self):
+        proc = self.run_with(ftp_password="wrong-Secret-99")
+        self.assertOneLineError(proc, "--ftp-password", "127.0.0.1")
+        self.assertNotIn("wrong-Secret-99", proc.stderr + proc.stdout)
+
+    def test_connection_refused(self):
+        proc = self.run_with(ftp_port=str(servers.free_port()))
+        self.assertOneLineError(proc, "refused", "--ftp-port")
+
+    def test_ftps_against_plain_server(self):
+        self.assertOneLineError(self.run_with(storage="ftps"), "TLS")
+
+    def test_password_from_environment_and_file(self):
+        write(f"{self.source}/f", "x")
+        self.storage_args = lambda: self.options(ftp_password=None)
+        self.agent("--path-to-backup", self.source, env={"FREEZER_FTP_PASSWORD": self.server.password})
+        pw_file = os.path.join(self.tmp, "pw")
+        write(pw_file, self.server.password + "\n", mode=0o600)
+        self.storage_args = lambda: self.options(ftp_password=None, ftp_password_file=pw_file)
+        self.agent("--path-to-backup", self.source)
+
+
+class TestFtpsCertificate(ServerAgentTest):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp, True)
+
+    def test_untrusted_certificate_refused(self):
+        write(f"{self.source}/f", "x")
+        options = self.server.agent_options()
+        index = options.index("--ftp-cacert")
+        self.storage_args = lambda: options[:index] + options[index + 2:]
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "certificate", "--ftp-cacert")
+        insecure = self.agent("--path-to-backup", self.source, "--ftp-insecure")
+        self.assertIn("NOT verified", insecure.stderr)
+
+
+class TestFtpServerRefusals(AgentTestCase):
+    """Servers that refuse writes: read-only account, full disk."""
+
+    def serve(self, *flags):
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, *flags))
+        self.storage_args = lambda: server.agent_options()
+        write(f"{self.source}/f", "x")
+        return server
+
+    def test_read_only_server(self):
+        self.serve("--read-only")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "--container")
+
+    def test_full_server_keeps_earlier_backup(self):
+        server = servers.PyFtpd(self.tmp)
+        server.setUp()
+        self.storage_args = lambda: server.agent_options()
+        write(f"{self.source}/f", "x")
+        try:
+            self.backup()
+        finally:
+            server.cleanUp()
+        full = self.useFixture(servers.PyFtpd(self.tmp, False, "--full"))
+        self.storage_args = lambda: full.agent_options()
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "space")
+        metadata = [f for f in _walk(os.path.join(full.root, "backups")) if f.endswith("/metadata")]
+        self.assertEqual(1, len(metadata))
+        self.restore(os.path.join(self.tmp, "restored"))
+
+    def test_server_without_mlsd(self):
+        self.serve("--no-mlsd")
+        make_tree(self.source)
+        self.backup()
+        self.backup()
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+        self.result_of("--action", "admin", "--remove-from-date", "2100-01-01T00:00:00")
+
+
+def _walk(root):
+    for parent, _, files in os.walk(root):
+        for name in files:
+            yield os.path.join(parent, name)

@@ -1,0 +1,62 @@
+"""A pyftpdlib server for tests: ``python -m freezer.tests.pyftpd --root DIR ...``.
+
+Prints its port on the first line of stdout, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+from pyftpdlib.servers import FTPServer
+
+FULL_PERMISSIONS = "elradfmwMT"
+READ_ONLY = "elr"
+
+
+def handler_class(args: argparse.Namespace) -> type:
+    """The handler for the options: plain or TLS, honest or pretending to be full."""
+    base = TLS_FTPHandler if args.cert else FTPHandler
+
+    class Handler(base):
+        refused = 0
+
+        def ftp_STOR(self, file, mode="w"):
+            if args.full:
+                self.respond("552 Requested file action aborted. Exceeded storage allocation.")
+                return None
+            return super().ftp_STOR(file, mode)
+
+    if args.cert:
+        Handler.certfile, Handler.keyfile = args.cert, args.key
+        Handler.tls_control_required = True
+        Handler.tls_data_required = True
+    if args.no_mlsd:
+        Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--user", default="freezer")
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--read-only", action="store_true")
+    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--no-mlsd", action="store_true")
+    args = parser.parse_args()
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(args.user, args.password, args.root, perm=READ_ONLY if args.read_only else FULL_PERMISSIONS)
+    handler = handler_class(args)
+    handler.authorizer = authorizer
+    handler.banner = "freezer test server"
+    server = FTPServer(("127.0.0.1", 0), handler)
+    print(server.address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

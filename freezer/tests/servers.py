@@ -1,0 +1,244 @@
+"""Real servers on 127.0.0.1 for tests and the demo: pyftpdlib, vsftpd, OpenSSH sshd.
+
+Each server is a fixture: it starts in ``setUp``, serves a local directory
+(``root``), and stops in ``cleanUp``. ``agent_options()`` gives the
+freezer-agent options that reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import fixtures
+
+TEST_USER = "freezer-test"
+TEST_PASSWORD = "pw-freezer-Test-1"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Wait until ``port`` accepts connections; fail if ``proc`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {_output(proc)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
+
+
+def _output(proc: subprocess.Popen) -> str:
+    with contextlib.suppress(Exception):
+        return (proc.stderr.read() or b"").decode(errors="replace")[-2000:] if proc.stderr else ""
+    return ""
+
+
+def ensure_test_user() -> pwd.struct_passwd:
+    """The system user vsftpd and sshd log in as (created once, needs root)."""
+    try:
+        user = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", TEST_USER], check=True)
+        user = pwd.getpwnam(TEST_USER)
+    subprocess.run(["chpasswd"], input=f"{TEST_USER}:{TEST_PASSWORD}", text=True, check=True)
+    return user
+
+
+def served_dir(parent: str, name: str, owner: pwd.struct_passwd | None = None) -> str:
+    """A directory a server can use as its root (path traversable, owned by ``owner``)."""
+    path = os.path.join(parent, name)
+    os.makedirs(path, exist_ok=True)
+    walk = parent
+    while walk not in ("/", ""):
+        os.chmod(walk, os.stat(walk).st_mode | 0o755) if walk.startswith("/tmp/") else None
+        walk = os.path.dirname(walk)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    return path
+
+
+class TestCA(fixtures.Fixture):
+    """A throw-away CA and a server certificate for 127.0.0.1 and localhost."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def _setUp(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "freezer test CA")])
+        ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=30))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                  critical=True)
+                   .sign(ca_key, hashes.SHA256()))
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        san = x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                           x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(san, critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        os.makedirs(self.directory, exist_ok=True)
+        self.ca_file = os.path.join(self.directory, "ca.pem")
+        self.cert_file = os.path.join(self.directory, "server.pem")
+        self.key_file = os.path.join(self.directory, "server.key")
+        pem = serialization.Encoding.PEM
+        with open(self.ca_file, "wb") as out:
+            out.write(ca_cert.public_bytes(pem))
+        with open(self.cert_file, "wb") as out:
+            out.write(cert.public_bytes(pem))
+        with open(self.key_file, "wb") as out:
+            out.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption()))
+        os.chmod(self.key_file, 0o600)
+
+
+class _Server(fixtures.Fixture):
+    """A server process serving ``root``; subclasses start it."""
+
+    storage = "ftp"
+    port = 0
+    username = TEST_USER
+    password = TEST_PASSWORD
+    proc: subprocess.Popen | None = None
+
+    def __init__(self, workdir: str):
+        super().__init__()
+        self.workdir = workdir
+
+    def _stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def agent_options(self, container: str = "backups") -> list[str]:
+        return ["--storage", self.storage, "--container", container, "--ftp-host", "127.0.0.1",
+                "--ftp-port", str(self.port), "--ftp-username", self.username,
+                "--ftp-password", self.password]
+
+
+class PyFtpd(_Server):
+    """pyftpdlib: FTP, or explicit FTPS with a throw-away CA (``tls=True``)."""
+
+    def __init__(self, workdir: str, tls: bool = False, *flags: str):
+        super().__init__(workdir)
+        self.tls = tls
+        self.flags = flags
+        self.storage = "ftps" if tls else "ftp"
+        self.username = "freezer"
+
+    def _setUp(self):
+        self.root = served_dir(self.workdir, "ftp-root")
+        argv = [sys.executable, "-m", "freezer.tests.pyftpd", "--root", self.root,
+                "--user", self.username, "--password", self.password, *self.flags]
+        if self.tls:
+            self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
+            argv += ["--cert", self.ca.cert_file, "--key", self.ca.key_file]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(self._stop)
+        line = self.proc.stdout.readline()
+        if not line.strip():
+            raise RuntimeError(f"pyftpdlib did not start: {_output(self.proc)}")
+        self.port = int(line)
+
+    def agent_options(self, container: str = "backups") -> list[str]:
+        options = super().agent_options(container)
+        return options + (["--ftp-cacert", self.ca.ca_file] if self.tls else [])
+
+
+class Vsftpd(_Server):
+    """vsftpd with a local user; with ``tls=True`` its strict defaults (session reuse, forced TLS)."""
+
+    def __init__(self, workdir: str, tls: bool = False):
+        super().__init__(workdir)
+        self.tls = tls
+        self.storage = "ftps" if tls else "ftp"
+
+    def _setUp(self):
+        binary = shutil.which("vsftpd") or "/usr/sbin/vsftpd"
+        user = ensure_test_user()
+        self.root = served_dir(self.workdir, "vsftpd-root", owner=user)
+        self.port = free_port()
+        pasv = free_port()
+        lines = {
+            "listen": "YES", "listen_address": "127.0.0.1", "listen_port": self.port, "background": "NO",
+            "anonymous_enable": "NO", "local_enable": "YES", "write_enable": "YES", "local_umask": "022",
+            "local_root": self.root, "pam_service_name": "vsftpd", "seccomp_sandbox": "NO",
+            "pasv_enable": "YES", "pasv_min_port": pasv, "pasv_max_port": pasv + 20,
+            "xferlog_enable": "NO", "userlist_enable": "NO", "utf8_filesystem": "YES",
+            "secure_chroot_dir": self._empty_dir(), "ssl_enable": "YES" if self.tls else "NO",
+        }
+        if self.tls:
+            self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
+            lines.update({"rsa_cert_file": self.ca.cert_file, "rsa_private_key_file": self.ca.key_file,
+                          "require_ssl_reuse": "YES", "force_local_data_ssl": "YES",
+                          "force_local_logins_ssl": "YES", "ssl_ciphers": "HIGH"})
+        config = os.path.join(self.workdir, "vsftpd.conf")
+        with open(config, "w") as out:
+            out.writelines(f"{key}={value}\n" for key, value in lines.items())
+        self.proc = subprocess.Popen([binary, config], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(self._stop)
+        wait_for_port(self.port, self.proc)
+
+    def _empty_dir(self) -> str:
+        path = os.path.join(self.workdir, "vsftpd-empty")
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o755)
+        return path
+
+    def agent_options(self, container: str = "backups") -> list[str]:
+        options = super().agent_options(container)
+        return options + (["--ftp-cacert", self.ca.ca_file] if self.tls else [])
+
+
+@contextlib.contextmanager
+def for_storage(kind: str, workdir: str) -> Iterator[_Server]:
+    """A running server for ``kind`` (ftp, ftps, sftp), for the demo."""
+    makers = {"ftp": lambda: PyFtpd(workdir), "ftps": lambda: PyFtpd(workdir, True)}
+    if kind == "sftp":
+        from freezer.tests.sshd import Sshd
+
+        makers["sftp"] = lambda: Sshd(workdir)
+    if kind not in makers:
+        raise SystemExit(f"no demo server for {kind!r}: choose local, ftp, ftps or sftp")
+    os.makedirs(workdir, exist_ok=True)
+    server = makers[kind]()
+    server.setUp()
+    try:
+        yield server
+    finally:
+        server.cleanUp()
