@@ -201,7 +201,8 @@ class FtpStorage(Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
-        temp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.partial-{uuid.uuid4().hex[:8]}")
+        directory, name = posixpath.split(target)
+        temp = posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
         self._makedirs(posixpath.dirname(target))
         try:
             written = self._store(temp, chunks)

@@ -80,7 +80,7 @@ class TestFtpErrors(ServerAgentTest):
 
     def options(self, **changes):
         """The server's options with some replaced (``None`` drops an option)."""
-        options = dict(zip(self.server.agent_options()[::2], self.server.agent_options()[1::2]))
+        options = dict(zip(self.server.agent_options()[::2], self.server.agent_options()[1::2], strict=True))
         for key, value in changes.items():
             key = "--" + key.replace("_", "-")
             if value is None:
