@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted: nothing was recorded, earlier backups are untouched", 130, debug)
     except OSError as exc:
         return _fail(mask.mask(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"), 1, debug)
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        return _fail(mask.mask(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)"), 1, debug)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

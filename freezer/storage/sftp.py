@@ -1,0 +1,418 @@
+"""SFTP storage on paramiko, for ``--storage sftp`` (``--ftp-*``) and ``--storage ssh`` (``--ssh-*``).
+
+Host keys are checked against known_hosts: unknown hosts are learnt (OpenSSH's
+accept-new) or refused (``strict``); a changed key is always refused. Uploads are
+pipelined to a temporary name and renamed into place; downloads prefetch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import os
+import posixpath
+import socket
+import stat
+import uuid
+from collections.abc import Iterable, Iterator
+
+import paramiko
+
+from freezer.storage.base import (
+    AuthError,
+    ConnectError,
+    HostKeyError,
+    NoSpace,
+    NotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+)
+
+LOG = logging.getLogger(__name__)
+BLOCK_SIZE = 1 << 20
+WINDOW_SIZE = 64 << 20
+MAX_PACKET = 256 << 10
+SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+
+
+@dataclasses.dataclass(frozen=True)
+class SftpSettings:
+    """How to reach and log in to the server; secrets are never shown."""
+
+    host: str
+    port: int
+    username: str
+    container: str
+    password: str | None = dataclasses.field(default=None, repr=False)
+    key_file: str | None = None
+    key_passphrase: str | None = dataclasses.field(default=None, repr=False)
+    known_hosts: str = "~/.ssh/known_hosts"
+    host_key_policy: str = "accept-new"
+    timeout: float = 60.0
+    option_prefix: str = "--ftp"
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def option(self, name: str) -> str:
+        """The option a user changes, in the spelling they used (--ftp-host or --ssh-host)."""
+        return f"{self.option_prefix}-{name}"
+
+
+class SftpStorage(Storage):
+    """Backups in a directory of an SFTP server."""
+
+    kind = "sftp"
+
+    def __init__(self, settings: SftpSettings, kind: str = "sftp"):
+        self.settings = settings
+        self.kind = kind
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._root: str | None = None
+
+    def describe(self) -> str:
+        s = self.settings
+        return f"{self.kind}://{s.username}@{s.where}/{s.container.lstrip('/')}"
+
+    # -- connection -------------------------------------------------------
+
+    def _client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            self._sftp = self._connect()
+            self._root = self._resolve_root(self._sftp)
+        return self._sftp
+
+    def _connect(self) -> paramiko.SFTPClient:
+        s = self.settings
+        sock = self._socket()
+        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
+        self._transport = transport
+        try:
+            _prefer_fast_ciphers(transport)
+            transport.start_client(timeout=s.timeout)
+            self._check_host_key(transport.get_remote_server_key())
+            self._authenticate(transport)
+            transport.set_keepalive(30)
+            sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+        except StorageError:
+            self.reset()
+            raise
+        except paramiko.SSHException as exc:
+            self.reset()
+            if "subsystem" in str(exc).lower() or "channel closed" in str(exc).lower():
+                raise StorageError(f"{s.where} offers no SFTP subsystem: enable it on the server") from exc
+            raise ConnectError(f"SSH with {s.where} failed: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            self.reset()
+            raise _network_error(exc, s) from exc
+        sftp.get_channel().settimeout(s.timeout)
+        LOG.info("connected to %s", self.describe())
+        return sftp
+
+    def _socket(self) -> socket.socket:
+        s = self.settings
+        try:
+            sock = socket.create_connection((s.host, s.port), timeout=s.timeout)
+        except OSError as exc:
+            raise _network_error(exc, s) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _check_host_key(self, key: paramiko.PKey) -> None:
+        s = self.settings
+        name = s.host if s.port == 22 else f"[{s.host}]:{s.port}"
+        user_file = os.path.expanduser(s.known_hosts)
+        known = paramiko.HostKeys()
+        for path in (SYSTEM_KNOWN_HOSTS, user_file):
+            if os.path.exists(path):
+                known.load(path)
+        entries = known.lookup(name) or {}
+        fingerprint = key.fingerprint
+        if key.get_name() in entries:
+            if entries[key.get_name()] != key:
+                raise HostKeyError(f"host key of {s.where} CHANGED ({key.get_name()} {fingerprint}); refusing to "
+                                   f"connect. If the change is expected, remove the old key from {user_file} "
+                                   f"(ssh-keygen -R '{name}' -f {user_file}); see --ssh-known-hosts")
+            return
+        if s.host_key_policy == "strict":
+            raise HostKeyError(f"host key of {s.where} is unknown ({key.get_name()} {fingerprint}): add it to "
+                               f"{user_file} or use --ssh-host-key-policy accept-new")
+        _record_host_key(user_file, name, key)
+        LOG.warning("learnt host key of %s (%s %s) into %s", s.where, key.get_name(), fingerprint, user_file)
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        s = self.settings
+        tried = []
+        if s.key_file:
+            tried.append(f"key {s.key_file}")
+            if self._try(lambda: transport.auth_publickey(s.username, _load_key(s))):
+                return
+        if s.password:
+            tried.append("password")
+            if self._try(lambda: transport.auth_password(s.username, s.password)):
+                return
+        for agent_key in _agent_keys():
+            tried.append("ssh-agent")
+            if self._try(lambda k=agent_key: transport.auth_publickey(s.username, k)):
+                return
+        what = ", ".join(dict.fromkeys(tried)) or "no password, key or agent"
+        raise AuthError(f"login to {s.where} as {s.username!r} refused (tried {what}): check "
+                        f"{s.option('username')}, {s.option('password')} or --ssh-key")
+
+    @staticmethod
+    def _try(attempt) -> bool:
+        try:
+            attempt()
+            return True
+        except paramiko.AuthenticationException:
+            return False
+
+    def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
+        container = self.settings.container
+        if container.startswith("/"):
+            return posixpath.normpath(container)
+        return posixpath.normpath(posixpath.join(sftp.normalize("."), container))
+
+    def close(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        for closable in (self._sftp, self._transport):
+            if closable is not None:
+                try:
+                    closable.close()
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass
+        self._sftp = self._transport = None
+
+    # -- operations -------------------------------------------------------
+
+    def _abs(self, path: str) -> str:
+        self._client()
+        return posixpath.join(self._root, path)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        target = self._abs(path)
+        directory, name = posixpath.split(target)
+        temp = posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
+        sftp = self._client()
+        written = 0
+        try:
+            self._makedirs(directory)
+            with sftp.open(temp, "wb", bufsize=BLOCK_SIZE) as remote:
+                remote.set_pipelined(True)
+                for chunk in chunks:
+                    remote.write(chunk)
+                    written += len(chunk)
+            self._rename(temp, target)
+        except BaseException as exc:
+            self._discard(temp)
+            raise self._translate(exc, f"upload {target}") from exc
+        return written
+
+    def _rename(self, source: str, target: str) -> None:
+        sftp = self._client()
+        try:
+            sftp.posix_rename(source, target)
+        except OSError:
+            # Servers without posix-rename@openssh.com refuse to rename onto a file.
+            try:
+                sftp.remove(target)
+            except OSError:
+                pass
+            sftp.rename(source, target)
+
+    def _discard(self, remote: str) -> None:
+        try:
+            self._client().remove(remote)
+        except (OSError, EOFError, paramiko.SSHException, StorageError):
+            LOG.debug("could not remove partial upload %s", remote)
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        remote = self._abs(path)
+        try:
+            handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
+            handle.prefetch(handle.stat().st_size)
+        except BaseException as exc:
+            raise self._translate(exc, f"download {remote}", missing=True) from exc
+        try:
+            with handle:
+                while data := handle.read(BLOCK_SIZE):
+                    yield data
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.reset()
+            raise self._translate(exc, f"download {remote}") from exc
+
+    def listdir(self, path: str) -> list[str]:
+        remote = self._abs(path)
+        try:
+            return sorted(self._client().listdir(remote))
+        except FileNotFoundError:
+            return []
+        except BaseException as exc:
+            raise self._translate(exc, f"list {remote}") from exc
+
+    def rmtree(self, path: str) -> None:
+        remote = self._abs(path)
+        try:
+            self._rmtree(remote)
+        except FileNotFoundError:
+            return
+        except BaseException as exc:
+            raise self._translate(exc, f"remove {remote}") from exc
+
+    def _rmtree(self, remote: str) -> None:
+        sftp = self._client()
+        for entry in sftp.listdir_attr(remote):
+            child = posixpath.join(remote, entry.filename)
+            if stat.S_ISDIR(entry.st_mode):
+                self._rmtree(child)
+            else:
+                sftp.remove(child)
+        sftp.rmdir(remote)
+
+    def size(self, path: str) -> int:
+        remote = self._abs(path)
+        try:
+            return self._client().stat(remote).st_size
+        except BaseException as exc:
+            raise self._translate(exc, f"size of {remote}", missing=True) from exc
+
+    def _makedirs(self, remote: str) -> None:
+        sftp = self._client()
+        missing = []
+        current = remote
+        while current not in ("/", ""):
+            try:
+                if stat.S_ISDIR(sftp.stat(current).st_mode):
+                    break
+            except FileNotFoundError:
+                missing.append(current)
+                current = posixpath.dirname(current)
+                continue
+            raise StorageError(f"{current} on {self.settings.where} is a file, not a directory: check --container")
+        for directory in reversed(missing):
+            sftp.mkdir(directory)
+
+    # -- errors -----------------------------------------------------------
+
+    def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
+        """Map a low-level failure to the storage error family, naming host and option."""
+        if isinstance(exc, (StorageError, KeyboardInterrupt, GeneratorExit)):
+            return exc
+        where = self.settings.where
+        if isinstance(exc, FileNotFoundError) and missing:
+            return NotFound(f"{action}: no such file on {where}")
+        if isinstance(exc, PermissionError):
+            return PermissionDenied(f"{action} refused by {where}: check --container and its permissions")
+        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "quota" in str(exc).lower()
+                                          or "no space" in str(exc).lower()):
+            return NoSpace(f"{where} is out of space during {action}: free space on the server")
+        if isinstance(exc, (EOFError, paramiko.SSHException)):
+            return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
+            return _network_error(exc, self.settings, action)
+        if isinstance(exc, OSError):
+            # OpenSSH's sftp-server reports a full or read-only disk as a bare "Failure".
+            hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
+            return StorageError(f"{action} failed on {where}: {exc}{hint}")
+        return exc
+
+
+def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:
+    options = transport.get_security_options()
+    available = list(options.ciphers)
+    options.ciphers = [c for c in FAST_CIPHERS if c in available] + [c for c in available if c not in FAST_CIPHERS]
+
+
+def _record_host_key(path: str, name: str, key: paramiko.PKey) -> None:
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+
+def _load_key(s: SftpSettings) -> paramiko.PKey:
+    try:
+        passphrase = s.key_passphrase.encode() if s.key_passphrase else None
+        return paramiko.PKey.from_path(os.path.expanduser(s.key_file), password=passphrase)
+    except FileNotFoundError as exc:
+        raise AuthError(f"--ssh-key {s.key_file} does not exist") from exc
+    except (paramiko.PasswordRequiredException, TypeError) as exc:
+        if s.key_passphrase:
+            raise AuthError(f"cannot decrypt --ssh-key {s.key_file}: check --ssh-key-passphrase-file") from exc
+        raise AuthError(f"--ssh-key {s.key_file} is encrypted: give --ssh-key-passphrase-file") from exc
+    except (paramiko.SSHException, ValueError) as exc:
+        raise AuthError(f"cannot load --ssh-key {s.key_file} (wrong passphrase or format): {exc}") from exc
+
+
+def _agent_keys() -> list:
+    if not os.environ.get("SSH_AUTH_SOCK"):
+        return []
+    try:
+        return list(paramiko.Agent().get_keys())
+    except (paramiko.SSHException, OSError):
+        return []
+
+
+def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect") -> BaseException:
+    where = s.where
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host of {where}: check {s.option('host')}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(f"connection to {where} refused: check {s.option('host')} and {s.option('port')}")
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return ConnectError(f"{where} did not answer in time during {action}: check {s.option('host')}, "
+                            f"{s.option('port')} and firewalls")
+    return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+
+
+def _first_line(path: str | None, option: str) -> str | None:
+    if not path:
+        return None
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            return handle.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise StorageError(f"cannot read {option} {path}: {exc.strerror}") from exc
+
+
+def _common(conf) -> dict:
+    return dict(container=conf.container, key_file=conf.ssh_key,
+                key_passphrase=_first_line(conf.ssh_key_passphrase_file, "--ssh-key-passphrase-file"),
+                known_hosts=conf.ssh_known_hosts, host_key_policy=conf.ssh_host_key_policy,
+                timeout=conf.ssh_timeout)
+
+
+def sftp_from_conf(conf) -> Storage:
+    """``--storage sftp``: the spec's ``--ftp-host/--ftp-port/--ftp-username/--ftp-password``."""
+    from freezer.storage.retry import Retrying
+
+    if not conf.ftp_host:
+        raise StorageError("--storage sftp needs --ftp-host")
+    settings = SftpSettings(host=conf.ftp_host, port=conf.ftp_port or 22,
+                            username=conf.ftp_username or _local_user(), password=conf.ftp_password,
+                            option_prefix="--ftp", **_common(conf))
+    return Retrying(SftpStorage(settings, "sftp"))
+
+
+def ssh_from_conf(conf) -> Storage:
+    """``--storage ssh``: upstream's ``--ssh-host/--ssh-port/--ssh-username/--ssh-key``."""
+    from freezer.storage.retry import Retrying
+
+    if not conf.ssh_host:
+        raise StorageError("--storage ssh needs --ssh-host")
+    settings = SftpSettings(host=conf.ssh_host, port=conf.ssh_port or 22,
+                            username=conf.ssh_username or _local_user(), password=conf.ssh_password,
+                            option_prefix="--ssh", **_common(conf))
+    return Retrying(SftpStorage(settings, "ssh"))
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()

@@ -1,0 +1,107 @@
+"""SFTP and ssh storage end to end against OpenSSH sshd on 127.0.0.1."""
+
+import os
+
+from freezer.tests.functional import roundtrip
+from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
+from freezer.tests.servers import free_port
+from freezer.tests.sshd import Sshd, keygen
+
+
+class SshdAgentTest(AgentTestCase):
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.tmp))
+
+    def storage_args(self):
+        return self.server.agent_options()
+
+    def storage_root(self):
+        return self.server.container()
+
+
+class TestSftpRoundTrip(roundtrip.RoundTripTests, SshdAgentTest):
+    """The spec's spelling: --storage sftp --ftp-host ... with a password."""
+
+
+class TestSshSpelling(SshdAgentTest):
+    def storage_args(self):
+        return self.server.ssh_options()
+
+    def round_trip(self):
+        make_tree(self.source)
+        self.backup()
+        write(f"{self.source}/more.txt", "more")
+        self.assertEqual(1, self.backup()["level"])
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_key_login_round_trip(self):
+        self.round_trip()
+
+    def test_encrypted_key_with_passphrase_file(self):
+        key = keygen(os.path.join(self.tmp, "rsa_key"), "rsa", passphrase="key-Phrase-7")
+        self.server.authorize(key)
+        phrase = os.path.join(self.tmp, "phrase")
+        write(phrase, "key-Phrase-7\n", mode=0o600)
+        options = self.server.ssh_options()
+        options[options.index("--ssh-key") + 1] = key
+        self.storage_args = lambda: options + ["--ssh-key-passphrase-file", phrase]
+        self.round_trip()
+        self.storage_args = lambda: options
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "--ssh-key-passphrase-file")
+
+
+class TestHostKeys(AgentTestCase):
+    def test_unknown_learnt_then_changed_key_refused(self):
+        port = free_port()
+        first = Sshd(self.tmp, port=port)
+        first.setUp()
+        self.storage_args = lambda: first.agent_options()
+        write(f"{self.source}/f", "x")
+        try:
+            self.backup()
+        finally:
+            first.cleanUp()
+        with open(first.known_hosts) as handle:
+            self.assertIn(f"[127.0.0.1]:{port}", handle.read())
+        second = Sshd(self.tmp, port=port, host_key_kind="ecdsa")
+        second.setUp()
+        self.storage_args = lambda: second.agent_options()
+        try:
+            self.backup()  # a new key type is learnt like a new host
+        finally:
+            second.cleanUp()
+        self.useFixture(Sshd(self.tmp, port=port, host_key_kind="ecdsa"))  # a fresh ecdsa key: changed
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "CHANGED", "127.0.0.1")
+
+    def test_strict_policy_refuses_unknown_host(self):
+        server = self.useFixture(Sshd(self.tmp))
+        self.storage_args = lambda: server.agent_options() + ["--ssh-host-key-policy", "strict"]
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "unknown", "known")
+
+
+class TestSftpErrors(SshdAgentTest):
+    def with_options(self, **changes):
+        options = self.server.agent_options()
+        for key, value in changes.items():
+            options[options.index("--" + key.replace("_", "-")) + 1] = value
+        self.storage_args = lambda: options
+        write(f"{self.source}/f", "x")
+        return self.agent("--path-to-backup", self.source, expect=None)
+
+    def test_wrong_password(self):
+        proc = self.with_options(ftp_password="Wrong-pw-123")
+        self.assertOneLineError(proc, "--ftp-password", "127.0.0.1")
+        self.assertNotIn("Wrong-pw-123", proc.stderr)
+
+    def test_connection_refused(self):
+        self.assertOneLineError(self.with_options(ftp_port=str(free_port())), "refused", "--ftp-port")
+
+    def test_permission_denied_on_container(self):
+        self.assertOneLineError(self.with_options(container="/root/not-yours"), "--container")
