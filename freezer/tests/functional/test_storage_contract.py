@@ -1,0 +1,122 @@
+"""One conformance suite for every storage driver, run against real servers.
+
+A driver gets the whole suite by adding a class that builds it in ``make_storage``.
+"""
+
+import hashlib
+import os
+
+import fixtures
+import testtools
+
+from freezer.storage import base, ftp, local, sftp
+from freezer.tests import servers
+from freezer.tests.sshd import Sshd
+
+ODD_NAME = "dir with spaces/naïve ☃ #1%.bin"
+
+
+class StorageContract:
+    """What every Storage must do; mixed into a TestCase with ``make_storage``."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.storage = self.make_storage()
+        self.addCleanup(self.storage.close)
+
+    def test_put_and_get_bytes(self):
+        self.assertEqual(5, self.storage.put_bytes("a/b/c.txt", b"hello"))
+        self.assertEqual(b"hello", self.storage.get_bytes("a/b/c.txt"))
+        self.assertEqual(5, self.storage.size("a/b/c.txt"))
+
+    def test_put_replaces_existing_file(self):
+        self.storage.put_bytes("f", b"old content")
+        self.storage.put_bytes("f", b"new")
+        self.assertEqual(b"new", self.storage.get_bytes("f"))
+        self.assertEqual(["f"], self.storage.listdir(""))
+
+    def test_listing_absent_and_nested(self):
+        self.assertEqual([], self.storage.listdir("nowhere/at/all"))
+        self.storage.put_bytes("d/x", b"1")
+        self.storage.put_bytes("d/sub/y", b"2")
+        self.assertEqual(["sub", "x"], self.storage.listdir("d"))
+
+    def test_missing_file(self):
+        self.assertRaises(base.NotFound, self.storage.size, "missing")
+        self.assertRaises(base.NotFound, lambda: list(self.storage.get_stream("missing")))
+
+    def test_rmtree(self):
+        self.storage.put_bytes("t/a/1", b"1")
+        self.storage.put_bytes("t/b", b"2")
+        self.storage.rmtree("t")
+        self.assertEqual([], self.storage.listdir("t"))
+        self.storage.rmtree("t")  # absent is fine
+
+    def test_large_stream_round_trip(self):
+        block = os.urandom(1 << 20)
+        digest = hashlib.sha256(block * 24).hexdigest()
+        self.assertEqual(24 << 20, self.storage.put_stream("big", (block for _ in range(24))))
+        readback = hashlib.sha256()
+        for chunk in self.storage.get_stream("big"):
+            readback.update(chunk)
+        self.assertEqual(digest, readback.hexdigest())
+
+    def test_odd_names(self):
+        self.storage.put_bytes(ODD_NAME, b"odd")
+        self.assertEqual(b"odd", self.storage.get_bytes(ODD_NAME))
+        self.assertEqual(["naïve ☃ #1%.bin"], self.storage.listdir("dir with spaces"))
+
+    def test_failed_upload_leaves_nothing_visible(self):
+        self.storage.put_bytes("keep", b"earlier")
+
+        def broken():
+            yield b"partial data"
+            raise RuntimeError("source failed")
+
+        self.assertRaises(RuntimeError, self.storage.put_stream, "keep", broken())
+        self.assertEqual(b"earlier", self.storage.get_bytes("keep"))
+        self.assertEqual(["keep"], self.storage.listdir(""))
+
+    def test_binary_after_listing(self):
+        data = b"line\r\nline\n\x00\xff" * 1000
+        self.storage.listdir("")
+        self.storage.put_bytes("bin", data)
+        self.storage.listdir("")
+        self.assertEqual(data, self.storage.get_bytes("bin"))
+
+
+class TestLocalContract(StorageContract, testtools.TestCase):
+    def make_storage(self):
+        return local.LocalStorage(os.path.join(self.tmp, "store"))
+
+
+class _FtpContract(StorageContract):
+    def settings(self, server, tls=False):
+        return ftp.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                               password=server.password, container="contract", tls=tls,
+                               cacert=server.ca.ca_file if tls else None)
+
+
+class TestPyftpdFtpContract(_FtpContract, testtools.TestCase):
+    def make_storage(self):
+        return ftp.FtpStorage(self.settings(self.useFixture(servers.PyFtpd(self.tmp))))
+
+
+class TestPyftpdFtpsContract(_FtpContract, testtools.TestCase):
+    def make_storage(self):
+        return ftp.FtpStorage(self.settings(self.useFixture(servers.PyFtpd(self.tmp, True)), tls=True))
+
+
+class TestVsftpdFtpsContract(_FtpContract, testtools.TestCase):
+    def make_storage(self):
+        return ftp.FtpStorage(self.settings(self.useFixture(servers.Vsftpd(self.tmp, tls=True)), tls=True))
+
+
+class TestSftpContract(StorageContract, testtools.TestCase):
+    def make_storage(self):
+        server = self.useFixture(Sshd(self.tmp))
+        settings = sftp.SftpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                     password=server.password, container=server.container(),
+                                     known_hosts=server.known_hosts)
+        return sftp.SftpStorage(settings)
