@@ -1,0 +1,12 @@
+"""The benchmark harness runs end to end on a few MiB (no timing is asserted)."""
+
+import testtools
+
+from benchmarks import run
+
+
+class TestBenchmarkSmoke(testtools.TestCase):
+    def test_harness_measures_every_storage(self):
+        rows = run.measure(4)
+        self.assertEqual({"local", "ftp", "sftp"}, {r["storage"] for r in rows})
+        self.assertTrue(all(r["seconds"] > 0 for r in rows))
