@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import socket
 from collections.abc import Iterable, Iterator
 
 
@@ -42,6 +43,21 @@ class PermissionDenied(StorageError):
 
 class NoSpace(StorageError):
     """The storage is full or over quota."""
+
+
+def network_error(exc: BaseException, where: str, action: str, prefix: str) -> BaseException:
+    """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options."""
+    host, port = f"{prefix}-host", f"{prefix}-port"
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host of {where}: check {host}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError(f"connection to {where} refused: check {host} and {port}")
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"{where} did not answer in time during {action}: check {host}, {port} "
+                            f"and firewalls (or raise {prefix}-timeout)")
+    if isinstance(exc, (OSError, EOFError)):
+        return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+    return exc
 
 
 class Storage(abc.ABC):

@@ -19,13 +19,13 @@ from collections.abc import Iterable, Iterator
 
 from freezer.storage.base import (
     AuthError,
-    ConnectError,
     NoSpace,
     NotFound,
     PermissionDenied,
     Storage,
     StorageError,
     TLSError,
+    network_error,
 )
 
 LOG = logging.getLogger(__name__)
@@ -385,16 +385,7 @@ def _network_error(exc: BaseException, where: str, action: str) -> BaseException
                         "add its CA with --ftp-cacert (or, unsafely, --ftp-insecure)")
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS with {where} failed during {action}: {exc.reason or exc}")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host of {where}: check --ftp-host")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"connection to {where} refused: check --ftp-host and --ftp-port")
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return ConnectError(f"{where} did not answer in time during {action}: check --ftp-host, "
-                            "--ftp-port and firewalls (or raise --ftp-timeout)")
-    if isinstance(exc, (OSError, EOFError)):
-        return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
-    return exc
+    return network_error(exc, where, action, "--ftp")
 
 
 def _reply(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ from freezer.storage.base import (
     PermissionDenied,
     Storage,
     StorageError,
+    network_error,
 )
 
 LOG = logging.getLogger(__name__)
@@ -360,15 +361,7 @@ def _agent_keys() -> list:
 
 
 def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect") -> BaseException:
-    where = s.where
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host of {where}: check {s.option('host')}")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"connection to {where} refused: check {s.option('host')} and {s.option('port')}")
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return ConnectError(f"{where} did not answer in time during {action}: check {s.option('host')}, "
-                            f"{s.option('port')} and firewalls")
-    return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+    return network_error(exc, s.where, action, "--ssh" if s.option_prefix == "--ssh" else "--ftp")
 
 
 def _first_line(path: str | None, option: str) -> str | None:
