@@ -206,17 +206,18 @@ def resolve_secrets(conf: cfg.ConfigOpts) -> None:
             continue
         path = conf[file_option]
         if path:
-            conf.set_override(option, _first_line(path, file_option))
+            conf.set_override(option, read_first_line(path, "--" + file_option.replace("_", "-")))
         elif os.environ.get(env_var):
             conf.set_override(option, os.environ[env_var])
 
 
-def _first_line(path: str, option: str) -> str:
+def read_first_line(path: str, flag: str) -> str:
+    """The first line of a secret file given with ``flag``; one clear error if unreadable."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
             return handle.readline().rstrip("\r\n")
     except OSError as exc:
-        raise FreezerError(f"cannot read --{option.replace('_', '-')} {path}: {exc.strerror}") from exc
+        raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
 
 
 def incremental(conf: cfg.ConfigOpts) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import posixpath
 import socket
+import uuid
 from collections.abc import Iterable, Iterator
 
 
@@ -43,6 +45,22 @@ class PermissionDenied(StorageError):
 
 class NoSpace(StorageError):
     """The storage is full or over quota."""
+
+
+def temporary_name(path: str) -> str:
+    """A hidden sibling of ``path`` for an upload in progress: ``dir/.name.partial-XXXXXXXX``."""
+    directory, name = posixpath.split(path)
+    return posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def container_root(container: str, login_dir: str) -> str:
+    """``--container`` as an absolute server path: as given, or below the login directory."""
+    return posixpath.normpath(posixpath.join(login_dir, container))
+
+
+def server_url(kind: str, username: str, where: str, container: str) -> str:
+    """``kind://user@host:port/container`` for messages; never a password."""
+    return f"{kind}://{username}@{where}/{container.lstrip('/')}"
 
 
 def network_error(exc: BaseException, where: str, action: str, prefix: str) -> BaseException:

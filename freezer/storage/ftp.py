@@ -14,7 +14,6 @@ import logging
 import posixpath
 import socket
 import ssl
-import uuid
 from collections.abc import Iterable, Iterator
 
 from freezer.storage.base import (
@@ -25,7 +24,10 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     TLSError,
+    container_root,
     network_error,
+    server_url,
+    temporary_name,
 )
 
 LOG = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ class FtpStorage(Storage):
 
     def describe(self) -> str:
         s = self.settings
-        return f"{self.kind}://{s.username}@{s.where}/{s.container.lstrip('/')}"
+        return server_url(self.kind, s.username, s.where, s.container)
 
     # -- connection -------------------------------------------------------
 
@@ -171,10 +173,7 @@ class FtpStorage(Storage):
             pass  # servers that always speak UTF-8 may not know the command
 
     def _resolve_root(self, ftp: ftplib.FTP) -> str:
-        container = self.settings.container
-        if container.startswith("/"):
-            return posixpath.normpath(container)
-        return posixpath.normpath(posixpath.join(ftp.pwd(), container))
+        return container_root(self.settings.container, ftp.pwd())
 
     def close(self) -> None:
         if self._ftp is not None:
@@ -201,8 +200,7 @@ class FtpStorage(Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
-        directory, name = posixpath.split(target)
-        temp = posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
+        temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
             written = self._store(temp, chunks)

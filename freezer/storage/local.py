@@ -5,10 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 
-from freezer.storage.base import NoSpace, NotFound, PermissionDenied, Storage, StorageError
+from freezer.storage.base import NoSpace, NotFound, PermissionDenied, Storage, StorageError, temporary_name
 
 READ_CHUNK = 1 << 20
 
@@ -29,7 +28,7 @@ class LocalStorage(Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._full(path)
-        temp = f"{target}.partial-{uuid.uuid4().hex[:8]}"
+        temp = temporary_name(target)
         written = 0
         with self._errors(path):
             os.makedirs(os.path.dirname(target), exist_ok=True)

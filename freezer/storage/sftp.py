@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import getpass
 import logging
 import os
 import posixpath
 import socket
 import stat
-import uuid
 from collections.abc import Iterable, Iterator
 
 import paramiko
@@ -28,7 +28,10 @@ from freezer.storage.base import (
     PermissionDenied,
     Storage,
     StorageError,
+    container_root,
     network_error,
+    server_url,
+    temporary_name,
 )
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ class SftpStorage(Storage):
 
     def describe(self) -> str:
         s = self.settings
-        return f"{self.kind}://{s.username}@{s.where}/{s.container.lstrip('/')}"
+        return server_url(self.kind, s.username, s.where, s.container)
 
     # -- connection -------------------------------------------------------
 
@@ -174,10 +177,7 @@ class SftpStorage(Storage):
             return False
 
     def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
-        container = self.settings.container
-        if container.startswith("/"):
-            return posixpath.normpath(container)
-        return posixpath.normpath(posixpath.join(sftp.normalize("."), container))
+        return container_root(self.settings.container, sftp.normalize("."))
 
     def close(self) -> None:
         self.reset()
@@ -199,12 +199,11 @@ class SftpStorage(Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
-        directory, name = posixpath.split(target)
-        temp = posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
+        temp = temporary_name(target)
         sftp = self._client()
         written = 0
         try:
-            self._makedirs(directory)
+            self._makedirs(posixpath.dirname(target))
             with sftp.open(temp, "wb", bufsize=BLOCK_SIZE) as remote:
                 remote.set_pipelined(True)
                 for chunk in chunks:
@@ -364,48 +363,34 @@ def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect")
     return network_error(exc, s.where, action, "--ssh" if s.option_prefix == "--ssh" else "--ftp")
 
 
-def _first_line(path: str | None, option: str) -> str | None:
-    if not path:
-        return None
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.readline().rstrip("\r\n")
-    except OSError as exc:
-        raise StorageError(f"cannot read {option} {path}: {exc.strerror}") from exc
+# --storage name -> the prefix of the options that reach the server
+SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
 
 
-def _common(conf) -> dict:
-    return dict(container=conf.container, key_file=conf.ssh_key,
-                key_passphrase=_first_line(conf.ssh_key_passphrase_file, "--ssh-key-passphrase-file"),
-                known_hosts=conf.ssh_known_hosts, host_key_policy=conf.ssh_host_key_policy,
-                timeout=conf.ssh_timeout)
+def from_conf(conf, kind: str) -> Storage:
+    """``--storage sftp`` (the spec's ``--ftp-*``) or ``ssh`` (upstream's ``--ssh-*``)."""
+    from freezer.common.config import read_first_line
+    from freezer.storage.retry import Retrying
+
+    prefix = SPELLINGS[kind]
+    if not conf[f"{prefix}_host"]:
+        raise StorageError(f"--storage {kind} needs --{prefix}-host")
+    passphrase_file = conf.ssh_key_passphrase_file
+    settings = SftpSettings(
+        host=conf[f"{prefix}_host"], port=conf[f"{prefix}_port"] or 22,
+        username=conf[f"{prefix}_username"] or getpass.getuser(), password=conf[f"{prefix}_password"],
+        container=conf.container, key_file=conf.ssh_key,
+        key_passphrase=read_first_line(passphrase_file, "--ssh-key-passphrase-file") if passphrase_file else None,
+        known_hosts=conf.ssh_known_hosts, host_key_policy=conf.ssh_host_key_policy,
+        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}")
+    return Retrying(SftpStorage(settings, kind))
 
 
 def sftp_from_conf(conf) -> Storage:
-    """``--storage sftp``: the spec's ``--ftp-host/--ftp-port/--ftp-username/--ftp-password``."""
-    from freezer.storage.retry import Retrying
-
-    if not conf.ftp_host:
-        raise StorageError("--storage sftp needs --ftp-host")
-    settings = SftpSettings(host=conf.ftp_host, port=conf.ftp_port or 22,
-                            username=conf.ftp_username or _local_user(), password=conf.ftp_password,
-                            option_prefix="--ftp", **_common(conf))
-    return Retrying(SftpStorage(settings, "sftp"))
+    """``--storage sftp``."""
+    return from_conf(conf, "sftp")
 
 
 def ssh_from_conf(conf) -> Storage:
-    """``--storage ssh``: upstream's ``--ssh-host/--ssh-port/--ssh-username/--ssh-key``."""
-    from freezer.storage.retry import Retrying
-
-    if not conf.ssh_host:
-        raise StorageError("--storage ssh needs --ssh-host")
-    settings = SftpSettings(host=conf.ssh_host, port=conf.ssh_port or 22,
-                            username=conf.ssh_username or _local_user(), password=conf.ssh_password,
-                            option_prefix="--ssh", **_common(conf))
-    return Retrying(SftpStorage(settings, "ssh"))
-
-
-def _local_user() -> str:
-    import getpass
-
-    return getpass.getuser()
+    """``--storage ssh``."""
+    return from_conf(conf, "ssh")
