@@ -183,10 +183,11 @@ class PyFtpd(_Server):
 class Vsftpd(_Server):
     """vsftpd with a local user; with ``tls=True`` its strict defaults (session reuse, forced TLS)."""
 
-    def __init__(self, workdir: str, tls: bool = False):
+    def __init__(self, workdir: str, tls: bool = False, implicit: bool = False):
         super().__init__(workdir)
-        self.tls = tls
-        self.storage = "ftps" if tls else "ftp"
+        self.tls = tls or implicit
+        self.implicit = implicit
+        self.storage = "ftps" if self.tls else "ftp"
 
     def _setUp(self):
         binary = shutil.which("vsftpd") or "/usr/sbin/vsftpd"
@@ -206,7 +207,8 @@ class Vsftpd(_Server):
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
             lines.update({"rsa_cert_file": self.ca.cert_file, "rsa_private_key_file": self.ca.key_file,
                           "require_ssl_reuse": "YES", "force_local_data_ssl": "YES",
-                          "force_local_logins_ssl": "YES", "ssl_ciphers": "HIGH"})
+                          "force_local_logins_ssl": "YES", "ssl_ciphers": "HIGH",
+                          "implicit_ssl": "YES" if self.implicit else "NO"})
         config = os.path.join(self.workdir, "vsftpd.conf")
         with open(config, "w") as out:
             out.writelines(f"{key}={value}\n" for key, value in lines.items())
@@ -222,7 +224,8 @@ class Vsftpd(_Server):
 
     def agent_options(self, container: str = "backups") -> list[str]:
         options = super().agent_options(container)
-        return options + (["--ftp-cacert", self.ca.ca_file] if self.tls else [])
+        options += ["--ftp-cacert", self.ca.ca_file] if self.tls else []
+        return options + (["--ftp-implicit-tls"] if self.implicit else [])
 
 
 @contextlib.contextmanager

@@ -34,8 +34,9 @@ class Sshd(_Server):
     username = TEST_USER
     password = TEST_PASSWORD
 
-    def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519"):
+    def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True):
         super().__init__(workdir)
+        self.sftp = sftp
         self.wanted_port = port
         self.host_key_kind = host_key_kind
 
@@ -59,7 +60,8 @@ class Sshd(_Server):
             out.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
                       f"PidFile {self.dir}/sshd.pid\nAuthorizedKeysFile {self.authorized_keys}\n"
                       "StrictModes no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
-                      "UsePAM no\nPermitRootLogin no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
+                      "UsePAM no\nPermitRootLogin no\nLogLevel ERROR\n"
+                      f"{'Subsystem sftp internal-sftp' if self.sftp else ''}\n"
                       f"AllowUsers {TEST_USER}\n")
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)

@@ -53,6 +53,35 @@ class TestVsftpdFtps(ServerAgentTest):
         self.assertSameTree(describe_tree(self.source), target)
 
 
+class TestVsftpdImplicitFtps(ServerAgentTest):
+    """FTPS with TLS from the first byte (--ftp-implicit-tls), as on port 990."""
+
+    def make_server(self):
+        return servers.Vsftpd(self.tmp, implicit=True)
+
+    def test_round_trip(self):
+        make_tree(self.source)
+        self.backup()
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestPyftpdActiveMode(ServerAgentTest):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp)
+
+    def storage_args(self):
+        return self.server.agent_options(self.container) + ["--ftp-active"]
+
+    def test_round_trip(self):
+        make_tree(self.source)
+        self.backup()
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+
 class TestVsftpdFtp(ServerAgentTest):
     container = "/tmp/absolute-container-not-allowed"
 

@@ -1,6 +1,8 @@
 """SFTP and ssh storage end to end against OpenSSH sshd on 127.0.0.1."""
 
 import os
+import re
+import subprocess
 
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
@@ -52,6 +54,31 @@ class TestSshSpelling(SshdAgentTest):
         self.storage_args = lambda: options
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "--ssh-key-passphrase-file")
+
+
+class TestSshAgentLogin(SshdAgentTest):
+    def test_key_from_running_agent(self):
+        started = subprocess.run(["ssh-agent", "-s"], capture_output=True, text=True, check=True).stdout
+        env = dict(re.findall(r"(SSH_AUTH_SOCK|SSH_AGENT_PID)=([^;]+);", started))
+        self.addCleanup(subprocess.run, ["ssh-agent", "-k"], env=dict(os.environ, **env), capture_output=True)
+        subprocess.run(["ssh-add", self.server.client_key], env=dict(os.environ, **env), check=True,
+                       capture_output=True)
+        options = self.server.ssh_options()
+        key_at = options.index("--ssh-key")
+        self.storage_args = lambda: options[:key_at] + options[key_at + 2:]
+        write(f"{self.source}/f", "x")
+        self.agent("--path-to-backup", self.source, env=env)
+        no_agent = self.agent("--path-to-backup", self.source, expect=None, env={"SSH_AUTH_SOCK": ""})
+        self.assertOneLineError(no_agent, "--ssh-key")
+
+
+class TestNoSftpSubsystem(AgentTestCase):
+    def test_clear_error(self):
+        server = self.useFixture(Sshd(self.tmp, sftp=False))
+        self.storage_args = lambda: server.agent_options()
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "SFTP subsystem")
 
 
 class TestHostKeys(AgentTestCase):
