@@ -22,6 +22,14 @@ def handler_class(args: argparse.Namespace) -> type:
     class Handler(base):
         refused = 0
 
+        def handle(self):
+            if Handler.refused < args.refuse_first:
+                Handler.refused += 1
+                self.respond("421 Service not available, try again later.")
+                self.close_when_done()
+                return None
+            return super().handle()
+
         def ftp_STOR(self, file, mode="w"):
             if args.full:
                 self.respond("552 Requested file action aborted. Exceeded storage allocation.")
@@ -47,6 +55,7 @@ def main() -> None:
     parser.add_argument("--read-only", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-mlsd", action="store_true")
+    parser.add_argument("--refuse-first", type=int, default=0, help="answer 421 to the first N connections")
     args = parser.parse_args()
     authorizer = DummyAuthorizer()
     authorizer.add_user(args.user, args.password, args.root, perm=READ_ONLY if args.read_only else FULL_PERMISSIONS)

@@ -1,0 +1,104 @@
+"""Run a job's actions with freezer-agent child processes, retries and a private ini file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+from freezer.storage.base import FreezerError
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ActionResult:
+    """What became of one action: its attempts, its result document or its last error."""
+
+    index: int
+    status: str  # completed, failed or skipped
+    attempts: int = 0
+    result: dict | None = None
+    error: str | None = None
+
+
+def agent_command() -> str:
+    """The freezer-agent beside this Python, else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
+    return beside if os.path.exists(beside) else (shutil.which("freezer-agent") or "freezer-agent")
+
+
+def ini_text(freezer_action: dict) -> str:
+    """The action's options as an ini file; secrets stay off the command line."""
+    lines = ["[action]"]
+    for key, value in freezer_action.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, (list, dict)):
+            raise FreezerError(f"freezer_action.{key}: lists and objects are not supported")
+        value = str(value)
+        if "\n" in value or "\r" in value:
+            raise FreezerError(f"freezer_action.{key}: a value cannot span lines")
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def run_once(freezer_action: dict, agent: str) -> tuple[bool, dict | None, str | None]:
+    """One freezer-agent run; returns (success, result document, error line)."""
+    with tempfile.TemporaryDirectory(prefix="freezer-job-") as workdir:
+        ini = os.path.join(workdir, "action.ini")
+        fd = os.open(ini, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(ini_text(freezer_action))
+        result_path = os.path.join(workdir, "result.json")
+        proc = subprocess.run([agent, "--config", ini, "--metadata-out", result_path],
+                              capture_output=True, text=True)
+        for line in proc.stderr.splitlines():
+            LOG.info("agent: %s", line)
+        if proc.returncode != 0:
+            errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.splitlines()[-1:]
+            return False, None, (errors[-1] if errors else f"freezer-agent exited {proc.returncode}")
+        with open(result_path, encoding="utf-8") as handle:
+            return True, json.load(handle), None
+
+
+def run_action(index: int, action: dict, agent: str, sleep: Callable[[float], None] = time.sleep) -> ActionResult:
+    """Run an action, trying again ``max_retries`` times ``max_retries_interval`` seconds apart."""
+    tries = 1 + int(action.get("max_retries") or 0)
+    interval = float(action.get("max_retries_interval") or 0)
+    outcome = ActionResult(index, "failed")
+    for attempt in range(1, tries + 1):
+        outcome.attempts = attempt
+        ok, result, error = run_once(action["freezer_action"], agent)
+        if ok:
+            outcome.status, outcome.result, outcome.error = "completed", result, None
+            return outcome
+        outcome.error = error
+        LOG.warning("action %d, attempt %d of %d failed: %s", index, attempt, tries, error)
+        if attempt < tries:
+            sleep(interval)
+    return outcome
+
+
+def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] = time.sleep) -> list[ActionResult]:
+    """Run the actions in order; after a failure only ``mandatory`` actions still run."""
+    agent = agent or agent_command()
+    results: list[ActionResult] = []
+    failed = False
+    for index, action in enumerate(job["job_actions"]):
+        if failed and not action.get("mandatory"):
+            results.append(ActionResult(index, "skipped", error="an earlier action failed"))
+            continue
+        outcome = run_action(index, action, agent, sleep)
+        failed = failed or outcome.status != "completed"
+        results.append(outcome)
+    return results

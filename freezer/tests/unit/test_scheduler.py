@@ -1,0 +1,76 @@
+"""Job documents, schedules and action ini files (pure logic)."""
+
+import datetime
+
+import testtools
+
+from freezer.scheduler import jobdoc, runner, schedule
+from freezer.storage.base import FreezerError
+
+GOOD = '{"job_actions": [{"freezer_action": {"action": "backup", "storage": "ftp"}}]}'
+
+
+class TestJobDocuments(testtools.TestCase):
+    def test_trailing_comma_named_with_line_and_column(self):
+        text = '{\n  "job_actions": [{"freezer_action": {\n    "remove_older_than": 10,\n  }}]\n}'
+        error = self.assertRaises(FreezerError, jobdoc.parse, text, "job.json")
+        self.assertIn("job.json: line 3 column 28: trailing comma", str(error))
+
+    def test_other_syntax_error(self):
+        error = self.assertRaises(FreezerError, jobdoc.parse, '{"a" 1}', "j.json")
+        self.assertIn("j.json: line 1 column 6", str(error))
+
+    def test_bad_field_is_named(self):
+        text = '{"job_actions": [{"freezer_action": {"storage": "tape"}}]}'
+        error = self.assertRaises(FreezerError, jobdoc.parse, text, "j.json")
+        self.assertIn("job_actions.0.freezer_action.storage", str(error))
+
+    def test_bad_port_type(self):
+        text = '{"job_actions": [{"freezer_action": {"ftp_port": "21"}}]}'
+        self.assertRaises(FreezerError, jobdoc.parse, text, "j.json")
+
+    def test_extra_keys_allowed(self):
+        self.assertEqual("ftp", jobdoc.parse(GOOD, "j")["job_actions"][0]["freezer_action"]["storage"])
+
+
+class TestSchedule(testtools.TestCase):
+    def test_intervals(self):
+        self.assertEqual(300, schedule.interval_seconds("5 minutes"))
+        self.assertEqual(7200, schedule.interval_seconds("2 hours"))
+        self.assertEqual(0, schedule.interval_seconds("continuous"))
+        self.assertRaises(FreezerError, schedule.interval_seconds, "often")
+
+    def test_interval_runs_now_then_every_step(self):
+        job = {"schedule_interval": "5 minutes"}
+        self.assertEqual(1000, schedule.next_run(job, None, 1000))
+        self.assertEqual(1300, schedule.next_run(job, 1000, 1100))
+
+    def test_end_date_finishes_job(self):
+        job = {"schedule_interval": "1 days", "schedule_end_date": "2000-01-01T00:00:00"}
+        self.assertIsNone(schedule.next_run(job, 0, 1e9))
+
+    def test_one_shot_date(self):
+        when = schedule.parse_date("2030-01-01T10:00:00", "x")
+        self.assertEqual(when, schedule.next_run({"schedule_date": "2030-01-01T10:00:00"}, None, 0))
+        self.assertIsNone(schedule.next_run({"schedule_date": "2030-01-01T10:00:00"}, when, when))
+
+    def test_cron_fields(self):
+        after = datetime.datetime(2026, 11, 25, 10, 7).timestamp()  # a Wednesday
+        due = schedule.next_run({"schedule_hour": "3", "schedule_minute": "30"}, None, after)
+        self.assertEqual(datetime.datetime(2026, 11, 26, 3, 30), datetime.datetime.fromtimestamp(due))
+        due = schedule.next_run({"schedule_day_of_week": "sat", "schedule_hour": 0, "schedule_minute": "*/15"},
+                                None, after)
+        self.assertEqual(datetime.datetime(2026, 11, 28, 0, 0), datetime.datetime.fromtimestamp(due))
+
+    def test_no_schedule_runs_once(self):
+        self.assertEqual(5, schedule.next_run({}, None, 5))
+        self.assertIsNone(schedule.next_run({}, 5, 6))
+
+
+class TestActionIni(testtools.TestCase):
+    def test_values(self):
+        text = runner.ini_text({"storage": "ftp", "no_incremental": True, "ftp_port": 21, "snapshot": None})
+        self.assertEqual("[action]\nstorage = ftp\nno_incremental = true\nftp_port = 21\n", text)
+
+    def test_multiline_refused(self):
+        self.assertRaises(FreezerError, runner.ini_text, {"container": "a\nb"})
