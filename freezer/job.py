@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 from oslo_config import cfg
 
@@ -39,9 +40,12 @@ def require(conf: cfg.ConfigOpts, *options: str) -> None:
 class Job:
     """One action against one storage; ``run`` returns the result document."""
 
-    def __init__(self, conf: cfg.ConfigOpts, storage: Storage):
+    def __init__(self, conf: cfg.ConfigOpts, storage: Storage, read_from: str | None = None,
+                 before_commit: Callable[[], None] | None = None):
         self.conf = conf
         self.storage = storage
+        self.read_from = read_from
+        self.before_commit = before_commit
 
     def backups(self) -> BackupSet:
         return BackupSet(self.storage, self.conf.hostname, self.conf.backup_name)
@@ -78,9 +82,11 @@ class BackupJob(Job):
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
-            digest, warnings = self._upload_data(backups.data_path(ref), source, snapshot)
+            digest, warnings = self._upload_data(backups.data_path(ref), self.read_from or source, snapshot)
             self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
         metadata = self._metadata(ref, source, digest)
+        if self.before_commit:
+            self.before_commit()
         backups.write_metadata(ref, metadata)
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
         return self.result(level=ref.level, time_stamp=ts, l0_time_stamp=ref.l0_ts,

@@ -47,18 +47,14 @@ def make_storage(conf: cfg.ConfigOpts) -> Storage:
 
 def run(conf: cfg.ConfigOpts) -> dict:
     """Run the action of ``conf`` and return its result document."""
-    if conf.snapshot:
-        from freezer import snapshot
-
-        with snapshot.of_path(conf) as path:
-            conf.set_override("path_to_backup", path)
-            return _run_on_storage(conf)
-    return _run_on_storage(conf)
-
-
-def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
     storage = make_storage(conf)
     try:
+        if conf.snapshot and conf.action == "backup" and not conf.dry_run:
+            from freezer import snapshot
+
+            with snapshot.of_path(conf) as mounted:
+                return job.BackupJob(conf, storage, read_from=mounted.path,
+                                     before_commit=mounted.check_intact).run()
         return job.JOBS[conf.action](conf, storage).run()
     finally:
         storage.close()

@@ -7,6 +7,7 @@ Each ``*.json`` file is a job; its state is kept beside it in ``<file>.state``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import json
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from freezer.common import logs
 from freezer.scheduler import jobdoc, runner, schedule
@@ -48,10 +49,10 @@ def write_state(path: str, state: dict) -> None:
     os.replace(temp, path + ".state")
 
 
-def run_job_file(path: str, job: dict) -> bool:
+def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sleep) -> bool:
     """Run one job now, record its state, and say whether every action completed."""
     started = time.time()
-    results = runner.run_job(job)
+    results = runner.run_job(job, sleep=sleep)
     ok = all(r.status == "completed" for r in results)
     state = read_state(path)
     state.update({"last_run": started, "status": "completed" if ok else "failed",
@@ -84,22 +85,53 @@ def run_once(jobs_dir: str) -> int:
     return 0 if all(results) else 1
 
 
-def serve(jobs_dir: str, poll: float) -> int:
+def serve(jobs_dir: str, poll: float, pid_file: str) -> int:
     """Run jobs when due until SIGTERM; bad job files are reported and skipped."""
-    stopping = []
+    stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    while not stopping:
-        for path in job_files(jobs_dir):
-            try:
-                job = jobdoc.load(path)
-                due = schedule.next_run(job.get("job_schedule"), read_state(path).get("last_run"), time.time())
-            except FreezerError as exc:
-                LOG.error("%s", exc)
-                continue
-            if due is not None and due <= time.time():
-                run_job_file(path, job)
-        time.sleep(poll)
+    write_pid(pid_file)
+    LOG.info("freezer-scheduler serving %s, pid %d", jobs_dir, os.getpid())
+    try:
+        while not stopping:
+            run_due_jobs(jobs_dir, stopping)
+            pause(poll, stopping)
+    except Stopping:
+        LOG.info("stopped while waiting to retry; the job runs again at the next start")
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(pid_file)
+    LOG.info("freezer-scheduler stopped")
     return 0
+
+
+class Stopping(Exception):
+    """SIGTERM arrived while a job waited between retries."""
+
+
+def run_due_jobs(jobs_dir: str, stopping: list[bool]) -> None:
+    """Run each job whose next run has come; report bad files and go on."""
+    for path in job_files(jobs_dir):
+        try:
+            job = jobdoc.load(path)
+            due = schedule.next_run(job.get("job_schedule"), read_state(path).get("last_run"), time.time())
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+            continue
+        if due is not None and due <= time.time() and not stopping:
+            run_job_file(path, job, sleep=lambda seconds: _retry_pause(seconds, stopping))
+
+
+def _retry_pause(seconds: float, stopping: list[bool]) -> None:
+    pause(seconds, stopping)
+    if stopping:
+        raise Stopping()
+
+
+def pause(seconds: float, stopping: list[bool]) -> None:
+    """Sleep, waking early once SIGTERM has arrived."""
+    deadline = time.monotonic() + seconds
+    while not stopping and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def status(jobs_dir: str) -> int:
@@ -116,28 +148,69 @@ def status(jobs_dir: str) -> int:
     return 0
 
 
+def running_pid(pid_file: str) -> int | None:
+    """The pid recorded in ``pid_file`` if that process is still alive."""
+    try:
+        with open(pid_file) as handle:
+            pid = int(handle.read().strip())
+        with open(f"/proc/{pid}/stat") as stat:
+            alive = stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if alive else None
+
+
+def write_pid(pid_file: str) -> None:
+    """Claim ``pid_file``, refusing when another scheduler already holds it."""
+    other = running_pid(pid_file)
+    if other is not None and other != os.getpid():
+        raise FreezerError(f"a scheduler is already running, pid {other} (--pid-file {pid_file})")
+    with open(pid_file, "w") as out:
+        out.write(f"{os.getpid()}\n")
+
+
+def check_writable(pid_file: str) -> None:
+    """Fail in the foreground when the pid file cannot be written."""
+    try:
+        with open(pid_file, "a"):
+            pass
+    except OSError as exc:
+        raise FreezerError(f"cannot write --pid-file {pid_file}: {exc.strerror}") from exc
+
+
 def start_daemon(args: argparse.Namespace) -> int:
-    """Start ``serve`` in a new session and record its pid."""
+    """Start ``serve`` in a new session, and return once it has claimed the pid file."""
+    other = running_pid(args.pid_file)
+    if other is not None:
+        raise FreezerError(f"a scheduler is already running, pid {other} (--pid-file {args.pid_file})")
     argv = [sys.executable, "-m", "freezer.scheduler.cli", "--no-api", "--jobs-dir", args.jobs_dir,
             "--no-daemon", "--poll", str(args.poll), "--pid-file", args.pid_file, "start"]
     if args.log_file:
         argv[3:3] = ["--log-file", args.log_file]
+    check_writable(args.pid_file)
     proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    with open(args.pid_file, "w") as out:
-        out.write(str(proc.pid))
+    deadline = time.monotonic() + 30
+    while running_pid(args.pid_file) != proc.pid:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise FreezerError("the scheduler did not start (exit code "
+                               f"{proc.returncode}): run it with --no-daemon to see why")
+        time.sleep(0.05)
     print(f"freezer-scheduler started, pid {proc.pid}")
     return 0
 
 
-def stop(pid_file: str) -> int:
-    try:
-        with open(pid_file) as handle:
-            pid = int(handle.read().strip())
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError) as exc:
-        raise FreezerError(f"no running scheduler found from --pid-file {pid_file}: {exc}") from exc
-    os.remove(pid_file)
+def stop(pid_file: str, timeout: float = 600.0) -> int:
+    """SIGTERM the scheduler and wait until it has finished its running job and exited."""
+    pid = running_pid(pid_file)
+    if pid is None:
+        raise FreezerError(f"no running scheduler found from --pid-file {pid_file}")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_pid(pid_file) == pid:
+        if time.monotonic() > deadline:
+            raise FreezerError(f"the scheduler, pid {pid}, has not stopped after {timeout:.0f} s")
+        time.sleep(0.1)
     print(f"freezer-scheduler stopped, pid {pid}")
     return 0
 
@@ -168,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stop":
             return stop(args.pid_file)
         load_all(job_files(args.jobs_dir))
-        return serve(args.jobs_dir, args.poll) if args.no_daemon else start_daemon(args)
+        return serve(args.jobs_dir, args.poll, args.pid_file) if args.no_daemon else start_daemon(args)
     except FreezerError as exc:
         print(f"freezer-scheduler: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from freezer.tests import servers
 from freezer.tests.functional.base import AgentTestCase, write
@@ -156,3 +157,63 @@ class TestMalformedJobs(SchedulerTest):
         self.add_job("job.json", job)
         proc = self.run_once(expect=2)
         self.assertIn("job_actions.0.freezer_action.storage", proc.stderr)
+
+
+class TestDaemon(SchedulerTest):
+    """``start`` runs jobs in the background until ``stop``; ``status`` reports them."""
+
+    def scheduler(self, command: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "--poll", "0.2",
+                               "--pid-file", self.pid_file, command], capture_output=True, text=True, timeout=120)
+        self.assertEqual(expect, proc.returncode, proc.stdout + proc.stderr)
+        return proc
+
+    def setUp(self):
+        super().setUp()
+        self.pid_file = os.path.join(self.tmp, "scheduler.pid")
+        self.addCleanup(self._kill_leftover)
+
+    def _kill_leftover(self):
+        if os.path.exists(self.pid_file):
+            subprocess.run([SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "--pid-file", self.pid_file, "stop"],
+                           capture_output=True, timeout=120)
+
+    def wait_for_state(self, path: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path + ".state"):
+            self.assertLess(time.monotonic(), deadline, "the daemon never ran the job")
+            time.sleep(0.1)
+        return self.state(path)
+
+    def test_start_runs_due_jobs_then_stop_ends_it(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp))
+        path = self.add_job("job.json", spec_job("b", "ftp", server, self.source, self.tmp + "/log"))
+        started = self.scheduler("start")
+        pid = int(open(self.pid_file).read())
+        self.assertIn(f"pid {pid}", started.stdout)
+        self.assertEqual("completed", self.wait_for_state(path)["status"])
+        self.assertIn("job.json: last completed, next ", self.scheduler("status").stdout)
+        self.scheduler("stop")
+        self.assertFalse(os.path.exists(f"/proc/{pid}") and _alive(pid))
+        self.assertFalse(os.path.exists(self.pid_file))
+        self.assertEqual(1, self.state(path)["runs"])
+
+    def test_second_start_is_refused(self):
+        self.add_job("job.json", spec_job("b", "ftp", _NoServer(), self.source, self.tmp + "/log",
+                                          action="info"))
+        self.scheduler("start")
+        proc = self.scheduler("start", expect=2)
+        self.assertIn("already running", proc.stderr)
+        self.scheduler("stop")
+
+    def test_stop_without_scheduler(self):
+        proc = self.scheduler("stop", expect=2)
+        self.assertIn("--pid-file", proc.stderr)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -1,0 +1,48 @@
+"""Stand-ins for findmnt, lvs, lvcreate, lvremove, mount and umount, for kernels without device-mapper.
+
+Each call is appended to ``$FAKE_LVM_LOG``. ``mount`` copies ``$FAKE_LVM_ORIGIN`` (the "volume")
+into the mount point, which is what a snapshot shows; ``$FAKE_LVM_FAIL`` names a tool that fails;
+``$FAKE_LVM_OVERFLOW=1`` reports the snapshot invalid (it ran out of room).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+
+def main(tool: str, args: list[str]) -> int:
+    with open(os.environ["FAKE_LVM_LOG"], "a", encoding="utf-8") as log:
+        log.write(" ".join([tool, *args]) + "\n")
+    if os.environ.get("FAKE_LVM_FAIL") == tool:
+        print(f"  {tool}: simulated failure", file=sys.stderr)
+        return 5
+    origin = os.environ["FAKE_LVM_ORIGIN"]
+    if tool == "findmnt":
+        print(f"/dev/mapper/vg0-data {origin} ext4")
+    elif tool == "lvs" and "lv_attr" in args:
+        print("  swi-a-s---" if os.environ.get("FAKE_LVM_OVERFLOW") != "1" else "  swi-I-s---")
+    elif tool == "lvs":
+        print("  vg0 data")
+    elif tool == "mount":
+        shutil.copytree(origin, args[-1], symlinks=True, dirs_exist_ok=True)
+    elif tool == "umount":
+        for name in os.listdir(args[-1]):
+            path = os.path.join(args[-1], name)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    return 0
+
+
+def install(bin_dir: str) -> None:
+    """Write one wrapper per tool into ``bin_dir``."""
+    os.makedirs(bin_dir, exist_ok=True)
+    for tool in ("findmnt", "lvs", "lvcreate", "lvremove", "mount", "umount"):
+        path = os.path.join(bin_dir, tool)
+        with open(path, "w", encoding="utf-8") as script:
+            script.write(f'#!/bin/sh\nexec "{sys.executable}" "{os.path.abspath(__file__)}" {tool} "$@"\n')
+        os.chmod(path, 0o755)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
