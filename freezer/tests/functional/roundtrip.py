@@ -1,37 +1,64 @@
 """Round trips every storage must pass: a mixin for AgentTestCase subclasses.
 
-A subclass gives ``storage_args()`` and ``storage_root()``: the local directory
-where the server keeps ``--container`` (every test server serves a local directory).
+A subclass gives ``storage_args()`` and either ``storage_root()``, the local directory where a
+file server keeps ``--container``, or ``server_view()``, a Storage that reads the container
+directly (object stores).
 """
 
 from __future__ import annotations
 
-import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 
+from freezer.storage.base import Storage
+from freezer.storage.local import LocalStorage
 from freezer.tests.functional.base import AGENT, describe_tree, local_date, make_tree, write
 
 
 class RoundTripTests:
     """Backup, restore, info and admin through the real agent.
 
-    The subclass also defines ``storage_root()``.
+    The subclass also defines ``storage_root()``, or ``server_view()`` for object stores.
     """
 
+    def server_view(self) -> Storage:
+        """The container as the server keeps it, read without the agent."""
+        return LocalStorage(self.storage_root())
+
+    def walk(self, path: str = "") -> list[tuple[str, bool]]:
+        """Every (path, is_leaf) below ``path`` in the container, hidden uploads included."""
+        view = self.server_view()
+        try:
+            return list(_walk(view, path))
+        finally:
+            view.close()
+
     def stored(self, pattern: str) -> list[str]:
-        """Files on the server below the container matching a glob."""
-        return sorted(glob.glob(os.path.join(self.storage_root(), pattern), recursive=True))
+        """Container paths (files and directories) matching a glob where ``**/`` spans directories."""
+        regex = re.compile(_glob_regex(pattern))
+        return sorted(path for path, _ in self.walk() if regex.fullmatch(path))
 
     def stored_files(self) -> list[str]:
         """Every file under ``data/``, hidden temporary uploads included."""
-        found = []
-        for parent, _, files in os.walk(os.path.join(self.storage_root(), "data")):
-            found += [os.path.join(parent, name) for name in files]
-        return found
+        return [path for path, leaf in self.walk("data") if leaf]
+
+    def read_stored(self, path: str) -> bytes:
+        view = self.server_view()
+        try:
+            return view.get_bytes(path)
+        finally:
+            view.close()
+
+    def replace_stored(self, path: str, data: bytes) -> None:
+        view = self.server_view()
+        try:
+            view.put_bytes(path, data)
+        finally:
+            view.close()
 
     def test_incremental_chain_restores_every_date(self):
         make_tree(self.source)
@@ -56,8 +83,7 @@ class RoundTripTests:
         write(pass_file, "s3cret phrase\n", mode=0o600)
         self.backup("--encrypt-pass-file", pass_file, "--compression", "gzip")
         data = self.stored("data/**/data")[-1]
-        with open(data, "rb") as handle:
-            self.assertEqual(b"Salted__", handle.read(8))
+        self.assertEqual(b"Salted__", self.read_stored(data)[:8])
         missing = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r1", expect=None)
         self.assertOneLineError(missing, "--encrypt-pass-file")
         wrong = os.path.join(self.tmp, "wrong")
@@ -95,9 +121,8 @@ class RoundTripTests:
         make_tree(self.source)
         self.backup("--compression", "none")
         data = self.stored("data/**/data")[-1]
-        with open(data, "r+b") as handle:
-            handle.seek(1000)
-            handle.write(b"CORRUPT")
+        content = self.read_stored(data)
+        self.replace_stored(data, content[:1000] + b"CORRUPT" + content[1007:])
         proc = self.agent("--action", "restore", "--restore-abs-path", f"{self.tmp}/r", expect=None)
         self.assertOneLineError(proc, "sha256")
 
@@ -160,3 +185,25 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"backup ended or stalled before the test could interrupt it: {proc.returncode}")
         time.sleep(0.05)
+
+
+def _walk(view: Storage, path: str):
+    for name in view.listdir(path):
+        child = f"{path}/{name}" if path else name
+        below = list(_walk(view, child))
+        yield child, _is_file(view, child, below)
+        yield from below
+
+
+def _is_file(view: Storage, path: str, below: list) -> bool:
+    """On a file system an empty directory is no file; in an object store a key without children is."""
+    if isinstance(view, LocalStorage):
+        return not os.path.isdir(os.path.join(view.root, path))
+    return not below
+
+
+def _glob_regex(pattern: str) -> str:
+    """``**/`` is any number of directories, ``*`` anything within one name."""
+    parts = re.split(r"(\*\*/|\*)", pattern)
+    table = {"**/": "(?:[^/]+/)*", "*": "[^/]*"}
+    return "".join(table.get(part, re.escape(part)) for part in parts)
