@@ -119,17 +119,47 @@ SSH_OPTS = [
                  help="Seconds to wait for the server on connect and on each request."),
 ]
 
+S3_OPTS = [
+    cfg.StrOpt("access-key", dest="access_key", help="s3: access key id (or $ACCESS_KEY)."),
+    cfg.StrOpt("secret-key", dest="secret_key", secret=True,
+               help="s3: secret access key; prefer --secret-key-file or $SECRET_KEY."),
+    cfg.StrOpt("secret-key-file", dest="secret_key_file", help="s3: file whose first line is the secret key."),
+    cfg.StrOpt("endpoint", help="s3: endpoint URL, e.g. https://s3.example.com (or $ENDPOINT)."),
+    cfg.StrOpt("region", dest="s3_region", default="us-east-1", help="s3: region to sign requests for."),
+    cfg.StrOpt("s3-cacert", dest="s3_cacert", help="s3: CA bundle to verify the endpoint's certificate."),
+    cfg.FloatOpt("s3-timeout", dest="s3_timeout", default=60.0, min=1,
+                 help="s3: seconds to wait for the endpoint on connect and on each read."),
+]
+
+SWIFT_OPTS = [
+    cfg.StrOpt("os-auth-url", dest="os_auth_url", help="swift: identity URL (or $OS_AUTH_URL)."),
+    cfg.StrOpt("os-username", dest="os_username", help="swift: user name; 'account:user' for auth v1."),
+    cfg.StrOpt("os-password", dest="os_password", secret=True,
+               help="swift: password or key; prefer --os-password-file or $OS_PASSWORD."),
+    cfg.StrOpt("os-password-file", dest="os_password_file", help="swift: file whose first line is the password."),
+    cfg.StrOpt("os-project-name", dest="os_project_name", help="swift, Keystone v3: project name."),
+    cfg.StrOpt("os-project-domain-name", dest="os_project_domain_name", help="swift, Keystone v3: project domain."),
+    cfg.StrOpt("os-user-domain-name", dest="os_user_domain_name", help="swift, Keystone v3: user domain."),
+    cfg.StrOpt("os-region-name", dest="os_region_name", help="swift: region of the object-store endpoint."),
+    cfg.StrOpt("os-identity-api-version", dest="os_identity_api_version",
+               help="swift: 1 (tempauth/swauth) or 3 (Keystone); guessed from the URL when unset."),
+    cfg.StrOpt("os-cacert", dest="os_cacert", help="swift: CA bundle to verify the servers' certificates."),
+    cfg.BoolOpt("insecure", default=False, help="swift: do not verify TLS certificates (not for production)."),
+]
+
 # Secrets that may come from a file or the environment instead of the command line:
 # option -> (file option, environment variable)
 SECRET_SOURCES = {
     "ftp_password": ("ftp_password_file", "FREEZER_FTP_PASSWORD"),
     "ssh_password": ("ssh_password_file", "FREEZER_SSH_PASSWORD"),
+    "secret_key": ("secret_key_file", "SECRET_KEY"),
+    "os_password": ("os_password_file", "OS_PASSWORD"),
 }
 
 
 def all_opts() -> list[cfg.Opt]:
     """Every option, core first, then each storage's."""
-    return CORE_OPTS + FTP_OPTS + SSH_OPTS
+    return CORE_OPTS + FTP_OPTS + SSH_OPTS + S3_OPTS + SWIFT_OPTS
 
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:

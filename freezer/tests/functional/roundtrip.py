@@ -46,6 +46,10 @@ class RoundTripTests:
         """Every file under ``data/``, hidden temporary uploads included."""
         return [path for path, leaf in self.walk("data") if leaf]
 
+    def upload_in_progress(self, files_before: int) -> bool:
+        """True once a backup's upload has begun; object stores override it (parts are not keys)."""
+        return len(self.stored_files()) > files_before
+
     def read_stored(self, path: str) -> bytes:
         view = self.server_view()
         try:
@@ -134,7 +138,7 @@ class RoundTripTests:
                 "--path-to-backup", self.source, "--compression", "xz"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         files_before = len(self.stored_files())
-        _wait_for(lambda: len(self.stored_files()) > files_before, proc)
+        _wait_for(lambda: self.upload_in_progress(files_before), proc)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

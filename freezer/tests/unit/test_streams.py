@@ -117,3 +117,13 @@ def _through(stages, data):
         return data
     first = subprocess.run(stages[0], input=data, capture_output=True, check=True).stdout
     return _through(stages[1:], first)
+
+
+class TestParts(testtools.TestCase):
+    def test_regroups_into_parts_of_at_least_size(self):
+        from freezer.storage.chunking import parts
+
+        self.assertEqual([b"aaab", b"bb"], list(parts([b"aa", b"ab", b"b", b"b"], 3)))
+        self.assertEqual([b"abc"], list(parts([b"abc"], 3)))
+        self.assertEqual([b""], list(parts([], 3)))
+        self.assertEqual([b"a"], list(parts([b"a"], 3)))

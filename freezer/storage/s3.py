@@ -1,0 +1,284 @@
+"""S3 storage on boto3: ``--container bucket/prefix``, multipart uploads streamed in parts."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from freezer.storage import chunking
+from freezer.storage.base import (
+    AuthError,
+    ConnectError,
+    FreezerError,
+    NoSpace,
+    NotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    TLSError,
+)
+
+LOG = logging.getLogger(__name__)
+MIN_PART = 5 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+AUTH_CODES = {"SignatureDoesNotMatch": "--secret-key", "InvalidAccessKeyId": "--access-key",
+              "InvalidToken": "--access-key", "ExpiredToken": "--access-key"}
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+SPACE_CODES = {"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge", "InsufficientStorage"}
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where the bucket is and how to sign for it."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+    access_key: str | None
+    secret_key: str | None = None
+    region: str = "us-east-1"
+    cacert: str | None = None
+    timeout: float = 60.0
+    part_size: int = 32 * 1024 * 1024
+
+    def __repr__(self) -> str:
+        return f"S3Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+
+def split_container(container: str) -> tuple[str, str]:
+    """``bucket/some/prefix`` → (``bucket``, ``some/prefix``)."""
+    bucket, _, prefix = container.strip("/").partition("/")
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise FreezerError(f"--container must start with a bucket name (3-63 characters: a-z, 0-9, '.', '-'), "
+                           f"got {bucket!r}: bucket[/prefix]")
+    return bucket, prefix.strip("/")
+
+
+class S3Storage(Storage):
+    """Objects under ``prefix`` in one bucket; a path's ``/`` separates key parts."""
+
+    kind = "s3"
+
+    def __init__(self, settings: S3Settings):
+        self.settings = settings
+        self._client = None
+        self._bucket_checked = False
+
+    def describe(self) -> str:
+        return self.settings.where
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self):
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        config = Config(connect_timeout=s.timeout, read_timeout=s.timeout, signature_version="s3v4",
+                        retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
+        return boto3.session.Session().client(
+            "s3", endpoint_url=s.endpoint, aws_access_key_id=s.access_key, aws_secret_access_key=s.secret_key,
+            region_name=s.region, verify=s.cacert if s.cacert else True, config=config)
+
+    def key(self, path: str) -> str:
+        return posixpath.join(self.settings.prefix, path.strip("/")) if self.settings.prefix else path.strip("/")
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        self._ensure_bucket()
+        key = self.key(path)
+        parts = chunking.parts(chunks, max(self.settings.part_size, MIN_PART))
+        first = next(parts, b"")
+        second = next(parts, None)
+        if second is None:
+            self._call("upload", path, self.client.put_object, Bucket=self.settings.bucket, Key=key, Body=first)
+            return len(first)
+        return self._multipart(path, key, itertools.chain((first, second), parts))
+
+    def _multipart(self, path: str, key: str, parts: Iterator[bytes]) -> int:
+        bucket = self.settings.bucket
+        upload = self._call("upload", path, self.client.create_multipart_upload, Bucket=bucket, Key=key)
+        upload_id, done, total = upload["UploadId"], [], 0
+        try:
+            for number, body in enumerate(parts, start=1):
+                reply = self._call("upload", path, self.client.upload_part, Bucket=bucket, Key=key,
+                                   UploadId=upload_id, PartNumber=number, Body=body)
+                done.append({"ETag": reply["ETag"], "PartNumber": number})
+                total += len(body)
+            self._call("upload", path, self.client.complete_multipart_upload, Bucket=bucket, Key=key,
+                       UploadId=upload_id, MultipartUpload={"Parts": done})
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
+        return total
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.settings.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:  # noqa: BLE001 - the upload's own error matters more
+            LOG.warning("could not abort the multipart upload of %s: %s", key, exc)
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        reply = self._call("download", path, self.client.get_object, Bucket=self.settings.bucket, Key=self.key(path))
+        body = reply["Body"]
+        try:
+            yield from _guarded(body.iter_chunks(READ_CHUNK), self, path)
+        finally:
+            body.close()
+
+    def listdir(self, path: str) -> list[str]:
+        prefix = self.key(path).rstrip("/") + "/" if self.key(path) else ""
+        names = set()
+        for page in self._pages(path, Prefix=prefix, Delimiter="/"):
+            names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
+        return sorted(n for n in names if n)
+
+    def rmtree(self, path: str) -> None:
+        key = self.key(path)
+        below = key.rstrip("/") + "/"
+        keys = [o["Key"] for page in self._pages(path, Prefix=below) for o in page.get("Contents", [])]
+        doomed = [*keys, key, *folder_markers(keys, below)]
+        for start in range(0, len(doomed), 1000):
+            batch = [{"Key": k} for k in doomed[start:start + 1000]]
+            self._call("remove", path, self.client.delete_objects, Bucket=self.settings.bucket,
+                       Delete={"Objects": batch, "Quiet": True})
+
+    def size(self, path: str) -> int:
+        reply = self._call("size of", path, self.client.head_object, Bucket=self.settings.bucket, Key=self.key(path))
+        return int(reply["ContentLength"])
+
+    def _pages(self, path: str, **kwargs) -> Iterator[dict]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.settings.bucket, **kwargs)
+        try:
+            yield from pages
+        except Exception as exc:
+            mapped = self._error(exc, "list", path)
+            if isinstance(mapped, NotFound):
+                return
+            raise mapped from exc
+
+    def _ensure_bucket(self) -> None:
+        """Create the bucket on first upload when it does not exist yet."""
+        if self._bucket_checked:
+            return
+        bucket = self.settings.bucket
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            mapped = self._error(exc, "check bucket", bucket)
+            if not isinstance(mapped, NotFound):
+                raise mapped from exc
+            LOG.info("creating bucket %s", bucket)
+            self._call("create bucket", bucket, self.client.create_bucket, Bucket=bucket)
+        self._bucket_checked = True
+
+    def _call(self, action: str, path: str, function, **kwargs):
+        try:
+            return function(**kwargs)
+        except Exception as exc:
+            raise self._error(exc, action, path) from exc
+
+    def _error(self, exc: Exception, action: str, path: str) -> Exception:
+        return s3_error(exc, action, path, self.settings)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def reset(self) -> None:
+        self.close()
+
+
+def folder_markers(keys: list[str], top: str) -> list[str]:
+    """``dir/`` keys from ``top`` down to each key's parent, deepest first.
+
+    Some S3 servers (SeaweedFS, consoles that create folders) keep these; deleting an absent key is harmless.
+    """
+    folders = {top}
+    for key in keys:
+        parts = key[len(top):].split("/")[:-1]
+        folders.update(top + "/".join(parts[:depth]) + "/" for depth in range(1, len(parts) + 1))
+    return sorted(folders, key=lambda folder: (-folder.count("/"), folder))
+
+
+def _guarded(chunks: Iterator[bytes], storage: S3Storage, path: str) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except Exception as exc:
+        raise storage._error(exc, "download", path) from exc
+
+
+def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception:
+    """One line naming what went wrong and the option to change."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, FreezerError):
+        return exc
+    if isinstance(exc, bx.ParamValidationError):
+        return FreezerError(f"S3 refused the request for {path}: {str(exc).splitlines()[-1].strip()}")
+    if isinstance(exc, bx.NoCredentialsError):
+        return AuthError("no S3 credentials: give --access-key and --secret-key (or $ACCESS_KEY, $SECRET_KEY)")
+    if isinstance(exc, bx.SSLError):
+        return TLSError(f"TLS with {s.endpoint} failed: check --s3-cacert or the endpoint's certificate")
+    if isinstance(exc, bx.EndpointConnectionError):
+        return ConnectError(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
+    if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError)):
+        return ConnectError(f"connection to {s.where} lost during {action} {path}: {exc}")
+    if isinstance(exc, bx.ClientError):
+        return _client_error(exc, action, path, s)
+    if isinstance(exc, OSError):
+        return ConnectError(f"connection to {s.where} failed during {action} {path}: {exc}")
+    return exc
+
+
+def _client_error(exc, action: str, path: str, s: S3Settings) -> Exception:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in AUTH_CODES:
+        return AuthError(f"S3 at {s.endpoint or 'AWS'} refused the credentials ({code}): check {AUTH_CODES[code]}")
+    if code == "NoSuchBucket" or (code in ("404", "NotFound") and action == "check bucket"):
+        return NotFound(f"bucket {s.bucket!r} does not exist: check --container")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return NotFound(f"{path} not found in {s.where}")
+    if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        return PermissionDenied(f"S3 denied {action} {path} in {s.where}: check the key's permissions")
+    if code in SPACE_CODES or status == 507:
+        return NoSpace(f"S3 at {s.where} is out of space or quota during {action} {path} ({code})")
+    if code == "InvalidBucketName":
+        return FreezerError(f"{s.bucket!r} is not a valid bucket name: check --container")
+    return StorageError(f"S3 {action} {path} failed: {code or status}: {error.get('Message', '')}".rstrip(": "))
+
+
+def settings_from_conf(conf) -> S3Settings:
+    """S3 settings from options, then the environment (ACCESS_KEY, SECRET_KEY, ENDPOINT)."""
+    bucket, prefix = split_container(conf.container)
+    return S3Settings(bucket=bucket, prefix=prefix,
+                      endpoint=conf.endpoint or os.environ.get("ENDPOINT") or None,
+                      access_key=conf.access_key or os.environ.get("ACCESS_KEY") or None,
+                      secret_key=conf.secret_key or None, region=conf.s3_region, cacert=conf.s3_cacert,
+                      timeout=conf.s3_timeout, part_size=conf.max_segment_size)
+
+
+def from_conf(conf) -> Storage:
+    """``--storage s3``."""
+    try:
+        import boto3  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise FreezerError("--storage s3 needs boto3: pip install boto3") from exc
+    return S3Storage(settings_from_conf(conf))
