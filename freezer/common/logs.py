@@ -45,6 +45,9 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     for handler in handlers:
         handler.addFilter(mask)
         root.addHandler(handler)
-    for noisy in ("paramiko", "pyftpdlib"):
+    for noisy in ("paramiko", "pyftpdlib", "botocore", "boto3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Their failures reach the user as our one-line error; their own reports would repeat it.
+    for repeats in ("urllib3", "swiftclient", "keystoneauth"):
+        logging.getLogger(repeats).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     return mask

@@ -1,0 +1,290 @@
+"""Swift storage on python-swiftclient: ``--container name[/prefix]``, large objects as segments."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from freezer.storage import chunking
+from freezer.storage.base import (
+    AuthError,
+    ConnectError,
+    FreezerError,
+    NoSpace,
+    NotFound,
+    PermissionDenied,
+    Storage,
+    StorageError,
+    TLSError,
+)
+
+LOG = logging.getLogger(__name__)
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SwiftSettings:
+    """How to authenticate, and which container and prefix hold the backups."""
+
+    auth_url: str
+    username: str
+    password: str
+    container: str
+    prefix: str = ""
+    auth_version: str = "1"
+    project_name: str | None = None
+    project_domain_name: str | None = None
+    user_domain_name: str | None = None
+    region_name: str | None = None
+    cacert: str | None = None
+    insecure: bool = False
+    segment_size: int = 32 * 1024 * 1024
+    timeout: float = 60.0
+
+    def __repr__(self) -> str:
+        return f"SwiftSettings(auth_url={self.auth_url!r}, username={self.username!r}, container={self.container!r})"
+
+    @property
+    def segments(self) -> str:
+        """Where the segments of large objects go (upstream freezer's name)."""
+        return f"{self.container}_segments"
+
+    @property
+    def where(self) -> str:
+        return f"swift://{self.username}@{self.container}/{self.prefix}".rstrip("/")
+
+
+class SwiftStorage(Storage):
+    """Objects under ``prefix`` in one container; objects over ``segment_size`` become segments + manifest."""
+
+    kind = "swift"
+
+    def __init__(self, settings: SwiftSettings):
+        self.settings = settings
+        self._conn = None
+        self._containers_ready = False
+        self._slo: bool | None = None
+
+    def describe(self) -> str:
+        return self.settings.where
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self):
+        from swiftclient import client
+
+        s = self.settings
+        options = {key: value for key, value in {
+            "project_name": s.project_name, "project_domain_name": s.project_domain_name,
+            "user_domain_name": s.user_domain_name, "region_name": s.region_name}.items() if value}
+        return client.Connection(authurl=s.auth_url, user=s.username, key=s.password, auth_version=s.auth_version,
+                                 os_options=options, cacert=s.cacert, insecure=s.insecure, retries=2,
+                                 starting_backoff=1, max_backoff=4, timeout=s.timeout)
+
+    def key(self, path: str) -> str:
+        return posixpath.join(self.settings.prefix, path.strip("/")) if self.settings.prefix else path.strip("/")
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        self._ensure_containers()
+        key = self.key(path)
+        parts = chunking.parts(chunks, self.settings.segment_size)
+        first = next(parts, b"")
+        second = next(parts, None)
+        if second is None:
+            self._call("upload", path, self.conn.put_object, self.settings.container, key, contents=first)
+            return len(first)
+        return self._segmented(path, key, [first, second], parts)
+
+    def _segmented(self, path: str, key: str, head: list[bytes], rest: Iterator[bytes]) -> int:
+        """Upload segments, then the manifest that joins them; remove the segments on failure."""
+        stem = f"{key}/{uuid.uuid4().hex}"
+        uploaded: list[dict] = []
+        try:
+            for number, body in enumerate(_concat(head, rest)):
+                name = f"{stem}/{number:08d}"
+                etag = self._call("upload", path, self.conn.put_object, self.settings.segments, name, contents=body)
+                uploaded.append({"path": f"/{self.settings.segments}/{name}", "etag": etag, "size_bytes": len(body)})
+            self._put_manifest(path, key, stem, uploaded)
+        except BaseException:
+            self._remove_segments(stem + "/")
+            raise
+        return sum(segment["size_bytes"] for segment in uploaded)
+
+    def _put_manifest(self, path: str, key: str, stem: str, segments: list[dict]) -> None:
+        if self._has_slo():
+            self._call("upload", path, self.conn.put_object, self.settings.container, key,
+                       contents=json.dumps(segments), query_string="multipart-manifest=put")
+        else:
+            self._call("upload", path, self.conn.put_object, self.settings.container, key, contents=b"",
+                       headers={"X-Object-Manifest": f"{self.settings.segments}/{stem}/"})
+
+    def _has_slo(self) -> bool:
+        """Static large objects when the cluster offers them; dynamic ones otherwise."""
+        if self._slo is None:
+            try:
+                self._slo = "slo" in self.conn.get_capabilities()
+            except Exception as exc:  # noqa: BLE001 - /info may be disabled
+                LOG.info("no /info from Swift (%s): using dynamic large objects", exc)
+                self._slo = False
+        return self._slo
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        _, body = self._call("download", path, self.conn.get_object, self.settings.container, self.key(path),
+                             resp_chunk_size=READ_CHUNK)
+        try:
+            yield from body
+        except Exception as exc:
+            raise swift_error(exc, "download", path, self.settings) from exc
+
+    def listdir(self, path: str) -> list[str]:
+        prefix = self.key(path).rstrip("/") + "/" if self.key(path) else ""
+        entries = self._listing(path, self.settings.container, prefix, delimiter="/")
+        names = {(entry.get("subdir") or entry["name"])[len(prefix):].rstrip("/") for entry in entries}
+        return sorted(name for name in names if name)
+
+    def rmtree(self, path: str) -> None:
+        key = self.key(path)
+        below = key.rstrip("/") + "/"
+        names = [entry["name"] for entry in self._listing(path, self.settings.container, below)]
+        for name in [*names, key]:
+            self._delete(self.settings.container, name)
+        self._remove_segments(below)
+
+    def size(self, path: str) -> int:
+        headers = self._call("size of", path, self.conn.head_object, self.settings.container, self.key(path))
+        return int(headers["content-length"])
+
+    def _listing(self, path: str, container: str, prefix: str, delimiter: str | None = None) -> list[dict]:
+        try:
+            _, entries = self.conn.get_container(container, prefix=prefix, delimiter=delimiter, full_listing=True)
+        except Exception as exc:
+            mapped = swift_error(exc, "list", path, self.settings)
+            if isinstance(mapped, NotFound):
+                return []
+            raise mapped from exc
+        return entries
+
+    def _remove_segments(self, prefix: str) -> None:
+        try:
+            for entry in self._listing(prefix, self.settings.segments, prefix):
+                self._delete(self.settings.segments, entry["name"])
+        except FreezerError as exc:
+            LOG.warning("could not remove segments %s: %s", prefix, exc)
+
+    def _delete(self, container: str, name: str) -> None:
+        try:
+            self.conn.delete_object(container, name)
+        except Exception as exc:
+            mapped = swift_error(exc, "remove", name, self.settings)
+            if not isinstance(mapped, NotFound):
+                raise mapped from exc
+
+    def _ensure_containers(self) -> None:
+        """Create the container and its segments container on first upload (idempotent in Swift)."""
+        if not self._containers_ready:
+            for container in (self.settings.container, self.settings.segments):
+                self._call("create container", container, self.conn.put_container, container)
+            self._containers_ready = True
+
+    def _call(self, action: str, path: str, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            raise swift_error(exc, action, path, self.settings) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def reset(self) -> None:
+        self.close()
+
+
+def _concat(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from head
+    yield from rest
+
+
+def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exception:
+    """One line naming what went wrong and the option to change."""
+    import requests
+    from swiftclient.exceptions import ClientException
+
+    if isinstance(exc, FreezerError):
+        return exc
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TLSError(f"TLS with {s.auth_url} failed: add the CA with --os-cacert (or, unsafely, --insecure)")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return ConnectError(f"cannot reach Swift at {s.auth_url} during {action}: check --os-auth-url")
+    if isinstance(exc, ClientException):
+        return _client_error(exc, action, path, s)
+    if isinstance(exc, OSError):
+        return ConnectError(f"connection to Swift failed during {action} {path}: {exc}")
+    return exc
+
+
+def _client_error(exc, action: str, path: str, s: SwiftSettings) -> Exception:
+    status = exc.http_status
+    if status == 401 or (status is None and "auth" in str(exc).lower()):
+        return AuthError(f"Swift at {s.auth_url} refused user {s.username!r}: check --os-username and --os-password")
+    if status == 404:
+        return NotFound(f"{path} not found in {s.where}")
+    if status == 403:
+        return PermissionDenied(f"Swift denied {action} {path} in {s.where}: check the user's roles")
+    if status in (413, 507):
+        return NoSpace(f"Swift at {s.where} is out of space or quota during {action} {path} (HTTP {status})")
+    reason = exc.http_reason or str(exc).splitlines()[0]
+    return StorageError(f"Swift {action} {path} failed: HTTP {status} {reason}".rstrip())
+
+
+def auth_version(conf) -> str:
+    """``--os-identity-api-version``, else 1 for ``.../auth/v1.0`` URLs and 3 otherwise."""
+    given = conf.os_identity_api_version or os.environ.get("OS_IDENTITY_API_VERSION")
+    if given:
+        return str(given).split(".")[0]
+    url = conf.os_auth_url or os.environ.get("OS_AUTH_URL") or ""
+    return "1" if "/auth/v1" in url else "3"
+
+
+def settings_from_conf(conf) -> SwiftSettings:
+    """Swift settings from options, then ``OS_*`` environment variables."""
+    def pick(option: str) -> str | None:
+        return conf[option] or os.environ.get(option.upper()) or None
+
+    container, _, prefix = conf.container.strip("/").partition("/")
+    missing = [f"--{name.replace('_', '-')}" for name in ("os_auth_url", "os_username") if not pick(name)]
+    if not conf.os_password:
+        missing.append("--os-password (or --os-password-file, $OS_PASSWORD)")
+    if missing:
+        raise FreezerError(f"--storage swift needs {', '.join(missing)}")
+    return SwiftSettings(auth_url=pick("os_auth_url"), username=pick("os_username"), password=conf.os_password,
+                         container=container, prefix=prefix.strip("/"), auth_version=auth_version(conf),
+                         project_name=pick("os_project_name"), project_domain_name=pick("os_project_domain_name"),
+                         user_domain_name=pick("os_user_domain_name"), region_name=pick("os_region_name"),
+                         cacert=pick("os_cacert"), insecure=conf.insecure, segment_size=conf.max_segment_size)
+
+
+def from_conf(conf) -> Storage:
+    """``--storage swift``."""
+    try:
+        import swiftclient  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise FreezerError("--storage swift needs python-swiftclient: pip install python-swiftclient") from exc
+    settings = settings_from_conf(conf)
+    if settings.auth_version == "3":
+        try:
+            import keystoneclient  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise FreezerError("Keystone v3 login needs python-keystoneclient: pip install python-keystoneclient, "
+                               "or use --os-identity-api-version 1") from exc
+    return SwiftStorage(settings)
