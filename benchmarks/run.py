@@ -1,160 +1,280 @@
-"""Backup throughput against the raw transport of the same bytes, measured in one run.
+"""Backup and restore throughput against the raw transport, the codecs and peer tools, in one run.
 
-``python -m benchmarks.run [--size-mib N] [--json FILE]``: makes a data set (half
-random, half text, many small files and a few large), starts the loopback servers
-the tests use, and prints MiB/s and the ratio to the raw transport for each storage.
+``python -m benchmarks.run [--size-mib N] [--repeat N] [--rss-check-mib N] [--no-peers] [--json FILE]``
+makes a data set, starts the loopback servers the tests use, and prints one table: MiB/s, the
+ratio to the raw transport ("x raw") and to the codec alone ("x codec"), and peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
-import ftplib
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-import paramiko
-
+from benchmarks import dataset, peers, raw
 from freezer.tests.servers import PyFtpd
 from freezer.tests.sshd import Sshd
 
 AGENT = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
 MIB = 1 << 20
-
-
-def make_data(root: str, size_mib: int) -> None:
-    """Half in a few large files, half in many small ones; half random, half text."""
-    os.makedirs(f"{root}/small", exist_ok=True)
-    text = (b"freezer benchmark line of compressible text\n" * 24000)[:MIB]
-    large = size_mib // 2
-    for index in range(4):
-        with open(f"{root}/large-{index}.bin", "wb") as out:
-            for block in range(large // 4):
-                out.write(os.urandom(MIB) if block % 2 else text)
-    for index in range(size_mib // 2 * 16):
-        with open(f"{root}/small/f{index:06d}", "wb") as out:
-            out.write(os.urandom(32 << 10) if index % 2 else text[: 32 << 10])
-
-
 REPEAT = 3
+CONFIGS = (("none", False), ("zstd", False), ("gzip", False), ("none", True), ("zstd", True), ("gzip", True))
 
 
-def timed(action) -> float:
-    """Best of REPEAT runs: the disk and CPU here are shared, so one run is noise."""
-    best = float("inf")
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - start)
-    return best
+def run_agent(options: list[str], *args: str) -> tuple[dict, float]:
+    """Run freezer-agent; return its result document and the peak RSS (MiB) of it or any pipeline child."""
+    with tempfile.NamedTemporaryFile("w+", suffix=".json") as result, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([AGENT, *options, *args, "--metadata-out", result.name],
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"freezer-agent {' '.join(args[:4])} failed: {err.read().strip()}")
+        return json.load(open(result.name)), usage.ru_maxrss / 1024
 
 
-def tar_of(source: str, path: str) -> int:
-    """The uncompressed tar stream of the data set, so raw transports move the same bytes."""
-    subprocess.run(["tar", "--create", "--format=posix", f"--file={path}", f"--directory={source}", "."], check=True)
-    return os.path.getsize(path)
+class Bench:
+    """Collects rows; each row is one measured action and its ratios."""
+
+    def __init__(self, work: str, source: str, tar_path: str, repeat: int):
+        self.work, self.source, self.tar_path, self.repeat = work, source, tar_path, repeat
+        self.size = os.path.getsize(tar_path) / MIB
+        self.rows: list[dict] = []
+        self.codecs: dict[tuple[str, bool], float] = {}
+
+    def timed(self, action: Callable[[], object], repeat: int | None = None) -> float:
+        """Best of ``repeat`` runs (the disk and CPU here are shared)."""
+        best = float("inf")
+        for _ in range(repeat or self.repeat):
+            self.cleanup_restores()
+            start = time.perf_counter()
+            action()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    def add(self, storage: str, op: str, what: str, seconds: float, raw_s: float | None = None,
+            codec_s: float | None = None, rss: float | None = None, **extra) -> dict:
+        row = {"storage": storage, "op": op, "what": what, "seconds": round(seconds, 3),
+               "mib_s": round(self.size / seconds, 1), "x_raw": _ratio(raw_s, seconds),
+               "x_codec": _ratio(codec_s, seconds), "peak_rss_mib": round(rss, 1) if rss else None, **extra}
+        self.rows.append(row)
+        return row
+
+    def restore_dir(self) -> str:
+        return os.path.join(self.work, "restore")
+
+    def cleanup_restores(self) -> None:
+        shutil.rmtree(self.restore_dir(), ignore_errors=True)
+        for name in ("download.tar",):
+            if os.path.exists(os.path.join(self.work, name)):
+                os.remove(os.path.join(self.work, name))
+
+    def freezer(self, storage: str, options: list[str], raw_put: float, raw_get: float) -> None:
+        """Backup and restore with every compression, with and without encryption."""
+        pass_file = os.path.join(self.work, "pass")
+        for compression, encrypt in CONFIGS:
+            name = f"{compression}{'-enc' if encrypt else ''}"
+            args = ["--compression", compression] + (["--encrypt-pass-file", pass_file] if encrypt else [])
+            codec = self.codec_time(compression, pass_file if encrypt else None)
+            repeat = None if name == "none" else 1
+            seconds, rss = self.agent_best(repeat, *options, "--backup-name", name, "--path-to-backup", self.source,
+                                           "--no-incremental", *args)
+            self.add(storage, "backup", f"freezer {name}", seconds, raw_put, codec, rss)
+            seconds, rss = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
+                                           "--restore-abs-path", self.restore_dir(), *args)
+            self.add(storage, "restore", f"freezer {name}", seconds, raw_get, None, rss)
+
+    def codec_time(self, compression: str, pass_file: str | None) -> float | None:
+        """Seconds for the codecs alone on the stream (measured once per combination)."""
+        if compression == "none" and not pass_file:
+            return None
+        key = (compression, bool(pass_file))
+        if key not in self.codecs:
+            self.codecs[key] = self.timed(functools.partial(raw.codec_alone, self.tar_path, compression, pass_file), 1)
+        return self.codecs[key]
+
+    def agent_best(self, repeat: int | None, *args: str) -> tuple[float, float]:
+        """Best time of the agent over ``repeat`` runs, and its peak RSS."""
+        peaks: list[float] = []
+        seconds = self.timed(lambda: peaks.append(run_agent(list(args))[1]), repeat)
+        return seconds, max(peaks)
 
 
-def read_source(source: str) -> None:
-    """GNU tar with the agent's flags into a pipe: the cost of reading the files."""
-    subprocess.run(f"tar --create --file=- --format=posix --xattrs --acls --directory='{source}' . | cat >/dev/null",
-                   shell=True, check=True)
+def _ratio(reference: float | None, seconds: float) -> float | None:
+    return round(reference / seconds, 2) if reference else None
 
 
-def agent_backup(options: list[str], source: str, name: str) -> None:
-    subprocess.run([AGENT, *options, "--backup-name", name, "--path-to-backup", source,
-                    "--compression", "none", "--no-incremental"], check=True, capture_output=True)
+def local_rows(bench: Bench) -> None:
+    copy = os.path.join(bench.work, "copy.tar")
+    put = bench.timed(lambda: raw.cp_fsync(bench.tar_path, copy))
+    bench.add("local", "backup", "cp + fsync (raw)", put)
+    extract = bench.timed(lambda: raw.tar_extract(bench.tar_path, bench.restore_dir()))
+    bench.add("local", "restore", "tar -x of the stream (raw)", extract)
+    bench.freezer("local", ["--storage", "local", "--container", os.path.join(bench.work, "local")], put, extract)
 
 
-def raw_ftp(server: PyFtpd, tar_path: str) -> None:
-    with ftplib.FTP() as ftp:
-        ftp.connect("127.0.0.1", server.port)
-        ftp.login(server.username, server.password)
-        with open(tar_path, "rb") as handle:
-            ftp.storbinary("STOR raw.tar", handle, blocksize=MIB)
+def ftp_rows(bench: Bench, tls: bool) -> None:
+    kind = "ftps" if tls else "ftp"
+    server = PyFtpd(os.path.join(bench.work, kind), tls)
+    server.setUp()
+    try:
+        target = os.path.join(bench.work, "download.tar")
+        put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path, tls))
+        bench.add(kind, "backup", "ftplib storbinary (raw)", put)
+        get = bench.timed(lambda: raw.ftp_get(server, target, tls))
+        bench.add(kind, "restore", "ftplib retrbinary (raw)", get)
+        bench.freezer(kind, server.agent_options(), put, get)
+    finally:
+        server.cleanUp()
 
 
-def raw_sftp_openssh(server: Sshd, tar_path: str, workdir: str) -> None:
-    batch = os.path.join(workdir, "batch")
-    with open(batch, "w") as out:
-        out.write(f"put {tar_path} {server.root}/raw.tar\n")
-    subprocess.run(["sftp", "-q", "-b", batch, "-i", server.client_key, "-P", str(server.port),
-                    "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={workdir}/kh",
-                    f"{server.username}@127.0.0.1"], check=True, capture_output=True)
+def sftp_rows(bench: Bench, with_peers: bool) -> None:
+    server = Sshd(os.path.join(bench.work, "ssh"))
+    server.setUp()
+    try:
+        target = os.path.join(bench.work, "download.tar")
+        put = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"put {bench.tar_path} {server.root}/raw.tar"))
+        bench.add("sftp", "backup", "OpenSSH sftp put (raw)", put)
+        get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"get {server.root}/raw.tar {target}"))
+        bench.add("sftp", "restore", "OpenSSH sftp get (raw)", get)
+        putfo = bench.timed(lambda: raw.paramiko_put(server, bench.tar_path))
+        bench.add("sftp", "backup", "paramiko putfo", putfo, put)
+        bench.add("sftp", "restore", "paramiko getfo", bench.timed(lambda: raw.paramiko_get(server, target)), get)
+        bench.freezer("sftp", server.agent_options(), put, get)
+        if with_peers:
+            peer_rows(bench, "sftp", server)
+    finally:
+        server.cleanUp()
 
 
-def raw_paramiko(server: Sshd, tar_path: str) -> None:
-    transport = paramiko.Transport(("127.0.0.1", server.port), default_window_size=64 * MIB,
-                                   default_max_packet_size=256 << 10)
-    transport.connect(username=server.username, password=server.password)
-    sftp = paramiko.SFTPClient.from_transport(transport, window_size=64 * MIB, max_packet_size=256 << 10)
-    with open(tar_path, "rb") as handle:
-        sftp.putfo(handle, f"{server.root}/raw-paramiko.tar")
-    transport.close()
+def peer_rows(bench: Bench, storage: str, server=None) -> None:
+    """restic (compared with freezer zstd-enc) and duplicity (with freezer gzip) on the same storage."""
+    for tool, compare in (("restic", "freezer zstd-enc"), ("duplicity", "freezer gzip")):
+        if not peers.available(tool):
+            bench.rows.append({"storage": storage, "op": "backup", "what": f"{tool}: not installed"})
+            continue
+        repo = os.path.join(server.root if server else bench.work, f"{tool}-repo")
+        url = repo if tool == "restic" else (f"sftp://{server.username}@127.0.0.1:{server.port}/{repo}"
+                                              if server else f"file://{repo}")
+        peer = peers.Restic(repo, bench.work, server) if tool == "restic" else peers.Duplicity(url, bench.work, server)
+        try:
+            peer.init()
+            for op, action in (("backup", functools.partial(peer.backup, bench.source)),
+                               ("restore", functools.partial(peer.restore, bench.restore_dir()))):
+                seconds = bench.timed(action, 1)
+                ours = _find(bench.rows, storage, op, compare)
+                bench.add(storage, op, tool, seconds, freezer_faster=_ratio(seconds, ours["seconds"]) if ours else None)
+        except RuntimeError as exc:
+            bench.rows.append({"storage": storage, "op": "backup", "what": f"{tool}: failed ({exc})"})
 
 
-def measure(size_mib: int) -> list[dict]:
+def _find(rows: list[dict], storage: str, op: str, what: str) -> dict | None:
+    return next((r for r in rows if (r["storage"], r["op"], r["what"]) == (storage, op, what)), None)
+
+
+def incremental_rows(bench: Bench) -> None:
+    """A level 1 after changing 1% of the files, against the level 0 before it."""
+    options = ["--storage", "local", "--container", os.path.join(bench.work, "incremental"), "--backup-name", "i",
+               "--path-to-backup", bench.source, "--compression", "none"]
+    start = time.perf_counter()
+    full, full_rss = run_agent(options)
+    full_s = time.perf_counter() - start
+    changed = dataset.change_one_percent(bench.source)
+    start = time.perf_counter()
+    level1, rss = run_agent(options)
+    level1_s = time.perf_counter() - start
+    bench.add("local", "backup", "freezer level 0 (for level 1)", full_s, rss=full_rss,
+              stored_mib=round(full["size"] / MIB, 2))
+    bench.add("local", "backup", f"freezer level {level1['level']} after 1% changed", level1_s, rss=rss,
+              stored_mib=round(level1["size"] / MIB, 2), changed_mib=round(changed / MIB, 2),
+              x_full=_ratio(full_s, level1_s))
+
+
+def rss_rows(bench: Bench, size_mib: int) -> None:
+    """Peak RSS of a local backup and restore of a bigger data set: it must stay flat."""
+    source = os.path.join(bench.work, f"rss-{size_mib}")
+    dataset.make_data(source, size_mib)
+    options = ["--storage", "local", "--container", os.path.join(bench.work, "rss"), "--backup-name", "r"]
+    start = time.perf_counter()
+    _, backup_rss = run_agent(options, "--path-to-backup", source, "--compression", "zstd")
+    backup_s = time.perf_counter() - start
+    shutil.rmtree(source)
+    bench.cleanup_restores()
+    start = time.perf_counter()
+    _, restore_rss = run_agent(options, "--action", "restore", "--restore-abs-path", bench.restore_dir())
+    restore_s = time.perf_counter() - start
+    bench.cleanup_restores()
+    for op, seconds, rss in (("backup", backup_s, backup_rss), ("restore", restore_s, restore_rss)):
+        row = bench.add("local", op, f"freezer zstd, {size_mib} MiB data set", seconds, rss=rss)
+        row["mib_s"] = round(size_mib / seconds, 1)
+    shutil.rmtree(os.path.join(bench.work, "rss"), ignore_errors=True)
+
+
+def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
+            storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp")) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-")
-    source = os.path.join(work, "data")
-    make_data(source, size_mib)
-    tar_path = os.path.join(work, "data.tar")
-    size = tar_of(source, tar_path) / MIB
-    rows = []
-
-    def row(storage: str, what: str, seconds: float, raw: float | None) -> None:
-        rows.append({"storage": storage, "what": what, "seconds": round(seconds, 3),
-                     "mib_s": round(size / seconds, 1), "ratio_to_raw": round(raw / seconds, 2) if raw else None})
-
-    copy = os.path.join(work, "copy.tar")
-    cp = timed(lambda: subprocess.run(["cp", tar_path, copy], check=True))
-    durable = timed(lambda: subprocess.run(["dd", f"if={tar_path}", f"of={copy}", "bs=1M", "conv=fsync",
-                                            "status=none"], check=True))
-    row("local", "cp + fsync (raw)", durable, None)
-    row("local", "cp, no fsync", cp, durable)
-    row("local", "tar reading the source", timed(lambda: read_source(source)), durable)
-    row("local", "freezer backup", timed(lambda: agent_backup(
-        ["--storage", "local", "--container", os.path.join(work, "local")], source, "b")), durable)
-
-    ftp_server = PyFtpd(os.path.join(work, "ftp"))
-    ftp_server.setUp()
     try:
-        raw = timed(lambda: raw_ftp(ftp_server, tar_path))
-        row("ftp", "ftplib storbinary (raw)", raw, None)
-        row("ftp", "freezer backup", timed(lambda: agent_backup(ftp_server.agent_options(), source, "b")), raw)
+        source = os.path.join(work, "data")
+        dataset.make_data(source, size_mib)
+        with open(os.path.join(work, "pass"), "w") as out:
+            out.write("benchmark pass phrase\n")
+        tar_path = os.path.join(work, "data.tar")
+        subprocess.run(["tar", "--create", "--format=posix", f"--file={tar_path}", f"--directory={source}", "."],
+                       check=True)
+        bench = Bench(work, source, tar_path, repeat)
+        if "local" in storages:
+            local_rows(bench)
+            if with_peers:
+                peer_rows(bench, "local")
+        for kind in ("ftp", "ftps"):
+            if kind in storages:
+                ftp_rows(bench, kind == "ftps")
+        if "sftp" in storages:
+            sftp_rows(bench, with_peers)
+        incremental_rows(bench)
+        if rss_check_mib:
+            rss_rows(bench, rss_check_mib)
+        return bench.rows
     finally:
-        ftp_server.cleanUp()
+        shutil.rmtree(work, ignore_errors=True)
 
-    sshd = Sshd(os.path.join(work, "ssh"))
-    sshd.setUp()
-    try:
-        raw = timed(lambda: raw_sftp_openssh(sshd, tar_path, work))
-        row("sftp", "OpenSSH sftp put (raw)", raw, None)
-        row("sftp", "paramiko putfo", timed(lambda: raw_paramiko(sshd, tar_path)), raw)
-        row("sftp", "freezer backup", timed(lambda: agent_backup(sshd.agent_options(), source, "b")), raw)
-    finally:
-        sshd.cleanUp()
-    subprocess.run(["rm", "-rf", work], check=False)
-    return rows
+
+def table(rows: list[dict]) -> str:
+    head = f"{'storage':<7} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} {'RSS MiB':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "seconds" not in r:
+            lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']}")
+            continue
+        note = "".join(f"  {k}={r[k]}" for k in ("freezer_faster", "stored_mib", "changed_mib", "x_full") if k in r)
+        lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
+                     f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r['peak_rss_mib'] or '':>7}{note}")
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=3, help="take the best of N runs")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="best of N for raw and uncompressed runs")
+    parser.add_argument("--rss-check-mib", type=int, default=4096, help="also back up a data set this big (0: skip)")
+    parser.add_argument("--no-peers", action="store_true", help="skip restic and duplicity")
+    parser.add_argument("--storages", default="local,ftp,ftps,sftp")
     parser.add_argument("--json")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
-    rows = measure(args.size_mib)
-    print(f"{'storage':<8} {'what':<26} {'seconds':>8} {'MiB/s':>8} {'x raw':>6}")
-    for r in rows:
-        print(f"{r['storage']:<8} {r['what']:<26} {r['seconds']:>8} {r['mib_s']:>8} {r['ratio_to_raw'] or '':>6}")
+    rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
+                   tuple(args.storages.split(",")))
+    print(table(rows))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"size_mib": args.size_mib, "rows": rows}, out, indent=2)
+            json.dump({"size_mib": args.size_mib, "cores": os.cpu_count(), "rows": rows}, out, indent=2)
     return 0
 
 

@@ -148,16 +148,23 @@ def status(jobs_dir: str) -> int:
     return 0
 
 
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def running_pid(pid_file: str) -> int | None:
     """The pid recorded in ``pid_file`` if that process is still alive."""
     try:
         with open(pid_file) as handle:
             pid = int(handle.read().strip())
-        with open(f"/proc/{pid}/stat") as stat:
-            alive = stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
-    return pid if alive else None
+    return pid if process_alive(pid) else None
 
 
 def write_pid(pid_file: str) -> None:
@@ -207,7 +214,7 @@ def stop(pid_file: str, timeout: float = 600.0) -> int:
         raise FreezerError(f"no running scheduler found from --pid-file {pid_file}")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while running_pid(pid_file) == pid:
+    while process_alive(pid):
         if time.monotonic() > deadline:
             raise FreezerError(f"the scheduler, pid {pid}, has not stopped after {timeout:.0f} s")
         time.sleep(0.1)

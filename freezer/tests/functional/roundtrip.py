@@ -46,6 +46,9 @@ class RoundTripTests:
         """Every file under ``data/``, hidden temporary uploads included."""
         return [path for path, leaf in self.walk("data") if leaf]
 
+    #: slows the interrupted backup so the signal lands mid-upload
+    slow_compression = "xz"
+
     def upload_in_progress(self, files_before: int) -> bool:
         """True once a backup's upload has begun; object stores override it (parts are not keys)."""
         return len(self.stored_files()) > files_before
@@ -135,7 +138,7 @@ class RoundTripTests:
         self.backup()
         write(f"{self.source}/big.bin", os.urandom(40 << 20))
         argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name,
-                "--path-to-backup", self.source, "--compression", "xz"]
+                "--path-to-backup", self.source, "--compression", self.slow_compression]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         files_before = len(self.stored_files())
         _wait_for(lambda: self.upload_in_progress(files_before), proc)

@@ -7,7 +7,10 @@ from benchmarks import run
 
 class TestBenchmarkSmoke(testtools.TestCase):
     def test_harness_measures_every_storage(self):
-        self.patch(run, "REPEAT", 1)
-        rows = run.measure(4)
-        self.assertEqual({"local", "ftp", "sftp"}, {r["storage"] for r in rows})
+        rows = run.measure(4, repeat=1, with_peers=False, rss_check_mib=4, storages=("local", "ftps", "sftp"))
+        self.assertEqual({"local", "ftps", "sftp"}, {r["storage"] for r in rows})
         self.assertTrue(all(r["seconds"] > 0 for r in rows))
+        self.assertEqual({"backup", "restore"}, {r["op"] for r in rows})
+        self.assertIn("freezer zstd-enc", {r["what"] for r in rows})
+        self.assertTrue(all(r["peak_rss_mib"] for r in rows if r["what"].startswith("freezer")))
+        self.assertIn("x raw", run.table(rows))

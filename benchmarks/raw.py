@@ -1,0 +1,93 @@
+"""The raw transports and codecs, moving the same bytes the agent moves, for the ratios."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import ssl
+import subprocess
+
+import paramiko
+
+MIB = 1 << 20
+THREADS = str(os.cpu_count() or 1)
+
+
+def cp_fsync(src: str, dst: str) -> None:
+    subprocess.run(["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=fsync", "status=none"], check=True)
+
+
+def tar_extract(tar_path: str, target: str) -> None:
+    """GNU tar extracting the uncompressed stream: what a local restore cannot beat."""
+    os.makedirs(target, exist_ok=True)
+    subprocess.run(["tar", "--extract", f"--file={tar_path}", f"--directory={target}"], check=True)
+
+
+def codec_alone(tar_path: str, compression: str, pass_file: str | None) -> None:
+    """The compressor and/or openssl on the same stream, output discarded."""
+    stages = []
+    if compression == "zstd":
+        stages.append(f"zstd -c -q -3 -T{THREADS}")
+    elif compression == "gzip":
+        stages.append(f"pigz -c -6 -p {THREADS}")
+    if pass_file:
+        stages.append(f"openssl enc -e -aes-256-cfb -md sha256 -salt -pass file:{pass_file}")
+    subprocess.run(" | ".join(stages) + f" < '{tar_path}' > /dev/null", shell=True, check=True,
+                   stderr=subprocess.DEVNULL)
+
+
+def _ftp(server, tls: bool) -> ftplib.FTP:
+    if tls:
+        context = ssl.create_default_context(cafile=server.ca.ca_file)
+        ftp = ftplib.FTP_TLS(context=context)
+    else:
+        ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", server.port)
+    if tls:
+        ftp.auth()
+    ftp.login(server.username, server.password)
+    if tls:
+        ftp.prot_p()
+    return ftp
+
+
+def ftp_put(server, tar_path: str, tls: bool = False) -> None:
+    with _ftp(server, tls) as ftp, open(tar_path, "rb") as handle:
+        ftp.storbinary("STOR raw.tar", handle, blocksize=MIB)
+
+
+def ftp_get(server, target: str, tls: bool = False) -> None:
+    with _ftp(server, tls) as ftp, open(target, "wb") as out:
+        ftp.retrbinary("RETR raw.tar", out.write, blocksize=MIB)
+
+
+def openssh_sftp(server, workdir: str, command: str) -> None:
+    """OpenSSH's sftp client running one batch command (put or get)."""
+    batch = os.path.join(workdir, "batch")
+    with open(batch, "w") as out:
+        out.write(command + "\n")
+    subprocess.run(["sftp", "-q", "-b", batch, "-i", server.client_key, "-P", str(server.port),
+                    "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={workdir}/kh",
+                    f"{server.username}@127.0.0.1"], check=True, capture_output=True)
+
+
+def _paramiko(server) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    transport = paramiko.Transport(("127.0.0.1", server.port), default_window_size=64 * MIB,
+                                   default_max_packet_size=256 << 10)
+    transport.connect(username=server.username, password=server.password)
+    return transport, paramiko.SFTPClient.from_transport(transport, window_size=64 * MIB,
+                                                         max_packet_size=256 << 10)
+
+
+def paramiko_put(server, tar_path: str) -> None:
+    transport, sftp = _paramiko(server)
+    with open(tar_path, "rb") as handle:
+        sftp.putfo(handle, f"{server.root}/raw-paramiko.tar")
+    transport.close()
+
+
+def paramiko_get(server, target: str) -> None:
+    transport, sftp = _paramiko(server)
+    with open(target, "wb") as out:
+        sftp.getfo(f"{server.root}/raw-paramiko.tar", out, max_concurrent_prefetch_requests=64)
+    transport.close()
