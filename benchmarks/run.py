@@ -29,16 +29,30 @@ CONFIGS = (("none", False), ("zstd", False), ("gzip", False), ("none", True), ("
 
 
 def run_agent(options: list[str], *args: str) -> tuple[dict, float]:
-    """Run freezer-agent; return its result document and the peak RSS (MiB) of it or any pipeline child."""
+    """Run freezer-agent; return its result document and its peak RSS in MiB."""
     with tempfile.NamedTemporaryFile("w+", suffix=".json") as result, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([AGENT, *options, *args, "--metadata-out", result.name],
                                 stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, high_water_kib(proc.pid))
+            time.sleep(0.02)
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"freezer-agent {' '.join(args[:4])} failed: {err.read().strip()}")
-        return json.load(open(result.name)), usage.ru_maxrss / 1024
+        return json.load(open(result.name)), peak / 1024
+
+
+def high_water_kib(pid: int) -> int:
+    """VmHWM of a running process: its own peak RSS since exec (wait4's figure includes the parent's)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 class Bench:

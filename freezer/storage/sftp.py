@@ -36,6 +36,9 @@ from freezer.storage.base import (
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
+# Reads in flight while downloading. Unbounded, paramiko queues every reply of a large file and
+# scans that queue on each read: 512 MiB restored in 58.6 s unbounded, 31 s at 256, 4.2 s at 64.
+PREFETCH_LIMIT: int | None = 64
 WINDOW_SIZE = 64 << 20
 MAX_PACKET = 256 << 10
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -245,7 +248,7 @@ class SftpStorage(Storage):
         try:
             handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
             handle.MAX_REQUEST_SIZE = self._request_size
-            handle.prefetch(handle.stat().st_size)
+            handle.prefetch(handle.stat().st_size, max_concurrent_requests=PREFETCH_LIMIT)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
