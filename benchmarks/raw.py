@@ -23,6 +23,21 @@ def tar_extract(tar_path: str, target: str) -> None:
     subprocess.run(["tar", "--extract", f"--file={tar_path}", f"--directory={target}"], check=True)
 
 
+def tar_create_alone(source: str) -> None:
+    """GNU tar writing the source into a pipe, output discarded: the backup's producer alone.
+
+    The pipe matters: tar skips reading file contents when its output is /dev/null itself.
+    """
+    subprocess.run(f"tar --create --format=posix --file=- --directory='{source}' . | cat > /dev/null",
+                   shell=True, check=True)
+
+
+def tar_extract_piped(tar_path: str, target: str) -> None:
+    """GNU tar extracting the stream from a pipe, as a streamed restore must."""
+    os.makedirs(target, exist_ok=True)
+    subprocess.run(f"cat '{tar_path}' | tar --extract --file=- --directory='{target}'", shell=True, check=True)
+
+
 def codec_alone(tar_path: str, compression: str, pass_file: str | None) -> None:
     """The compressor and/or openssl on the same stream, output discarded."""
     stages = []

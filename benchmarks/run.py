@@ -1,8 +1,9 @@
 """Backup and restore throughput against the raw transport, the codecs and peer tools, in one run.
 
-``python -m benchmarks.run [--size-mib N] [--repeat N] [--rss-check-mib N] [--no-peers] [--json FILE]``
+``python -m benchmarks.run [--size-mib N] [--repeat N] [--rss-check-mib N] [--no-peers] [--work-dir D] [--json F]``
 makes a data set, starts the loopback servers the tests use, and prints one table: MiB/s, the
-ratio to the raw transport ("x raw") and to the codec alone ("x codec"), and peak RSS.
+ratio to the raw transport ("x raw"), to the codec alone ("x codec"), to the slowest stage the
+pipeline cannot avoid ("x bound": transport, tar or codec alone), and peak RSS.
 """
 
 from __future__ import annotations
@@ -63,22 +64,25 @@ class Bench:
         self.size = os.path.getsize(tar_path) / MIB
         self.rows: list[dict] = []
         self.codecs: dict[tuple[str, bool], float] = {}
+        self.tar_create_s = self.tar_extract_s = 0.0
 
     def timed(self, action: Callable[[], object], repeat: int | None = None) -> float:
         """Best of ``repeat`` runs (the disk and CPU here are shared)."""
         best = float("inf")
         for _ in range(repeat or self.repeat):
             self.cleanup_restores()
+            os.sync()  # earlier writes flushing to disk would slow this run
             start = time.perf_counter()
             action()
             best = min(best, time.perf_counter() - start)
         return best
 
     def add(self, storage: str, op: str, what: str, seconds: float, raw_s: float | None = None,
-            codec_s: float | None = None, rss: float | None = None, **extra) -> dict:
+            codec_s: float | None = None, rss: float | None = None, bound_s: float | None = None, **extra) -> dict:
         row = {"storage": storage, "op": op, "what": what, "seconds": round(seconds, 3),
                "mib_s": round(self.size / seconds, 1), "x_raw": _ratio(raw_s, seconds),
-               "x_codec": _ratio(codec_s, seconds), "peak_rss_mib": round(rss, 1) if rss else None, **extra}
+               "x_codec": _ratio(codec_s, seconds), "x_bound": _ratio(bound_s, seconds),
+               "peak_rss_mib": round(rss, 1) if rss else None, **extra}
         self.rows.append(row)
         return row
 
@@ -101,10 +105,12 @@ class Bench:
             repeat = None if name == "none" else 1
             seconds, rss = self.agent_best(repeat, *options, "--backup-name", name, "--path-to-backup", self.source,
                                            "--no-incremental", *args)
-            self.add(storage, "backup", f"freezer {name}", seconds, raw_put, codec, rss)
+            bound = max(raw_put, self.tar_create_s, codec or 0.0)
+            self.add(storage, "backup", f"freezer {name}", seconds, raw_put, codec, rss, bound)
             seconds, rss = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
                                            "--restore-abs-path", self.restore_dir(), *args)
-            self.add(storage, "restore", f"freezer {name}", seconds, raw_get, None, rss)
+            self.add(storage, "restore", f"freezer {name}", seconds, raw_get, None, rss,
+                     max(raw_get, self.tar_extract_s))
 
     def codec_time(self, compression: str, pass_file: str | None) -> float | None:
         """Seconds for the codecs alone on the stream (measured once per combination)."""
@@ -124,6 +130,14 @@ class Bench:
 
 def _ratio(reference: float | None, seconds: float) -> float | None:
     return round(reference / seconds, 2) if reference else None
+
+
+def tar_rows(bench: Bench) -> None:
+    """tar alone at each end of the pipeline: no backup or restore can beat its slower end."""
+    bench.tar_create_s = bench.timed(lambda: raw.tar_create_alone(bench.source))
+    bench.add("any", "backup", "tar --create alone (producer)", bench.tar_create_s)
+    bench.tar_extract_s = bench.timed(lambda: raw.tar_extract_piped(bench.tar_path, bench.restore_dir()))
+    bench.add("any", "restore", "cat | tar --extract (consumer)", bench.tar_extract_s)
 
 
 def local_rows(bench: Bench) -> None:
@@ -233,8 +247,8 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
 
 
 def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
-            storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp")) -> list[dict]:
-    work = tempfile.mkdtemp(prefix="freezer-bench-")
+            storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None) -> list[dict]:
+    work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
     try:
         source = os.path.join(work, "data")
         dataset.make_data(source, size_mib)
@@ -244,15 +258,19 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
         subprocess.run(["tar", "--create", "--format=posix", f"--file={tar_path}", f"--directory={source}", "."],
                        check=True)
         bench = Bench(work, source, tar_path, repeat)
+        tar_rows(bench)
         if "local" in storages:
             local_rows(bench)
             if with_peers:
                 peer_rows(bench, "local")
+            _forget(work, "local", "restic-repo", "duplicity-repo")
         for kind in ("ftp", "ftps"):
             if kind in storages:
                 ftp_rows(bench, kind == "ftps")
+                _forget(work, kind)
         if "sftp" in storages:
             sftp_rows(bench, with_peers)
+            _forget(work, "ssh")
         incremental_rows(bench)
         if rss_check_mib:
             rss_rows(bench, rss_check_mib)
@@ -261,8 +279,15 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _forget(work: str, *names: str) -> None:
+    """Remove what one storage's runs stored, so a RAM-backed --work-dir holds the whole run."""
+    for name in names:
+        shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+
 def table(rows: list[dict]) -> str:
-    head = f"{'storage':<7} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} {'RSS MiB':>7}"
+    head = (f"{'storage':<7} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
+            f"{'x bound':>7} {'RSS MiB':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "seconds" not in r:
@@ -270,7 +295,8 @@ def table(rows: list[dict]) -> str:
             continue
         note = "".join(f"  {k}={r[k]}" for k in ("freezer_faster", "stored_mib", "changed_mib", "x_full") if k in r)
         lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
-                     f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r['peak_rss_mib'] or '':>7}{note}")
+                     f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r.get('x_bound') or '':>7} "
+                     f"{r['peak_rss_mib'] or '':>7}{note}")
     return "\n".join(lines)
 
 
@@ -281,10 +307,11 @@ def main() -> int:
     parser.add_argument("--rss-check-mib", type=int, default=4096, help="also back up a data set this big (0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="skip restic and duplicity")
     parser.add_argument("--storages", default="local,ftp,ftps,sftp")
+    parser.add_argument("--work-dir", help="where data, stores and servers live (e.g. /dev/shm: no disk noise)")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
-                   tuple(args.storages.split(",")))
+                   tuple(args.storages.split(",")), args.work_dir)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:
