@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -65,9 +66,10 @@ def served_dir(parent: str, name: str, owner: pwd.struct_passwd | None = None) -
     """A directory a server can use as its root (path traversable, owned by ``owner``)."""
     path = os.path.join(parent, name)
     os.makedirs(path, exist_ok=True)
+    scratch = ("/tmp/", "/dev/shm/", os.path.join(tempfile.gettempdir(), ""))
     walk = parent
     while walk not in ("/", ""):
-        os.chmod(walk, os.stat(walk).st_mode | 0o755) if walk.startswith("/tmp/") else None
+        os.chmod(walk, os.stat(walk).st_mode | 0o755) if walk.startswith(scratch) else None
         walk = os.path.dirname(walk)
     if owner is not None:
         os.chown(path, owner.pw_uid, owner.pw_gid)
