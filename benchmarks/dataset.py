@@ -17,9 +17,14 @@ def make_data(root: str, size_mib: int) -> None:
         with open(f"{root}/large-{index}.bin", "wb") as out:
             for block in range(large // 4):
                 out.write(os.urandom(MIB) if block % 2 else text)
-    for index in range(size_mib // 2 * 16):
+    for index in range(size_mib // 2 * (MIB // SMALL)):
         with open(f"{root}/small/f{index:06d}", "wb") as out:
             out.write(os.urandom(SMALL) if index % 2 else text[:SMALL])
+
+
+def size_mib(root: str) -> float:
+    """The bytes of file content below ``root``, in MiB."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files) / MIB
 
 
 def change_one_percent(root: str) -> int:

@@ -26,6 +26,7 @@ from freezer.tests.sshd import Sshd
 AGENT = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
 MIB = 1 << 20
 REPEAT = 3
+NOTES = ("freezer_faster", "stored_mib", "changed_mib", "x_full", "content_mib")
 CONFIGS = (("none", False), ("zstd", False), ("gzip", False), ("none", True), ("zstd", True), ("gzip", True))
 
 
@@ -230,6 +231,7 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
     """Peak RSS of a local backup and restore of a bigger data set: it must stay flat."""
     source = os.path.join(bench.work, f"rss-{size_mib}")
     dataset.make_data(source, size_mib)
+    content_mib = dataset.size_mib(source)
     options = ["--storage", "local", "--container", os.path.join(bench.work, "rss"), "--backup-name", "r"]
     start = time.perf_counter()
     _, backup_rss = run_agent(options, "--path-to-backup", source, "--compression", "zstd")
@@ -241,8 +243,9 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
     restore_s = time.perf_counter() - start
     bench.cleanup_restores()
     for op, seconds, rss in (("backup", backup_s, backup_rss), ("restore", restore_s, restore_rss)):
-        row = bench.add("local", op, f"freezer zstd, {size_mib} MiB data set", seconds, rss=rss)
-        row["mib_s"] = round(size_mib / seconds, 1)
+        row = bench.add("local", op, f"freezer zstd, --size-mib {size_mib}", seconds, rss=rss,
+                        content_mib=round(content_mib))
+        row["mib_s"] = round(content_mib / seconds, 1)
     shutil.rmtree(os.path.join(bench.work, "rss"), ignore_errors=True)
 
 
@@ -293,7 +296,7 @@ def table(rows: list[dict]) -> str:
         if "seconds" not in r:
             lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']}")
             continue
-        note = "".join(f"  {k}={r[k]}" for k in ("freezer_faster", "stored_mib", "changed_mib", "x_full") if k in r)
+        note = "".join(f"  {k}={r[k]}" for k in NOTES if k in r)
         lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
                      f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r.get('x_bound') or '':>7} "
                      f"{r['peak_rss_mib'] or '':>7}{note}")

@@ -110,7 +110,7 @@ class BackupJob(Job):
         pipeline = tar.start_backup(source, snapshot, options)
         digest = Digest()
         try:
-            self.storage.put_stream(path, prefetch(digest.tap(pipeline.output_chunks())))
+            self.storage.put_stream(path, prefetch(digest.tap(prefetch(pipeline.output_chunks()))))
         except BaseException:
             pipeline.abort()
             raise
