@@ -78,7 +78,8 @@ CORE_OPTS = [
 ]
 
 FTP_OPTS = [
-    cfg.StrOpt("ftp-host", dest="ftp_host", help="FTP, FTPS or SFTP server host name or address."),
+    cfg.StrOpt("ftp-host", dest="ftp_host",
+               help="FTP, FTPS or SFTP server: host name, IPv4 or IPv6 address ([::1] or ::1)."),
     cfg.PortOpt("ftp-port", dest="ftp_port",
                 help="Server port (default 21 for ftp/ftps, 990 with implicit TLS, 22 for sftp)."),
     cfg.StrOpt("ftp-username", dest="ftp_username", help="User name on the FTP/FTPS/SFTP server."),

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 
 MASK = "***"
+SHORT_SECRET = 8
 
 
 class SecretMask(logging.Filter):
-    """Replace known secret values in every record with ``***``."""
+    """Replace known secret values in every record with ``***``.
+
+    A short secret is masked only where it stands alone, so a password ``p`` leaves ``--ftp-port`` readable.
+    """
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.pattern = re.compile("|".join(_pattern(s) for s in self.secrets)) if self.secrets else None
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
@@ -22,9 +28,13 @@ class SecretMask(logging.Filter):
         return True
 
     def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return self.pattern.sub(MASK, text) if self.pattern else text
+
+
+def _pattern(secret: str) -> str:
+    """Anywhere for a long secret; only between non-word characters for a short one."""
+    escaped = re.escape(secret)
+    return escaped if len(secret) >= SHORT_SECRET else rf"(?<!\w){escaped}(?!\w)"
 
 
 def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]) -> SecretMask:

@@ -58,6 +58,17 @@ def container_root(container: str, login_dir: str) -> str:
     return posixpath.normpath(posixpath.join(login_dir, container))
 
 
+def host_and_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets: ``[::1]:21``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bare_host(host: str) -> str:
+    """The host as sockets want it: ``[::1]`` (as users often write it) becomes ``::1``."""
+    host = (host or "").strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def server_url(kind: str, username: str, where: str, container: str) -> str:
     """``kind://user@host:port/container`` for messages; never a password."""
     return f"{kind}://{username}@{where}/{container.lstrip('/')}"

@@ -24,7 +24,9 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     TLSError,
+    bare_host,
     container_root,
+    host_and_port,
     network_error,
     server_url,
     temporary_name,
@@ -57,7 +59,7 @@ class FtpSettings:
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_and_port(self.host, self.port)
 
 
 class _SessionReusingFTP_TLS(ftplib.FTP_TLS):
@@ -410,7 +412,7 @@ def _settings(conf, tls: bool) -> FtpSettings:
     if not conf.ftp_host:
         raise StorageError(f"--storage {storage} needs --ftp-host")
     default_port = 990 if (tls and conf.ftp_implicit_tls) else 21
-    return FtpSettings(host=conf.ftp_host, port=conf.ftp_port or default_port,
+    return FtpSettings(host=bare_host(conf.ftp_host), port=conf.ftp_port or default_port,
                        username=conf.ftp_username or "", password=conf.ftp_password or "",
                        container=conf.container, tls=tls, implicit_tls=conf.ftp_implicit_tls,
                        cacert=conf.ftp_cacert, insecure=conf.ftp_insecure, keyfile=conf.ftp_keyfile,

@@ -28,7 +28,9 @@ from freezer.storage.base import (
     PermissionDenied,
     Storage,
     StorageError,
+    bare_host,
     container_root,
+    host_and_port,
     network_error,
     server_url,
     temporary_name,
@@ -67,7 +69,7 @@ class SftpSettings:
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_and_port(self.host, self.port)
 
     def option(self, name: str) -> str:
         """The option a user changes, in the spelling they used (--ftp-host or --ssh-host)."""
@@ -388,7 +390,7 @@ def from_conf(conf, kind: str) -> Storage:
         raise StorageError(f"--storage {kind} needs --{prefix}-host")
     passphrase_file = conf.ssh_key_passphrase_file
     settings = SftpSettings(
-        host=conf[f"{prefix}_host"], port=conf[f"{prefix}_port"] or 22,
+        host=bare_host(conf[f"{prefix}_host"]), port=conf[f"{prefix}_port"] or 22,
         username=conf[f"{prefix}_username"] or getpass.getuser(), password=conf[f"{prefix}_password"],
         container=conf.container, key_file=conf.ssh_key,
         key_passphrase=read_first_line(passphrase_file, "--ssh-key-passphrase-file") if passphrase_file else None,

@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--read-only", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-mlsd", action="store_true")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (::1 for IPv6)")
     parser.add_argument("--refuse-first", type=int, default=0, help="answer 421 to the first N connections")
     args = parser.parse_args()
     authorizer = DummyAuthorizer()
@@ -62,7 +63,7 @@ def main() -> None:
     handler = handler_class(args)
     handler.authorizer = authorizer
     handler.banner = "freezer test server"
-    server = FTPServer(("127.0.0.1", 0), handler)
+    server = FTPServer((args.host, 0), handler)
     print(server.address[1], flush=True)
     server.serve_forever()
 

@@ -33,13 +33,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15, host: str = "127.0.0.1") -> None:
     """Wait until ``port`` accepts connections; fail if ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {_output(proc)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.05)
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
@@ -102,7 +102,8 @@ class TestCA(fixtures.Fixture):
                    .sign(ca_key, hashes.SHA256()))
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         san = x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                           x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+                                           x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                           x509.IPAddress(ipaddress.ip_address("::1"))])
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
                 .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -129,6 +130,7 @@ class _Server(fixtures.Fixture):
     """A server process serving ``root``; subclasses start it."""
 
     storage = "ftp"
+    host = "127.0.0.1"
     port = 0
     username = TEST_USER
     password = TEST_PASSWORD
@@ -148,7 +150,7 @@ class _Server(fixtures.Fixture):
                 self.proc.wait()
 
     def agent_options(self, container: str = "backups") -> list[str]:
-        return ["--storage", self.storage, "--container", container, "--ftp-host", "127.0.0.1",
+        return ["--storage", self.storage, "--container", container, "--ftp-host", self.host,
                 "--ftp-port", str(self.port), "--ftp-username", self.username,
                 "--ftp-password", self.password]
 
@@ -156,17 +158,18 @@ class _Server(fixtures.Fixture):
 class PyFtpd(_Server):
     """pyftpdlib: FTP, or explicit FTPS with a throw-away CA (``tls=True``)."""
 
-    def __init__(self, workdir: str, tls: bool = False, *flags: str):
+    def __init__(self, workdir: str, tls: bool = False, *flags: str, host: str = "127.0.0.1"):
         super().__init__(workdir)
         self.tls = tls
         self.flags = flags
+        self.host = host
         self.storage = "ftps" if tls else "ftp"
         self.username = "freezer"
 
     def _setUp(self):
         self.root = served_dir(self.workdir, "ftp-root")
         argv = [sys.executable, "-m", "freezer.tests.pyftpd", "--root", self.root,
-                "--user", self.username, "--password", self.password, *self.flags]
+                "--user", self.username, "--password", self.password, "--host", self.host, *self.flags]
         if self.tls:
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
             argv += ["--cert", self.ca.cert_file, "--key", self.ca.key_file]

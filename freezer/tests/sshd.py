@@ -1,4 +1,4 @@
-"""An OpenSSH sshd on 127.0.0.1 for tests: its own config, host key and client key."""
+"""An OpenSSH sshd on 127.0.0.1 (or ::1) for tests: its own config, host key and client key."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ class Sshd(_Server):
     username = TEST_USER
     password = TEST_PASSWORD
 
-    def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True):
+    def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True,
+                 host: str = "127.0.0.1"):
         super().__init__(workdir)
+        self.host = host
         self.sftp = sftp
         self.wanted_port = port
         self.host_key_kind = host_key_kind
@@ -57,7 +59,7 @@ class Sshd(_Server):
         self.port = self.wanted_port or free_port()
         config = os.path.join(self.dir, "sshd_config")
         with open(config, "w") as out:
-            out.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            out.write(f"Port {self.port}\nListenAddress {self.host}\nHostKey {self.host_key}\n"
                       f"PidFile {self.dir}/sshd.pid\nAuthorizedKeysFile {self.authorized_keys}\n"
                       "StrictModes no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
                       "UsePAM no\nPermitRootLogin no\nLogLevel ERROR\n"
@@ -66,7 +68,7 @@ class Sshd(_Server):
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.addCleanup(self._stop)
-        wait_for_port(self.port, self.proc)
+        wait_for_port(self.port, self.proc, host=self.host)
 
     def authorize(self, key_path: str) -> None:
         """Let the test user log in with the key pair at ``key_path``."""
@@ -77,13 +79,13 @@ class Sshd(_Server):
     def agent_options(self, container: str | None = None) -> list[str]:
         """The spec's spelling: --storage sftp with the --ftp-* options."""
         return ["--storage", "sftp", "--container", container or self.container(),
-                "--ftp-host", "127.0.0.1", "--ftp-port", str(self.port), "--ftp-username", self.username,
+                "--ftp-host", self.host, "--ftp-port", str(self.port), "--ftp-username", self.username,
                 "--ftp-password", self.password, "--ssh-known-hosts", self.known_hosts]
 
     def ssh_options(self, container: str | None = None) -> list[str]:
         """Upstream's spelling: --storage ssh with --ssh-* options and a key."""
         return ["--storage", "ssh", "--container", container or self.container(),
-                "--ssh-host", "127.0.0.1", "--ssh-port", str(self.port), "--ssh-username", self.username,
+                "--ssh-host", self.host, "--ssh-port", str(self.port), "--ssh-username", self.username,
                 "--ssh-key", self.client_key, "--ssh-known-hosts", self.known_hosts]
 
     def container(self) -> str:

@@ -109,6 +109,16 @@ class TestSecretMask(testtools.TestCase):
         mask = logs.SecretMask(["hunter2", ""])
         self.assertEqual("login u/*** failed", mask.mask("login u/hunter2 failed"))
 
+    def test_short_secret_leaves_option_names_readable(self):
+        mask = logs.SecretMask(["p"])
+        self.assertEqual("check --ftp-host and --ftp-port (password ***)",
+                         mask.mask("check --ftp-host and --ftp-port (password p)"))
+
+    def test_long_secret_masked_inside_words_and_regex_characters_are_literal(self):
+        mask = logs.SecretMask(["s3cr3t-pa$$(word)", "correcthorse"])
+        self.assertEqual("x***y and ***", mask.mask("xs3cr3t-pa$$(word)y and correcthorse"))
+        self.assertEqual("no secret here", mask.mask("no secret here"))
+
 
 def _through(stages, data):
     """Run ``data`` through command stages and return the output."""
