@@ -66,6 +66,8 @@ def local_date(timestamp: int) -> str:
 class AgentTestCase(testtools.TestCase):
     """Runs the installed freezer-agent; subclasses say which storage."""
 
+    agent_prefix: tuple[str, ...] = ()  # a command that runs the agent, e.g. with fewer privileges
+
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
@@ -79,7 +81,7 @@ class AgentTestCase(testtools.TestCase):
 
     def agent(self, *args: str, expect: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
         """Run freezer-agent with the storage options; check its exit code."""
-        argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name, *args]
+        argv = [*self.agent_prefix, AGENT, *self.storage_args(), "--backup-name", self.backup_name, *args]
         run_env = dict(os.environ, **(env or {}))
         proc = subprocess.run(argv, capture_output=True, text=True, env=run_env, timeout=300)
         if expect is not None and proc.returncode != expect:

@@ -95,3 +95,21 @@ class TestLocalErrors(LocalAgentTest):
         import socket
 
         return f"{socket.gethostname()}_{self.backup_name}"
+
+
+class TestUnreadableFiles(LocalAgentTest):
+    """Root without CAP_DAC_OVERRIDE meets permissions like any user: a file it cannot read."""
+
+    agent_prefix = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--") if os.geteuid() == 0 else ()
+
+    def test_unreadable_file_is_a_warning_and_the_rest_is_backed_up(self):
+        write(f"{self.source}/readable.txt", "kept")
+        write(f"{self.source}/locked.txt", "cannot be read", mode=0o000)
+        result = self.backup()
+        self.assertEqual(1, len(result["warnings"]), result)
+        self.assertIn("locked.txt", result["warnings"][0])
+        self.assertIn("Permission denied", result["warnings"][0])
+        target = os.path.join(self.tmp, "restored")
+        self.agent_prefix = ()
+        self.restore(target)
+        self.assertEqual(["readable.txt"], sorted(os.listdir(target)))
