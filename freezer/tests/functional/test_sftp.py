@@ -132,3 +132,34 @@ class TestSftpErrors(SshdAgentTest):
 
     def test_permission_denied_on_container(self):
         self.assertOneLineError(self.with_options(container="/root/not-yours"), "--container")
+
+
+class TestSftpServerDisk(SshdAgentTest):
+    """The container on a tiny tmpfs: OpenSSH answers a bare "Failure", the agent finds out why."""
+
+    def mount_container(self, *options: str) -> str:
+        container = self.server.container()
+        os.makedirs(container, exist_ok=True)
+        user = f"uid={os.stat(self.server.root).st_uid}"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=2m", user, "mode=0755", *options)),
+                        "freezer-test-disk", container], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", container], check=False)
+        return container
+
+    def test_full_disk_named_and_earlier_backup_kept(self):
+        self.mount_container()
+        write(f"{self.source}/small.txt", "fits")
+        self.backup("--compression", "none")
+        write(f"{self.source}/big.bin", os.urandom(3 << 20))
+        proc = self.agent("--path-to-backup", self.source, "--compression", "none", expect=None)
+        self.assertOneLineError(proc, "out of space", "bytes free")
+        os.remove(f"{self.source}/big.bin")
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertEqual(["small.txt"], os.listdir(target))
+
+    def test_read_only_disk_named(self):
+        self.mount_container("ro")
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "read-only")
