@@ -37,6 +37,7 @@ BLOCK_SIZE = 1 << 20
 SOCKET_BUFFER = 4 << 20
 MISSING_CODES = ("450", "550")
 FULL_CODES = ("452", "552")
+REASON_WAIT = 5.0  # seconds to wait for the server's reply after it cut a data connection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +230,9 @@ class FtpStorage(Storage):
                 written += len(chunk)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
+        except OSError as exc:
+            conn.close()
+            raise _server_reason(ftp) or exc
         finally:
             conn.close()
         ftp.voidresp()
@@ -366,7 +370,7 @@ class FtpStorage(Storage):
             return exc
         where = self.settings.where
         reply = _reply(exc) if isinstance(exc, ftplib.Error) else ""
-        if reply.startswith(FULL_CODES):
+        if reply.startswith(FULL_CODES) or (reply.startswith("451") and _says_full(reply)):
             return NoSpace(f"{where} is out of space during {action} ({reply}): free space on the server")
         if missing and reply.startswith(MISSING_CODES):
             return NotFound(f"{action}: no such file on {where} ({reply})")
@@ -375,7 +379,9 @@ class FtpStorage(Storage):
         if reply.startswith("530"):
             return AuthError(f"{where} refused {action} ({reply}): check --ftp-username and --ftp-password")
         if isinstance(exc, ftplib.Error):
-            return StorageError(f"{action} failed on {where}: {reply}")
+            hint = " (the server gave up writing: its disk may be full)" if reply.startswith(("426", "451")) \
+                and action.startswith("upload") else ""
+            return StorageError(f"{action} failed on {where}: {reply}{hint}")
         return _network_error(exc, where, action)
 
 
@@ -386,6 +392,22 @@ def _network_error(exc: BaseException, where: str, action: str) -> BaseException
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS with {where} failed during {action}: {exc.reason or exc}")
     return network_error(exc, where, action, "--ftp")
+
+
+def _says_full(reply: str) -> bool:
+    return any(word in reply.lower() for word in ("no space", "disk full", "quota", "storage"))
+
+
+def _server_reason(ftp: ftplib.FTP) -> ftplib.Error | None:
+    """The reply a server sent when it cut a data connection (a full disk, say), if it sent one."""
+    try:
+        ftp.sock.settimeout(REASON_WAIT)
+        ftp.voidresp()
+    except ftplib.Error as reply:
+        return reply
+    except (OSError, EOFError):
+        pass
+    return None
 
 
 def _reply(exc: BaseException) -> str:

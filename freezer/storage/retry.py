@@ -29,12 +29,12 @@ class Retrying(Storage):
     def describe(self) -> str:
         return self.inner.describe()
 
-    def _retry(self, action: str, operation: Callable[[], T]) -> T:
+    def _retry(self, action: str, operation: Callable[[], T], replayable: Callable[[], bool] = lambda: True) -> T:
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()
             except ConnectError as exc:
-                if attempt == self.attempts:
+                if attempt == self.attempts or not replayable():
                     raise
                 delay = self.backoff * 2 ** (attempt - 1)
                 LOG.warning("%s: %s; retrying in %.0fs (%d of %d)", action, exc, delay, attempt, self.attempts - 1)
@@ -43,8 +43,11 @@ class Retrying(Storage):
         raise AssertionError("unreachable")
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
-        replayable = chunks if isinstance(chunks, (list, tuple)) else _OneShot(chunks)
-        return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, replayable))
+        if isinstance(chunks, (list, tuple)):
+            return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, chunks))
+        once = _OneShot(chunks)
+        # Once data has gone, the stream cannot be sent again: the first error is the one to report.
+        return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, once), lambda: not once.started)
 
     def put_bytes(self, path: str, data: bytes) -> int:
         return self._retry(f"upload {path}", lambda: self.inner.put_bytes(path, data))

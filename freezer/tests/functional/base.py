@@ -58,6 +58,15 @@ def describe_tree(root: str) -> dict:
     return state
 
 
+def mount_small_disk(test: testtools.TestCase, path: str, owner_uid: int, *options: str) -> str:
+    """Mount a 2 MiB tmpfs at ``path`` owned by ``owner_uid`` (``ro`` among ``options``: read-only)."""
+    os.makedirs(path, exist_ok=True)
+    settings = ",".join(("size=2m", f"uid={owner_uid}", "mode=0755", *options))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", settings, "freezer-test-disk", path], check=True)
+    test.addCleanup(subprocess.run, ["umount", "-l", path], check=False)
+    return path
+
+
 def local_date(timestamp: int) -> str:
     """``YYYY-MM-DDThh:mm:ss`` as ``--restore-from-date`` takes it."""
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%dT%H:%M:%S")

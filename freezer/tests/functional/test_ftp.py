@@ -5,7 +5,7 @@ import os
 
 from freezer.tests import servers
 from freezer.tests.functional import roundtrip
-from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
+from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 
 
 class ServerAgentTest(AgentTestCase):
@@ -163,6 +163,52 @@ class TestFtpsCertificate(ServerAgentTest):
         self.assertOneLineError(proc, "certificate", "--ftp-cacert")
         insecure = self.agent("--path-to-backup", self.source, "--ftp-insecure")
         self.assertIn("NOT verified", insecure.stderr)
+
+
+class RealDiskTests:
+    """The container on a 2 MiB tmpfs: the server's own write fails, as on a real full disk."""
+
+    def make_server(self):
+        raise NotImplementedError
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(self.make_server())
+        self.storage_args = lambda: self.server.agent_options()
+
+    def disk(self, *options: str) -> str:
+        owner = os.stat(self.server.root).st_uid
+        return mount_small_disk(self, os.path.join(self.server.root, "backups"), owner, *options)
+
+    def test_full_disk_fails_and_keeps_earlier_backup(self):
+        container = self.disk()
+        write(f"{self.source}/small.txt", "fits")
+        self.backup("--compression", "none")
+        write(f"{self.source}/big.bin", os.urandom(3 << 20))
+        proc = self.agent("--path-to-backup", self.source, "--compression", "none", expect=None)
+        # FTP cannot ask for free space: the servers answer 451 (vsftpd) or 426 (pyftpdlib).
+        self.assertOneLineError(proc, "disk may be full")
+        metadata = [f for f in _walk(container) if f.endswith("/metadata")]
+        self.assertEqual(1, len(metadata))
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertEqual(["small.txt"], os.listdir(target))
+
+    def test_read_only_disk_fails(self):
+        self.disk("ro")
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "--container")
+
+
+class TestVsftpdRealDisk(RealDiskTests, AgentTestCase):
+    def make_server(self):
+        return servers.Vsftpd(self.tmp)
+
+
+class TestPyftpdRealDisk(RealDiskTests, AgentTestCase):
+    def make_server(self):
+        return servers.PyFtpd(self.tmp)
 
 
 class TestFtpServerRefusals(AgentTestCase):

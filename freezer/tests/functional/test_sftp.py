@@ -5,7 +5,7 @@ import re
 import subprocess
 
 from freezer.tests.functional import roundtrip
-from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
+from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 from freezer.tests.servers import free_port
 from freezer.tests.sshd import Sshd, keygen
 
@@ -138,13 +138,7 @@ class TestSftpServerDisk(SshdAgentTest):
     """The container on a tiny tmpfs: OpenSSH answers a bare "Failure", the agent finds out why."""
 
     def mount_container(self, *options: str) -> str:
-        container = self.server.container()
-        os.makedirs(container, exist_ok=True)
-        user = f"uid={os.stat(self.server.root).st_uid}"
-        subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=2m", user, "mode=0755", *options)),
-                        "freezer-test-disk", container], check=True)
-        self.addCleanup(subprocess.run, ["umount", "-l", container], check=False)
-        return container
+        return mount_small_disk(self, self.server.container(), os.stat(self.server.root).st_uid, *options)
 
     def test_full_disk_named_and_earlier_backup_kept(self):
         self.mount_container()

@@ -1,0 +1,50 @@
+"""Retrying: what is repeated after a dropped connection, and what is reported instead."""
+
+import testtools
+
+from freezer.storage.base import ConnectError
+from freezer.storage.retry import Retrying
+
+
+class FlakyUploads:
+    """A storage stand-in whose uploads fail with ConnectError, before or after reading data."""
+
+    kind = "test"
+
+    def __init__(self, failures: int, after_reading: bool):
+        self.failures = failures
+        self.after_reading = after_reading
+        self.calls = 0
+        self.resets = 0
+
+    def put_stream(self, path: str, chunks) -> int:
+        self.calls += 1
+        if self.failures and not self.after_reading:
+            self.failures -= 1
+            raise ConnectError(f"refused, attempt {self.calls}")
+        data = b"".join(chunks)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectError(f"server cut the transfer, attempt {self.calls}")
+        return len(data)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class TestRetryingUploads(testtools.TestCase):
+    def test_failure_before_data_is_retried(self):
+        inner = FlakyUploads(failures=2, after_reading=False)
+        self.assertEqual(3, Retrying(inner, backoff=0).put_stream("p", iter([b"abc"])))
+        self.assertEqual(3, inner.calls)
+
+    def test_failure_after_data_reports_the_first_error_without_retrying(self):
+        inner = FlakyUploads(failures=1, after_reading=True)
+        error = self.assertRaises(ConnectError, Retrying(inner, backoff=0).put_stream, "p", iter([b"abc"]))
+        self.assertIn("server cut the transfer, attempt 1", str(error))
+        self.assertEqual(1, inner.calls)
+
+    def test_list_of_chunks_is_replayed(self):
+        inner = FlakyUploads(failures=1, after_reading=True)
+        self.assertEqual(3, Retrying(inner, backoff=0).put_stream("p", [b"a", b"bc"]))
+        self.assertEqual(2, inner.calls)
