@@ -207,11 +207,19 @@ class FtpStorage(Storage):
         self._makedirs(posixpath.dirname(target))
         try:
             written = self._store(temp, chunks)
+            self._check_stored(temp, written)
             self._rename(temp, target)
         except BaseException as exc:
             self._discard(temp)
             raise self._translate(exc, f"upload {target}") from exc
         return written
+
+    def _check_stored(self, remote: str, written: int) -> None:
+        """The server holds every byte sent: a server that loses some quietly fails the upload."""
+        stored = self._binary().size(remote)
+        if stored is not None and stored != written:
+            raise StorageError(f"{self.settings.where} stored {stored} of the {written} bytes sent to {remote} "
+                               "(is its disk full?)")
 
     def _binary(self) -> ftplib.FTP:
         """The client in binary mode: ftplib's listings leave the session in ASCII."""

@@ -225,12 +225,20 @@ class SftpStorage(Storage):
                     written += len(chunk)
                 remote.flush()
                 _confirm_writes(remote)
+            self._check_stored(temp, written)
             self._rename(temp, target)
         except BaseException as exc:
             known = self._disk_trouble(target, exc)
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
         return written
+
+    def _check_stored(self, remote: str, written: int) -> None:
+        """The server holds every byte sent: a server that loses some quietly fails the upload."""
+        stored = self._client().stat(remote).st_size
+        if stored is not None and stored != written:
+            raise StorageError(f"{self.settings.where} stored {stored} of the {written} bytes sent to {remote} "
+                               "(is its disk full?)")
 
     def _disk_trouble(self, target: str, exc: BaseException) -> StorageError | None:
         """After a bare SFTP "Failure", ask the server's filesystem whether it is full or read-only."""

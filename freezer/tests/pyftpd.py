@@ -8,11 +8,40 @@ from __future__ import annotations
 import argparse
 
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
 
 FULL_PERMISSIONS = "elradfmwMT"
 READ_ONLY = "elr"
+
+
+class LossyFilesystem(AbstractedFS):
+    """A server that quietly keeps only the first bytes of each upload, then claims success."""
+
+    def __init__(self, root, handler, keep: int):
+        super().__init__(root, handler)
+        self.keep = keep
+
+    def open(self, filename, mode):
+        handle = super().open(filename, mode)
+        return LossyFile(handle, self.keep) if "w" in mode else handle
+
+
+class LossyFile:
+    """A file that drops whatever is written past ``keep`` bytes, and says it wrote it."""
+
+    def __init__(self, handle, keep: int):
+        self.handle = handle
+        self.room = keep
+
+    def write(self, data: bytes) -> int:
+        self.handle.write(data[: self.room])
+        self.room = max(0, self.room - len(data))
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
 
 
 def handler_class(args: argparse.Namespace) -> type:
@@ -31,6 +60,8 @@ def handler_class(args: argparse.Namespace) -> type:
             return super().handle()
 
         def ftp_STOR(self, file, mode="w"):
+            if args.lose_after is not None:
+                self.fs = LossyFilesystem(self.fs.root, self, args.lose_after)
             if args.full:
                 self.respond("552 Requested file action aborted. Exceeded storage allocation.")
                 return None
@@ -56,6 +87,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-mlsd", action="store_true")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (::1 for IPv6)")
+    parser.add_argument("--lose-after", type=int, help="keep only this many bytes of each upload, say 226")
     parser.add_argument("--refuse-first", type=int, default=0, help="answer 421 to the first N connections")
     args = parser.parse_args()
     authorizer = DummyAuthorizer()

@@ -242,6 +242,23 @@ class TestFtpServerRefusals(AgentTestCase):
         self.assertEqual(1, len(metadata))
         self.restore(os.path.join(self.tmp, "restored"))
 
+    def test_server_losing_bytes_fails_the_upload(self):
+        server = servers.PyFtpd(self.tmp)
+        server.setUp()
+        self.storage_args = lambda: server.agent_options()
+        write(f"{self.source}/f", "x")
+        try:
+            self.backup()
+        finally:
+            server.cleanUp()
+        lossy = self.useFixture(servers.PyFtpd(self.tmp, False, "--lose-after", "1000"))
+        self.storage_args = lambda: lossy.agent_options()
+        write(f"{self.source}/big.bin", os.urandom(1 << 20))
+        proc = self.agent("--path-to-backup", self.source, "--compression", "none", expect=None)
+        self.assertOneLineError(proc, "stored 1000 of the")
+        metadata = [f for f in _walk(os.path.join(lossy.root, "backups")) if f.endswith("/metadata")]
+        self.assertEqual(1, len(metadata))
+
     def test_server_without_mlsd(self):
         self.serve("--no-mlsd")
         make_tree(self.source)
