@@ -1,4 +1,4 @@
-"""Peer tools on the same data and servers: restic (local, sftp) and duplicity (local, sftp)."""
+"""Peer tools on the same data and servers: restic (local, sftp) and duplicity (local, ftp, sftp)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import subprocess
 PASSWORD = "benchmark-peer-password"
 
 
-def available(tool: str) -> bool:
-    return shutil.which(tool) is not None
+def available(tool: str, storage: str = "local") -> bool:
+    """The tool is installed, with what it needs for ``storage`` (duplicity uses lftp for FTP)."""
+    return shutil.which(tool) is not None and (storage != "ftp" or shutil.which("lftp") is not None)
 
 
 def _run(argv: list[str], env: dict | None = None) -> None:
@@ -49,10 +50,12 @@ class Duplicity:
         self.url = url
         self.options = ["--no-encryption", "--archive-dir", os.path.join(workdir, "duplicity-cache"),
                         "--volsize", "200"]
-        if server:
+        self.env = {"PASSPHRASE": ""}
+        if url.startswith("sftp://"):
             self.options += ["--ssh-options", f"-oIdentityFile={server.client_key} -oStrictHostKeyChecking=no "
                              f"-oUserKnownHostsFile={workdir}/kh"]
-        self.env = {"PASSPHRASE": ""}
+        elif url.startswith("ftp://"):
+            self.env["FTP_PASSWORD"] = server.password  # duplicity's ftp backend drives lftp
 
     def init(self) -> None:
         return None

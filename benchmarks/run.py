@@ -150,7 +150,7 @@ def local_rows(bench: Bench) -> None:
     bench.freezer("local", ["--storage", "local", "--container", os.path.join(bench.work, "local")], put, extract)
 
 
-def ftp_rows(bench: Bench, tls: bool) -> None:
+def ftp_rows(bench: Bench, tls: bool, with_peers: bool) -> None:
     kind = "ftps" if tls else "ftp"
     server = PyFtpd(os.path.join(bench.work, kind), tls)
     server.setUp()
@@ -161,6 +161,8 @@ def ftp_rows(bench: Bench, tls: bool) -> None:
         get = bench.timed(lambda: raw.ftp_get(server, target, tls))
         bench.add(kind, "restore", "ftplib retrbinary (raw)", get)
         bench.freezer(kind, server.agent_options(), put, get)
+        if with_peers and not tls:
+            peer_rows(bench, kind, server)
     finally:
         server.cleanUp()
 
@@ -184,16 +186,31 @@ def sftp_rows(bench: Bench, with_peers: bool) -> None:
         server.cleanUp()
 
 
+PEERS = {"local": ("restic", "duplicity"), "sftp": ("restic", "duplicity"), "ftp": ("duplicity",)}
+COMPARED_WITH = {"restic": "freezer zstd-enc", "duplicity": "freezer gzip"}
+
+
+def peer_url(tool: str, storage: str, bench: Bench, server) -> str:
+    """Where the peer keeps its repository: beside the agent's backups, on the same server."""
+    if storage == "ftp":
+        # lftp (duplicity's FTP backend) stalls 30 s on a first "cd" into a missing directory.
+        os.makedirs(os.path.join(server.root, f"{tool}-repo"), exist_ok=True)
+        return f"ftp://{server.username}@127.0.0.1:{server.port}/{tool}-repo"
+    repo = os.path.join(server.root if server else bench.work, f"{tool}-repo")
+    if tool == "restic":
+        return repo
+    return f"sftp://{server.username}@127.0.0.1:{server.port}/{repo}" if server else f"file://{repo}"
+
+
 def peer_rows(bench: Bench, storage: str, server=None) -> None:
     """restic (compared with freezer zstd-enc) and duplicity (with freezer gzip) on the same storage."""
-    for tool, compare in (("restic", "freezer zstd-enc"), ("duplicity", "freezer gzip")):
-        if not peers.available(tool):
+    for tool in PEERS[storage]:
+        compare = COMPARED_WITH[tool]
+        if not peers.available(tool, storage):
             bench.rows.append({"storage": storage, "op": "backup", "what": f"{tool}: not installed"})
             continue
-        repo = os.path.join(server.root if server else bench.work, f"{tool}-repo")
-        url = repo if tool == "restic" else (f"sftp://{server.username}@127.0.0.1:{server.port}/{repo}"
-                                              if server else f"file://{repo}")
-        peer = peers.Restic(repo, bench.work, server) if tool == "restic" else peers.Duplicity(url, bench.work, server)
+        url = peer_url(tool, storage, bench, server)
+        peer = peers.Restic(url, bench.work, server) if tool == "restic" else peers.Duplicity(url, bench.work, server)
         try:
             peer.init()
             for op, action in (("backup", functools.partial(peer.backup, bench.source)),
@@ -269,7 +286,7 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
             _forget(work, "local", "restic-repo", "duplicity-repo")
         for kind in ("ftp", "ftps"):
             if kind in storages:
-                ftp_rows(bench, kind == "ftps")
+                ftp_rows(bench, kind == "ftps", with_peers)
                 _forget(work, kind)
         if "sftp" in storages:
             sftp_rows(bench, with_peers)
