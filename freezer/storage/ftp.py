@@ -386,6 +386,9 @@ class FtpStorage(Storage):
             return PermissionDenied(f"{action} refused by {where} ({reply}): check --container and its permissions")
         if reply.startswith("530"):
             return AuthError(f"{where} refused {action} ({reply}): check --ftp-username and --ftp-password")
+        if _handshake_refused(exc) and not self.settings.certfile:
+            return TLSError(f"TLS with {where} refused during {action} ({exc.reason}): if the server wants a "
+                            "client certificate, give --ftp-certfile and --ftp-keyfile")
         if isinstance(exc, ftplib.Error):
             hint = " (the server gave up writing: its disk may be full)" if reply.startswith(("426", "451")) \
                 and action.startswith("upload") else ""
@@ -400,6 +403,12 @@ def _network_error(exc: BaseException, where: str, action: str) -> BaseException
     if isinstance(exc, ssl.SSLError):
         return TLSError(f"TLS with {where} failed during {action}: {exc.reason or exc}")
     return network_error(exc, where, action, "--ftp")
+
+
+def _handshake_refused(exc: BaseException) -> bool:
+    """The server ended the TLS handshake with an alert (as servers do to clients without a certificate)."""
+    return (isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError)
+            and "ALERT_HANDSHAKE_FAILURE" in str(exc.reason or ""))
 
 
 def _says_full(reply: str) -> bool:

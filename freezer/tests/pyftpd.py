@@ -44,6 +44,16 @@ class LossyFile:
         return getattr(self.handle, name)
 
 
+def require_client_certificate(handler: type, ca_file: str) -> None:
+    """Refuse TLS to clients without a certificate signed by ``ca_file``."""
+    from OpenSSL import SSL
+
+    context = handler.get_ssl_context()
+    context.load_verify_locations(ca_file)
+    context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda conn, cert, err, depth, ok: ok)
+    context.set_session_id(b"freezer-test")  # OpenSSL resumes verified sessions only with an id context
+
+
 def handler_class(args: argparse.Namespace) -> type:
     """The handler for the options: plain or TLS, honest or pretending to be full."""
     base = TLS_FTPHandler if args.cert else FTPHandler
@@ -71,6 +81,8 @@ def handler_class(args: argparse.Namespace) -> type:
         Handler.certfile, Handler.keyfile = args.cert, args.key
         Handler.tls_control_required = True
         Handler.tls_data_required = True
+        if args.client_ca:
+            require_client_certificate(Handler, args.client_ca)
     if args.no_mlsd:
         Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
     return Handler
@@ -83,6 +95,7 @@ def main() -> None:
     parser.add_argument("--password", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--client-ca", help="require client certificates signed by this CA")
     parser.add_argument("--read-only", action="store_true")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--no-mlsd", action="store_true")

@@ -77,7 +77,7 @@ def served_dir(parent: str, name: str, owner: pwd.struct_passwd | None = None) -
 
 
 class TestCA(fixtures.Fixture):
-    """A throw-away CA and a server certificate for 127.0.0.1 and localhost."""
+    """A throw-away CA, a server certificate for 127.0.0.1, ::1 and localhost, and client certificates."""
 
     def __init__(self, directory: str):
         super().__init__()
@@ -85,45 +85,70 @@ class TestCA(fixtures.Fixture):
 
     def _setUp(self):
         from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
         from cryptography.x509.oid import NameOID
 
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "freezer test CA")])
-        ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=30))
+        os.makedirs(self.directory, exist_ok=True)
+        self._ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "freezer test CA")])
+        ca_cert = (self._builder(self._ca_name, self._ca_key)
                    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                    .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
                                   critical=True)
-                   .sign(ca_key, hashes.SHA256()))
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                   .sign(self._ca_key, _sha256()))
+        self.ca_file = os.path.join(self.directory, "ca.pem")
+        _write_pem(self.ca_file, ca_cert)
         san = x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                            x509.IPAddress(ipaddress.ip_address("::1"))])
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        self.cert_file, self.key_file = self._issue("server", "localhost", san)
+
+    def client_cert(self, name: str = "freezer-agent") -> tuple[str, str]:
+        """A client certificate and its key, signed by this CA: (cert file, key file)."""
+        from cryptography import x509
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        return self._issue(f"client-{name}", name, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]))
+
+    def _builder(self, subject, key):
+        from cryptography import x509
+
+        now = datetime.datetime.now(datetime.UTC)
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self._ca_name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=30))
-                .add_extension(san, critical=False)
-                .sign(ca_key, hashes.SHA256()))
-        os.makedirs(self.directory, exist_ok=True)
-        self.ca_file = os.path.join(self.directory, "ca.pem")
-        self.cert_file = os.path.join(self.directory, "server.pem")
-        self.key_file = os.path.join(self.directory, "server.key")
-        pem = serialization.Encoding.PEM
-        with open(self.ca_file, "wb") as out:
-            out.write(ca_cert.public_bytes(pem))
-        with open(self.cert_file, "wb") as out:
-            out.write(cert.public_bytes(pem))
-        with open(self.key_file, "wb") as out:
-            out.write(key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL,
+                .not_valid_after(now + datetime.timedelta(days=30)))
+
+    def _issue(self, stem: str, common_name: str, extension) -> tuple[str, str]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        cert = self._builder(subject, key).add_extension(extension, critical=False).sign(self._ca_key, _sha256())
+        cert_file = os.path.join(self.directory, f"{stem}.pem")
+        key_file = os.path.join(self.directory, f"{stem}.key")
+        _write_pem(cert_file, cert)
+        with open(key_file, "wb") as out:
+            out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                         serialization.NoEncryption()))
-        os.chmod(self.key_file, 0o600)
+        os.chmod(key_file, 0o600)
+        return cert_file, key_file
+
+
+def _sha256():
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def _write_pem(path: str, cert) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    with open(path, "wb") as out:
+        out.write(cert.public_bytes(serialization.Encoding.PEM))
 
 
 class _Server(fixtures.Fixture):
@@ -158,11 +183,13 @@ class _Server(fixtures.Fixture):
 class PyFtpd(_Server):
     """pyftpdlib: FTP, or explicit FTPS with a throw-away CA (``tls=True``)."""
 
-    def __init__(self, workdir: str, tls: bool = False, *flags: str, host: str = "127.0.0.1"):
+    def __init__(self, workdir: str, tls: bool = False, *flags: str, host: str = "127.0.0.1",
+                 client_certs: bool = False):
         super().__init__(workdir)
         self.tls = tls
         self.flags = flags
         self.host = host
+        self.client_certs = client_certs  # TLS refused without a client certificate from the test CA
         self.storage = "ftps" if tls else "ftp"
         self.username = "freezer"
 
@@ -173,6 +200,7 @@ class PyFtpd(_Server):
         if self.tls:
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
             argv += ["--cert", self.ca.cert_file, "--key", self.ca.key_file]
+            argv += ["--client-ca", self.ca.ca_file] if self.client_certs else []
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.addCleanup(self._stop)
         line = self.proc.stdout.readline()

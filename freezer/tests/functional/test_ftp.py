@@ -211,6 +211,33 @@ class TestPyftpdRealDisk(RealDiskTests, AgentTestCase):
         return servers.PyFtpd(self.tmp)
 
 
+class TestFtpsClientCertificate(ServerAgentTest):
+    """A server that wants a client certificate: --ftp-certfile and --ftp-keyfile present one."""
+
+    def make_server(self):
+        return servers.PyFtpd(self.tmp, True, client_certs=True)
+
+    def test_round_trip_with_client_certificate(self):
+        cert, key = self.server.ca.client_cert()
+        make_tree(self.source)
+        self.backup("--ftp-certfile", cert, "--ftp-keyfile", key)
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target, "--ftp-certfile", cert, "--ftp-keyfile", key)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_without_client_certificate_one_clear_error(self):
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, expect=None)
+        self.assertOneLineError(proc, "TLS", "--ftp-certfile", "--ftp-keyfile")
+
+    def test_unreadable_client_key_names_the_options(self):
+        cert, _ = self.server.ca.client_cert()
+        write(f"{self.source}/f", "x")
+        proc = self.agent("--path-to-backup", self.source, "--ftp-certfile", cert,
+                          "--ftp-keyfile", os.path.join(self.tmp, "missing.key"), expect=None)
+        self.assertOneLineError(proc, "--ftp-keyfile")
+
+
 class TestFtpServerRefusals(AgentTestCase):
     """Servers that refuse writes: read-only account, full disk."""
 
