@@ -103,8 +103,8 @@ class Storage(abc.ABC):
         """Store ``chunks`` at ``path`` atomically and return the byte count."""
 
     @abc.abstractmethod
-    def get_stream(self, path: str) -> Iterator[bytes]:
-        """Yield the content of ``path`` in chunks; NotFound if absent."""
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield the content of ``path`` from byte ``offset`` in chunks; NotFound if absent."""
 
     @abc.abstractmethod
     def listdir(self, path: str) -> list[str]:

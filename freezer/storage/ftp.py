@@ -263,11 +263,11 @@ class FtpStorage(Storage):
         except (*ftplib.all_errors, EOFError, StorageError):
             LOG.debug("could not remove partial upload %s", remote)
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         remote = self._abs(path)
         try:
             ftp = self._binary()
-            conn = ftp.transfercmd(f"RETR {remote}")
+            conn = ftp.transfercmd(f"RETR {remote}", rest=offset or None)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:

@@ -46,10 +46,11 @@ class LocalStorage(Storage):
             _fsync_dir(os.path.dirname(target))
         return written
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         with self._errors(path):
             handle = open(self._full(path), "rb")
         with handle:
+            handle.seek(offset)
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
 

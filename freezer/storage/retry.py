@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,8 +17,8 @@ T = TypeVar("T")
 class Retrying(Storage):
     """Reconnect and repeat an operation that failed with ConnectError.
 
-    Operations that can be replayed are retried: everything but ``put_stream``
-    of a one-shot iterator, and ``get_stream`` once data has been handed out.
+    Operations that can be replayed are retried: everything but ``put_stream`` of a one-shot
+    iterator once data has gone. ``get_stream`` resumes from the last byte handed out.
     """
 
     def __init__(self, inner: Storage, attempts: int = 3, backoff: float = 1.0):
@@ -55,12 +56,27 @@ class Retrying(Storage):
     def get_bytes(self, path: str) -> bytes:
         return self._retry(f"download {path}", lambda: self.inner.get_bytes(path))
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
-        stream, first = self._retry(f"download {path}", lambda: _started(self.inner.get_stream(path)))
-        if first is None:
-            return
-        yield first
-        yield from stream
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        """Yield ``path``; a connection lost midway is resumed where it stopped, ``attempts`` times at most."""
+        done = offset
+        for attempt in range(1, self.attempts + 1):
+            stream, first = self._retry(f"download {path}", functools.partial(self._open_at, path, done))
+            try:
+                while first is not None:
+                    yield first
+                    done += len(first)
+                    first = next(stream, None)
+                return
+            except ConnectError as exc:
+                if attempt == self.attempts:
+                    raise
+                LOG.warning("download %s: %s; resuming at byte %d (%d of %d)", path, exc, done, attempt,
+                            self.attempts - 1)
+                self.inner.reset()
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+    def _open_at(self, path: str, offset: int) -> tuple[Iterator[bytes], bytes | None]:
+        return _started(self.inner.get_stream(path, offset))
 
     def listdir(self, path: str) -> list[str]:
         return self._retry(f"list {path}", lambda: self.inner.listdir(path))

@@ -130,8 +130,10 @@ class S3Storage(Storage):
         except Exception as exc:  # noqa: BLE001 - the upload's own error matters more
             LOG.warning("could not abort the multipart upload of %s: %s", key, exc)
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
-        reply = self._call("download", path, self.client.get_object, Bucket=self.settings.bucket, Key=self.key(path))
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
+        reply = self._call("download", path, self.client.get_object, Bucket=self.settings.bucket, Key=self.key(path),
+                           **ranged)
         body = reply["Body"]
         try:
             yield from _guarded(body.iter_chunks(READ_CHUNK), self, path)

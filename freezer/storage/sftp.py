@@ -273,11 +273,12 @@ class SftpStorage(Storage):
         except (OSError, EOFError, paramiko.SSHException, StorageError):
             LOG.debug("could not remove partial upload %s", remote)
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         remote = self._abs(path)
         try:
             handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
             handle.MAX_REQUEST_SIZE = self._request_size
+            handle.seek(offset)
             handle.prefetch(handle.stat().st_size, max_concurrent_requests=PREFETCH_LIMIT)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc

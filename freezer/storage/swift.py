@@ -137,9 +137,10 @@ class SwiftStorage(Storage):
                 self._slo = False
         return self._slo
 
-    def get_stream(self, path: str) -> Iterator[bytes]:
+    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        ranged = {"headers": {"Range": f"bytes={offset}-"}} if offset else {}
         _, body = self._call("download", path, self.conn.get_object, self.settings.container, self.key(path),
-                             resp_chunk_size=READ_CHUNK)
+                             resp_chunk_size=READ_CHUNK, **ranged)
         try:
             yield from body
         except Exception as exc:

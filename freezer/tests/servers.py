@@ -45,6 +45,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15, host: 
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
 
 
+def drop_sessions(master_pid: int) -> int:
+    """Kill every process a forking server (sshd, vsftpd) started per connection: the link drops."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+    doomed, frontier = set(), {master_pid}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - doomed
+        doomed |= frontier
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    return len(doomed)
+
+
 def _output(proc: subprocess.Popen) -> str:
     with contextlib.suppress(Exception):
         return (proc.stderr.read() or b"").decode(errors="replace")[-2000:] if proc.stderr else ""

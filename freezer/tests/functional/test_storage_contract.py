@@ -4,12 +4,13 @@ A driver gets the whole suite by adding a class that builds it in ``make_storage
 """
 
 import hashlib
+import logging
 import os
 
 import fixtures
 import testtools
 
-from freezer.storage import base, ftp, local, sftp
+from freezer.storage import base, ftp, local, retry, sftp
 from freezer.tests import servers
 from freezer.tests.sshd import Sshd
 
@@ -61,6 +62,12 @@ class StorageContract:
         for chunk in self.storage.get_stream("big"):
             readback.update(chunk)
         self.assertEqual(digest, readback.hexdigest())
+
+    def test_get_stream_from_offset(self):
+        data = os.urandom(3 << 20)
+        self.storage.put_bytes("ranged", data)
+        self.assertEqual(data[12345:], b"".join(self.storage.get_stream("ranged", 12345)))
+        self.assertEqual(data, b"".join(self.storage.get_stream("ranged", 0)))
 
     def test_odd_names(self):
         self.storage.put_bytes(ODD_NAME, b"odd")
@@ -120,3 +127,46 @@ class TestSftpContract(StorageContract, testtools.TestCase):
                                      password=server.password, container=server.container(),
                                      known_hosts=server.known_hosts)
         return sftp.SftpStorage(settings)
+
+
+class ResumedDownload:
+    """A download whose connection drops midway goes on from the byte it had reached."""
+
+    def make_server(self):
+        raise NotImplementedError
+
+    def make_driver(self, server):
+        raise NotImplementedError
+
+    def test_download_resumes_after_connection_drop(self):
+        server = self.useFixture(self.make_server())
+        storage = retry.Retrying(self.make_driver(server), backoff=0.1)
+        data = os.urandom(48 << 20)
+        storage.put_bytes("big", data)
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        received = bytearray()
+        for chunk in storage.get_stream("big"):
+            if not received:
+                self.assertGreater(servers.drop_sessions(server.proc.pid), 0)
+            received += chunk
+        self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(received).hexdigest())
+        self.assertIn("resuming at byte", logs.output)
+
+
+class TestVsftpdResumedDownload(ResumedDownload, testtools.TestCase):
+    def make_server(self):
+        return servers.Vsftpd(self.useFixture(fixtures.TempDir()).path)
+
+    def make_driver(self, server):
+        return ftp.FtpStorage(ftp.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                              password=server.password, container="resume"))
+
+
+class TestSftpResumedDownload(ResumedDownload, testtools.TestCase):
+    def make_server(self):
+        return Sshd(self.useFixture(fixtures.TempDir()).path)
+
+    def make_driver(self, server):
+        return sftp.SftpStorage(sftp.SftpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                                  password=server.password, container=server.container(),
+                                                  known_hosts=server.known_hosts))
