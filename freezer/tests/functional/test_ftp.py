@@ -252,17 +252,22 @@ class TestFtpServerRefusals(AgentTestCase):
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "--container")
 
-    def test_full_server_keeps_earlier_backup(self):
-        server = servers.PyFtpd(self.tmp)
-        server.setUp()
-        self.storage_args = lambda: server.agent_options()
+    def earlier_backup_then_serve(self, *flags: str) -> servers.PyFtpd:
+        """Make one good backup on an honest server, then serve the same root with ``flags``."""
+        honest = servers.PyFtpd(self.tmp)
+        honest.setUp()
+        self.storage_args = lambda: honest.agent_options()
         write(f"{self.source}/f", "x")
         try:
             self.backup()
         finally:
-            server.cleanUp()
-        full = self.useFixture(servers.PyFtpd(self.tmp, False, "--full"))
-        self.storage_args = lambda: full.agent_options()
+            honest.cleanUp()
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, *flags))
+        self.storage_args = lambda: server.agent_options()
+        return server
+
+    def test_full_server_keeps_earlier_backup(self):
+        full = self.earlier_backup_then_serve("--full")
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "space")
         metadata = [f for f in _walk(os.path.join(full.root, "backups")) if f.endswith("/metadata")]
@@ -270,16 +275,7 @@ class TestFtpServerRefusals(AgentTestCase):
         self.restore(os.path.join(self.tmp, "restored"))
 
     def test_server_losing_bytes_fails_the_upload(self):
-        server = servers.PyFtpd(self.tmp)
-        server.setUp()
-        self.storage_args = lambda: server.agent_options()
-        write(f"{self.source}/f", "x")
-        try:
-            self.backup()
-        finally:
-            server.cleanUp()
-        lossy = self.useFixture(servers.PyFtpd(self.tmp, False, "--lose-after", "1000"))
-        self.storage_args = lambda: lossy.agent_options()
+        lossy = self.earlier_backup_then_serve("--lose-after", "1000")
         write(f"{self.source}/big.bin", os.urandom(1 << 20))
         proc = self.agent("--path-to-backup", self.source, "--compression", "none", expect=None)
         self.assertOneLineError(proc, "stored 1000 of the")
