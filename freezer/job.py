@@ -12,8 +12,10 @@ from oslo_config import cfg
 
 from freezer import __version__
 from freezer.common import config, dates
-from freezer.engine import tar
+from freezer.engine import confine, tar
+from freezer.engine.confine import SymlinkGuard
 from freezer.engine.streams import Digest, PipelineError, file_chunks, prefetch, verified
+from freezer.restore_target import RestoreTarget
 from freezer.storage.base import FreezerError, NotFound, Storage
 from freezer.storage.layout import (
     BackupRef,
@@ -146,12 +148,29 @@ class RestoreJob(Job):
         _check_target(target, self.conf.overwrite)
         if self.conf.dry_run:
             return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
-        os.makedirs(target, exist_ok=True)
-        size = sum(self._apply(backups, ref, target) for ref in plan)
+        size = self._apply_all(backups, plan, RestoreTarget(target))
         return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
                            restore_abs_path=target, levels_applied=len(plan))
 
-    def _apply(self, backups: BackupSet, ref: BackupRef, target: str) -> int:
+    def _apply_all(self, backups: BackupSet, plan: list[BackupRef], area: RestoreTarget) -> int:
+        """Apply every level with symlinks held; move into place only when all of them went in."""
+        guard = SymlinkGuard(area.open())
+        size = 0
+        for index, ref in enumerate(plan):
+            try:
+                guard.hold_all()
+                size += self._apply(backups, ref, guard)
+            except BaseException as exc:
+                guard.release()
+                area.discard()
+                if isinstance(exc, FreezerError):
+                    raise _restore_failed(exc, plan, index, area) from exc
+                raise
+        guard.release()
+        area.commit()
+        return size
+
+    def _apply(self, backups: BackupSet, ref: BackupRef, guard: SymlinkGuard) -> int:
         metadata = backups.read_metadata(ref)
         pass_file = self._pass_file(metadata)
         path = backups.data_path(ref)
@@ -159,19 +178,25 @@ class RestoreJob(Job):
         if expected is not None and self.storage.size(path) != expected:
             raise FreezerError(f"{path} is {self.storage.size(path)} bytes, expected {expected}: "
                                "refusing to restore it")
-        LOG.info("restoring %s into %s", ref.relpath, target)
-        pipeline = tar.start_restore(target, metadata.get("compression", "gzip"), pass_file)
+        LOG.info("restoring %s into %s", ref.relpath, guard.root)
+        pipeline = tar.start_restore(guard.root, metadata.get("compression", "gzip"), pass_file)
         chunks = verified(self.storage.get_stream(path), metadata.get("data_sha256"), expected, path)
         try:
             pipeline.feed(prefetch(chunks))
         except PipelineError as exc:
+            refused = _refused_member(pipeline, guard)
             pipeline.abort()
+            if refused:
+                raise refused from exc
             hint = " (wrong --encrypt-pass-file?)" if pass_file else ""
-            raise FreezerError(f"restore of {ref.relpath} failed{hint}: {exc}") from exc
+            raise FreezerError(f"{exc}{hint}") from exc
         except BaseException:
             pipeline.abort()
             raise
+        refused = _refused_member(pipeline, guard)
         pipeline.close()
+        if refused:
+            raise refused
         return expected or 0
 
     def _pass_file(self, metadata: dict) -> str | None:
@@ -228,6 +253,35 @@ def _download(storage: Storage, path: str, local_path: str) -> None:
     with open(local_path, "wb") as out:
         for chunk in storage.get_stream(path):
             out.write(chunk)
+
+
+def _refused_member(pipeline, guard: SymlinkGuard) -> FreezerError | None:
+    """A member that tried to leave the target, as the error that fails the restore."""
+    tar_stage = len(pipeline.procs) - 1
+    reason = confine.refusal(pipeline.all_stderr_of(tar_stage), pipeline.kept_output(), guard)
+    if reason is None:
+        return None
+    return FreezerError(f"refused: {reason}; a backup written by freezer never holds such a member "
+                        "(the storage may have been tampered with)")
+
+
+def _restore_failed(exc: FreezerError, plan: list[BackupRef], index: int, area: RestoreTarget) -> FreezerError:
+    """The error of a failed level, saying what the target holds now and how to get a consistent one."""
+    ref = plan[index]
+    what = f"level {ref.level} of {dates.show(ref.ts)} ({ref.relpath})"
+    if area.staged:
+        state = area.state_after_failure()
+    elif index == 0:
+        state = (f"{area.target} holds part of the level 0 (not a consistent state): "
+                 "empty it and restore an earlier chain with --restore-from-date")
+    else:
+        last_good = plan[index - 1]
+        state = (f"{area.target} holds the levels before it and part of this one: restore again with "
+                 f"--restore-from-date {dates.show(last_good.ts).replace(' ', 'T')} for the state "
+                 "before it")
+    error = FreezerError(f"restore failed at {what}: {exc}; {state}")
+    error.exit_code = exc.exit_code
+    return error
 
 
 def _check_target(target: str, overwrite: bool) -> None:

@@ -118,17 +118,20 @@ class Pipeline:
         feed_input: bool,
         read_output: bool,
         ok_codes: dict | None = None,
+        keep_output: bool = False,
     ):
         self.commands = [list(c) for c in commands]
         self.ok_codes = ok_codes or {}
         self.procs: list[subprocess.Popen] = []
         self.errlogs = []
+        self.output_log = tempfile.TemporaryFile() if keep_output and not read_output else None
         self.stdin = None
         upstream = subprocess.PIPE if feed_input else subprocess.DEVNULL
         for index, argv in enumerate(self.commands):
             last = index == len(self.commands) - 1
             errlog = tempfile.TemporaryFile()
-            proc = _spawn(argv, upstream, subprocess.PIPE if (read_output or not last) else subprocess.DEVNULL, errlog)
+            stdout = subprocess.PIPE if (read_output or not last) else (self.output_log or subprocess.DEVNULL)
+            proc = _spawn(argv, upstream, stdout, errlog)
             if index == 0:
                 self.stdin = proc.stdin
             else:
@@ -169,10 +172,16 @@ class Pipeline:
 
     def stderr_of(self, index: int) -> str:
         """The last lines a process wrote to stderr, without noise."""
-        log = self.errlogs[index]
-        log.seek(0)
-        lines = [ln for ln in log.read().decode("utf-8", "replace").splitlines() if _worth_showing(ln)]
+        lines = [ln for ln in self.all_stderr_of(index).splitlines() if _worth_showing(ln)]
         return "; ".join(lines[-3:])
+
+    def all_stderr_of(self, index: int) -> str:
+        """Everything a process wrote to stderr."""
+        return _read_back(self.errlogs[index])
+
+    def kept_output(self) -> str:
+        """What the last process wrote to stdout, when started with ``keep_output``."""
+        return _read_back(self.output_log) if self.output_log else ""
 
     def abort(self) -> None:
         """Kill every process that still runs; used when the consumer fails."""
@@ -190,11 +199,19 @@ class Pipeline:
                     stream.close()
                 except OSError:
                     pass
-        for log in self.errlogs:
-            log.close()
+        for log in [*self.errlogs, self.output_log]:
+            if log is not None:
+                log.close()
 
     def _name(self, index: int) -> str:
         return os.path.basename(self.commands[index][0])
+
+
+def _read_back(log) -> str:
+    if log.closed:
+        return ""
+    log.seek(0)
+    return log.read().decode("utf-8", "replace")
 
 
 def _spawn(argv: list[str], stdin, stdout, stderr) -> subprocess.Popen:

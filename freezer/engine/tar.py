@@ -51,9 +51,12 @@ def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]
 
 
 def extract_command(target: str) -> list[str]:
-    """GNU tar arguments that apply one incremental level from stdin to ``target``."""
+    """GNU tar arguments that apply one incremental level from stdin to ``target``.
+
+    ``--verbose`` lists each member's name as stored, so a refused one can be named.
+    """
     return ["tar", "--extract", "--file=-", "--incremental", f"--directory={target}",
-            "--preserve-permissions", "--xattrs", "--acls", "--warning=no-timestamp"]
+            "--preserve-permissions", "--xattrs", "--acls", "--warning=no-timestamp", "--verbose"]
 
 
 def start_backup(source: str, snapshot: str, options: TarOptions) -> Pipeline:
@@ -73,7 +76,7 @@ def start_restore(target: str, compression: str, pass_file: str | None) -> Pipel
     stages = [codecs.decrypt_command(pass_file)] if pass_file else []
     stages += _optional(codecs.decompress_command(compression))
     stages.append(extract_command(target))
-    return Pipeline(stages, feed_input=True, read_output=False)
+    return Pipeline(stages, feed_input=True, read_output=False, keep_output=True)
 
 
 def _optional(command: list[str] | None) -> list[list[str]]:
