@@ -68,9 +68,12 @@ def _topmost_missing(path: str) -> str:
 
 
 def _copy_attributes(source: os.stat_result, target: str) -> None:
-    try:
-        os.chown(target, source.st_uid, source.st_gid)
-    except PermissionError:
-        pass  # not root: the directory stays the user's, as tar would leave it
-    os.chmod(target, source.st_mode & 0o7777)
-    os.utime(target, ns=(source.st_atime_ns, source.st_mtime_ns))
+    """Owner, mode and times of the backup's root onto the target, as far as we may set them."""
+    changes = (lambda: os.chown(target, source.st_uid, source.st_gid),
+               lambda: os.chmod(target, source.st_mode & 0o7777),
+               lambda: os.utime(target, ns=(source.st_atime_ns, source.st_mtime_ns)))
+    for change in changes:
+        try:
+            change()
+        except PermissionError:
+            pass  # not root, or not our directory: it keeps what it had, as tar would leave it
