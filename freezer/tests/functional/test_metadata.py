@@ -5,16 +5,20 @@ import glob
 import json
 import os
 
+from freezer.tests import servers
 from freezer.tests.functional.base import describe_tree, write
+from freezer.tests.functional.test_ftp import ServerAgentTest
 from freezer.tests.functional.test_local import LocalAgentTest
 
 UPSTREAM = {"engine_name": "tar", "compression": "gzip", "encryption": False}
 
 
-class MetadataTest(LocalAgentTest):
+class MetadataFiles:
+    """Reaching a backup's metadata file where the storage keeps it (``storage_root()``)."""
+
     def metadata_files(self) -> list[str]:
         """Every backup's metadata file, oldest first."""
-        files = glob.glob(f"{self.container}/metadata/tar/*/*/*/metadata")
+        files = glob.glob(f"{self.storage_root()}/metadata/tar/*/*/*/metadata")
         return sorted(files, key=lambda f: int(f.split("/")[-2].split("_")[1]))
 
     def rewrite(self, path: str, body: bytes) -> None:
@@ -27,6 +31,10 @@ class MetadataTest(LocalAgentTest):
         proc = self.agent("--action", "info", "--metadata-out", out)
         with open(out, encoding="utf-8") as handle:
             return json.load(handle), proc.stdout
+
+
+class MetadataTest(MetadataFiles, LocalAgentTest):
+    """On local storage."""
 
 
 class TestBadMetadata(MetadataTest):
@@ -164,3 +172,23 @@ class TestDestinationsCheckedFirst(MetadataTest):
         proc = self.agent("--path-to-backup", self.source, "--metadata-out", self.tmp, expect=None)
         self.assertOneLineError(proc, "--metadata-out", "is a directory")
         self.assertFalse(os.path.exists(self.container))
+
+
+class TestBadMetadataOverFtp(MetadataFiles, ServerAgentTest):
+    """vsftpd hands back a huge metadata file: the read stops early and the next one still works."""
+
+    def make_server(self):
+        return servers.Vsftpd(self.tmp)
+
+    def test_huge_metadata_is_cut_short_and_info_goes_on(self):
+        write(f"{self.source}/f.txt", "x")
+        self.backup()
+        self.backup()
+        level0, level1 = self.metadata_files()
+        self.rewrite(level0, b"{" + b" " * (8 * 1024 * 1024) + b"}")
+        result, table = self.info()
+        self.assertIn("unreadable metadata", result["backups"][0]["unreadable"])
+        self.assertIn("bytes", result["backups"][0]["unreadable"])
+        self.assertEqual("gzip", result["backups"][1]["compression"])
+        proc = self.agent("--action", "restore", "--restore-abs-path", os.path.join(self.tmp, "r"), expect=None)
+        self.assertOneLineError(proc, "unreadable metadata", os.path.relpath(level0, self.storage_root()))
