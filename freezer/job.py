@@ -27,7 +27,9 @@ from freezer.storage.layout import (
     next_timestamp,
     plan_level,
     restore_plan,
+    settings_change,
 )
+from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
 
@@ -102,7 +104,20 @@ class BackupJob(Job):
         if plan.level > 0 and plan.parent is None:
             LOG.warning("level %d has no parent backup: starting a new chain", plan.level)
             return LevelPlan(0, None, None)
+        if plan.parent is not None:
+            reason = self._chain_break(plan.parent)
+            if reason:
+                LOG.warning("%s: starting a new chain (level 0)", reason)
+                return LevelPlan(0, None, None)
         return plan
+
+    def _chain_break(self, parent: BackupRef) -> str | None:
+        """Why the next backup cannot build on ``parent`` (bad metadata, other settings), or None."""
+        try:
+            record = self.backups().read_metadata(parent)
+        except BadMetadata as exc:
+            return str(exc)
+        return settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
 
     def _upload_data(self, path: str, source: str, snapshot: str) -> tuple[Digest, list[str]]:
         options = tar.TarOptions(compression=self.conf.compression,
@@ -145,21 +160,23 @@ class RestoreJob(Job):
             when = f" up to {self.conf.restore_from_date}" if until else ""
             raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
                            "(check --backup-name, --hostname and --container)")
+        records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
         _check_target(target, self.conf.overwrite)
         if self.conf.dry_run:
             return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
-        size = self._apply_all(backups, plan, RestoreTarget(target))
+        size = self._apply_all(backups, plan, records, RestoreTarget(target))
         return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
                            restore_abs_path=target, levels_applied=len(plan))
 
-    def _apply_all(self, backups: BackupSet, plan: list[BackupRef], area: RestoreTarget) -> int:
+    def _apply_all(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata],
+                   area: RestoreTarget) -> int:
         """Apply every level with symlinks held; move into place only when all of them went in."""
         guard = SymlinkGuard(area.open())
         size = 0
         for index, ref in enumerate(plan):
             try:
                 guard.hold_all()
-                size += self._apply(backups, ref, guard)
+                size += self._apply(backups, ref, records[ref], guard)
             except BaseException as exc:
                 guard.release()
                 area.discard()
@@ -170,17 +187,19 @@ class RestoreJob(Job):
         area.commit()
         return size
 
-    def _apply(self, backups: BackupSet, ref: BackupRef, guard: SymlinkGuard) -> int:
-        metadata = backups.read_metadata(ref)
+    def _apply(self, backups: BackupSet, ref: BackupRef, metadata: Metadata, guard: SymlinkGuard) -> int:
         pass_file = self._pass_file(metadata)
         path = backups.data_path(ref)
-        expected = metadata.get("data_size")
+        expected = metadata.data_size
+        if metadata.data_sha256 is None:
+            LOG.warning("level %d (%s) is not verified: its metadata has no data_sha256 "
+                        "(written by upstream freezer?)", ref.level, ref.relpath)
         if expected is not None and self.storage.size(path) != expected:
             raise FreezerError(f"{path} is {self.storage.size(path)} bytes, expected {expected}: "
                                "refusing to restore it")
         LOG.info("restoring %s into %s", ref.relpath, guard.root)
-        pipeline = tar.start_restore(guard.root, metadata.get("compression", "gzip"), pass_file)
-        chunks = verified(self.storage.get_stream(path), metadata.get("data_sha256"), expected, path)
+        pipeline = tar.start_restore(guard.root, metadata.compression, pass_file)
+        chunks = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path)
         try:
             pipeline.feed(prefetch(chunks))
         except PipelineError as exc:
@@ -199,8 +218,8 @@ class RestoreJob(Job):
             raise refused
         return expected or 0
 
-    def _pass_file(self, metadata: dict) -> str | None:
-        if not metadata.get("encryption"):
+    def _pass_file(self, metadata: Metadata) -> str | None:
+        if not metadata.encryption:
             return None
         if not self.conf.encrypt_pass_file:
             raise FreezerError("this backup is encrypted: give its passphrase with --encrypt-pass-file")
@@ -216,11 +235,7 @@ class InfoJob(Job):
         rows = []
         for chain in backups.chains():
             for ref in chain.backups:
-                metadata = backups.read_metadata(ref)
-                rows.append({"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
-                             "date": dates.show(ref.ts), "size": metadata.get("data_size"),
-                             "compression": metadata.get("compression"),
-                             "encryption": bool(metadata.get("encryption"))})
+                rows.append(_info_row(backups, ref))
         return self.result(backups=rows)
 
 
@@ -244,6 +259,18 @@ class AdminJob(Job):
         if self.conf.remove_older_than is not None:
             return int(time.time() - self.conf.remove_older_than * 86400)
         raise FreezerError("--action admin needs --remove-older-than DAYS or --remove-from-date DATE")
+
+
+def _info_row(backups: BackupSet, ref: BackupRef) -> dict:
+    """One backup as ``--action info`` lists it; bad metadata marks it unreadable, not the listing."""
+    row = {"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts, "date": dates.show(ref.ts)}
+    try:
+        metadata = backups.read_metadata(ref)
+    except BadMetadata as exc:
+        LOG.warning("%s", exc)
+        return {**row, "size": None, "compression": None, "encryption": None, "unreadable": str(exc)}
+    return {**row, "size": metadata.data_size, "compression": metadata.compression,
+            "encryption": metadata.encryption}
 
 
 JOBS = {"backup": BackupJob, "restore": RestoreJob, "info": InfoJob, "admin": AdminJob}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -79,12 +80,38 @@ def info_table(rows: list[dict]) -> str:
     from freezer.common import dates
 
     for row in rows:
-        lines.append(f"{dates.show(row['l0_time_stamp']):<20} {row['level']:>5} {row['date']:<20} "
-                     f"{row['size'] if row['size'] is not None else '?':>14}  {row['compression'] or '?':<11}  "
-                     f"{'yes' if row['encryption'] else 'no'}")
+        line = (f"{dates.show(row['l0_time_stamp']):<20} {row['level']:>5} {row['date']:<20} "
+                f"{row['size'] if row['size'] is not None else '?':>14}  ")
+        if row.get("unreadable"):
+            lines.append(line + f"UNREADABLE: {row['unreadable']}")
+        else:
+            lines.append(line + f"{row['compression'] or '?':<11}  {'yes' if row['encryption'] else 'no'}")
     if not rows:
         lines.append("(no backups)")
     return "\n".join(lines)
+
+
+def check_destinations(conf: cfg.ConfigOpts) -> None:
+    """Fail before any work when ``--metadata-out`` or ``--log-file`` cannot be written."""
+    if conf.metadata_out and conf.metadata_out != "-":
+        check_writable("--metadata-out", conf.metadata_out)
+    if conf.log_file:
+        check_writable("--log-file", conf.log_file)
+
+
+def check_writable(option: str, path: str) -> None:
+    """One line naming ``option`` when ``path`` could not be created or written."""
+    if os.path.isdir(path):
+        raise FreezerError(f"{option} {path} is a directory: give a file name")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise FreezerError(f"{option} {path} is not writable")
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FreezerError(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise FreezerError(f"{option} {path}: directory {directory} is not writable")
 
 
 def _interrupt(signum, frame) -> None:
@@ -105,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or "-d" in argv
     try:
         conf = config.build(argv)
+        check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
         result = run(conf)
         write_result(result, conf.metadata_out, conf.action)

@@ -20,5 +20,8 @@ def parse(value: str, option: str) -> int:
 
 
 def show(timestamp: int) -> str:
-    """A local ``YYYY-MM-DD hh:mm:ss`` for a timestamp."""
-    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    """A local ``YYYY-MM-DD hh:mm:ss`` for a timestamp; ``@<timestamp>`` when it is no date."""
+    try:
+        return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return f"@{timestamp}"

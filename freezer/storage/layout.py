@@ -11,16 +11,23 @@ A backup exists only once its ``metadata`` file does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import re
 from collections.abc import Sequence
 
+from freezer.storage import metadata
 from freezer.storage.base import FreezerError, NotFound, Storage
 
+LOG = logging.getLogger(__name__)
 ENGINE = "tar"
 SECONDS_PER_DAY = 86400
-_LEVEL_DIR = re.compile(r"^(\d+)_(\d+)$")
+# ASCII digits without leading zeros, as written: str.isdigit() and \d also take '²' or '١'.
+_NUMBER = "(?:0|[1-9][0-9]{0,19})"
+_L0_DIR = re.compile(_NUMBER)
+_LEVEL_DIR = re.compile(rf"({_NUMBER})_({_NUMBER})")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -102,14 +109,16 @@ class BackupSet:
         root = f"metadata/{self.engine}/{self.prefix}"
         found = []
         for l0_name in self.storage.listdir(root):
-            if not l0_name.isdigit():
+            if not _L0_DIR.fullmatch(l0_name):
                 continue
             for level_name in self.storage.listdir(f"{root}/{l0_name}"):
-                match = _LEVEL_DIR.match(level_name)
+                match = _LEVEL_DIR.fullmatch(level_name)
                 if not match:
                     continue
                 ref = BackupRef(int(l0_name), int(match.group(2)), int(match.group(1)))
-                if "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"):
+                if not _plausible(ref):
+                    LOG.warning("ignoring %s/%s: level or timestamp out of range", root, ref.relpath)
+                elif "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"):
                     found.append(ref)
         return sorted(found)
 
@@ -117,13 +126,25 @@ class BackupSet:
         """Complete backups grouped into chains, oldest chain first."""
         return group_chains(self.list_backups())
 
-    def read_metadata(self, ref: BackupRef) -> dict:
-        """The JSON object stored as a backup's ``metadata``."""
-        raw = self.storage.get_bytes(self.metadata_path(ref))
+    def read_metadata(self, ref: BackupRef) -> metadata.Metadata:
+        """A backup's ``metadata``, checked; BadMetadata naming the file if it is not sound."""
+        path = self.metadata_path(ref)
         try:
-            return json.loads(raw.decode("utf-8"))
-        except ValueError as exc:
-            raise FreezerError(f"unreadable metadata {self.metadata_path(ref)}: {exc}") from exc
+            record = metadata.parse(self._read_small(path, metadata.MAX_BYTES))
+            metadata.check_matches(record, ref.level, ref.ts, ref.l0_ts)
+        except metadata.BadMetadata as exc:
+            raise metadata.BadMetadata(f"unreadable metadata {path}: {exc}") from exc
+        return record
+
+    def _read_small(self, path: str, limit: int) -> bytes:
+        """The file at ``path``, or its first ``limit + 1`` bytes if it is longer."""
+        data = bytearray()
+        with contextlib.closing(self.storage.get_stream(path)) as chunks:
+            for chunk in chunks:
+                data += chunk
+                if len(data) > limit:
+                    break
+        return bytes(data)
 
     def write_metadata(self, ref: BackupRef, metadata: dict) -> None:
         """Write ``metadata`` last: this is what makes the backup exist."""
@@ -134,6 +155,12 @@ class BackupSet:
         """Remove a whole chain, metadata first so it stops existing at once."""
         self.storage.rmtree(f"metadata/{self.engine}/{self.prefix}/{chain.l0_ts}")
         self.storage.rmtree(f"data/{self.engine}/{self.prefix}/{chain.l0_ts}")
+
+
+def _plausible(ref: BackupRef) -> bool:
+    """Level and timestamps that a real backup can have (directory names are untrusted)."""
+    return (ref.level <= metadata.MAX_LEVEL and metadata.sane_timestamp(ref.ts)
+            and metadata.sane_timestamp(ref.l0_ts) and ref.l0_ts <= ref.ts)
 
 
 def check_name(option: str, value: str) -> None:
@@ -152,6 +179,19 @@ def group_chains(backups: Sequence[BackupRef]) -> list[Chain]:
         if refs[0].level == 0 and refs[0].ts == refs[0].l0_ts:
             chains.append(Chain(tuple(refs)))
     return sorted(chains, key=lambda c: c.l0_ts)
+
+
+def settings_change(parent: metadata.Metadata, compression: str, encryption: bool) -> str | None:
+    """Why a backup with these settings cannot extend the parent's chain; None if it can."""
+    if parent.compression != compression:
+        return f"compression changed from {parent.compression} to {compression}"
+    if parent.encryption != encryption:
+        return f"encryption changed from {_on_off(parent.encryption)} to {_on_off(encryption)}"
+    return None
+
+
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def plan_level(chains: Sequence[Chain], now: int, policy: LevelPolicy) -> LevelPlan:
