@@ -161,6 +161,8 @@ class RestoreJob(Job):
             raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
                            "(check --backup-name, --hostname and --container)")
         records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
+        for record in records.values():
+            self._pass_file(record)
         _check_target(target, self.conf.overwrite)
         if self.conf.dry_run:
             return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
