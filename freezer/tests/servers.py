@@ -13,6 +13,7 @@ import ipaddress
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,28 @@ def drop_sessions(master_pid: int) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     return len(doomed)
+
+
+def kill_server(master_pid: int) -> int:
+    """Kill a forking server and every session it started, so nothing answers any more: the link drops
+    and reconnecting is refused. Returns how many processes died."""
+    os.kill(master_pid, signal.SIGSTOP)  # no new session while the running ones are found and killed
+    killed = drop_sessions(master_pid)
+    os.kill(master_pid, signal.SIGKILL)
+    return killed + 1
+
+
+class Blackhole(fixtures.Fixture):
+    """A port on 127.0.0.1 that takes connections (the kernel completes them) and never says a word."""
+
+    host = "127.0.0.1"
+
+    def _setUp(self):
+        self.sock = socket.socket()
+        self.sock.bind((self.host, 0))
+        self.sock.listen(16)
+        self.addCleanup(self.sock.close)
+        self.port = self.sock.getsockname()[1]
 
 
 def _output(proc: subprocess.Popen) -> str:
