@@ -205,6 +205,10 @@ class _Server(fixtures.Fixture):
         super().__init__()
         self.workdir = workdir
 
+    def stop(self) -> None:
+        """Stop the server process now (the port is free again); cleanUp does the rest."""
+        self._stop()
+
     def _stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
