@@ -63,6 +63,15 @@ def drop_sessions(master_pid: int) -> int:
     return len(doomed)
 
 
+def wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll ``condition`` until true; fail if ``proc`` ends first (the moment to act on it has passed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{proc.args[0]} ended or stalled before the test could act: {proc.returncode}")
+        time.sleep(0.01)
+
+
 def kill_server(master_pid: int) -> int:
     """Kill a forking server and every session it started, so nothing answers any more: the link drops
     and reconnecting is refused. Returns how many processes died."""
