@@ -104,8 +104,11 @@ _MEANINGS = (
 
 
 def reason(exc: BaseException) -> str:
-    """The text of ``exc`` for a message, never empty: its own words, else what its type means."""
-    text = str(exc).strip()
+    """The text of ``exc`` for a message, never empty: its own words, else what its type means.
+
+    A dangling colon goes (paramiko says "Server connection dropped: " with nothing after it).
+    """
+    text = str(exc).strip().rstrip(":").rstrip()
     if text:
         return text
     for kind, meaning in _MEANINGS:
