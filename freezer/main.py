@@ -14,7 +14,7 @@ from oslo_config import cfg
 
 from freezer import job
 from freezer.common import config, logs
-from freezer.storage.base import FreezerError, Storage
+from freezer.storage.base import FreezerError, Storage, reason
 
 LOG = logging.getLogger("freezer")
 
@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``freezer-agent``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     catch_signals()
+    logs.quiet_background_errors()
     mask = logs.SecretMask([])
     debug = "--debug" in argv or "-d" in argv
     try:
@@ -142,9 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted: nothing was recorded, earlier backups are untouched", 130, debug)
     except OSError as exc:
-        return _fail(mask.mask(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"), 1, debug)
+        return _fail(mask.mask(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or reason(exc)}"), 1, debug)
     except Exception as exc:  # a bug: still one line, the traceback with --debug
-        return _fail(mask.mask(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)"), 1, debug)
+        return _fail(mask.mask(f"unexpected {type(exc).__name__}: {reason(exc)} (run with --debug for details)"), 1,
+                     debug)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from freezer.common.config import child_environment
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Volume:
 def run_tool(*argv: str) -> str:
     """Run one LVM or mount tool; its stderr becomes a one-line FreezerError."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=child_environment())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FreezerError(f"--snapshot: {argv[0]} failed: {exc}") from exc
     if proc.returncode != 0:

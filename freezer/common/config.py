@@ -157,6 +157,26 @@ SECRET_SOURCES = {
     "os_password": ("os_password_file", "OS_PASSWORD"),
 }
 
+# Environment variables that hold secrets: the agent may read them, the tools it runs (tar,
+# compressors, openssl, LVM tools) never see them. Names ending like SECRET_SUFFIXES count too.
+SECRET_ENV = frozenset({env_var for _file, env_var in SECRET_SOURCES.values()} | {
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "OS_TOKEN", "OS_AUTH_TOKEN",
+    "OS_APPLICATION_CREDENTIAL_SECRET", "ST_KEY", "SWIFT_KEY", "SSH_ASKPASS_PASSWORD", "SSHPASS",
+})
+SECRET_SUFFIXES = ("PASSWORD", "PASSPHRASE", "SECRET", "SECRET_KEY", "SECRET_ACCESS_KEY", "TOKEN")
+
+
+def child_environment(environ: dict | None = None) -> dict[str, str]:
+    """The environment for a child process: the agent's, without its secrets."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items() if not is_secret_variable(name)}
+
+
+def is_secret_variable(name: str) -> bool:
+    """A variable listed in SECRET_ENV, or named like a password, passphrase, secret or token."""
+    upper = name.upper()
+    return upper in SECRET_ENV or upper.endswith(SECRET_SUFFIXES)
+
 
 def all_opts() -> list[cfg.Opt]:
     """Every option, core first, then each storage's."""

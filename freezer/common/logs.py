@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+import threading
 from collections.abc import Iterable
 
 MASK = "***"
@@ -55,9 +57,38 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     for handler in handlers:
         handler.addFilter(mask)
         root.addHandler(handler)
-    for noisy in ("paramiko", "pyftpdlib", "botocore", "boto3"):
+    for noisy in ("pyftpdlib", "botocore", "boto3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-    # Their failures reach the user as our one-line error; their own reports would repeat it.
-    for repeats in ("urllib3", "swiftclient", "keystoneauth"):
+    # Their failures reach the user as our one-line error; their own reports would repeat it
+    # (paramiko's transport thread logs a dropped connection as an ERROR with a traceback).
+    for repeats in ("paramiko", "urllib3", "swiftclient", "keystoneauth"):
         logging.getLogger(repeats).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     return mask
+
+
+def quiet_background_errors() -> None:
+    """Exceptions in threads and in ``__del__`` (paramiko's prefetch thread and files after a dropped
+    connection) go to the debug log: the failure reaches the user once, as the one-line error."""
+    threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    _debug_quietly("exception in %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_unraisable(unraisable) -> None:
+    what = unraisable.err_msg or "exception ignored"
+    exc_info = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    _debug_quietly("%s %r", what, unraisable.object, exc_info=exc_info)
+
+
+def _debug_quietly(message: str, *args, exc_info) -> None:
+    """Log at debug level; at interpreter exit logging may be gone, and then nothing is said."""
+    try:
+        logging.getLogger("freezer.background").debug(message, *args, exc_info=exc_info)
+    except Exception:  # noqa: BLE001 - a hook must never raise
+        pass

@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 
+from freezer.common.config import child_environment
 from freezer.storage.base import FreezerError
 
 CHUNK_SIZE = 1 << 20
@@ -216,7 +217,8 @@ def _read_back(log) -> str:
 
 def _spawn(argv: list[str], stdin, stdout, stderr) -> subprocess.Popen:
     try:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True,
+                                env=child_environment())
     except FileNotFoundError as exc:
         raise FreezerError(f"{argv[0]} is not installed: install it or choose another --compression") from exc
     for pipe in (proc.stdin, proc.stdout):

@@ -74,8 +74,12 @@ def server_url(kind: str, username: str, where: str, container: str) -> str:
     return f"{kind}://{username}@{where}/{container.lstrip('/')}"
 
 
-def network_error(exc: BaseException, where: str, action: str, prefix: str) -> BaseException:
-    """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options."""
+def network_error(exc: BaseException, where: str, action: str, prefix: str,
+                  timeout_option: str | None = None) -> BaseException:
+    """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options.
+
+    ``timeout_option`` is the option that sets the timeout when it is not ``<prefix>-timeout``.
+    """
     host, port = f"{prefix}-host", f"{prefix}-port"
     if isinstance(exc, socket.gaierror):
         return ConnectError(f"cannot resolve host of {where}: check {host}")
@@ -83,10 +87,34 @@ def network_error(exc: BaseException, where: str, action: str, prefix: str) -> B
         return ConnectError(f"connection to {where} refused: check {host} and {port}")
     if isinstance(exc, TimeoutError):
         return ConnectError(f"{where} did not answer in time during {action}: check {host}, {port} "
-                            f"and firewalls (or raise {prefix}-timeout)")
+                            f"and firewalls (or raise {timeout_option or prefix + '-timeout'})")
     if isinstance(exc, (OSError, EOFError)):
-        return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+        return ConnectError(f"connection to {where} lost during {action}: {reason(exc)}")
     return exc
+
+
+# What an exception without a message means, most specific first.
+_MEANINGS = (
+    (EOFError, "the server closed the connection"),
+    (ConnectionResetError, "the server reset the connection"),
+    (BrokenPipeError, "the server closed the connection while we were sending"),
+    (ConnectionAbortedError, "the connection was aborted"),
+    (TimeoutError, "timed out"),
+)
+
+
+def reason(exc: BaseException) -> str:
+    """The text of ``exc`` for a message, never empty: its own words, else what its type means.
+
+    A dangling colon goes (paramiko says "Server connection dropped: " with nothing after it).
+    """
+    text = str(exc).strip().rstrip(":").rstrip()
+    if text:
+        return text
+    for kind, meaning in _MEANINGS:
+        if isinstance(exc, kind):
+            return meaning
+    return type(exc).__name__
 
 
 class Storage(abc.ABC):

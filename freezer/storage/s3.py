@@ -21,6 +21,7 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     TLSError,
+    reason,
 )
 
 LOG = logging.getLogger(__name__)
@@ -240,11 +241,11 @@ def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception
     if isinstance(exc, bx.EndpointConnectionError):
         return ConnectError(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
     if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError)):
-        return ConnectError(f"connection to {s.where} lost during {action} {path}: {exc}")
+        return ConnectError(f"connection to {s.where} lost during {action} {path}: {reason(exc)}")
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, action, path, s)
     if isinstance(exc, OSError):
-        return ConnectError(f"connection to {s.where} failed during {action} {path}: {exc}")
+        return ConnectError(f"connection to {s.where} failed during {action} {path}: {reason(exc)}")
     return exc
 
 

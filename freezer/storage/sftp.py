@@ -1,7 +1,7 @@
 """SFTP storage on paramiko, for ``--storage sftp`` (``--ftp-*``) and ``--storage ssh`` (``--ssh-*``).
 
-Host keys are checked against known_hosts: unknown hosts are learnt (OpenSSH's
-accept-new) or refused (``strict``); a changed key is always refused. Uploads are
+Host keys are checked against known_hosts (see hostkeys.py): unknown hosts are learnt
+(OpenSSH's accept-new) or refused (``strict``); a changed key is always refused. Uploads are
 pipelined to a temporary name and renamed into place; downloads prefetch.
 """
 
@@ -22,7 +22,6 @@ import paramiko
 from freezer.storage.base import (
     AuthError,
     ConnectError,
-    HostKeyError,
     NoSpace,
     NotFound,
     PermissionDenied,
@@ -32,9 +31,11 @@ from freezer.storage.base import (
     container_root,
     host_and_port,
     network_error,
+    reason,
     server_url,
     temporary_name,
 )
+from freezer.storage.hostkeys import HostKeyCheck
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -43,7 +44,6 @@ BLOCK_SIZE = 1 << 20
 PREFETCH_LIMIT: int | None = 64
 WINDOW_SIZE = 64 << 20
 MAX_PACKET = 256 << 10
-SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 # SFTP requests: 32 KiB is what every server must accept; OpenSSH takes up to 256 KiB,
 # and 128 KiB ran 1.5x faster than 32 KiB against OpenSSH on loopback.
 SAFE_REQUEST = 32 << 10
@@ -108,10 +108,17 @@ class SftpStorage(Storage):
         sock = self._socket()
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
         self._transport = transport
+        # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
+        transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
+        host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy)
         try:
+            known = host_keys.known_keys()
+            host_keys.prefer_known_types(transport, known)
             _prefer_fast_ciphers(transport)
             transport.start_client(timeout=s.timeout)
-            self._check_host_key(transport.get_remote_server_key())
+            if transport.host_key is None:  # start_client gives up quietly after its timeout
+                raise TimeoutError("no SSH handshake")
+            host_keys.verify(transport.get_remote_server_key(), known)
             self._authenticate(transport)
             transport.set_keepalive(30)
             sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
@@ -122,7 +129,7 @@ class SftpStorage(Storage):
             self.reset()
             if "subsystem" in str(exc).lower() or "channel closed" in str(exc).lower():
                 raise StorageError(f"{s.where} offers no SFTP subsystem: enable it on the server") from exc
-            raise ConnectError(f"SSH with {s.where} failed: {exc}") from exc
+            raise ConnectError(f"SSH with {s.where} failed: {reason(exc)}") from exc
         except (OSError, EOFError) as exc:
             self.reset()
             raise _network_error(exc, s) from exc
@@ -139,28 +146,6 @@ class SftpStorage(Storage):
             raise _network_error(exc, s) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
-
-    def _check_host_key(self, key: paramiko.PKey) -> None:
-        s = self.settings
-        name = s.host if s.port == 22 else f"[{s.host}]:{s.port}"
-        user_file = os.path.expanduser(s.known_hosts)
-        known = paramiko.HostKeys()
-        for path in (SYSTEM_KNOWN_HOSTS, user_file):
-            if os.path.exists(path):
-                known.load(path)
-        entries = known.lookup(name) or {}
-        fingerprint = key.fingerprint
-        if key.get_name() in entries:
-            if entries[key.get_name()] != key:
-                raise HostKeyError(f"host key of {s.where} CHANGED ({key.get_name()} {fingerprint}); refusing to "
-                                   f"connect. If the change is expected, remove the old key from {user_file} "
-                                   f"(ssh-keygen -R '{name}' -f {user_file}); see --ssh-known-hosts")
-            return
-        if s.host_key_policy == "strict":
-            raise HostKeyError(f"host key of {s.where} is unknown ({key.get_name()} {fingerprint}): add it to "
-                               f"{user_file} or use --ssh-host-key-policy accept-new")
-        _record_host_key(user_file, name, key)
-        LOG.warning("learnt host key of %s (%s %s) into %s", s.where, key.get_name(), fingerprint, user_file)
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         s = self.settings
@@ -275,12 +260,14 @@ class SftpStorage(Storage):
 
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         remote = self._abs(path)
+        handle = None
         try:
             handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
             handle.MAX_REQUEST_SIZE = self._request_size
             handle.seek(offset)
             handle.prefetch(handle.stat().st_size, max_concurrent_requests=PREFETCH_LIMIT)
         except BaseException as exc:
+            _close_quietly(handle)
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
             with handle:
@@ -356,14 +343,24 @@ class SftpStorage(Storage):
                                           or "no space" in str(exc).lower()):
             return NoSpace(f"{where} is out of space during {action}: free space on the server")
         if isinstance(exc, (EOFError, paramiko.SSHException)):
-            return ConnectError(f"connection to {where} lost during {action}: {exc or type(exc).__name__}")
+            return ConnectError(f"connection to {where} lost during {action}: {reason(exc)}")
         if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
             return _network_error(exc, self.settings, action)
         if isinstance(exc, OSError):
             # OpenSSH's sftp-server reports a full or read-only disk as a bare "Failure".
             hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
-            return StorageError(f"{action} failed on {where}: {exc}{hint}")
+            return StorageError(f"{action} failed on {where}: {reason(exc)}{hint}")
         return exc
+
+
+def _close_quietly(handle: paramiko.SFTPFile | None) -> None:
+    """Close a remote file now, so a connection that died cannot make its ``__del__`` complain later."""
+    if handle is None:
+        return
+    try:
+        handle.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        LOG.debug("could not close remote file", exc_info=True)
 
 
 def _confirm_writes(remote: paramiko.SFTPFile) -> None:
@@ -405,12 +402,6 @@ def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:
     options.ciphers = [c for c in FAST_CIPHERS if c in available] + [c for c in available if c not in FAST_CIPHERS]
 
 
-def _record_host_key(path: str, name: str, key: paramiko.PKey) -> None:
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(f"{name} {key.get_name()} {key.get_base64()}\n")
-
-
 def _load_key(s: SftpSettings) -> paramiko.PKey:
     try:
         passphrase = s.key_passphrase.encode() if s.key_passphrase else None
@@ -422,7 +413,7 @@ def _load_key(s: SftpSettings) -> paramiko.PKey:
             raise AuthError(f"cannot decrypt --ssh-key {s.key_file}: check --ssh-key-passphrase-file") from exc
         raise AuthError(f"--ssh-key {s.key_file} is encrypted: give --ssh-key-passphrase-file") from exc
     except (paramiko.SSHException, ValueError) as exc:
-        raise AuthError(f"cannot load --ssh-key {s.key_file} (wrong passphrase or format): {exc}") from exc
+        raise AuthError(f"cannot load --ssh-key {s.key_file} (wrong passphrase or format): {reason(exc)}") from exc
 
 
 def _agent_keys() -> list:
@@ -435,7 +426,8 @@ def _agent_keys() -> list:
 
 
 def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect") -> BaseException:
-    return network_error(exc, s.where, action, "--ssh" if s.option_prefix == "--ssh" else "--ftp")
+    """Hints name the host and port options of the spelling in use; both spellings read --ssh-timeout."""
+    return network_error(exc, s.where, action, s.option_prefix, timeout_option="--ssh-timeout")
 
 
 # --storage name -> the prefix of the options that reach the server

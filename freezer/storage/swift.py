@@ -21,6 +21,7 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     TLSError,
+    reason,
 )
 
 LOG = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exc
     if isinstance(exc, ClientException):
         return _client_error(exc, action, path, s)
     if isinstance(exc, OSError):
-        return ConnectError(f"connection to Swift failed during {action} {path}: {exc}")
+        return ConnectError(f"connection to Swift failed during {action} {path}: {reason(exc)}")
     return exc
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,37 @@ def drop_sessions(master_pid: int) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
     return len(doomed)
+
+
+def wait_until(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll ``condition`` until true; fail if ``proc`` ends first (the moment to act on it has passed)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{proc.args[0]} ended or stalled before the test could act: {proc.returncode}")
+        time.sleep(0.01)
+
+
+def kill_server(master_pid: int) -> int:
+    """Kill a forking server and every session it started, so nothing answers any more: the link drops
+    and reconnecting is refused. Returns how many processes died."""
+    os.kill(master_pid, signal.SIGSTOP)  # no new session while the running ones are found and killed
+    killed = drop_sessions(master_pid)
+    os.kill(master_pid, signal.SIGKILL)
+    return killed + 1
+
+
+class Blackhole(fixtures.Fixture):
+    """A port on 127.0.0.1 that takes connections (the kernel completes them) and never says a word."""
+
+    host = "127.0.0.1"
+
+    def _setUp(self):
+        self.sock = socket.socket()
+        self.sock.bind((self.host, 0))
+        self.sock.listen(16)
+        self.addCleanup(self.sock.close)
+        self.port = self.sock.getsockname()[1]
 
 
 def _output(proc: subprocess.Popen) -> str:
@@ -181,6 +213,10 @@ class _Server(fixtures.Fixture):
     def __init__(self, workdir: str):
         super().__init__()
         self.workdir = workdir
+
+    def stop(self) -> None:
+        """Stop the server process now (the port is free again); cleanUp does the rest."""
+        self._stop()
 
     def _stop(self) -> None:
         if self.proc and self.proc.poll() is None:

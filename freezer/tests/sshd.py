@@ -35,12 +35,13 @@ class Sshd(_Server):
     password = TEST_PASSWORD
 
     def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", more_host_key_kinds: tuple[str, ...] = ()):
         super().__init__(workdir)
         self.host = host
         self.sftp = sftp
         self.wanted_port = port
         self.host_key_kind = host_key_kind
+        self.more_host_key_kinds = more_host_key_kinds
 
     def _setUp(self):
         user = ensure_test_user()
@@ -50,6 +51,8 @@ class Sshd(_Server):
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.host_key = keygen(os.path.join(self.dir, f"host_{self.host_key_kind}"), self.host_key_kind)
+        self.host_keys = [self.host_key] + [keygen(os.path.join(self.dir, f"host_{kind}"), kind)
+                                            for kind in self.more_host_key_kinds]
         self.client_key = os.path.join(self.dir, "client_key")
         if not os.path.exists(self.client_key):
             keygen(self.client_key)
@@ -59,7 +62,8 @@ class Sshd(_Server):
         self.port = self.wanted_port or free_port()
         config = os.path.join(self.dir, "sshd_config")
         with open(config, "w") as out:
-            out.write(f"Port {self.port}\nListenAddress {self.host}\nHostKey {self.host_key}\n"
+            out.write(f"Port {self.port}\nListenAddress {self.host}\n"
+                      + "".join(f"HostKey {key}\n" for key in self.host_keys) +
                       f"PidFile {self.dir}/sshd.pid\nAuthorizedKeysFile {self.authorized_keys}\n"
                       "StrictModes no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
                       "UsePAM no\nPermitRootLogin no\nLogLevel ERROR\n"

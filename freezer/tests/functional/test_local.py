@@ -2,10 +2,11 @@
 
 import json
 import os
+import shutil
 import tarfile
 
 from freezer.tests.functional import roundtrip
-from freezer.tests.functional.base import AgentTestCase, write
+from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, write
 
 
 class LocalAgentTest(AgentTestCase):
@@ -113,3 +114,44 @@ class TestUnreadableFiles(LocalAgentTest):
         self.agent_prefix = ()
         self.restore(target)
         self.assertEqual(["readable.txt"], sorted(os.listdir(target)))
+
+
+class TestChildProcessesGetNoSecrets(LocalAgentTest):
+    """tar, the compressor and openssl run without the secrets the agent was given in its environment."""
+
+    SECRETS = {"FREEZER_FTP_PASSWORD": "ftp-Secret-1", "FREEZER_SSH_PASSWORD": "ssh-Secret-2",
+               "SECRET_KEY": "s3-Secret-3", "OS_PASSWORD": "os-Secret-4", "AWS_SECRET_ACCESS_KEY": "aws-Secret-5",
+               "AWS_SESSION_TOKEN": "aws-Token-6"}
+
+    def spy_on(self, *tools: str) -> tuple[str, str]:
+        """A directory of scripts that record their environment, then run the real tool: (bin, dumps)."""
+        bin_dir, dumps = os.path.join(self.tmp, "spy-bin"), os.path.join(self.tmp, "dumps")
+        os.makedirs(dumps)
+        for tool in tools:
+            real = shutil.which(tool)
+            if real is None:
+                continue
+            write(os.path.join(bin_dir, tool), f'#!/bin/sh\nenv > "{dumps}/{tool}.$$"\nexec {real} "$@"\n',
+                  mode=0o755)
+        return bin_dir, dumps
+
+    def test_backup_and_restore_without_secrets_in_children(self):
+        bin_dir, dumps = self.spy_on("tar", "gzip", "pigz", "openssl")
+        env = dict(self.SECRETS, PATH=f"{bin_dir}:{os.environ['PATH']}")
+        make_tree(self.source)
+        pass_file = os.path.join(self.tmp, "pass")
+        write(pass_file, "enc-Phrase-7\n", mode=0o600)
+        self.agent("--action", "backup", "--path-to-backup", self.source, "--encrypt-pass-file", pass_file, env=env)
+        target = os.path.join(self.tmp, "restored")
+        self.agent("--action", "restore", "--restore-abs-path", target, "--encrypt-pass-file", pass_file, env=env)
+        self.assertSameTree(describe_tree(self.source), target)
+        spied = {name.split(".")[0] for name in os.listdir(dumps)}
+        self.assertIn("tar", spied)
+        self.assertIn("openssl", spied)
+        self.assertTrue(spied & {"gzip", "pigz"}, spied)
+        for name in os.listdir(dumps):
+            with open(os.path.join(dumps, name)) as dump:
+                seen = dump.read()
+            for variable, value in self.SECRETS.items():
+                self.assertNotIn(variable, seen, name)
+                self.assertNotIn(value, seen, name)

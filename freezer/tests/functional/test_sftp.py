@@ -2,6 +2,7 @@
 
 import os
 import re
+import stat
 import subprocess
 
 from freezer.tests.functional import roundtrip
@@ -82,28 +83,62 @@ class TestNoSftpSubsystem(AgentTestCase):
 
 
 class TestHostKeys(AgentTestCase):
+    def start(self, port: int, kind: str = "ed25519", *more_kinds: str) -> Sshd:
+        """An sshd on ``port`` with fresh host keys; the agent reaches it with --storage sftp."""
+        server = Sshd(self.tmp, port=port, host_key_kind=kind, more_host_key_kinds=more_kinds)
+        server.setUp()
+        self.addCleanup(server.cleanUp)
+        self.storage_args = lambda: server.agent_options()
+        write(f"{self.source}/f", "x")
+        return server
+
+    def known_hosts_lines(self, server: Sshd) -> list[str]:
+        with open(server.known_hosts) as handle:
+            return handle.read().splitlines()
+
     def test_unknown_learnt_then_changed_key_refused(self):
         port = free_port()
-        first = Sshd(self.tmp, port=port)
-        first.setUp()
-        self.storage_args = lambda: first.agent_options()
-        write(f"{self.source}/f", "x")
-        try:
-            self.backup()
-        finally:
-            first.cleanUp()
-        with open(first.known_hosts) as handle:
-            self.assertIn(f"[127.0.0.1]:{port}", handle.read())
-        second = Sshd(self.tmp, port=port, host_key_kind="ecdsa")
-        second.setUp()
-        self.storage_args = lambda: second.agent_options()
-        try:
-            self.backup()  # a new key type is learnt like a new host
-        finally:
-            second.cleanUp()
-        self.useFixture(Sshd(self.tmp, port=port, host_key_kind="ecdsa"))  # a fresh ecdsa key: changed
+        first = self.start(port)
+        self.backup()
+        first.stop()
+        self.assertIn(f"[127.0.0.1]:{port}", self.known_hosts_lines(first)[0])
+        self.start(port)  # a fresh ed25519 key: changed
         proc = self.agent("--path-to-backup", self.source, expect=None)
-        self.assertOneLineError(proc, "CHANGED", "127.0.0.1")
+        self.assertOneLineError(proc, "CHANGED", "127.0.0.1", "ssh-keygen -R", "known_hosts")
+
+    def test_known_host_showing_only_another_key_type_refused(self):
+        port = free_port()
+        first = self.start(port)
+        self.backup()
+        first.stop()
+        for kind in ("rsa", "ecdsa"):
+            server = self.start(port, kind)
+            proc = self.agent("--path-to-backup", self.source, expect=None)
+            self.assertOneLineError(proc, "CHANGED", "ssh-ed25519", f"[127.0.0.1]:{port}", server.known_hosts)
+            self.assertNotIn("learnt", proc.stderr)
+            self.assertEqual(1, len(self.known_hosts_lines(server)))  # nothing learnt
+            server.stop()
+
+    def test_known_key_type_asked_for_first(self):
+        """known_hosts holds the server's ecdsa key; the server also has ed25519 (paramiko's first choice)."""
+        port = free_port()
+        server = self.start(port, "ecdsa", "ed25519")
+        with open(server.host_key + ".pub") as public:
+            kind, key = public.read().split()[:2]
+        write(server.known_hosts, f"[127.0.0.1]:{port} {kind} {key}\n")
+        proc = self.agent("--path-to-backup", self.source)
+        self.assertNotIn("learnt", proc.stderr)
+        self.assertEqual(1, len(self.known_hosts_lines(server)))
+
+    def test_learnt_known_hosts_is_private_whatever_the_umask(self):
+        server = self.start(free_port())
+        known_hosts = os.path.join(self.tmp, "new-dir", "known_hosts")
+        self.storage_args = lambda: server.agent_options() + ["--ssh-known-hosts", known_hosts]
+        self.agent_prefix = ("sh", "-c", 'umask 000 && exec "$@"', "sh")
+        proc = self.agent("--path-to-backup", self.source)
+        self.assertIn("learnt host key", proc.stderr)
+        self.assertEqual(0o600, stat.S_IMODE(os.stat(known_hosts).st_mode))
+        self.assertEqual(0o700, stat.S_IMODE(os.stat(os.path.dirname(known_hosts)).st_mode))
 
     def test_strict_policy_refuses_unknown_host(self):
         server = self.useFixture(Sshd(self.tmp))

@@ -69,3 +69,17 @@ class TestConfig(testtools.TestCase):
     def test_secret_values_listed_for_masking(self):
         conf = config.build(["--ftp-password", "p1", "--ssh-password", "p2"])
         self.assertEqual({"p1", "p2"}, set(config.secret_values(conf)))
+
+
+class TestChildEnvironment(testtools.TestCase):
+    def test_secrets_left_out_the_rest_kept(self):
+        environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "ACCESS_KEY": "id",
+                   "FREEZER_FTP_PASSWORD": "a", "FREEZER_SSH_PASSWORD": "b", "SECRET_KEY": "c", "OS_PASSWORD": "d",
+                   "AWS_SECRET_ACCESS_KEY": "e", "AWS_SESSION_TOKEN": "f", "OS_TOKEN": "g",
+                   "MY_DB_PASSWORD": "h", "github_token": "i"}
+        self.assertEqual({"PATH": "/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "ACCESS_KEY": "id"},
+                         config.child_environment(environ))
+
+    def test_every_secret_the_agent_reads_is_listed(self):
+        for _file_option, env_var in config.SECRET_SOURCES.values():
+            self.assertIn(env_var, config.SECRET_ENV)
