@@ -1,5 +1,6 @@
 """Every failure is one line on stderr: no traceback, no thread or ``__del__`` report, the right option named."""
 
+import glob
 import os
 import subprocess
 
@@ -60,8 +61,10 @@ class TestSftpServerKilledDuringRestore(QuietFailure):
         argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name, "--action", "restore",
                 "--restore-abs-path", target, "--ssh-timeout", "5"]
         with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as restore:
-            servers.wait_until(lambda: os.path.exists(f"{target}/big.bin"), restore)
+            # A restore into an absent target is staged in a hidden directory inside it.
+            servers.wait_until(lambda: glob.glob(f"{target}/.freezer-restore-*/big.bin"), restore)
             self.assertGreater(servers.kill_server(server.proc.pid), 1)  # the master and the session
             stdout, stderr = restore.communicate(timeout=300)
         proc = subprocess.CompletedProcess(argv, restore.returncode, stdout, stderr)
-        self.assertQuietFailure(proc, "refused", "--ftp-port")
+        self.assertQuietFailure(proc, "refused", "--ftp-port", "nothing was restored")
+        self.assertFalse(os.path.exists(target))
