@@ -18,9 +18,26 @@ class FreezerError(Exception):
 class StorageError(FreezerError):
     """A storage operation failed."""
 
+    #: True when the same operation may succeed a moment later; ``Retrying`` repeats only these.
+    transient = False
+
 
 class ConnectError(StorageError):
-    """The server could not be reached, or the connection dropped."""
+    """The connection dropped or timed out: worth another try."""
+
+    transient = True
+
+
+class Unreachable(ConnectError):
+    """Nothing answers at the address (connection refused, unknown host): retrying will not help."""
+
+    transient = False
+
+
+class ServerBusy(StorageError):
+    """The server said "not now" (FTP 4xx, HTTP 5xx, throttling): worth another try."""
+
+    transient = True
 
 
 class AuthError(StorageError):
@@ -75,12 +92,15 @@ def server_url(kind: str, username: str, where: str, container: str) -> str:
 
 
 def network_error(exc: BaseException, where: str, action: str, prefix: str) -> BaseException:
-    """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options."""
+    """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options.
+
+    A refused connection or an unknown host is Unreachable (permanent); timeouts and drops are transient.
+    """
     host, port = f"{prefix}-host", f"{prefix}-port"
     if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host of {where}: check {host}")
+        return Unreachable(f"cannot resolve host of {where}: check {host}")
     if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"connection to {where} refused: check {host} and {port}")
+        return Unreachable(f"connection to {where} refused: check {host} and {port}")
     if isinstance(exc, TimeoutError):
         return ConnectError(f"{where} did not answer in time during {action}: check {host}, {port} "
                             f"and firewalls (or raise {prefix}-timeout)")

@@ -458,15 +458,11 @@ def _settings(conf, tls: bool) -> FtpSettings:
                        certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout)
 
 
-def ftp_from_conf(conf) -> Storage:
-    """``--storage ftp``."""
-    from freezer.storage.retry import Retrying
-
-    return Retrying(FtpStorage(_settings(conf, tls=False)))
+def ftp_from_conf(conf) -> FtpStorage:
+    """``--storage ftp``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(_settings(conf, tls=False))
 
 
-def ftps_from_conf(conf) -> Storage:
-    """``--storage ftps``."""
-    from freezer.storage.retry import Retrying
-
-    return Retrying(FtpStorage(_settings(conf, tls=True)))
+def ftps_from_conf(conf) -> FtpStorage:
+    """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(_settings(conf, tls=True))

@@ -4,7 +4,7 @@ import os
 
 import testtools
 
-from freezer.storage import s3
+from freezer.storage import registry, s3
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
@@ -65,7 +65,7 @@ class S3AgentTest(AgentTestCase):
         return [*self.server.agent_options(self.container), "--max-segment-size", str(PART)]
 
     def server_view(self):
-        return s3.S3Storage(settings(self.server, self.bucket, "freezer"))
+        return registry.wrap(s3.S3Storage(settings(self.server, self.bucket, "freezer")))
 
 
 class TestS3RoundTrip(S3AgentTest, roundtrip.RoundTripTests):

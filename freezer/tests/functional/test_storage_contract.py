@@ -1,6 +1,7 @@
 """One conformance suite for every storage driver, run against real servers.
 
-A driver gets the whole suite by adding a class that builds it in ``make_storage``.
+A driver gets the whole suite by adding a class that builds the bare driver in ``make_storage``;
+the suite wraps it through the registry, as the agent does, and keeps the bare one as ``driver``.
 """
 
 import hashlib
@@ -10,7 +11,7 @@ import os
 import fixtures
 import testtools
 
-from freezer.storage import base, ftp, local, retry, sftp
+from freezer.storage import base, ftp, local, registry, sftp
 from freezer.tests import servers
 from freezer.tests.sshd import Sshd
 
@@ -23,7 +24,8 @@ class StorageContract:
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.storage = self.make_storage()
+        self.storage = registry.wrap(self.make_storage())
+        self.driver = registry.unwrap(self.storage)
         self.addCleanup(self.storage.close)
 
     def test_put_and_get_bytes(self):
@@ -140,7 +142,7 @@ class ResumedDownload:
 
     def test_download_resumes_after_connection_drop(self):
         server = self.useFixture(self.make_server())
-        storage = retry.Retrying(self.make_driver(server), backoff=0.1)
+        storage = registry.wrap(self.make_driver(server), backoff=0.1)
         data = os.urandom(48 << 20)
         storage.put_bytes("big", data)
         logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))

@@ -4,7 +4,7 @@ import os
 
 import testtools
 
-from freezer.storage import swift
+from freezer.storage import registry, swift
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
@@ -27,7 +27,7 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         return swift.SwiftStorage(settings(self.server, self.container))
 
     def segments(self):
-        return self.storage._listing("", self.storage.settings.segments, "")
+        return self.driver._listing("", self.driver.settings.segments, "")
 
     def test_large_object_is_segmented_and_removed_whole(self):
         block = os.urandom(1 << 20)
@@ -52,7 +52,7 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         self.assertEqual([], self.segments())
 
     def test_dynamic_manifest_where_slo_is_missing(self):
-        self.storage._slo = False
+        self.driver._slo = False
         block = os.urandom(1 << 20)
         self.storage.put_stream("dlo", (block for _ in range(9)))
         self.assertEqual(block * 9, self.storage.get_bytes("dlo"))
@@ -68,7 +68,7 @@ class SwiftAgentTest(AgentTestCase):
         return [*self.server.agent_options(f"{self.swift_container}/freezer"), "--max-segment-size", str(SEGMENT)]
 
     def server_view(self):
-        return swift.SwiftStorage(settings(self.server, self.swift_container, "freezer"))
+        return registry.wrap(swift.SwiftStorage(settings(self.server, self.swift_container, "freezer")))
 
 
 class TestSwiftRoundTrip(SwiftAgentTest, roundtrip.RoundTripTests):
@@ -78,7 +78,7 @@ class TestSwiftRoundTrip(SwiftAgentTest, roundtrip.RoundTripTests):
     slow_compression = "bzip2"
 
     def upload_in_progress(self, files_before):
-        view = self.server_view()
+        view = registry.unwrap(self.server_view())
         try:
             return bool(view._listing("", view.settings.segments, ""))
         finally:
