@@ -8,7 +8,8 @@ from freezer.storage import registry, s3
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.proxy import CuttingProxy
 
 PART = 5 * 1024 * 1024
 
@@ -52,6 +53,14 @@ class TestS3Contract(StorageContract, testtools.TestCase):
         self.storage.put_bytes("a/b", b"1")
         keys = [o["Key"] for o in self.server.client().list_objects_v2(Bucket=self.bucket)["Contents"]]
         self.assertEqual(["backups/host1/a/b"], keys)
+
+
+class TestS3CutDownload(CutDownload, testtools.TestCase):
+    def make_cut_driver(self):
+        server = objectstores.seaweed()
+        proxy = self.useFixture(CuttingProxy("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1])))
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        return s3.S3Storage(settings(server, server.new_bucket(), endpoint=endpoint)), proxy
 
 
 class S3AgentTest(AgentTestCase):

@@ -172,3 +172,30 @@ class TestSftpResumedDownload(ResumedDownload, testtools.TestCase):
         return sftp.SftpStorage(sftp.SftpSettings(host="127.0.0.1", port=server.port, username=server.username,
                                                   password=server.password, container=server.container(),
                                                   known_hosts=server.known_hosts))
+
+
+class CutDownload:
+    """A download whose connection is reset mid-stream by a proxy resumes with a ranged request.
+
+    The subclass starts its server and returns ``(bare driver, proxy)`` from ``make_cut_driver``,
+    the driver reaching the server through the proxy.
+    """
+
+    #: connections reset right after the cut, for client libraries that first resume by themselves
+    resets_after_cut = 0
+
+    def make_cut_driver(self):
+        raise NotImplementedError
+
+    def test_download_resumes_after_connection_reset(self):
+        driver, proxy = self.make_cut_driver()
+        storage = registry.wrap(driver, backoff=0.1)
+        self.addCleanup(storage.close)
+        data = os.urandom(24 << 20)
+        storage.put_stream("big", (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)))
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        proxy.cut_after(9 << 20, reset_next=self.resets_after_cut)
+        received = b"".join(storage.get_stream("big"))
+        self.assertEqual(1, proxy.cuts)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(received).hexdigest())
+        self.assertIn("resuming at byte", logs.output)
