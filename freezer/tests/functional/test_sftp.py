@@ -103,7 +103,7 @@ class TestHostKeys(AgentTestCase):
             second.cleanUp()
         self.useFixture(Sshd(self.tmp, port=port, host_key_kind="ecdsa"))  # a fresh ecdsa key: changed
         proc = self.agent("--path-to-backup", self.source, expect=None)
-        self.assertOneLineError(proc, "CHANGED", "127.0.0.1")
+        self.assertFailsAtOnce(proc, "CHANGED", "127.0.0.1")
 
     def test_strict_policy_refuses_unknown_host(self):
         server = self.useFixture(Sshd(self.tmp))
@@ -124,11 +124,11 @@ class TestSftpErrors(SshdAgentTest):
 
     def test_wrong_password(self):
         proc = self.with_options(ftp_password="Wrong-pw-123")
-        self.assertOneLineError(proc, "--ftp-password", "127.0.0.1")
+        self.assertFailsAtOnce(proc, "--ftp-password", "127.0.0.1")
         self.assertNotIn("Wrong-pw-123", proc.stderr)
 
     def test_connection_refused(self):
-        self.assertOneLineError(self.with_options(ftp_port=str(free_port())), "refused", "--ftp-port")
+        self.assertFailsAtOnce(self.with_options(ftp_port=str(free_port())), "refused", "--ftp-port")
 
     def test_permission_denied_on_container(self):
         self.assertOneLineError(self.with_options(container="/root/not-yours"), "--container")
