@@ -300,6 +300,24 @@ class TestFtpServerRefusals(AgentTestCase):
         metadata = [f for f in _walk(os.path.join(lossy.root, "backups")) if f.endswith("/metadata")]
         self.assertEqual(1, len(metadata))
 
+    def restore_after_cut(self, *flags: str) -> str:
+        """Back up a 2 MiB file, then restore it from a server that cuts the download's data connection."""
+        write(f"{self.source}/big.bin", os.urandom(2 << 20))
+        self.earlier_backup_then_serve("--cut-download-after", str(256 << 10), *flags)
+        target = os.path.join(self.tmp, "restored")
+        proc = self.agent("--action", "restore", "--restore-abs-path", target)
+        self.assertSameTree(describe_tree(self.source), target)
+        return proc.stderr
+
+    def test_download_resumes_after_426(self):
+        stderr = self.restore_after_cut()
+        self.assertIn("426 Transfer aborted; 262144 bytes transmitted", stderr)
+        self.assertIn("resuming at byte 262144", stderr)
+
+    def test_download_resumes_after_data_connection_reset(self):
+        stderr = self.restore_after_cut("--cut-reset")
+        self.assertIn("resuming at byte", stderr)
+
     def test_server_without_mlsd(self):
         self.serve("--no-mlsd")
         make_tree(self.source)
