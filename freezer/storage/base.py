@@ -91,6 +91,27 @@ def server_url(kind: str, username: str, where: str, container: str) -> str:
     return f"{kind}://{username}@{where}/{container.lstrip('/')}"
 
 
+def never_connected(exc: BaseException) -> bool:
+    """True when a client library's error comes from a refused connection or an unknown host.
+
+    Follows the chain HTTP libraries wrap these in (``__cause__``, urllib3's ``reason``, botocore's
+    ``kwargs['error']``); a reset or a timeout, even while connecting, is not one of them.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  (getattr(current, "kwargs", None) or {}).get("error"), *getattr(current, "args", ())]
+        pending += [link for link in linked if isinstance(link, BaseException)]
+    return False
+
+
 def network_error(exc: BaseException, where: str, action: str, prefix: str) -> BaseException:
     """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options.
 

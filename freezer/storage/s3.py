@@ -23,6 +23,7 @@ from freezer.storage.base import (
     StorageError,
     TLSError,
     Unreachable,
+    never_connected,
 )
 
 LOG = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception
         return AuthError("no S3 credentials: give --access-key and --secret-key (or $ACCESS_KEY, $SECRET_KEY)")
     if isinstance(exc, bx.SSLError):
         return TLSError(f"TLS with {s.endpoint} failed: check --s3-cacert or the endpoint's certificate")
-    if isinstance(exc, bx.EndpointConnectionError):  # refused or unknown host, after botocore's own retries
+    if isinstance(exc, bx.EndpointConnectionError) and never_connected(exc):  # after botocore's own retries
         return Unreachable(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
     if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError,
                         bx.IncompleteReadError)):

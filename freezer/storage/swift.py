@@ -23,6 +23,7 @@ from freezer.storage.base import (
     StorageError,
     TLSError,
     Unreachable,
+    never_connected,
 )
 
 LOG = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exc
         return exc
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(f"TLS with {s.auth_url} failed: add the CA with --os-cacert (or, unsafely, --insecure)")
-    if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+    if isinstance(exc, requests.exceptions.ConnectionError) and never_connected(exc):
         return Unreachable(f"cannot reach Swift at {s.auth_url} during {action}: check --os-auth-url")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                         requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError)):
@@ -238,14 +239,6 @@ def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exc
     if isinstance(exc, OSError):
         return ConnectError(f"connection to Swift failed during {action} {path}: {exc}")
     return exc
-
-
-def _never_connected(exc: Exception) -> bool:
-    """True when no connection was made at all (refused, unknown host), as opposed to one that dropped."""
-    from urllib3.exceptions import NewConnectionError
-
-    cause = exc.args[0] if exc.args else None
-    return isinstance(cause, NewConnectionError) or isinstance(getattr(cause, "reason", None), NewConnectionError)
 
 
 def _client_error(exc, action: str, path: str, s: SwiftSettings) -> Exception:

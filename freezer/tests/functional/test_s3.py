@@ -107,7 +107,7 @@ class TestS3Errors(S3AgentTest):
     def test_unreachable_endpoint(self):
         proc = self.agent("--action", "info", "--endpoint", "http://127.0.0.1:9", "--s3-timeout", "2",
                           expect=None)
-        self.assertOneLineError(proc, "--endpoint", "127.0.0.1:9")
+        self.assertFailsAtOnce(proc, "--endpoint", "127.0.0.1:9")
 
     def test_invalid_bucket_name(self):
         write(f"{self.source}/f", "x")

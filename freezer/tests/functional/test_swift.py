@@ -111,7 +111,7 @@ class TestSwiftErrors(SwiftAgentTest):
 
     def test_unreachable_auth_url(self):
         proc = self.agent("--action", "info", "--os-auth-url", "http://127.0.0.1:9/auth/v1.0", expect=None)
-        self.assertOneLineError(proc, "--os-auth-url")
+        self.assertFailsAtOnce(proc, "--os-auth-url")
 
     def test_missing_username(self):
         proc = self.agent("--action", "info", "--os-username", "", expect=None)
