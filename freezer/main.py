@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -14,36 +13,15 @@ from oslo_config import cfg
 
 from freezer import job
 from freezer.common import config, logs
+from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
 
 LOG = logging.getLogger("freezer")
 
-# --storage name -> "module:function" building the driver from the options.
-STORAGES = {
-    "local": "freezer.storage.local:from_conf",
-    "ftp": "freezer.storage.ftp:ftp_from_conf",
-    "ftps": "freezer.storage.ftp:ftps_from_conf",
-    "sftp": "freezer.storage.sftp:sftp_from_conf",
-    "ssh": "freezer.storage.sftp:ssh_from_conf",
-    "s3": "freezer.storage.s3:from_conf",
-    "swift": "freezer.storage.swift:from_conf",
-}
-
 
 def make_storage(conf: cfg.ConfigOpts) -> Storage:
-    """Build the driver named by ``--storage``, wrapped with retries."""
-    if not conf.storage:
-        raise FreezerError(f"--storage is required: choose one of {', '.join(STORAGES)}")
-    if conf.storage not in STORAGES:
-        raise FreezerError(f"unknown --storage {conf.storage!r}: choose one of {', '.join(STORAGES)}")
-    if not conf.container:
-        raise FreezerError("--container is required: the directory on the storage that holds backups")
-    module_name, function = STORAGES[conf.storage].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise FreezerError(f"--storage {conf.storage} is not available in this build ({exc.name} missing)") from exc
-    return getattr(module, function)(conf)
+    """Build the driver named by ``--storage``, wrapped with retries (freezer/storage/registry.py)."""
+    return registry.build(conf)
 
 
 def run(conf: cfg.ConfigOpts) -> dict:

@@ -18,9 +18,26 @@ class FreezerError(Exception):
 class StorageError(FreezerError):
     """A storage operation failed."""
 
+    #: True when the same operation may succeed a moment later; ``Retrying`` repeats only these.
+    transient = False
+
 
 class ConnectError(StorageError):
-    """The server could not be reached, or the connection dropped."""
+    """The connection dropped or timed out: worth another try."""
+
+    transient = True
+
+
+class Unreachable(ConnectError):
+    """Nothing answers at the address (connection refused, unknown host): retrying will not help."""
+
+    transient = False
+
+
+class ServerBusy(StorageError):
+    """The server said "not now" (FTP 4xx, HTTP 5xx, throttling): worth another try."""
+
+    transient = True
 
 
 class AuthError(StorageError):
@@ -74,17 +91,39 @@ def server_url(kind: str, username: str, where: str, container: str) -> str:
     return f"{kind}://{username}@{where}/{container.lstrip('/')}"
 
 
+def never_connected(exc: BaseException) -> bool:
+    """True when a client library's error comes from a refused connection or an unknown host.
+
+    Follows the chain HTTP libraries wrap these in (``__cause__``, urllib3's ``reason``, botocore's
+    ``kwargs['error']``); a reset or a timeout, even while connecting, is not one of them.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  (getattr(current, "kwargs", None) or {}).get("error"), *getattr(current, "args", ())]
+        pending += [link for link in linked if isinstance(link, BaseException)]
+    return False
+
+
 def network_error(exc: BaseException, where: str, action: str, prefix: str,
                   timeout_option: str | None = None) -> BaseException:
     """A socket-level failure as ConnectError naming ``where`` and the ``<prefix>-host/-port`` options.
 
-    ``timeout_option`` is the option that sets the timeout when it is not ``<prefix>-timeout``.
+    A refused connection or an unknown host is Unreachable (permanent); timeouts and drops are
+    transient. ``timeout_option`` is the option that sets the timeout when it is not ``<prefix>-timeout``.
     """
     host, port = f"{prefix}-host", f"{prefix}-port"
     if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host of {where}: check {host}")
+        return Unreachable(f"cannot resolve host of {where}: check {host}")
     if isinstance(exc, ConnectionRefusedError):
-        return ConnectError(f"connection to {where} refused: check {host} and {port}")
+        return Unreachable(f"connection to {where} refused: check {host} and {port}")
     if isinstance(exc, TimeoutError):
         return ConnectError(f"{where} did not answer in time during {action}: check {host}, {port} "
                             f"and firewalls (or raise {timeout_option or prefix + '-timeout'})")

@@ -18,9 +18,11 @@ from collections.abc import Iterable, Iterator
 
 from freezer.storage.base import (
     AuthError,
+    ConnectError,
     NoSpace,
     NotFound,
     PermissionDenied,
+    ServerBusy,
     Storage,
     StorageError,
     TLSError,
@@ -392,11 +394,15 @@ class FtpStorage(Storage):
         if isinstance(exc, ftplib.Error):
             hint = " (the server gave up writing: its disk may be full)" if reply.startswith(("426", "451")) \
                 and action.startswith("upload") else ""
-            return StorageError(f"{action} failed on {where}: {reply}{hint}")
+            # 4xx is "try again later" in RFC 959: 421 busy, 425/426 data connection failed or cut.
+            error = ServerBusy if reply.startswith("4") else StorageError
+            return error(f"{action} failed on {where}: {reply}{hint}")
         return _network_error(exc, where, action)
 
 
 def _network_error(exc: BaseException, where: str, action: str) -> BaseException:
+    if isinstance(exc, ssl.SSLEOFError):
+        return ConnectError(f"connection to {where} lost during {action}: {exc.reason or exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TLSError(f"certificate of {where} refused: {exc.verify_message}; "
                         "add its CA with --ftp-cacert (or, unsafely, --ftp-insecure)")
@@ -458,15 +464,11 @@ def _settings(conf, tls: bool) -> FtpSettings:
                        certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout)
 
 
-def ftp_from_conf(conf) -> Storage:
-    """``--storage ftp``."""
-    from freezer.storage.retry import Retrying
-
-    return Retrying(FtpStorage(_settings(conf, tls=False)))
+def ftp_from_conf(conf) -> FtpStorage:
+    """``--storage ftp``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(_settings(conf, tls=False))
 
 
-def ftps_from_conf(conf) -> Storage:
-    """``--storage ftps``."""
-    from freezer.storage.retry import Retrying
-
-    return Retrying(FtpStorage(_settings(conf, tls=True)))
+def ftps_from_conf(conf) -> FtpStorage:
+    """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(_settings(conf, tls=True))

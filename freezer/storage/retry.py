@@ -1,4 +1,8 @@
-"""Retry with backoff after a dropped connection, around any network driver."""
+"""Retry with backoff after a transient failure, around any network driver.
+
+Which failures are transient is the error's own ``transient`` flag (freezer/storage/base.py):
+a refused connection or a wrong password fails at once, a timeout or a dropped connection is retried.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from freezer.storage.base import ConnectError, Storage
+from freezer.storage.base import ConnectError, Storage, StorageError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class Retrying(Storage):
-    """Reconnect and repeat an operation that failed with ConnectError.
+    """Reconnect and repeat an operation that failed with a transient StorageError.
 
     Operations that can be replayed are retried: everything but ``put_stream`` of a one-shot
     iterator once data has gone. ``get_stream`` resumes from the last byte handed out.
@@ -34,8 +38,8 @@ class Retrying(Storage):
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()
-            except ConnectError as exc:
-                if attempt == self.attempts or not replayable():
+            except StorageError as exc:
+                if not exc.transient or attempt == self.attempts or not replayable():
                     raise
                 delay = self.backoff * 2 ** (attempt - 1)
                 LOG.warning("%s: %s; retrying in %.0fs (%d of %d)", action, exc, delay, attempt, self.attempts - 1)
@@ -67,8 +71,8 @@ class Retrying(Storage):
                     done += len(first)
                     first = next(stream, None)
                 return
-            except ConnectError as exc:
-                if attempt == self.attempts:
+            except StorageError as exc:
+                if not exc.transient or attempt == self.attempts:
                     raise
                 LOG.warning("download %s: %s; resuming at byte %d (%d of %d)", path, exc, done, attempt,
                             self.attempts - 1)

@@ -18,9 +18,12 @@ from freezer.storage.base import (
     NoSpace,
     NotFound,
     PermissionDenied,
+    ServerBusy,
     Storage,
     StorageError,
     TLSError,
+    Unreachable,
+    never_connected,
     reason,
 )
 
@@ -31,6 +34,8 @@ AUTH_CODES = {"SignatureDoesNotMatch": "--secret-key", "InvalidAccessKeyId": "--
               "InvalidToken": "--access-key", "ExpiredToken": "--access-key"}
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SPACE_CODES = {"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge", "InsufficientStorage"}
+BUSY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
+              "ServiceUnavailable", "InternalError", "TooManyRequests"}
 
 
 @dataclass(frozen=True)
@@ -238,9 +243,10 @@ def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception
         return AuthError("no S3 credentials: give --access-key and --secret-key (or $ACCESS_KEY, $SECRET_KEY)")
     if isinstance(exc, bx.SSLError):
         return TLSError(f"TLS with {s.endpoint} failed: check --s3-cacert or the endpoint's certificate")
-    if isinstance(exc, bx.EndpointConnectionError):
-        return ConnectError(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
-    if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError)):
+    if isinstance(exc, bx.EndpointConnectionError) and never_connected(exc):  # after botocore's own retries
+        return Unreachable(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
+    if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError,
+                        bx.IncompleteReadError)):
         return ConnectError(f"connection to {s.where} lost during {action} {path}: {reason(exc)}")
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, action, path, s)
@@ -265,7 +271,8 @@ def _client_error(exc, action: str, path: str, s: S3Settings) -> Exception:
         return NoSpace(f"S3 at {s.where} is out of space or quota during {action} {path} ({code})")
     if code == "InvalidBucketName":
         return FreezerError(f"{s.bucket!r} is not a valid bucket name: check --container")
-    return StorageError(f"S3 {action} {path} failed: {code or status}: {error.get('Message', '')}".rstrip(": "))
+    kind = ServerBusy if code in BUSY_CODES or status == 429 or (status or 0) >= 500 else StorageError
+    return kind(f"S3 {action} {path} failed: {code or status}: {error.get('Message', '')}".rstrip(": "))
 
 
 def settings_from_conf(conf) -> S3Settings:

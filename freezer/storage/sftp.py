@@ -434,10 +434,9 @@ def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect")
 SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
 
 
-def from_conf(conf, kind: str) -> Storage:
-    """``--storage sftp`` (the spec's ``--ftp-*``) or ``ssh`` (upstream's ``--ssh-*``)."""
+def from_conf(conf, kind: str) -> SftpStorage:
+    """``--storage sftp`` (the spec's ``--ftp-*``) or ``ssh`` (upstream's ``--ssh-*``), bare: the registry wraps it."""
     from freezer.common.config import read_first_line
-    from freezer.storage.retry import Retrying
 
     prefix = SPELLINGS[kind]
     if not conf[f"{prefix}_host"]:
@@ -450,14 +449,14 @@ def from_conf(conf, kind: str) -> Storage:
         key_passphrase=read_first_line(passphrase_file, "--ssh-key-passphrase-file") if passphrase_file else None,
         known_hosts=conf.ssh_known_hosts, host_key_policy=conf.ssh_host_key_policy,
         timeout=conf.ssh_timeout, option_prefix=f"--{prefix}")
-    return Retrying(SftpStorage(settings, kind))
+    return SftpStorage(settings, kind)
 
 
-def sftp_from_conf(conf) -> Storage:
+def sftp_from_conf(conf) -> SftpStorage:
     """``--storage sftp``."""
     return from_conf(conf, "sftp")
 
 
-def ssh_from_conf(conf) -> Storage:
+def ssh_from_conf(conf) -> SftpStorage:
     """``--storage ssh``."""
     return from_conf(conf, "ssh")

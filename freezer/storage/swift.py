@@ -18,9 +18,12 @@ from freezer.storage.base import (
     NoSpace,
     NotFound,
     PermissionDenied,
+    ServerBusy,
     Storage,
     StorageError,
     TLSError,
+    Unreachable,
+    never_connected,
     reason,
 )
 
@@ -220,14 +223,18 @@ def _concat(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
 def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exception:
     """One line naming what went wrong and the option to change."""
     import requests
+    import urllib3
     from swiftclient.exceptions import ClientException
 
     if isinstance(exc, FreezerError):
         return exc
     if isinstance(exc, requests.exceptions.SSLError):
         return TLSError(f"TLS with {s.auth_url} failed: add the CA with --os-cacert (or, unsafely, --insecure)")
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        return ConnectError(f"cannot reach Swift at {s.auth_url} during {action}: check --os-auth-url")
+    if isinstance(exc, requests.exceptions.ConnectionError) and never_connected(exc):
+        return Unreachable(f"cannot reach Swift at {s.auth_url} during {action}: check --os-auth-url")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                        requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError)):
+        return ConnectError(f"connection to Swift at {s.auth_url} lost during {action} {path}: {reason(exc)}")
     if isinstance(exc, ClientException):
         return _client_error(exc, action, path, s)
     if isinstance(exc, OSError):
@@ -246,7 +253,8 @@ def _client_error(exc, action: str, path: str, s: SwiftSettings) -> Exception:
     if status in (413, 507):
         return NoSpace(f"Swift at {s.where} is out of space or quota during {action} {path} (HTTP {status})")
     reason = exc.http_reason or str(exc).splitlines()[0]
-    return StorageError(f"Swift {action} {path} failed: HTTP {status} {reason}".rstrip())
+    kind = ServerBusy if status in (429, 498) or (status or 0) >= 500 else StorageError
+    return kind(f"Swift {action} {path} failed: HTTP {status} {reason}".rstrip())
 
 
 def auth_version(conf) -> str:

@@ -6,6 +6,8 @@ Prints its port on the first line of stdout, then serves until killed.
 from __future__ import annotations
 
 import argparse
+import socket
+import struct
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.filesystems import AbstractedFS
@@ -42,6 +44,29 @@ class LossyFile:
 
     def __getattr__(self, name):
         return getattr(self.handle, name)
+
+
+def cutting_data_handler(base: type, after: int, reset: bool) -> type:
+    """A data channel class whose first download longer than ``after`` bytes is cut there, once.
+
+    The server closes the data connection (replying ``426 Transfer aborted; N bytes transmitted``),
+    or with ``reset`` drops it with a TCP reset, as a broken link would.
+    """
+
+    class CuttingDTPHandler(base):
+        armed = True
+
+        def send(self, data):
+            if CuttingDTPHandler.armed and not self.receive and self.tot_bytes_sent + len(data) > after:
+                CuttingDTPHandler.armed = False
+                sent = super().send(data[: after - self.tot_bytes_sent])
+                if reset:
+                    self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.handle_close()
+                return sent
+            return super().send(data)
+
+    return CuttingDTPHandler
 
 
 def require_client_certificate(handler: type, ca_file: str) -> None:
@@ -83,6 +108,9 @@ def handler_class(args: argparse.Namespace) -> type:
         Handler.tls_data_required = True
         if args.client_ca:
             require_client_certificate(Handler, args.client_ca)
+    if args.cut_download_after is not None:
+        Handler.dtp_handler = cutting_data_handler(base.dtp_handler, args.cut_download_after, args.cut_reset)
+        Handler.use_sendfile = False  # sendfile bypasses send(), where the cut happens
     if args.no_mlsd:
         Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
     return Handler
@@ -101,6 +129,9 @@ def main() -> None:
     parser.add_argument("--no-mlsd", action="store_true")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (::1 for IPv6)")
     parser.add_argument("--lose-after", type=int, help="keep only this many bytes of each upload, say 226")
+    parser.add_argument("--cut-download-after", type=int,
+                        help="cut the data connection of the first download longer than this many bytes")
+    parser.add_argument("--cut-reset", action="store_true", help="cut with a TCP reset instead of 426")
     parser.add_argument("--refuse-first", type=int, default=0, help="answer 421 to the first N connections")
     args = parser.parse_args()
     authorizer = DummyAuthorizer()

@@ -122,3 +122,9 @@ class AgentTestCase(testtools.TestCase):
         self.assertNotIn("Traceback", proc.stderr)
         for word in words:
             self.assertIn(word, errors[0])
+
+    def assertFailsAtOnce(self, proc: subprocess.CompletedProcess, *words: str) -> None:
+        """A permanent failure: one error line containing ``words``, and no retry before it."""
+        self.assertOneLineError(proc, *words)
+        self.assertNotIn("retrying", proc.stderr)
+        self.assertNotIn("resuming", proc.stderr)

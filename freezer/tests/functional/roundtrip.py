@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+from freezer.storage import registry
 from freezer.storage.base import Storage
 from freezer.storage.local import LocalStorage
 from freezer.tests.functional.base import AGENT, describe_tree, local_date, make_tree, write
@@ -27,7 +28,7 @@ class RoundTripTests:
 
     def server_view(self) -> Storage:
         """The container as the server keeps it, read without the agent."""
-        return LocalStorage(self.storage_root())
+        return registry.wrap(LocalStorage(self.storage_root()))
 
     def walk(self, path: str = "") -> list[tuple[str, bool]]:
         """Every (path, is_leaf) below ``path`` in the container, hidden uploads included."""
@@ -204,8 +205,9 @@ def _walk(view: Storage, path: str):
 
 def _is_file(view: Storage, path: str, below: list) -> bool:
     """On a file system an empty directory is no file; in an object store a key without children is."""
-    if isinstance(view, LocalStorage):
-        return not os.path.isdir(os.path.join(view.root, path))
+    bare = registry.unwrap(view)
+    if isinstance(bare, LocalStorage):
+        return not os.path.isdir(os.path.join(bare.root, path))
     return not below
 
 

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import socket
 
 from freezer.tests import servers
 from freezer.tests.functional import roundtrip
@@ -130,12 +131,24 @@ class TestFtpErrors(ServerAgentTest):
 
     def test_wrong_password_names_option_not_secret(self):
         proc = self.run_with(ftp_password="wrong-Secret-99")
-        self.assertOneLineError(proc, "--ftp-password", "127.0.0.1")
+        self.assertFailsAtOnce(proc, "--ftp-password", "127.0.0.1")
         self.assertNotIn("wrong-Secret-99", proc.stderr + proc.stdout)
 
     def test_connection_refused(self):
         proc = self.run_with(ftp_port=str(servers.free_port()))
-        self.assertOneLineError(proc, "refused", "--ftp-port")
+        self.assertFailsAtOnce(proc, "refused", "--ftp-port")
+
+    def test_unknown_host(self):
+        proc = self.run_with(ftp_host="no-such-host.invalid")
+        self.assertFailsAtOnce(proc, "cannot resolve", "--ftp-host")
+
+    def test_silent_server_is_retried(self):
+        """A timeout may pass: it is retried, unlike a refusal."""
+        silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody ever answers
+        self.addCleanup(silent.close)
+        proc = self.run_with(ftp_port=str(silent.getsockname()[1]), ftp_timeout="1")
+        self.assertOneLineError(proc, "did not answer in time", "--ftp-timeout")
+        self.assertEqual(2, proc.stderr.count("retrying in"), proc.stderr)
 
     def test_ftps_against_plain_server(self):
         self.assertOneLineError(self.run_with(storage="ftps"), "TLS")
@@ -160,7 +173,7 @@ class TestFtpsCertificate(ServerAgentTest):
         index = options.index("--ftp-cacert")
         self.storage_args = lambda: options[:index] + options[index + 2:]
         proc = self.agent("--path-to-backup", self.source, expect=None)
-        self.assertOneLineError(proc, "certificate", "--ftp-cacert")
+        self.assertFailsAtOnce(proc, "certificate", "--ftp-cacert")
         insecure = self.agent("--path-to-backup", self.source, "--ftp-insecure")
         self.assertIn("NOT verified", insecure.stderr)
 
@@ -252,6 +265,11 @@ class TestFtpServerRefusals(AgentTestCase):
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "--container")
 
+    def test_busy_server_is_retried(self):
+        self.serve("--refuse-first", "2")  # 421: try again later
+        proc = self.agent("--path-to-backup", self.source)
+        self.assertEqual(2, proc.stderr.count("retrying in"), proc.stderr)
+
     def earlier_backup_then_serve(self, *flags: str) -> servers.PyFtpd:
         """Make one good backup on an honest server, then serve the same root with ``flags``."""
         honest = servers.PyFtpd(self.tmp)
@@ -281,6 +299,24 @@ class TestFtpServerRefusals(AgentTestCase):
         self.assertOneLineError(proc, "stored 1000 of the")
         metadata = [f for f in _walk(os.path.join(lossy.root, "backups")) if f.endswith("/metadata")]
         self.assertEqual(1, len(metadata))
+
+    def restore_after_cut(self, *flags: str) -> str:
+        """Back up a 2 MiB file, then restore it from a server that cuts the download's data connection."""
+        write(f"{self.source}/big.bin", os.urandom(2 << 20))
+        self.earlier_backup_then_serve("--cut-download-after", str(256 << 10), *flags)
+        target = os.path.join(self.tmp, "restored")
+        proc = self.agent("--action", "restore", "--restore-abs-path", target)
+        self.assertSameTree(describe_tree(self.source), target)
+        return proc.stderr
+
+    def test_download_resumes_after_426(self):
+        stderr = self.restore_after_cut()
+        self.assertIn("426 Transfer aborted; 262144 bytes transmitted", stderr)
+        self.assertIn("resuming at byte 262144", stderr)
+
+    def test_download_resumes_after_data_connection_reset(self):
+        stderr = self.restore_after_cut("--cut-reset")
+        self.assertIn("resuming at byte", stderr)
 
     def test_server_without_mlsd(self):
         self.serve("--no-mlsd")

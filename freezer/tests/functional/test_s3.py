@@ -4,11 +4,12 @@ import os
 
 import testtools
 
-from freezer.storage import s3
+from freezer.storage import registry, s3
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.proxy import CuttingProxy
 
 PART = 5 * 1024 * 1024
 
@@ -54,6 +55,14 @@ class TestS3Contract(StorageContract, testtools.TestCase):
         self.assertEqual(["backups/host1/a/b"], keys)
 
 
+class TestS3CutDownload(CutDownload, testtools.TestCase):
+    def make_cut_driver(self):
+        server = objectstores.seaweed()
+        proxy = self.useFixture(CuttingProxy("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1])))
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        return s3.S3Storage(settings(server, server.new_bucket(), endpoint=endpoint)), proxy
+
+
 class S3AgentTest(AgentTestCase):
     def setUp(self):
         super().setUp()
@@ -65,7 +74,7 @@ class S3AgentTest(AgentTestCase):
         return [*self.server.agent_options(self.container), "--max-segment-size", str(PART)]
 
     def server_view(self):
-        return s3.S3Storage(settings(self.server, self.bucket, "freezer"))
+        return registry.wrap(s3.S3Storage(settings(self.server, self.bucket, "freezer")))
 
 
 class TestS3RoundTrip(S3AgentTest, roundtrip.RoundTripTests):
@@ -98,7 +107,7 @@ class TestS3Errors(S3AgentTest):
     def test_unreachable_endpoint(self):
         proc = self.agent("--action", "info", "--endpoint", "http://127.0.0.1:9", "--s3-timeout", "2",
                           expect=None)
-        self.assertOneLineError(proc, "--endpoint", "127.0.0.1:9")
+        self.assertFailsAtOnce(proc, "--endpoint", "127.0.0.1:9")
 
     def test_invalid_bucket_name(self):
         write(f"{self.source}/f", "x")

@@ -104,7 +104,7 @@ class TestHostKeys(AgentTestCase):
         self.assertIn(f"[127.0.0.1]:{port}", self.known_hosts_lines(first)[0])
         self.start(port)  # a fresh ed25519 key: changed
         proc = self.agent("--path-to-backup", self.source, expect=None)
-        self.assertOneLineError(proc, "CHANGED", "127.0.0.1", "ssh-keygen -R", "known_hosts")
+        self.assertFailsAtOnce(proc, "CHANGED", "127.0.0.1", "ssh-keygen -R", "known_hosts")
 
     def test_known_host_showing_only_another_key_type_refused(self):
         port = free_port()
@@ -159,11 +159,11 @@ class TestSftpErrors(SshdAgentTest):
 
     def test_wrong_password(self):
         proc = self.with_options(ftp_password="Wrong-pw-123")
-        self.assertOneLineError(proc, "--ftp-password", "127.0.0.1")
+        self.assertFailsAtOnce(proc, "--ftp-password", "127.0.0.1")
         self.assertNotIn("Wrong-pw-123", proc.stderr)
 
     def test_connection_refused(self):
-        self.assertOneLineError(self.with_options(ftp_port=str(free_port())), "refused", "--ftp-port")
+        self.assertFailsAtOnce(self.with_options(ftp_port=str(free_port())), "refused", "--ftp-port")
 
     def test_permission_denied_on_container(self):
         self.assertOneLineError(self.with_options(container="/root/not-yours"), "--container")

@@ -1,6 +1,7 @@
 """One conformance suite for every storage driver, run against real servers.
 
-A driver gets the whole suite by adding a class that builds it in ``make_storage``.
+A driver gets the whole suite by adding a class that builds the bare driver in ``make_storage``;
+the suite wraps it through the registry, as the agent does, and keeps the bare one as ``driver``.
 """
 
 import hashlib
@@ -10,7 +11,7 @@ import os
 import fixtures
 import testtools
 
-from freezer.storage import base, ftp, local, retry, sftp
+from freezer.storage import base, ftp, local, registry, sftp
 from freezer.tests import servers
 from freezer.tests.sshd import Sshd
 
@@ -23,7 +24,8 @@ class StorageContract:
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.storage = self.make_storage()
+        self.storage = registry.wrap(self.make_storage())
+        self.driver = registry.unwrap(self.storage)
         self.addCleanup(self.storage.close)
 
     def test_put_and_get_bytes(self):
@@ -140,7 +142,7 @@ class ResumedDownload:
 
     def test_download_resumes_after_connection_drop(self):
         server = self.useFixture(self.make_server())
-        storage = retry.Retrying(self.make_driver(server), backoff=0.1)
+        storage = registry.wrap(self.make_driver(server), backoff=0.1)
         data = os.urandom(48 << 20)
         storage.put_bytes("big", data)
         logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
@@ -170,3 +172,30 @@ class TestSftpResumedDownload(ResumedDownload, testtools.TestCase):
         return sftp.SftpStorage(sftp.SftpSettings(host="127.0.0.1", port=server.port, username=server.username,
                                                   password=server.password, container=server.container(),
                                                   known_hosts=server.known_hosts))
+
+
+class CutDownload:
+    """A download whose connection is reset mid-stream by a proxy resumes with a ranged request.
+
+    The subclass starts its server and returns ``(bare driver, proxy)`` from ``make_cut_driver``,
+    the driver reaching the server through the proxy.
+    """
+
+    #: connections reset right after the cut, for client libraries that first resume by themselves
+    resets_after_cut = 0
+
+    def make_cut_driver(self):
+        raise NotImplementedError
+
+    def test_download_resumes_after_connection_reset(self):
+        driver, proxy = self.make_cut_driver()
+        storage = registry.wrap(driver, backoff=0.1)
+        self.addCleanup(storage.close)
+        data = os.urandom(24 << 20)
+        storage.put_stream("big", (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)))
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        proxy.cut_after(9 << 20, reset_next=self.resets_after_cut)
+        received = b"".join(storage.get_stream("big"))
+        self.assertEqual(1, proxy.cuts)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(received).hexdigest())
+        self.assertIn("resuming at byte", logs.output)

@@ -1,8 +1,21 @@
-"""Retrying: what is repeated after a dropped connection, and what is reported instead."""
+"""Retrying: what is repeated after a transient failure, and what is reported at once instead."""
 
+import logging
+
+import fixtures
 import testtools
 
-from freezer.storage.base import ConnectError
+from freezer.storage.base import (
+    AuthError,
+    ConnectError,
+    HostKeyError,
+    NotFound,
+    PermissionDenied,
+    ServerBusy,
+    StorageError,
+    TLSError,
+    Unreachable,
+)
 from freezer.storage.retry import Retrying
 
 
@@ -48,3 +61,61 @@ class TestRetryingUploads(testtools.TestCase):
         inner = FlakyUploads(failures=1, after_reading=True)
         self.assertEqual(3, Retrying(inner, backoff=0).put_stream("p", [b"a", b"bc"]))
         self.assertEqual(2, inner.calls)
+
+
+class Failing:
+    """A storage stand-in whose listing and downloads fail with the given errors, in turn."""
+
+    kind = "test"
+
+    def __init__(self, *errors):
+        self.errors = list(errors)
+        self.calls = 0
+        self.offsets = []
+
+    def _next(self):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def listdir(self, path):
+        self._next()
+        return ["ok"]
+
+    def get_stream(self, path, offset=0):
+        self.offsets.append(offset)
+        yield b"ab"
+        self._next()
+        yield b"cd"
+
+    def reset(self):
+        pass
+
+
+class TestWhatIsRetried(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+
+    def test_permanent_errors_fail_at_once_without_a_warning(self):
+        for error in (Unreachable("refused"), AuthError("530"), HostKeyError("changed"), TLSError("cert"),
+                      StorageError("550"), NotFound("gone")):
+            inner = Failing(error)
+            raised = self.assertRaises(type(error), Retrying(inner, backoff=60).listdir, "")
+            self.assertIs(error, raised)
+            self.assertEqual(1, inner.calls)
+        self.assertEqual("", self.logs.output)
+
+    def test_transient_errors_are_retried(self):
+        inner = Failing(ConnectError("timed out"), ServerBusy("421 busy"))
+        self.assertEqual(["ok"], Retrying(inner, backoff=0).listdir(""))
+        self.assertEqual(3, inner.calls)
+        self.assertEqual(2, self.logs.output.count("retrying in"))
+
+    def test_download_resumes_after_a_transient_error_only(self):
+        inner = Failing(ServerBusy("426 bytes transmitted"))
+        self.assertEqual(b"abab" + b"cd", b"".join(Retrying(inner, backoff=0).get_stream("p")))
+        self.assertEqual([0, 2], inner.offsets)
+        inner = Failing(PermissionDenied("550"))
+        self.assertRaises(PermissionDenied, lambda: b"".join(Retrying(inner, backoff=0).get_stream("p")))
+        self.assertEqual([0], inner.offsets)

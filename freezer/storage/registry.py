@@ -1,0 +1,65 @@
+"""The one place that builds a storage: ``--storage`` name -> bare driver -> wrappers.
+
+Drivers' ``*_from_conf`` return the bare driver; ``build`` and ``wrap`` add retries (with resumed
+downloads) to every network driver, so each behaves the same whichever protocol it speaks. Tests
+build drivers through ``wrap`` too, and reach the bare driver with ``unwrap``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from freezer.storage.base import FreezerError, Storage
+
+# --storage name -> "module:function" building the bare driver from the options.
+BUILDERS = {
+    "local": "freezer.storage.local:from_conf",
+    "ftp": "freezer.storage.ftp:ftp_from_conf",
+    "ftps": "freezer.storage.ftp:ftps_from_conf",
+    "sftp": "freezer.storage.sftp:sftp_from_conf",
+    "ssh": "freezer.storage.sftp:ssh_from_conf",
+    "s3": "freezer.storage.s3:from_conf",
+    "swift": "freezer.storage.swift:from_conf",
+}
+
+# Drivers with no connection to lose: a local or mounted directory fails the same way on every
+# attempt (missing, denied, full), so retrying would only delay the error.
+UNWRAPPED = frozenset({"local"})
+
+
+def build(conf) -> Storage:
+    """The driver named by ``--storage``, wrapped by ``wrap``."""
+    names = ", ".join(BUILDERS)
+    if not conf.storage:
+        raise FreezerError(f"--storage is required: choose one of {names}")
+    if conf.storage not in BUILDERS:
+        raise FreezerError(f"unknown --storage {conf.storage!r}: choose one of {names}")
+    if not conf.container:
+        raise FreezerError("--container is required: the directory on the storage that holds backups")
+    return wrap(_builder(conf.storage)(conf))
+
+
+def wrap(driver: Storage, **retry_options: Any) -> Storage:
+    """``driver`` with retries and resumed downloads, unless it is local; ``retry_options`` go to Retrying."""
+    from freezer.storage.retry import Retrying
+
+    if driver.kind in UNWRAPPED or isinstance(driver, Retrying):
+        return driver
+    return Retrying(driver, **retry_options)
+
+
+def unwrap(storage: Storage) -> Storage:
+    """The bare driver inside any wrappers."""
+    while hasattr(storage, "inner"):
+        storage = storage.inner
+    return storage
+
+
+def _builder(name: str):
+    module_name, function = BUILDERS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise FreezerError(f"--storage {name} is not available in this build ({exc.name} missing)") from exc
+    return getattr(module, function)
