@@ -174,7 +174,8 @@ class SwiftStorage(Storage):
         Swift's ``If-None-Match: *`` is checked without a lock: of 8 simultaneous PUTs of one name, up
         to 7 succeeded against a Swift all-in-one. With unique markers two claimants cannot both win as
         long as a listing shows every marker whose PUT has returned (Swift updates listings during the
-        PUT, unless a container server is failing). A path contested at once is lost by all.
+        PUT, unless a container server is failing). A path contested at once may be lost by all; losers
+        delete their markers, so it is free again.
         """
         if path in self._claimed:
             return False
@@ -183,6 +184,7 @@ class SwiftStorage(Storage):
         self._call("claim", path, self.conn.put_object, self.settings.container, prefix + self._token, contents=b"")
         markers = {entry["name"] for entry in self._listing(path, self.settings.container, prefix)}
         if markers != {prefix + self._token}:
+            self._delete(self.settings.container, prefix + self._token)  # a loser's marker never decides
             return False
         self._claimed.add(path)
         return True
