@@ -108,7 +108,8 @@ class BackupJob(Job):
         raise FreezerError(f"no free backup slot for {backups.prefix} after {CLAIM_TRIES} tries: other agents "
                            "keep taking them (run one backup per --backup-name and --hostname at a time)")
 
-    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str) -> tuple:
+    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef,
+               source: str) -> tuple[Digest, list[str], dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")

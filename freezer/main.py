@@ -72,7 +72,7 @@ def write_result(result: dict, destination: str | None, action: str) -> None:
         print(info_table(result.get("backups", []), result.get("incomplete", [])))
 
 
-def info_table(rows: list[dict], incomplete: list[dict] = ()) -> str:
+def info_table(rows: list[dict], incomplete: Sequence[dict] = ()) -> str:
     """A plain table of chains, levels, dates and sizes; backups that never completed are marked so."""
     header = f"{'chain':<20} {'level':>5} {'date':<20} {'size':>14}  compression  encrypted"
     lines = [header, "-" * len(header)]

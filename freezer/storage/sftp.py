@@ -334,8 +334,15 @@ class SftpStorage(Storage):
             # SFTP v3 has no "exists" status (OpenSSH answers a bare Failure): look at what is there.
             if isinstance(exc, OSError) and self._exists(remote):
                 return False
-            raise self._translate(exc, f"create {remote}") from exc
+            known = self._disk_trouble(posixpath.join(self._existing_ancestor(remote), "claim"), exc)
+            raise (known or self._translate(exc, f"create {remote}")) from exc
         return True
+
+    def _existing_ancestor(self, remote: str) -> str:
+        current = posixpath.dirname(remote)
+        while current not in ("/", "") and not self._exists(current):
+            current = posixpath.dirname(current)
+        return current or "/"
 
     def _exists(self, remote: str) -> bool:
         try:
