@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,10 +21,14 @@ from freezer.storage.base import FreezerError, NotFound, Storage
 from freezer.storage.layout import (
     BackupRef,
     BackupSet,
+    Leftovers,
     LevelPlan,
     LevelPolicy,
+    SlotTaken,
     chains_to_remove,
     group_chains,
+    incomplete_levels,
+    leftovers,
     next_timestamp,
     plan_level,
     restore_plan,
@@ -32,6 +37,8 @@ from freezer.storage.layout import (
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
+CLAIM_TRIES = 20  # timestamps tried when other backups of the same name take them first
+CLAIM_JITTER = 0.5  # seconds, at most, between tries: agents started together fall out of step
 
 
 def require(conf: cfg.ConfigOpts, *options: str) -> None:
@@ -78,10 +85,36 @@ class BackupJob(Job):
         now = int(time.time())
         plan = self._plan(existing, now)
         ts = next_timestamp(existing, now)
-        ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
         if self.conf.dry_run:
-            return self.result(level=ref.level, time_stamp=ts, size=0, dry_run=True)
+            return self.result(level=plan.level, time_stamp=ts, size=0, dry_run=True)
+        ref = self._claim(backups, plan, ts)
         LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
+        try:
+            digest, warnings, metadata = self._write(backups, plan, ref, source)
+        except SlotTaken:
+            raise  # the slot holds another backup's metadata: leave it alone
+        except BaseException:
+            _remove_quietly(backups, ref)
+            raise
+        LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
+        return self.result(level=ref.level, time_stamp=ref.ts, l0_time_stamp=ref.l0_ts,
+                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings)
+
+    def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
+        """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
+        for _ in range(CLAIM_TRIES):
+            ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
+            if backups.claim(ref):
+                return ref
+            LOG.info("%s is taken by another backup of %s: trying the next second", ref.relpath, backups.prefix)
+            time.sleep(random.uniform(0, CLAIM_JITTER))
+            ts = max(ts + 1, int(time.time()))
+        raise FreezerError(f"no free backup slot for {backups.prefix} after {CLAIM_TRIES} tries: other agents "
+                           "keep taking them (run one backup per --backup-name and --hostname at a time)")
+
+    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef,
+               source: str) -> tuple[Digest, list[str], dict]:
+        """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
@@ -92,9 +125,7 @@ class BackupJob(Job):
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
-        LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
-        return self.result(level=ref.level, time_stamp=ts, l0_time_stamp=ref.l0_ts,
-                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings)
+        return digest, warnings, metadata
 
     def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
         policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,
@@ -238,7 +269,9 @@ class InfoJob(Job):
         for chain in backups.chains():
             for ref in chain.backups:
                 rows.append(_info_row(backups, ref))
-        return self.result(backups=rows)
+        incomplete = [{"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
+                       "date": dates.show(ref.ts)} for ref in incomplete_levels(backups.inventory())]
+        return self.result(backups=rows, incomplete=incomplete)
 
 
 class AdminJob(Job):
@@ -253,7 +286,29 @@ class AdminJob(Job):
             LOG.info("removing chain %s (%d backups)", dates.show(chain.l0_ts), len(chain.backups))
             if not self.conf.dry_run:
                 backups.remove_chain(chain)
-        return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run)
+        gone = self._remove_leftovers(backups)
+        return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run,
+                           removed_incomplete=[{"l0_time_stamp": r.l0_ts, "level": r.level, "time_stamp": r.ts}
+                                               for r in gone.levels],
+                           removed_partials=[backups.partial_path(*partial) for partial in gone.partials])
+
+    def _remove_leftovers(self, backups: BackupSet) -> Leftovers:
+        """Levels that never completed and stray partial uploads older than --remove-incomplete-after."""
+        found = leftovers(backups.inventory(), int(time.time()), self.conf.remove_incomplete_after)
+        for ref in found.levels:
+            LOG.info("removing incomplete backup %s (%s)", ref.relpath, dates.show(ref.ts))
+        for partial in found.partials:
+            LOG.info("removing stray partial upload %s", backups.partial_path(*partial))
+        if self.conf.dry_run:
+            return found
+        for l0_ts in found.chains:
+            backups.remove_chain_at(l0_ts)
+        for ref in found.levels:
+            if ref.l0_ts not in found.chains:
+                backups.remove_level(ref)
+        for partial in found.partials:
+            backups.remove_partial(*partial)
+        return found
 
     def _cutoff(self) -> int:
         if self.conf.remove_from_date:
@@ -276,6 +331,14 @@ def _info_row(backups: BackupSet, ref: BackupRef) -> dict:
 
 
 JOBS = {"backup": BackupJob, "restore": RestoreJob, "info": InfoJob, "admin": AdminJob}
+
+
+def _remove_quietly(backups: BackupSet, ref: BackupRef) -> None:
+    """Give back the slot of a backup that failed; what cannot be removed now, admin collects later."""
+    try:
+        backups.remove_level(ref)
+    except (FreezerError, OSError) as exc:
+        LOG.info("could not remove the unfinished %s (admin will): %s", ref.relpath, exc)
 
 
 def _download(storage: Storage, path: str, local_path: str) -> None:

@@ -48,11 +48,11 @@ def write_result(result: dict, destination: str | None, action: str) -> None:
         with open(destination, "w", encoding="utf-8") as out:
             out.write(text + "\n")
     if action == "info" and destination != "-":
-        print(info_table(result.get("backups", [])))
+        print(info_table(result.get("backups", []), result.get("incomplete", [])))
 
 
-def info_table(rows: list[dict]) -> str:
-    """A plain table of chains, levels, dates and sizes."""
+def info_table(rows: list[dict], incomplete: Sequence[dict] = ()) -> str:
+    """A plain table of chains, levels, dates and sizes; backups that never completed are marked so."""
     header = f"{'chain':<20} {'level':>5} {'date':<20} {'size':>14}  compression  encrypted"
     lines = [header, "-" * len(header)]
     from freezer.common import dates
@@ -64,7 +64,10 @@ def info_table(rows: list[dict]) -> str:
             lines.append(line + f"UNREADABLE: {row['unreadable']}")
         else:
             lines.append(line + f"{row['compression'] or '?':<11}  {'yes' if row['encryption'] else 'no'}")
-    if not rows:
+    for row in incomplete:
+        lines.append(f"{dates.show(row['l0_time_stamp']):<20} {row['level']:>5} {row['date']:<20} "
+                     f"{'-':>14}  incomplete (no metadata: running, or left by a failed backup)")
+    if not rows and not incomplete:
         lines.append("(no backups)")
     return "\n".join(lines)
 

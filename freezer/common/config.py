@@ -47,6 +47,10 @@ CORE_OPTS = [
                  help="admin: remove chains whose level 0 is older than this many days."),
     cfg.StrOpt("remove-from-date", dest="remove_from_date",
                help="admin: remove chains whose level 0 is before YYYY-MM-DDThh:mm:ss."),
+    cfg.FloatOpt("remove-incomplete-after", dest="remove_incomplete_after", default=24.0, min=0,
+                 help="admin: also remove backups that never completed (a level without metadata, left by "
+                      "a killed agent or a lost connection) and stray .*.partial-* uploads, once their "
+                      "timestamp is this many hours old; younger ones may belong to a running backup."),
     cfg.StrOpt("restore-abs-path", dest="restore_abs_path", help="Directory to restore into."),
     cfg.StrOpt("restore-from-date", dest="restore_from_date",
                help="Restore the state as of YYYY-MM-DDThh:mm:ss (default: newest)."),

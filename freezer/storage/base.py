@@ -70,6 +70,10 @@ def temporary_name(path: str) -> str:
     return posixpath.join(directory, f".{name}.partial-{uuid.uuid4().hex[:8]}")
 
 
+#: the object that marks a claimed ``path`` on object stores: ``path/.claim``
+CLAIM_MARKER = ".claim"
+
+
 def container_root(container: str, login_dir: str) -> str:
     """``--container`` as an absolute server path: as given, or below the login directory."""
     return posixpath.normpath(posixpath.join(login_dir, container))
@@ -184,6 +188,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def size(self, path: str) -> int:
         """Size in bytes of file ``path``; NotFound if absent."""
+
+    @abc.abstractmethod
+    def claim(self, path: str) -> bool:
+        """Create directory ``path`` exclusively (its parents as needed); False if it already exists.
+
+        Two writers claiming one path at once: exactly one gets True. Object stores, which have no
+        directories, write a marker object below ``path`` (see ``CLAIM_MARKER``).
+        """
 
     def put_bytes(self, path: str, data: bytes) -> int:
         """Store a small object atomically."""

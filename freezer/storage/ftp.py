@@ -348,6 +348,21 @@ class FtpStorage(Storage):
             raise StorageError(f"{self.settings.where} did not report the size of {remote}")
         return result
 
+    def claim(self, path: str) -> bool:
+        remote = self._abs(path)
+        try:
+            self._makedirs(posixpath.dirname(remote))
+            self._client().mkd(remote)
+        except ftplib.error_perm as exc:
+            # 550 means "exists" as well as "refused": a directory there now is someone else's claim.
+            if self._is_dir(remote):
+                return False
+            raise self._translate(exc, f"create {remote}") from exc
+        except BaseException as exc:
+            raise self._translate(exc, f"create {remote}") from exc
+        self._made_dirs.add(remote)
+        return True
+
     def _makedirs(self, remote: str) -> None:
         ftp = self._client()
         parts = [p for p in remote.split("/") if p]

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from freezer.storage import metadata
 from freezer.storage.base import FreezerError, NotFound, Storage
@@ -24,10 +24,17 @@ from freezer.storage.base import FreezerError, NotFound, Storage
 LOG = logging.getLogger(__name__)
 ENGINE = "tar"
 SECONDS_PER_DAY = 86400
+SECONDS_PER_HOUR = 3600
+TREES = ("data", "metadata")
 # ASCII digits without leading zeros, as written: str.isdigit() and \d also take '²' or '١'.
 _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 _L0_DIR = re.compile(_NUMBER)
 _LEVEL_DIR = re.compile(rf"({_NUMBER})_({_NUMBER})")
+_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{8}$")  # base.temporary_name
+
+
+class SlotTaken(FreezerError):
+    """A backup's metadata is already there: another backup owns the slot."""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -61,6 +68,27 @@ class Chain:
     @property
     def highest_level(self) -> int:
         return max(b.level for b in self.backups)
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelFiles:
+    """The names in one level's directory under ``data/`` and under ``metadata/``."""
+
+    data: frozenset[str] = frozenset()
+    metadata: frozenset[str] = frozenset()
+
+    @property
+    def complete(self) -> bool:
+        return "metadata" in self.metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftovers:
+    """What admin removes: chains whose level 0 never completed, other incomplete levels, stray partials."""
+
+    chains: tuple[int, ...] = ()  # level-0 timestamps
+    levels: tuple[BackupRef, ...] = ()  # every level removed, those of the chains included
+    partials: tuple[tuple[str, BackupRef, str], ...] = ()  # (tree, level, file name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +135,11 @@ class BackupSet:
     def list_backups(self) -> list[BackupRef]:
         """Every complete backup (its ``metadata`` exists), oldest first."""
         root = f"metadata/{self.engine}/{self.prefix}"
-        found = []
+        return sorted(ref for ref in self._level_dirs(root)
+                      if "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"))
+
+    def _level_dirs(self, root: str):
+        """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense."""
         for l0_name in self.storage.listdir(root):
             if not _L0_DIR.fullmatch(l0_name):
                 continue
@@ -116,11 +148,10 @@ class BackupSet:
                 if not match:
                     continue
                 ref = BackupRef(int(l0_name), int(match.group(2)), int(match.group(1)))
-                if not _plausible(ref):
+                if _plausible(ref):
+                    yield ref
+                else:
                     LOG.warning("ignoring %s/%s: level or timestamp out of range", root, ref.relpath)
-                elif "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"):
-                    found.append(ref)
-        return sorted(found)
 
     def chains(self) -> list[Chain]:
         """Complete backups grouped into chains, oldest chain first."""
@@ -147,14 +178,48 @@ class BackupSet:
         return bytes(data)
 
     def write_metadata(self, ref: BackupRef, metadata: dict) -> None:
-        """Write ``metadata`` last: this is what makes the backup exist."""
+        """Write ``metadata`` last: this is what makes the backup exist. Never over another backup's."""
+        if "metadata" in self.storage.listdir(f"metadata/{self.engine}/{self.prefix}/{ref.relpath}"):
+            raise SlotTaken(f"{self.metadata_path(ref)} already exists: another backup took this slot, "
+                               "so this one is not recorded (are two agents writing this --backup-name?)")
         body = json.dumps(metadata, sort_keys=True).encode("utf-8")
         self.storage.put_bytes(self.metadata_path(ref), body)
 
+    def claim(self, ref: BackupRef) -> bool:
+        """Take ``ref``'s data directory for this backup alone; False if another backup has it."""
+        return self.storage.claim(self.data_dir(ref))
+
+    def inventory(self) -> dict[BackupRef, LevelFiles]:
+        """Every level directory under ``data/`` or ``metadata/``, complete or not, with its files."""
+        found: dict[BackupRef, dict[str, frozenset[str]]] = {}
+        for tree in TREES:
+            root = f"{tree}/{self.engine}/{self.prefix}"
+            for ref in self._level_dirs(root):
+                found.setdefault(ref, {})[tree] = frozenset(self.storage.listdir(f"{root}/{ref.relpath}"))
+        return {ref: LevelFiles(**trees) for ref, trees in found.items()}
+
+    def remove_level(self, ref: BackupRef) -> None:
+        """Remove one level, metadata first; a level 0 takes its whole chain with it."""
+        if ref.level == 0:
+            self.remove_chain_at(ref.l0_ts)
+            return
+        for tree in ("metadata", "data"):
+            self.storage.rmtree(f"{tree}/{self.engine}/{self.prefix}/{ref.relpath}")
+
+    def partial_path(self, tree: str, ref: BackupRef, name: str) -> str:
+        return f"{tree}/{self.engine}/{self.prefix}/{ref.relpath}/{name}"
+
+    def remove_partial(self, tree: str, ref: BackupRef, name: str) -> None:
+        self.storage.rmtree(self.partial_path(tree, ref, name))
+
     def remove_chain(self, chain: Chain) -> None:
         """Remove a whole chain, metadata first so it stops existing at once."""
-        self.storage.rmtree(f"metadata/{self.engine}/{self.prefix}/{chain.l0_ts}")
-        self.storage.rmtree(f"data/{self.engine}/{self.prefix}/{chain.l0_ts}")
+        self.remove_chain_at(chain.l0_ts)
+
+    def remove_chain_at(self, l0_ts: int) -> None:
+        """Remove the chain directories of level 0 ``l0_ts``, metadata first."""
+        self.storage.rmtree(f"metadata/{self.engine}/{self.prefix}/{l0_ts}")
+        self.storage.rmtree(f"data/{self.engine}/{self.prefix}/{l0_ts}")
 
 
 def _plausible(ref: BackupRef) -> bool:
@@ -248,3 +313,40 @@ def next_timestamp(backups: Sequence[BackupRef], now: int) -> int:
     """``now``, or one second after the newest backup so timestamps stay unique."""
     newest = max((b.ts for b in backups), default=0)
     return max(now, newest + 1)
+
+
+def incomplete_levels(inventory: Mapping[BackupRef, LevelFiles]) -> list[BackupRef]:
+    """Levels that have a directory but no ``metadata``: in progress, or left by a dead agent."""
+    return sorted(ref for ref, files in inventory.items() if not files.complete)
+
+
+def is_partial(name: str) -> bool:
+    """A temporary upload (``.name.partial-XXXXXXXX``) that never got its final name."""
+    return bool(_PARTIAL.match(name))
+
+
+def old_enough(ref: BackupRef, now: int, min_age_hours: float) -> bool:
+    """The level's timestamp is at least ``min_age_hours`` before ``now``: no running backup owns it."""
+    return now - ref.ts >= min_age_hours * SECONDS_PER_HOUR
+
+
+def leftovers(inventory: Mapping[BackupRef, LevelFiles], now: int, min_age_hours: float) -> Leftovers:
+    """What admin may remove: old incomplete levels (their chain, for a level 0) and old stray partials."""
+    dead_chains = {l0 for l0 in {ref.l0_ts for ref in inventory} if _level_zero_missing(inventory, l0)
+                   and old_enough(BackupRef(l0, l0, 0), now, min_age_hours)}
+    levels, partials = [], []
+    for ref, files in sorted(inventory.items()):
+        if ref.l0_ts in dead_chains:
+            levels.append(ref)
+        elif not files.complete:
+            if old_enough(ref, now, min_age_hours):
+                levels.append(ref)
+        elif old_enough(ref, now, min_age_hours):
+            partials += [(tree, ref, name) for tree in TREES for name in sorted(getattr(files, tree))
+                         if is_partial(name)]
+    return Leftovers(tuple(sorted(dead_chains)), tuple(levels), tuple(partials))
+
+
+def _level_zero_missing(inventory: Mapping[BackupRef, LevelFiles], l0_ts: int) -> bool:
+    files = inventory.get(BackupRef(l0_ts, l0_ts, 0))
+    return files is None or not files.complete

@@ -72,6 +72,17 @@ class LocalStorage(Storage):
         with self._errors(path):
             return os.stat(self._full(path)).st_size
 
+    def claim(self, path: str) -> bool:
+        full = self._full(path)
+        with self._errors(path):
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            try:
+                os.mkdir(full)
+            except FileExistsError:
+                return False
+            _fsync_dir(os.path.dirname(full))
+        return True
+
     def _errors(self, path: str) -> _OsErrors:
         return _OsErrors(self, path)
 

@@ -91,6 +91,13 @@ class Retrying(Storage):
     def size(self, path: str) -> int:
         return self._retry(f"size of {path}", lambda: self.inner.size(path))
 
+    def claim(self, path: str) -> bool:
+        """Retried like any operation. A first attempt that created ``path`` but lost its reply makes
+        the retry see ``path`` taken on file servers (object stores recognise their own claim): the
+        caller then claims another path, and admin collects the empty one (see ``layout.incomplete``).
+        """
+        return self._retry(f"claim {path}", lambda: self.inner.claim(path))
+
     def close(self) -> None:
         self.inner.close()
 

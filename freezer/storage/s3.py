@@ -7,11 +7,13 @@ import logging
 import os
 import posixpath
 import re
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from freezer.storage import chunking
 from freezer.storage.base import (
+    CLAIM_MARKER,
     AuthError,
     ConnectError,
     FreezerError,
@@ -78,6 +80,8 @@ class S3Storage(Storage):
         self.settings = settings
         self._client = None
         self._bucket_checked = False
+        self._token = uuid.uuid4().hex.encode()  # written into our claims: a retried claim knows its own
+        self._claimed: set[str] = set()  # paths this instance won: claiming one again is False
 
     def describe(self) -> str:
         return self.settings.where
@@ -155,6 +159,7 @@ class S3Storage(Storage):
         return sorted(n for n in names if n)
 
     def rmtree(self, path: str) -> None:
+        self._claimed = {p for p in self._claimed if p != path and not p.startswith(path.rstrip("/") + "/")}
         key = self.key(path)
         below = key.rstrip("/") + "/"
         keys = [o["Key"] for page in self._pages(path, Prefix=below) for o in page.get("Contents", [])]
@@ -167,6 +172,31 @@ class S3Storage(Storage):
     def size(self, path: str) -> int:
         reply = self._call("size of", path, self.client.head_object, Bucket=self.settings.bucket, Key=self.key(path))
         return int(reply["ContentLength"])
+
+    def claim(self, path: str) -> bool:
+        """Put ``path/.claim`` only if absent (``If-None-Match: *``); one that holds our token is ours."""
+        if path in self._claimed:
+            return False
+        self._ensure_bucket()
+        if self._put_marker(posixpath.join(path, CLAIM_MARKER)):
+            self._claimed.add(path)
+            return True
+        return False
+
+    def _put_marker(self, marker: str) -> bool:
+        try:
+            self.client.put_object(Bucket=self.settings.bucket, Key=self.key(marker), Body=self._token,
+                                   IfNoneMatch="*")
+            return True
+        except Exception as exc:
+            mapped = self._error(exc, "claim", marker)
+            if not isinstance(mapped, AlreadyExists):
+                raise mapped from exc
+        # Our own earlier attempt may have succeeded with its reply lost (a retry after a dropped connection).
+        try:
+            return self.get_bytes(marker) == self._token
+        except NotFound:
+            return False
 
     def _pages(self, path: str, **kwargs) -> Iterator[dict]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -191,7 +221,11 @@ class S3Storage(Storage):
             if not isinstance(mapped, NotFound):
                 raise mapped from exc
             LOG.info("creating bucket %s", bucket)
-            self._call("create bucket", bucket, self.client.create_bucket, Bucket=bucket)
+            try:
+                self.client.create_bucket(Bucket=bucket)
+            except Exception as exc:  # another agent may have created it meanwhile
+                if "BucketAlreadyOwnedByYou" not in str(getattr(exc, "response", {}).get("Error", {}).get("Code")):
+                    raise self._error(exc, "create bucket", bucket) from exc
         self._bucket_checked = True
 
     def _call(self, action: str, path: str, function, **kwargs):
@@ -210,6 +244,10 @@ class S3Storage(Storage):
 
     def reset(self) -> None:
         self.close()
+
+
+class AlreadyExists(StorageError):
+    """A conditional put found the object there already (HTTP 412/409)."""
 
 
 def folder_markers(keys: list[str], top: str) -> list[str]:
@@ -263,6 +301,8 @@ def _client_error(exc, action: str, path: str, s: S3Settings) -> Exception:
         return AuthError(f"S3 at {s.endpoint or 'AWS'} refused the credentials ({code}): check {AUTH_CODES[code]}")
     if code == "NoSuchBucket" or (code in ("404", "NotFound") and action == "check bucket"):
         return NotFound(f"bucket {s.bucket!r} does not exist: check --container")
+    if action == "claim" and (code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)):
+        return AlreadyExists(f"{path} already exists in {s.where}")
     if code in ("NoSuchKey", "404", "NotFound"):
         return NotFound(f"{path} not found in {s.where}")
     if code in ("AccessDenied", "403", "AllAccessDisabled"):

@@ -312,6 +312,32 @@ class SftpStorage(Storage):
         except BaseException as exc:
             raise self._translate(exc, f"size of {remote}", missing=True) from exc
 
+    def claim(self, path: str) -> bool:
+        remote = self._abs(path)
+        try:
+            self._makedirs(posixpath.dirname(remote))
+            self._client().mkdir(remote)
+        except BaseException as exc:
+            # SFTP v3 has no "exists" status (OpenSSH answers a bare Failure): look at what is there.
+            if isinstance(exc, OSError) and self._exists(remote):
+                return False
+            known = self._disk_trouble(posixpath.join(self._existing_ancestor(remote), "claim"), exc)
+            raise (known or self._translate(exc, f"create {remote}")) from exc
+        return True
+
+    def _existing_ancestor(self, remote: str) -> str:
+        current = posixpath.dirname(remote)
+        while current not in ("/", "") and not self._exists(current):
+            current = posixpath.dirname(current)
+        return current or "/"
+
+    def _exists(self, remote: str) -> bool:
+        try:
+            self._client().stat(remote)
+            return True
+        except FileNotFoundError:
+            return False
+
     def _makedirs(self, remote: str) -> None:
         sftp = self._client()
         missing = []
@@ -326,7 +352,11 @@ class SftpStorage(Storage):
                 continue
             raise StorageError(f"{current} on {self.settings.where} is a file, not a directory: check --container")
         for directory in reversed(missing):
-            sftp.mkdir(directory)
+            try:
+                sftp.mkdir(directory)
+            except OSError:
+                if not self._exists(directory):  # else another client made it just now
+                    raise
 
     # -- errors -----------------------------------------------------------
 

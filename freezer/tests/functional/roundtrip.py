@@ -7,6 +7,7 @@ directly (object stores).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -171,6 +172,76 @@ class RoundTripTests:
         self.assertOneLineError(proc, "no backup")
 
 
+    def test_simultaneous_backups_are_all_kept(self):
+        """Agents started together on one --backup-name and --hostname each get their own timestamp."""
+        outputs, procs, trees = [], [], []
+        for index in range(4):
+            source = os.path.join(self.tmp, f"source-{index}")
+            write(f"{source}/who", f"writer {index}\n")
+            write(f"{source}/blob.bin", os.urandom(200_000))
+            trees.append(describe_tree(source))
+            outputs.append(os.path.join(self.tmp, f"result-{index}.json"))
+            procs.append(subprocess.Popen(
+                [AGENT, *self.storage_args(), "--backup-name", self.backup_name, "--hostname", "racer",
+                 "--path-to-backup", source, "--no-incremental", "--metadata-out", outputs[-1]],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        stamps = []
+        for proc, output in zip(procs, outputs, strict=True):
+            _, stderr = proc.communicate(timeout=300)
+            self.assertEqual(0, proc.returncode, stderr)
+            with open(output, encoding="utf-8") as handle:
+                stamps.append(json.load(handle)["time_stamp"])
+        self.assertEqual(4, len(set(stamps)), stamps)
+        info = self.result_of("--action", "info", "--hostname", "racer")
+        self.assertEqual(sorted(stamps), [row["time_stamp"] for row in info["backups"]])
+        self.assertEqual([], info["incomplete"])
+        for index, stamp in enumerate(stamps):
+            target = os.path.join(self.tmp, f"restore-{index}")
+            self.restore(target, "--hostname", "racer", "--restore-from-date", local_date(stamp))
+            self.assertSameTree(trees[index], target)
+
+
+class LeftoverTests:
+    """A SIGKILLed backup leaves a level without metadata: info shows it, admin collects it.
+
+    For file servers, where uploads go to ``.name.partial-*`` files; mixed into a RoundTripTests class.
+    """
+
+    def test_killed_backup_is_shown_and_collected(self):
+        write(f"{self.source}/small", "first")
+        self.backup()
+        block = os.urandom(1 << 20)
+        write(f"{self.source}/big.bin", block * 200)
+        argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name,
+                "--path-to-backup", self.source, "--compression", "none"]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: self.stored("data/**/.data.partial-*"), proc, pause=0.01)
+        proc.kill()
+        proc.wait()
+        partials = self.stored("**/.*.partial-*")
+        info = self.result_of("--action", "info")
+        self.assertEqual([1], [row["level"] for row in info["incomplete"]])
+        self.assertIn("incomplete", self.agent("--action", "info").stdout)
+
+        kept = self.result_of("--action", "admin", "--remove-older-than", "1000")
+        self.assertEqual([], kept["removed_incomplete"])
+        dry = self.result_of("--action", "admin", "--remove-older-than", "1000", "--remove-incomplete-after", "0",
+                             "--dry-run")
+        self.assertEqual(info["incomplete"][0]["time_stamp"], dry["removed_incomplete"][0]["time_stamp"])
+        self.assertEqual(partials, self.stored("**/.*.partial-*"))
+
+        gone = self.result_of("--action", "admin", "--remove-older-than", "1000", "--remove-incomplete-after", "0")
+        self.assertEqual([{key: info["incomplete"][0][key] for key in ("l0_time_stamp", "level", "time_stamp")}],
+                         gone["removed_incomplete"])
+        self.assertEqual([], self.stored("**/.*.partial-*"))
+        self.assertEqual(1, len(self.stored("data/tar/*/*/*")))
+        after = self.result_of("--action", "info")
+        self.assertEqual(([0], []), ([row["level"] for row in after["backups"]], after["incomplete"]))
+        target = os.path.join(self.tmp, "restore-after-kill")
+        self.restore(target)
+        self.assertEqual(["small"], os.listdir(target))
+
+
 def _no_change(root: str) -> None:
     return None
 
@@ -187,12 +258,12 @@ def _change_two(root: str) -> None:
     write(f"{root}/empty/dir/now-full", "full\n")
 
 
-def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(condition, proc: subprocess.Popen, timeout: float = 60, pause: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"backup ended or stalled before the test could interrupt it: {proc.returncode}")
-        time.sleep(0.05)
+        time.sleep(pause)
 
 
 def _walk(view: Storage, path: str):

@@ -28,7 +28,7 @@ class ServerAgentTest(AgentTestCase):
         return os.path.join(self.server.root, self.container)
 
 
-class TestPyftpdFtp(roundtrip.RoundTripTests, ServerAgentTest):
+class TestPyftpdFtp(roundtrip.RoundTripTests, roundtrip.LeftoverTests, ServerAgentTest):
     def make_server(self):
         return servers.PyFtpd(self.tmp)
 

@@ -21,7 +21,7 @@ class LocalAgentTest(AgentTestCase):
         return self.container
 
 
-class TestLocalRoundTrip(roundtrip.RoundTripTests, LocalAgentTest):
+class TestLocalRoundTrip(roundtrip.RoundTripTests, roundtrip.LeftoverTests, LocalAgentTest):
     """The shared round trips on local storage."""
 
 

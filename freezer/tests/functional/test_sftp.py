@@ -23,7 +23,7 @@ class SshdAgentTest(AgentTestCase):
         return self.server.container()
 
 
-class TestSftpRoundTrip(roundtrip.RoundTripTests, SshdAgentTest):
+class TestSftpRoundTrip(roundtrip.RoundTripTests, roundtrip.LeftoverTests, SshdAgentTest):
     """The spec's spelling: --storage sftp --ftp-host ... with a password."""
 
 

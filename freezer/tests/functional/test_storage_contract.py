@@ -4,6 +4,7 @@ A driver gets the whole suite by adding a class that builds the bare driver in `
 the suite wraps it through the registry, as the agent does, and keeps the bare one as ``driver``.
 """
 
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -21,12 +22,21 @@ ODD_NAME = "dir with spaces/naïve ☃ #1%.bin"
 class StorageContract:
     """What every Storage must do; mixed into a TestCase with ``make_storage``."""
 
+    #: Swift has no atomic create: claimants at the same instant may all lose (never two win)
+    contested_claims_may_all_lose = False
+
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.storage = registry.wrap(self.make_storage())
         self.driver = registry.unwrap(self.storage)
         self.addCleanup(self.storage.close)
+
+    def make_storage_sharing_server(self) -> base.Storage:
+        """A second client of the same storage, as another agent would have."""
+        if isinstance(self.storage, local.LocalStorage):
+            return local.LocalStorage(self.storage.root)
+        return type(self.storage)(self.storage.settings)
 
     def test_put_and_get_bytes(self):
         self.assertEqual(5, self.storage.put_bytes("a/b/c.txt", b"hello"))
@@ -86,6 +96,42 @@ class StorageContract:
         self.assertRaises(RuntimeError, self.storage.put_stream, "keep", broken())
         self.assertEqual(b"earlier", self.storage.get_bytes("keep"))
         self.assertEqual(["keep"], self.storage.listdir(""))
+
+    def test_claim_is_exclusive(self):
+        self.assertTrue(self.storage.claim("chain/1_100"))
+        self.assertFalse(self.storage.claim("chain/1_100"))
+        self.assertTrue(self.storage.claim("chain/1_101"))
+        self.storage.put_bytes("chain/1_100/data", b"mine")
+        self.assertEqual(["1_100", "1_101"], self.storage.listdir("chain"))
+        self.assertFalse(self.storage.claim("chain/1_100"))
+
+    def test_claim_taken_by_another_client(self):
+        other = self.make_storage_sharing_server()
+        self.addCleanup(other.close)
+        self.assertTrue(self.storage.claim("x/slot"))
+        self.assertFalse(other.claim("x/slot"))
+        self.assertTrue(other.claim("x/other"))
+        self.assertFalse(self.storage.claim("x/other"))
+
+    def test_simultaneous_claims_have_one_winner_at_most(self):
+        clients = [self.make_storage_sharing_server() for _ in range(6)]
+        for client in clients:
+            self.addCleanup(client.close)
+            client.listdir("")  # connect before the race
+        for attempt in range(3):
+            with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+                won = list(pool.map(lambda c, path=f"race/{attempt}": c.claim(path), clients))
+            if self.contested_claims_may_all_lose and True not in won:
+                continue
+            self.assertEqual(1, won.count(True), won)
+            self.assertFalse(self.storage.claim(f"race/{attempt}"))
+
+    def test_claimed_path_is_removed_whole(self):
+        self.assertTrue(self.storage.claim("gone/0_5"))
+        self.storage.put_bytes("gone/0_5/data", b"1")
+        self.storage.rmtree("gone")
+        self.assertEqual([], self.storage.listdir(""))
+        self.assertTrue(self.storage.claim("gone/0_5"))
 
     def test_binary_after_listing(self):
         data = b"line\r\nline\n\x00\xff" * 1000

@@ -22,6 +22,8 @@ def settings(server, container: str, prefix: str = "backups", **extra) -> swift.
 
 
 class TestSwiftContract(StorageContract, testtools.TestCase):
+    contested_claims_may_all_lose = True
+
     def make_storage(self):
         self.server = objectstores.swift()
         self.container = self.server.new_container()

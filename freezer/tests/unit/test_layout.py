@@ -89,3 +89,72 @@ class TestRetentionAndNames(testtools.TestCase):
     def test_bad_names_refused(self):
         for bad in ("", "a/b", "..", "."):
             self.assertRaises(layout.FreezerError, layout.check_name, "--backup-name", bad)
+
+
+DONE = layout.LevelFiles(frozenset({"data", "engine_metadata"}), frozenset({"metadata"}))
+HOUR = 3600
+
+
+def running(*names):
+    """A level being written: files under data/, no metadata yet."""
+    return layout.LevelFiles(frozenset(names))
+
+
+class TestLeftovers(testtools.TestCase):
+    """Which levels never completed, and which of them (and which partial uploads) admin removes."""
+
+    now = 1_000_000
+
+    def test_incomplete_levels_lack_metadata(self):
+        inventory = {BackupRef(10, 10, 0): DONE, BackupRef(10, 20, 1): running(".data.partial-0123abcd"),
+                     BackupRef(10, 30, 2): layout.LevelFiles(frozenset(), frozenset({".metadata.partial-00ff00ff"}))}
+        self.assertEqual([BackupRef(10, 20, 1), BackupRef(10, 30, 2)], layout.incomplete_levels(inventory))
+
+    def test_partial_names(self):
+        self.assertTrue(layout.is_partial(".data.partial-0123abcd"))
+        self.assertTrue(layout.is_partial(".engine_metadata.partial-deadbeef"))
+        for name in ("data", "metadata", ".claim", ".data.partial-", "data.partial-0123abcd", ".claim-0123abcd"):
+            self.assertFalse(layout.is_partial(name), name)
+
+    def test_age_comes_from_the_level_timestamp(self):
+        ref = BackupRef(0, self.now - 24 * HOUR, 0)
+        self.assertTrue(layout.old_enough(ref, self.now, 24))
+        self.assertFalse(layout.old_enough(ref, self.now, 24.01))
+        self.assertTrue(layout.old_enough(BackupRef(0, self.now, 0), self.now, 0))
+
+    def test_old_incomplete_level_removed_young_one_kept(self):
+        l0 = self.now - 100 * HOUR
+        old, young = BackupRef(l0, self.now - 30 * HOUR, 1), BackupRef(l0, self.now - HOUR, 2)
+        inventory = {BackupRef(l0, l0, 0): DONE, old: running(".data.partial-0123abcd"), young: running()}
+        found = layout.leftovers(inventory, self.now, 24)
+        self.assertEqual(((), (old,), ()), (found.chains, found.levels, found.partials))
+        self.assertEqual((old, young), layout.leftovers(inventory, self.now, 0).levels)
+
+    def test_chain_whose_level_zero_never_completed_goes_whole(self):
+        l0 = self.now - 48 * HOUR
+        inventory = {BackupRef(l0, l0, 0): running(), BackupRef(l0, l0 + 5, 1): DONE,
+                     BackupRef(self.now, self.now, 0): running()}
+        found = layout.leftovers(inventory, self.now, 24)
+        self.assertEqual((l0,), found.chains)
+        self.assertEqual((BackupRef(l0, l0, 0), BackupRef(l0, l0 + 5, 1)), found.levels)
+
+    def test_chain_without_level_zero_directory_goes_whole(self):
+        l0 = self.now - 48 * HOUR
+        found = layout.leftovers({BackupRef(l0, l0 + 5, 1): DONE}, self.now, 24)
+        self.assertEqual(((l0,), (BackupRef(l0, l0 + 5, 1),)), (found.chains, found.levels))
+
+    def test_stray_partials_in_complete_levels(self):
+        l0 = self.now - 48 * HOUR
+        files = layout.LevelFiles(frozenset({"data", ".data.partial-0123abcd"}),
+                                  frozenset({"metadata", ".metadata.partial-89abcdef"}))
+        ref = BackupRef(l0, l0, 0)
+        found = layout.leftovers({ref: files}, self.now, 24)
+        self.assertEqual((), found.levels)
+        self.assertEqual((("data", ref, ".data.partial-0123abcd"), ("metadata", ref, ".metadata.partial-89abcdef")),
+                         found.partials)
+        self.assertEqual((), layout.leftovers({ref: files}, self.now, 49).partials)
+
+    def test_complete_backups_are_no_leftovers(self):
+        inventory = {BackupRef(10, 10, 0): DONE, BackupRef(10, 20, 1): DONE}
+        self.assertEqual(layout.Leftovers(), layout.leftovers(inventory, self.now, 0))
+        self.assertEqual([], layout.incomplete_levels(inventory))

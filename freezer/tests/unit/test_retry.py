@@ -119,3 +119,33 @@ class TestWhatIsRetried(testtools.TestCase):
         inner = Failing(PermissionDenied("550"))
         self.assertRaises(PermissionDenied, lambda: b"".join(Retrying(inner, backoff=0).get_stream("p")))
         self.assertEqual([0], inner.offsets)
+
+
+class LostClaimReply:
+    """A storage stand-in whose first claim creates the path, then loses the reply."""
+
+    kind = "test"
+
+    def __init__(self):
+        self.taken: set[str] = set()
+        self.calls = 0
+
+    def claim(self, path: str) -> bool:
+        self.calls += 1
+        created = path not in self.taken
+        self.taken.add(path)
+        if self.calls == 1:
+            raise ConnectError("reply lost")
+        return created
+
+    def reset(self) -> None:
+        return None
+
+
+class TestRetryingClaims(testtools.TestCase):
+    def test_claim_is_retried_and_a_lost_reply_reads_as_taken(self):
+        inner = LostClaimReply()
+        storage = Retrying(inner, backoff=0)
+        self.assertFalse(storage.claim("slot"))  # the caller moves on; admin collects the empty slot
+        self.assertEqual(2, inner.calls)
+        self.assertTrue(storage.claim("next"))
