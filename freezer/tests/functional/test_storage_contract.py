@@ -34,9 +34,9 @@ class StorageContract:
 
     def make_storage_sharing_server(self) -> base.Storage:
         """A second client of the same storage, as another agent would have."""
-        if isinstance(self.storage, local.LocalStorage):
-            return local.LocalStorage(self.storage.root)
-        return type(self.storage)(self.storage.settings)
+        if isinstance(self.driver, local.LocalStorage):
+            return registry.wrap(local.LocalStorage(self.driver.root))
+        return registry.wrap(type(self.driver)(self.driver.settings))
 
     def test_put_and_get_bytes(self):
         self.assertEqual(5, self.storage.put_bytes("a/b/c.txt", b"hello"))
