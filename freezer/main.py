@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job
+from freezer import job, priority
 from freezer.common import config, logs
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
@@ -26,6 +26,10 @@ def make_storage(conf: cfg.ConfigOpts) -> Storage:
 
 def run(conf: cfg.ConfigOpts) -> dict:
     """Run the action of ``conf`` and return its result document."""
+    if conf.action == "exec":  # a job step: no storage involved
+        from freezer import exec_action
+
+        return exec_action.run(conf)
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
@@ -113,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = config.build(argv)
         check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
+        priority.apply(conf)
         result = run(conf)
         write_result(result, conf.metadata_out, conf.action)
         return 0

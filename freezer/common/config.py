@@ -195,6 +195,7 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
              version=__version__, default_config_files=[], default_config_dirs=[])
     except cfg.Error as exc:
         raise FreezerError(str(exc).splitlines()[0]) from exc
+    conf.freezer_verbatim = upstream.verbatim_from_argv(list(argv or []))
     if conf.config:
         apply_ini(conf, read_ini(conf.config))
     resolve_secrets(conf)
@@ -252,6 +253,9 @@ def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
         opt = by_dest.get(normalize_key(key))
         if opt is None or opt.dest == "config":
             unknown.append(key)
+            continue
+        if opt.dest in upstream.VERBATIM:  # shell text: kept apart from oslo.config's substitution
+            getattr(conf, "freezer_verbatim", {}).setdefault(opt.dest, value)
             continue
         conf.set_default(opt.dest, coerce(opt, value))
     if unknown:

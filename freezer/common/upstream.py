@@ -135,7 +135,7 @@ def check(conf) -> None:
         if conf[dest] not in (None, ""):
             raise FreezerError(f"--{dest.replace('_', '-')} needs {what}, which this agent does not "
                                "back up: remove it")
-    if conf.command and conf.action != "exec":
+    if verbatim(conf, "command") and conf.action != "exec":
         raise FreezerError("--command is only used by --action exec: remove it or add --action exec")
     if conf.timeout is not None:
         LOG.info("--timeout bounds waits on OpenStack services upstream; a file backup has none")
@@ -180,6 +180,11 @@ def normalize_argv(argv: list[str]) -> list[str]:
             return out + [arg, *pending]
         if arg in SHORT:
             arg = SHORT[arg]
+        if arg in [f"--{dest}" for dest in VERBATIM] and pending:  # read apart, by verbatim_from_argv
+            out += [arg, pending.pop(0).replace("$", "")]
+            continue
+        if any(arg.startswith(f"--{dest}=") for dest in VERBATIM):
+            arg = arg.replace("$", "")
         if arg in ("--snapshot", "-s"):
             value = pending[0].lower() if pending else ""
             if value in _TRUE or value in _FALSE:
@@ -187,3 +192,27 @@ def normalize_argv(argv: list[str]) -> list[str]:
             arg = "--nosnapshot" if value in _FALSE else "--snapshot"
         out.append(arg)
     return out
+
+
+#: options whose text is a shell's: oslo.config would read ``$HOME`` as a reference to an option
+VERBATIM = ("command",)
+
+
+def verbatim_from_argv(argv: list[str]) -> dict[str, str]:
+    """The VERBATIM options as written on the command line (the last one wins)."""
+    found: dict[str, str] = {}
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        for dest in VERBATIM:
+            flag = "--" + dest.replace("_", "-")
+            if arg == flag and index + 1 < len(argv):
+                found[dest] = argv[index + 1]
+            elif arg.startswith(flag + "="):
+                found[dest] = arg[len(flag) + 1:]
+    return found
+
+
+def verbatim(conf, dest: str) -> str | None:
+    """A VERBATIM option's text, without oslo.config's ``$`` substitution."""
+    return getattr(conf, "freezer_verbatim", {}).get(dest)
