@@ -97,6 +97,8 @@ def of_path(conf) -> Iterator[Mounted]:
     check_tools()
     volume = volume_of(source)
     name = f"{volume.lv}_freezer_{os.getpid()}"
+    if getattr(conf, "sync", False):
+        os.sync()  # --sync: what is in the page cache goes into the snapshot
     run_tool("lvcreate", "--snapshot", "--size", conf.lvm_snapsize, "--name", name,
              "--permission", "r", f"{volume.vg}/{volume.lv}")
     LOG.info("created LVM snapshot %s/%s of %s", volume.vg, name, volume.device)
