@@ -37,7 +37,9 @@ def build(conf) -> Storage:
         raise FreezerError(f"unknown --storage {conf.storage!r}: choose one of {names}")
     if not conf.container:
         raise FreezerError("--container is required: the directory on the storage that holds backups")
-    return wrap(_builder(conf.storage)(conf))
+    from freezer.storage import throttle
+
+    return throttle.limited(wrap(_builder(conf.storage)(conf)), conf)  # --upload-limit, --download-limit
 
 
 def wrap(driver: Storage, **retry_options: Any) -> Storage:
