@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from freezer import job, priority
-from freezer.common import config, logs
+from freezer.common import config, logs, upstream
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
 
@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
         priority.apply(conf)
+        upstream.apply_proxy(conf.proxy)
         result = run(conf)
         write_result(result, conf.metadata_out, conf.action)
         return 0

@@ -9,6 +9,7 @@ line when it is given a value, never silently dropped.
 from __future__ import annotations
 
 import logging
+import os
 
 from oslo_config import cfg
 
@@ -216,3 +217,24 @@ def verbatim_from_argv(argv: list[str]) -> dict[str, str]:
 def verbatim(conf, dest: str) -> str | None:
     """A VERBATIM option's text, without oslo.config's ``$`` substitution."""
     return getattr(conf, "freezer_verbatim", {}).get(dest)
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+
+
+def apply_proxy(proxy: str | None, environ: dict | None = None) -> None:
+    """``--proxy URL``: s3 and swift go through it (HTTP_PROXY, HTTPS_PROXY); ``--proxy ''`` removes
+    every proxy the environment had. Unset: the environment is left as it is."""
+    if proxy is None:
+        return
+    env = os.environ if environ is None else environ
+    for name in PROXY_VARIABLES:
+        env.pop(name, None)
+    value = proxy.strip()
+    if not value:
+        LOG.info("--proxy '': no proxy for s3 and swift")
+        return
+    if not value.lower().startswith(("http://", "https://")):
+        raise FreezerError(f"--proxy {value}: give an http:// or https:// URL (or '' for no proxy)")
+    env["HTTP_PROXY"] = env["HTTPS_PROXY"] = value
+    LOG.info("s3 and swift go through the proxy given by --proxy")

@@ -133,3 +133,25 @@ class TestUpstreamOptions(testtools.TestCase):
     def test_max_priority_values(self):
         self.assertEqual([True, True, False, False, False],
                          [upstream.wants(v) for v in ("true", "yes", "False", "0", None)])
+
+
+class TestProxy(testtools.TestCase):
+    def test_url_sets_both_variables_and_drops_lowercase(self):
+        env = {"http_proxy": "http://old:1", "PATH": "/bin"}
+        upstream.apply_proxy("http://proxy.example:3128", env)
+        self.assertEqual({"PATH": "/bin", "HTTP_PROXY": "http://proxy.example:3128",
+                          "HTTPS_PROXY": "http://proxy.example:3128"}, env)
+
+    def test_empty_removes_every_proxy(self):
+        env = {"http_proxy": "a", "HTTPS_PROXY": "b", "PATH": "/bin"}
+        upstream.apply_proxy("", env)
+        self.assertEqual({"PATH": "/bin"}, env)
+
+    def test_unset_leaves_the_environment(self):
+        env = {"HTTP_PROXY": "http://keep:1"}
+        upstream.apply_proxy(None, env)
+        self.assertEqual({"HTTP_PROXY": "http://keep:1"}, env)
+
+    def test_unknown_scheme_is_one_line(self):
+        error = self.assertRaises(FreezerError, upstream.apply_proxy, "socks5://p:1", {})
+        self.assertIn("--proxy socks5://p:1", str(error))
