@@ -198,6 +198,9 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf.freezer_verbatim = upstream.verbatim_from_argv(list(argv or []))
     if conf.config:
         apply_ini(conf, read_ini(conf.config))
+        from freezer.common import storage_sections
+
+        conf.freezer_storages = storage_sections.read(conf.config, conf)  # [storage:NAME]: several at once
     resolve_secrets(conf)
     if conf.action not in ACTIONS:
         raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")

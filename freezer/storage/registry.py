@@ -30,6 +30,11 @@ UNWRAPPED = frozenset({"local"})
 
 def build(conf) -> Storage:
     """The driver named by ``--storage``, wrapped by ``wrap``."""
+    sections = getattr(conf, "freezer_storages", None)
+    if sections:  # [storage:NAME] sections in --config: every one of them, as upstream
+        from freezer.storage.multiple import MultiStorage
+
+        return MultiStorage([build(section) for section in sections])
     names = ", ".join(BUILDERS)
     if not conf.storage:
         raise FreezerError(f"--storage is required: choose one of {names}")
