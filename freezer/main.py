@@ -38,6 +38,10 @@ def run(conf: cfg.ConfigOpts) -> dict:
             with snapshot.of_path(conf) as mounted:
                 return job.BackupJob(conf, storage, read_from=mounted.path,
                                      before_commit=mounted.check_intact).run()
+        if conf.action == "verify":
+            from freezer import verify
+
+            return verify.VerifyJob(conf, storage).run()
         return job.JOBS[conf.action](conf, storage).run()
     finally:
         storage.close()

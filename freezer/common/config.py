@@ -21,10 +21,10 @@ from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
 STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
-ACTIONS = ("backup", "restore", "info", "admin", "exec")
+ACTIONS = ("backup", "restore", "info", "admin", "exec", "verify")
 
 CORE_OPTS = [
-    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info, admin or exec."),
+    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info, admin, exec or verify."),
     cfg.StrOpt("storage",
                help="Where backups are kept: local, ssh, sftp, ftp, ftps, s3 or swift."),
     cfg.StrOpt("container",

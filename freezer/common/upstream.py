@@ -3,7 +3,8 @@
 Every upstream option name parses here, so an upstream command line, ini file or job document
 keeps working. An option this agent implements lives in ``OPTS`` with its upstream meaning; one it
 cannot honour (it needs OpenStack services, a database or the rsync engine) is refused with one
-line when it is given a value, never silently dropped.
+line when it is given a value, never silently dropped. The few options of this agent's own that
+go with them live here too: --low-priority, --cross-mount-points and --verify-scope.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ OPTS = [
                      "(default: stay on one file system, as upstream)."),
     cfg.StrOpt("proxy", help="HTTP(S) proxy for s3 and swift (sets HTTP_PROXY and HTTPS_PROXY); "
                              "'' removes any proxy from the environment."),
+    cfg.StrOpt("verify-scope", dest="verify_scope", default="chain", choices=("chain", "newest"),
+               help="--action verify: every level a restore would apply (chain) or only the newest."),
     cfg.IntOpt("timeout", help="Upstream: seconds to wait on OpenStack services; no effect on file backups."),
     _refused_opt(cfg.StrOpt, "mysql-conf"),
     _refused_opt(cfg.StrOpt, "sql-server-conf"),
