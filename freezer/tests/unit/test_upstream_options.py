@@ -60,6 +60,13 @@ class TestUpstreamOptions(testtools.TestCase):
     def test_list_is_upstreams(self):
         self.assertEqual(78, len(upstream_options()))
 
+    def test_each_has_a_line_in_the_docs_table(self):
+        doc = os.path.join(HERE, "..", "..", "..", "doc", "source", "upstream-options.rst")
+        with open(doc, encoding="utf-8") as handle:
+            text = handle.read()
+        missing = [name for name, _kind in upstream_options() if f"   * - ``--{name}``\n" not in text]
+        self.assertEqual([], missing)
+
     def test_each_on_the_command_line(self):
         empty_ini = os.path.join(self.tmp, "empty.ini")
         open(empty_ini, "w").close()
