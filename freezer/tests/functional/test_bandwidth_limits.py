@@ -1,4 +1,4 @@
-"""``--upload-limit`` / ``--download-limit``: measured rates over a few MiB, local disk and FTP.
+"""``--upload-limit`` / ``--download-limit``: measured rates over a few MiB on every storage.
 
 A rate check, not a timing race: the transfer must take at least 0.9 x size / limit and its
 average rate must not exceed 1.1 x the limit.
@@ -13,9 +13,10 @@ import testtools
 from freezer.common import config
 from freezer.storage import registry
 from freezer.storage.throttle import Throttled
-from freezer.tests import servers
+from freezer.tests import objectstores, servers
 from freezer.tests.functional.base import write
 from freezer.tests.functional.test_ftp import ServerAgentTest
+from freezer.tests.sshd import Sshd
 
 LIMIT = 1024 * 1024  # bytes per second
 SIZE = 3 * 1024 * 1024
@@ -58,6 +59,18 @@ class StorageLimitsTest(RateAssertions, testtools.TestCase):
     def test_ftp(self):
         server = self.useFixture(servers.PyFtpd(self.tmp))
         self.round_trip(self.storage(*server.agent_options("backups")))
+
+    def test_sftp(self):
+        server = self.useFixture(Sshd(self.tmp))
+        self.round_trip(self.storage(*server.agent_options()))
+
+    def test_s3(self):
+        server = objectstores.seaweed()
+        self.round_trip(self.storage(*server.agent_options(f"{server.new_bucket()}/limits")))
+
+    def test_swift(self):
+        server = objectstores.swift()
+        self.round_trip(self.storage(*server.agent_options(server.new_container())))
 
     def test_no_limit_no_wrapper(self):
         conf = config.build(["--storage", "local", "--container", self.tmp])
