@@ -145,7 +145,7 @@ SWIFT_OPTS = [
     cfg.StrOpt("os-project-domain-name", dest="os_project_domain_name", help="swift, Keystone v3: project domain."),
     cfg.StrOpt("os-user-domain-name", dest="os_user_domain_name", help="swift, Keystone v3: user domain."),
     cfg.StrOpt("os-region-name", dest="os_region_name", help="swift: region of the object-store endpoint."),
-    cfg.StrOpt("os-identity-api-version", dest="os_identity_api_version",
+    cfg.StrOpt("os-identity-api-version", dest="os_identity_api_version", deprecated_name="os-auth-ver",
                help="swift: 1 (tempauth/swauth) or 3 (Keystone); guessed from the URL when unset."),
     cfg.StrOpt("os-cacert", dest="os_cacert", help="swift: CA bundle to verify the servers' certificates."),
     cfg.BoolOpt("insecure", default=False, help="swift: do not verify TLS certificates (not for production)."),
@@ -250,6 +250,7 @@ def coerce(opt: cfg.Opt, value):
 def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
     """Use ``values`` as defaults under the command line; return unknown keys."""
     by_dest = {normalize_key(opt.name): opt for opt in all_opts()}  # engine, region, lvm_snap_perm...
+    by_dest.update({normalize_key(old.name): opt for opt in all_opts() for old in opt.deprecated_opts})
     by_dest.update({opt.dest: opt for opt in all_opts()})
     unknown = []
     for key, value in values.items():

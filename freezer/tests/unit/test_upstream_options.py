@@ -131,6 +131,12 @@ class TestUpstreamOptions(testtools.TestCase):
         self.assertFalse(config.build(["--snapshot", "False"]).snapshot)
         self.assertTrue(config.build(["--snapshot"]).snapshot)
 
+    def test_deprecated_upstream_name(self):
+        self.assertEqual("1", config.build(["--os-auth-ver", "1"]).os_identity_api_version)
+        conf = config.build([])
+        self.assertEqual([], config.apply_ini(conf, {"os_auth_ver": "3"}))
+        self.assertEqual("3", conf.os_identity_api_version)
+
     def test_byte_rates(self):
         self.assertEqual((None, 1000, 10240, 3 * 1024 ** 2), tuple(
             upstream.byte_rate(v, "--upload-limit") for v in ("-1", "1000", "10K", "3M")))
