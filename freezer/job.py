@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from freezer import __version__
+from freezer import __version__, consistency
 from freezer.common import config, dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
@@ -87,10 +87,13 @@ class BackupJob(Job):
         ts = next_timestamp(existing, now)
         if self.conf.dry_run:
             return self.result(level=plan.level, time_stamp=ts, size=0, dry_run=True)
+        if self.conf.sync:
+            os.sync()  # --sync (upstream's default): flush file system buffers before reading
+        checksum = self._consistency_checksum(self.read_from or source)
         ref = self._claim(backups, plan, ts)
         LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
         try:
-            digest, warnings, metadata = self._write(backups, plan, ref, source)
+            digest, warnings, metadata = self._write(backups, plan, ref, source, checksum)
         except SlotTaken:
             raise  # the slot holds another backup's metadata: leave it alone
         except BaseException:
@@ -98,7 +101,8 @@ class BackupJob(Job):
             raise
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
         return self.result(level=ref.level, time_stamp=ref.ts, l0_time_stamp=ref.l0_ts,
-                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings)
+                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
+                           **({"consistency_checksum": checksum} if checksum else {}))
 
     def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
         """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
@@ -112,8 +116,8 @@ class BackupJob(Job):
         raise FreezerError(f"no free backup slot for {backups.prefix} after {CLAIM_TRIES} tries: other agents "
                            "keep taking them (run one backup per --backup-name and --hostname at a time)")
 
-    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef,
-               source: str) -> tuple[Digest, list[str], dict]:
+    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str,
+               checksum: str | None) -> tuple[Digest, list[str], dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
@@ -122,10 +126,20 @@ class BackupJob(Job):
             digest, warnings = self._upload_data(backups.data_path(ref), self.read_from or source, snapshot)
             self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
         metadata = self._metadata(ref, source, digest)
+        if checksum:
+            metadata["consistency_checksum"] = checksum
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
         return digest, warnings, metadata
+
+    def _consistency_checksum(self, source: str) -> str | None:
+        """``--consistency-check``: the checksum of the files about to be backed up."""
+        if not self.conf.consistency_check:
+            return None
+        value = consistency.checksum(source, tuple(self.conf.exclude), self.conf.cross_mount_points)
+        LOG.info("consistency checksum of %s: %s", source, value)
+        return value
 
     def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
         policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,
@@ -154,7 +168,8 @@ class BackupJob(Job):
         options = tar.TarOptions(compression=self.conf.compression,
                                  encrypt_pass_file=self.conf.encrypt_pass_file,
                                  excludes=tuple(self.conf.exclude),
-                                 dereference=self.conf.dereference_symlink or "")
+                                 dereference=self.conf.dereference_symlink or "",
+                                 one_file_system=not self.conf.cross_mount_points)
         pipeline = tar.start_backup(source, snapshot, options)
         digest = Digest()
         try:
@@ -198,7 +213,8 @@ class RestoreJob(Job):
         if self.conf.dry_run:
             return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
         size = self._apply_all(backups, plan, records, RestoreTarget(target))
-        return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
+        checked = self._check_consistency(target, records[plan[-1]])
+        return self.result(**checked, level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
                            restore_abs_path=target, levels_applied=len(plan))
 
     def _apply_all(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata],
@@ -250,6 +266,21 @@ class RestoreJob(Job):
         if refused:
             raise refused
         return expected or 0
+
+    def _check_consistency(self, target: str, newest: Metadata) -> dict:
+        """``--consistency-checksum`` (or ``--consistency-check``: the recorded one) against the restored files."""
+        expected = self.conf.consistency_checksum
+        if not expected and self.conf.consistency_check:
+            expected = newest.consistency_checksum
+            if not expected:
+                raise consistency.ConsistencyError(
+                    f"--consistency-check: the backup restored in {target} recorded no checksum "
+                    "(it was made without --consistency-check)")
+        if not expected:
+            return {}
+        consistency.compare(target, expected, target)
+        LOG.info("consistency check passed: %s", expected)
+        return {"consistency_checksum": expected.strip().lower()}
 
     def _pass_file(self, metadata: Metadata) -> str | None:
         if not metadata.encryption:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job
-from freezer.common import config, logs
+from freezer import job, priority
+from freezer.common import config, logs, upstream
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
 
@@ -26,6 +26,10 @@ def make_storage(conf: cfg.ConfigOpts) -> Storage:
 
 def run(conf: cfg.ConfigOpts) -> dict:
     """Run the action of ``conf`` and return its result document."""
+    if conf.action == "exec":  # a job step: no storage involved
+        from freezer import exec_action
+
+        return exec_action.run(conf)
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
@@ -34,6 +38,10 @@ def run(conf: cfg.ConfigOpts) -> dict:
             with snapshot.of_path(conf) as mounted:
                 return job.BackupJob(conf, storage, read_from=mounted.path,
                                      before_commit=mounted.check_intact).run()
+        if conf.action == "verify":
+            from freezer import verify
+
+            return verify.VerifyJob(conf, storage).run()
         return job.JOBS[conf.action](conf, storage).run()
     finally:
         storage.close()
@@ -116,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = config.build(argv)
         check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
+        priority.apply(conf)
+        upstream.apply_proxy(conf.proxy)
         result = run(conf)
         write_result(result, conf.metadata_out, conf.action)
         return 0

@@ -66,9 +66,41 @@ def volume_of(path: str) -> Volume:
     return Volume(device, mount_point, fstype, names[0], names[1])
 
 
-def mount_options(fstype: str) -> str:
-    """Read-only, and for XFS ``nouuid`` (a snapshot shares its origin's UUID)."""
-    return "ro,nouuid" if fstype == "xfs" else "ro"
+def mount_options(fstype: str, permission: str = "ro") -> str:
+    """``ro`` (or ``rw`` with ``--lvm-snap-perm rw``), and for XFS ``nouuid`` (a snapshot shares its
+    origin's UUID)."""
+    return f"{permission},nouuid" if fstype == "xfs" else permission
+
+
+def lv_names(device: str, option: str) -> tuple[str, str]:
+    """(volume group, logical volume) of ``device`` as LVM names them."""
+    try:
+        names = run_tool("lvs", "--noheadings", "--options", "vg_name,lv_name", device).split()
+    except FreezerError as exc:
+        raise FreezerError(f"{option} {device} is not an LVM logical volume") from exc
+    if len(names) != 2:
+        raise FreezerError(f"{option} {device} is not an LVM logical volume")
+    return names[0], names[1]
+
+
+def origin_of(conf, volume: Volume, source: str) -> tuple[str, str]:
+    """What lvcreate snapshots and its volume group: ``--lvm-srcvol`` / ``--lvm-volgroup`` when
+    given (checked against the volume that holds the source), else the volume found."""
+    origin, vg = f"{volume.vg}/{volume.lv}", volume.vg
+    if conf.lvm_srcvol:
+        named = lv_names(conf.lvm_srcvol, "--lvm-srcvol")
+        if named != (volume.vg, volume.lv):
+            raise FreezerError(f"--lvm-srcvol {conf.lvm_srcvol} is {named[0]}/{named[1]}, but {source} is on "
+                               f"{volume.vg}/{volume.lv}: give the volume that holds --path-to-backup")
+        origin = conf.lvm_srcvol
+    if conf.lvm_volgroup and conf.lvm_volgroup != vg:
+        raise FreezerError(f"--lvm-volgroup {conf.lvm_volgroup}: {source} is on a volume of group {vg}")
+    return origin, vg
+
+
+def size_arguments(size: str) -> list[str]:
+    """``--size 1G``, or ``--extents 80%FREE`` for a percentage (as lvcreate -l takes it)."""
+    return ["--extents" if "%" in size else "--size", size]
 
 
 @dataclass(frozen=True)
@@ -96,15 +128,18 @@ def of_path(conf) -> Iterator[Mounted]:
         raise FreezerError(f"--path-to-backup {source} does not exist")
     check_tools()
     volume = volume_of(source)
-    name = f"{volume.lv}_freezer_{os.getpid()}"
-    run_tool("lvcreate", "--snapshot", "--size", conf.lvm_snapsize, "--name", name,
-             "--permission", "r", f"{volume.vg}/{volume.lv}")
-    LOG.info("created LVM snapshot %s/%s of %s", volume.vg, name, volume.device)
-    with _removing(f"{volume.vg}/{name}"), _mount_dir(conf.lvm_dirmount) as mount_dir:
-        run_tool("mount", "-o", mount_options(volume.fstype), f"/dev/{volume.vg}/{name}", mount_dir)
+    origin, vg = origin_of(conf, volume, source)
+    name = conf.lvm_snapname or f"{volume.lv}_freezer_{os.getpid()}"
+    permission = conf.lvm_snapperm or "ro"
+    if getattr(conf, "sync", False):
+        os.sync()  # --sync: what is in the page cache goes into the snapshot
+    run_tool("lvcreate", "--snapshot", *size_arguments(conf.lvm_snapsize), "--name", name,
+             "--permission", "r" if permission == "ro" else "rw", origin)
+    LOG.info("created LVM snapshot %s/%s of %s", vg, name, volume.device)
+    with _removing(f"{vg}/{name}"), _mount_dir(conf.lvm_dirmount) as mount_dir:
+        run_tool("mount", "-o", mount_options(volume.fstype, permission), f"/dev/{vg}/{name}", mount_dir)
         with _unmounting(mount_dir):
-            yield Mounted(os.path.join(mount_dir, os.path.relpath(source, volume.mount_point)),
-                          f"{volume.vg}/{name}")
+            yield Mounted(os.path.join(mount_dir, os.path.relpath(source, volume.mount_point)), f"{vg}/{name}")
 
 
 @contextlib.contextmanager

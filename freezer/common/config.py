@@ -16,14 +16,15 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from freezer import __version__
+from freezer.common import upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
 STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
-ACTIONS = ("backup", "restore", "info", "admin")
+ACTIONS = ("backup", "restore", "info", "admin", "exec", "verify")
 
 CORE_OPTS = [
-    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info or admin."),
+    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info, admin, exec or verify."),
     cfg.StrOpt("storage",
                help="Where backups are kept: local, ssh, sftp, ftp, ftps, s3 or swift."),
     cfg.StrOpt("container",
@@ -32,8 +33,10 @@ CORE_OPTS = [
     cfg.StrOpt("backup-name", dest="backup_name", help="Name of the backup set."),
     cfg.HostnameOpt("hostname", default=socket.gethostname(),
                     help="Host name recorded in the backup layout (default: this host)."),
-    cfg.StrOpt("mode", default="fs", choices=("fs",), help="Backup mode; only 'fs' is provided."),
-    cfg.StrOpt("engine", dest="engine_name", default="tar", choices=("tar",), help="Backup engine."),
+    cfg.StrOpt("mode", default="fs", choices=tuple(upstream.MODES),
+               help="Backup mode; only 'fs' is provided, the others are refused."),
+    cfg.StrOpt("engine", dest="engine_name", default="tar", choices=tuple(upstream.ENGINES),
+               help="Backup engine; only 'tar' is provided, the others are refused."),
     cfg.BoolOpt("incremental", help="Make incremental backups (the default)."),
     cfg.BoolOpt("no-incremental", dest="no_incremental", default=False,
                 help="Make every backup a new level 0."),
@@ -146,7 +149,7 @@ SWIFT_OPTS = [
     cfg.StrOpt("os-project-domain-name", dest="os_project_domain_name", help="swift, Keystone v3: project domain."),
     cfg.StrOpt("os-user-domain-name", dest="os_user_domain_name", help="swift, Keystone v3: user domain."),
     cfg.StrOpt("os-region-name", dest="os_region_name", help="swift: region of the object-store endpoint."),
-    cfg.StrOpt("os-identity-api-version", dest="os_identity_api_version",
+    cfg.StrOpt("os-identity-api-version", dest="os_identity_api_version", deprecated_name="os-auth-ver",
                help="swift: 1 (tempauth/swauth) or 3 (Keystone); guessed from the URL when unset."),
     cfg.StrOpt("os-cacert", dest="os_cacert", help="swift: CA bundle to verify the servers' certificates."),
     cfg.BoolOpt("insecure", default=False, help="swift: do not verify TLS certificates (not for production)."),
@@ -184,7 +187,7 @@ def is_secret_variable(name: str) -> bool:
 
 def all_opts() -> list[cfg.Opt]:
     """Every option, core first, then each storage's."""
-    return CORE_OPTS + FTP_OPTS + SSH_OPTS + S3_OPTS + SWIFT_OPTS
+    return CORE_OPTS + FTP_OPTS + SSH_OPTS + S3_OPTS + SWIFT_OPTS + upstream.OPTS
 
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
@@ -192,15 +195,20 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(all_opts())
     try:
-        conf(list(argv or []), project="freezer", prog="freezer-agent",
+        conf(upstream.normalize_argv(list(argv or [])), project="freezer", prog="freezer-agent",
              version=__version__, default_config_files=[], default_config_dirs=[])
     except cfg.Error as exc:
         raise FreezerError(str(exc).splitlines()[0]) from exc
+    conf.freezer_verbatim = upstream.verbatim_from_argv(list(argv or []))
     if conf.config:
         apply_ini(conf, read_ini(conf.config))
+        from freezer.common import storage_sections
+
+        conf.freezer_storages = storage_sections.read(conf.config, conf)  # [storage:NAME]: several at once
     resolve_secrets(conf)
     if conf.action not in ACTIONS:
         raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")
+    upstream.check(conf)
     return conf
 
 
@@ -245,12 +253,17 @@ def coerce(opt: cfg.Opt, value):
 
 def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
     """Use ``values`` as defaults under the command line; return unknown keys."""
-    by_dest = {opt.dest: opt for opt in all_opts()}
+    by_dest = {normalize_key(opt.name): opt for opt in all_opts()}  # engine, region, lvm_snap_perm...
+    by_dest.update({normalize_key(old.name): opt for opt in all_opts() for old in opt.deprecated_opts})
+    by_dest.update({opt.dest: opt for opt in all_opts()})
     unknown = []
     for key, value in values.items():
         opt = by_dest.get(normalize_key(key))
         if opt is None or opt.dest == "config":
             unknown.append(key)
+            continue
+        if opt.dest in upstream.VERBATIM:  # shell text: kept apart from oslo.config's substitution
+            getattr(conf, "freezer_verbatim", {}).setdefault(opt.dest, value)
             continue
         conf.set_default(opt.dest, coerce(opt, value))
     if unknown:

@@ -32,6 +32,7 @@ class TarOptions:
     encrypt_pass_file: str | None = None
     excludes: tuple[str, ...] = ()
     dereference: str = ""
+    one_file_system: bool = True  # as upstream: a backup of / leaves out /proc, /sys and other mounts
 
 
 def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]:
@@ -46,6 +47,7 @@ def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]
             f"--listed-incremental={snapshot}", "--ignore-failed-read", "--no-check-device",
             "--xattrs", "--acls", "--format=posix"]
     argv += DEREFERENCE[options.dereference]
+    argv += ["--one-file-system"] if options.one_file_system else []
     argv += [f"--exclude={pattern}" for pattern in options.excludes]
     return argv + ["--", member]
 

@@ -28,7 +28,8 @@ FREEZER_ACTION = {
         "ssh_host": {"type": "string"},
         "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "no_incremental": {"type": "boolean"},
-        "snapshot": {"type": "boolean"},
+        "snapshot": {"anyOf": [{"type": "boolean"},  # upstream also writes "True" / "False"
+                               {"type": "string", "pattern": "^(?i:true|false|yes|no|1|0)$"}]},
         "overwrite": {"type": "boolean"},
         "log_file": {"type": "string"},
         "remove_older_than": {"type": "number", "minimum": 0},

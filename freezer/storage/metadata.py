@@ -41,6 +41,7 @@ class Metadata:
     l0_time_stamp: int | None = None
     data_size: int | None = None
     data_sha256: str | None = None
+    consistency_checksum: str | None = None  # --consistency-check: the files' checksum before backup
 
 
 def sane_timestamp(value: int) -> bool:
@@ -77,7 +78,11 @@ def from_document(doc: object) -> Metadata:
     sha256 = doc.get("data_sha256")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise BadMetadata(f"data_sha256 {_show(sha256)} is not 64 hex digits")
+    consistency = doc.get("consistency_checksum")
+    if not (isinstance(consistency, str) and _SHA256.fullmatch(consistency)):
+        consistency = None  # only ours are comparable; an odd one just means "none recorded"
     return Metadata(compression=compression, encryption=encryption,
+                    consistency_checksum=consistency.lower() if consistency else None,
                     level=_integer(doc, "level", MAX_LEVEL), time_stamp=_timestamp(doc, "time_stamp"),
                     l0_time_stamp=_timestamp(doc, "l0_time_stamp"), data_size=_integer(doc, "data_size", MAX_SIZE),
                     data_sha256=sha256.lower() if sha256 else None)

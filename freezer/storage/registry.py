@@ -30,6 +30,11 @@ UNWRAPPED = frozenset({"local"})
 
 def build(conf) -> Storage:
     """The driver named by ``--storage``, wrapped by ``wrap``."""
+    sections = getattr(conf, "freezer_storages", None)
+    if sections:  # [storage:NAME] sections in --config: every one of them, as upstream
+        from freezer.storage.multiple import MultiStorage
+
+        return MultiStorage([build(section) for section in sections])
     names = ", ".join(BUILDERS)
     if not conf.storage:
         raise FreezerError(f"--storage is required: choose one of {names}")
@@ -37,7 +42,9 @@ def build(conf) -> Storage:
         raise FreezerError(f"unknown --storage {conf.storage!r}: choose one of {names}")
     if not conf.container:
         raise FreezerError("--container is required: the directory on the storage that holds backups")
-    return wrap(_builder(conf.storage)(conf))
+    from freezer.storage import throttle
+
+    return throttle.limited(wrap(_builder(conf.storage)(conf)), conf)  # --upload-limit, --download-limit
 
 
 def wrap(driver: Storage, **retry_options: Any) -> Storage:

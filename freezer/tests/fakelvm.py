@@ -2,7 +2,8 @@
 
 Each call is appended to ``$FAKE_LVM_LOG``. ``mount`` copies ``$FAKE_LVM_ORIGIN`` (the "volume")
 into the mount point, which is what a snapshot shows; ``$FAKE_LVM_FAIL`` names a tool that fails;
-``$FAKE_LVM_OVERFLOW=1`` reports the snapshot invalid (it ran out of room).
+``$FAKE_LVM_OVERFLOW=1`` reports the snapshot invalid (it ran out of room); ``lvs /dev/VG/LV`` answers
+VG LV, any other device is vg0/data.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def main(tool: str, args: list[str]) -> int:
         print(f"/dev/mapper/vg0-data {origin} ext4")
     elif tool == "lvs" and "lv_attr" in args:
         print("  swi-a-s---" if os.environ.get("FAKE_LVM_OVERFLOW") != "1" else "  swi-I-s---")
+    elif tool == "lvs" and args[-1].startswith("/dev/") and not args[-1].startswith("/dev/mapper/"):
+        print("  " + " ".join(args[-1].split("/")[2:4]))  # /dev/VG/LV, as --lvm-srcvol names it
     elif tool == "lvs":
         print("  vg0 data")
     elif tool == "mount":

@@ -97,3 +97,41 @@ def _path_without_lvm() -> str:
     """``$PATH`` minus the directories that hold a real lvcreate."""
     dirs = os.environ["PATH"].split(":")
     return ":".join(d for d in dirs if not os.path.exists(os.path.join(d, "lvcreate")))
+
+
+class SnapshotUpstreamOptionsTest(SnapshotTest):
+    """Upstream's --lvm-* options: name, permission, source volume, volume group, extents."""
+
+    def logged(self, tool):
+        with open(self.log, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.startswith(tool + " ")]
+
+    def test_named_writable_snapshot_of_the_given_volume(self):
+        expected = describe_tree(self.source)
+        self.snapshot_backup("--lvm-snapname", "nightly_snap", "--lvm-snap-perm", "rw",
+                             "--lvm-srcvol", "/dev/vg0/data", "--lvm-volgroup", "vg0")
+        [lvcreate] = self.logged("lvcreate")
+        self.assertIn("--name nightly_snap --permission rw /dev/vg0/data", lvcreate)
+        [mount] = self.logged("mount")
+        self.assertIn("-o rw /dev/vg0/nightly_snap", mount)
+        self.assertEqual(["lvremove --force vg0/nightly_snap"], self.logged("lvremove"))
+        restored = os.path.join(self.tmp, "restored")
+        self.restore(restored)
+        self.assertEqual(expected, describe_tree(restored))
+
+    def test_source_volume_must_hold_the_path(self):
+        proc = self.snapshot_backup("--lvm-srcvol", "/dev/vg0/other", expect=None)
+        self.assertOneLineError(proc, "--lvm-srcvol /dev/vg0/other is vg0/other", "vg0/data")
+        self.assertEqual([], self.logged("lvcreate"))
+
+    def test_wrong_volume_group_is_refused(self):
+        proc = self.snapshot_backup("--lvm-volgroup", "vg9", expect=None)
+        self.assertOneLineError(proc, "--lvm-volgroup vg9", "group vg0")
+        self.assertEqual([], self.logged("lvcreate"))
+
+    def test_percentage_size_is_in_extents(self):
+        self.snapshot_backup("--lvm-snapsize", "80%FREE")
+        [lvcreate] = self.logged("lvcreate")
+        self.assertIn("--extents 80%FREE", lvcreate)
+        [mount] = self.logged("mount")
+        self.assertIn("-o ro ", mount)

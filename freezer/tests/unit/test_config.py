@@ -29,7 +29,7 @@ class TestConfig(testtools.TestCase):
 
     def test_ini_any_section_dashes_and_coercion(self):
         path = self.ini("[job]\nbackup-name = nightly\nmax_level = 3\noverwrite = true\n"
-                        "restore_from_date = none\n[storage:extra]\nbackup_name = ignored\n")
+                        "restore_from_date = none\n[storage:extra]\nstorage = local\nbackup_name = ignored\n")
         conf = config.build(["--config", path])
         self.assertEqual(("nightly", 3, True, None),
                          (conf.backup_name, conf.max_level, conf.overwrite, conf.restore_from_date))
@@ -83,3 +83,27 @@ class TestChildEnvironment(testtools.TestCase):
     def test_every_secret_the_agent_reads_is_listed(self):
         for _file_option, env_var in config.SECRET_SOURCES.values():
             self.assertIn(env_var, config.SECRET_ENV)
+
+
+class TestStorageSections(testtools.TestCase):
+    """``[storage:NAME]``: each section is one storage; what it leaves out comes from the job."""
+
+    def test_sections_in_order_over_the_job_options(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, "job.ini")
+        with open(path, "w") as handle:
+            handle.write("[job]\ncontainer = shared\nftp_username = bob\n"
+                         "[storage:a]\nstorage = local\ncontainer = /srv/a\n"
+                         "[storage:b]\nstorage = ftp\nftp-host = ::1\nftp_port = 2121\n")
+        conf = config.build(["--config", path])
+        first, second = conf.freezer_storages
+        self.assertEqual(("local", "/srv/a", "ftp", "shared", "::1", 2121, "bob"),
+                         (first.storage, first.container, second.storage, second.container,
+                          second.ftp_host, second["ftp_port"], second.ftp_username))
+        self.assertEqual((), first.freezer_storages)
+
+    def test_unknown_key_in_a_section_names_it(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, "job.ini")
+        with open(path, "w") as handle:
+            handle.write("[storage:a]\nstorage = local\nftp_hots = x\n")
+        error = self.assertRaises(FreezerError, config.build, ["--config", path])
+        self.assertIn("[storage:a] has unknown option 'ftp_hots'", str(error))
