@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from freezer import __version__
+from freezer.common import cli
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def all_opts() -> list[cfg.Opt]:
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     """Parse ``argv`` and the ``--config`` ini file into a fresh ConfigOpts."""
+    cli.check(argv or [], all_opts())
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(all_opts())
     try:
@@ -240,7 +242,7 @@ def coerce(opt: cfg.Opt, value):
     try:
         return opt.type(value if not isinstance(value, bool) else str(value))
     except (ValueError, TypeError) as exc:
-        raise FreezerError(f"bad value for {opt.dest}: {value!r} ({exc})") from exc
+        raise FreezerError(f"bad value for {opt.dest} (--{opt.name}): {value!r} ({exc})") from exc
 
 
 def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:

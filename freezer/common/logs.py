@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable
 
 MASK = "***"
+LOG_FILE_HANDLER = "freezer-log-file"
 SHORT_SECRET = 8
 
 
@@ -52,6 +53,7 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     handlers = [console]
     if log_file:
         to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.set_name(LOG_FILE_HANDLER)
         to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         handlers.append(to_file)
     for handler in handlers:
@@ -64,6 +66,14 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     for repeats in ("paramiko", "urllib3", "swiftclient", "keystoneauth"):
         logging.getLogger(repeats).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     return mask
+
+
+def to_log_file(message: str, level: int = logging.ERROR) -> None:
+    """Write ``message`` to ``--log-file`` only (the console has it already), masked like every record."""
+    record = logging.LogRecord("freezer", level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == LOG_FILE_HANDLER:
+            handler.handle(record)
 
 
 def quiet_background_errors() -> None:
