@@ -40,8 +40,9 @@ def _pattern(secret: str) -> str:
     return escaped if len(secret) >= SHORT_SECRET else rf"(?<!\w){escaped}(?!\w)"
 
 
-def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]) -> SecretMask:
-    """Warnings to stderr (unless quiet), details to ``log_file``; return the mask."""
+def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str],
+          prog: str = "freezer-agent") -> SecretMask:
+    """Warnings to stderr as ``prog: LEVEL: ...`` (unless quiet), details to ``log_file``; return the mask."""
     mask = SecretMask(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -49,7 +50,9 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING))
-    console.setFormatter(logging.Formatter("freezer-agent: %(levelname)s: %(message)s"))
+    # On a terminal each message first clears the line, so it never lands in the middle of a progress line.
+    clear = "\r\x1b[K" if _is_terminal(sys.stderr) else ""
+    console.setFormatter(logging.Formatter(clear + prog + ": %(levelname)s: %(message)s"))
     handlers = [console]
     if log_file:
         to_file = logging.FileHandler(log_file, encoding="utf-8")
@@ -66,6 +69,13 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     for repeats in ("paramiko", "urllib3", "swiftclient", "keystoneauth"):
         logging.getLogger(repeats).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     return mask
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def to_log_file(message: str, level: int = logging.ERROR) -> None:
