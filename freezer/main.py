@@ -131,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cli.wants_help(argv):
         print(cli.help_text(config.all_opts()))
         return DONE
+    # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
+    logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])
     try:
         conf = config.build(argv)
         check_destinations(conf)
