@@ -248,7 +248,7 @@ class TestSchedulerCommandLine(SchedulerTest):
         self.assertRegex(proc.stdout, r"^freezer-scheduler \d+\.\d+")
 
     def test_messages_carry_its_own_name(self):
-        job = spec_job("b", "ftp", _NoServer, self.source, "x")
+        job = spec_job("b", "ftp", _NoServer, self.source, self.tmp + "/log")
         job["job_actions"][0].update(max_retries=0)
         job["job_actions"][0]["freezer_action"]["ftp_port"] = 9
         self.add_job("job.json", job)
