@@ -11,14 +11,16 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from freezer import __version__, consistency
+from freezer import __version__, consistency, progress
 from freezer.common import config, dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
 from freezer.engine.streams import Digest, PipelineError, file_chunks, prefetch, verified
+from freezer.progress import BackupLine, LineCounter, RestoreLine
 from freezer.restore_target import RestoreTarget
 from freezer.storage.base import FreezerError, NotFound, Storage
 from freezer.storage.layout import (
+    ENGINE,
     BackupRef,
     BackupSet,
     Leftovers,
@@ -57,6 +59,8 @@ class Job:
         self.storage = storage
         self.read_from = read_from
         self.before_commit = before_commit
+        self.progress = progress.Progress.for_terminal(bool(conf.quiet))
+        self.started = time.monotonic()
 
     def backups(self) -> BackupSet:
         return BackupSet(self.storage, self.conf.hostname, self.conf.backup_name)
@@ -64,7 +68,8 @@ class Job:
     def result(self, **fields) -> dict:
         base = {"action": self.conf.action, "backup_name": self.conf.backup_name,
                 "hostname": self.conf.hostname, "container": self.conf.container,
-                "storage": self.conf.storage}
+                "storage": self.conf.storage, "location": self.storage.describe(),
+                "duration": round(time.monotonic() - self.started, 3)}
         base.update(fields)
         return base
 
@@ -86,14 +91,15 @@ class BackupJob(Job):
         plan = self._plan(existing, now)
         ts = next_timestamp(existing, now)
         if self.conf.dry_run:
-            return self.result(level=plan.level, time_stamp=ts, size=0, dry_run=True)
+            return self.result(level=plan.level, time_stamp=ts, size=0, dry_run=True, path_to_backup=source,
+                               l0_time_stamp=plan.l0_ts or ts, parent=_ref_fields(plan.parent))
         if self.conf.sync:
             os.sync()  # --sync (upstream's default): flush file system buffers before reading
         checksum = self._consistency_checksum(self.read_from or source)
         ref = self._claim(backups, plan, ts)
         LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
         try:
-            digest, warnings, metadata = self._write(backups, plan, ref, source, checksum)
+            digest, warnings, metadata, counts = self._write(backups, plan, ref, source, checksum)
         except SlotTaken:
             raise  # the slot holds another backup's metadata: leave it alone
         except BaseException:
@@ -102,6 +108,7 @@ class BackupJob(Job):
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
         return self.result(level=ref.level, time_stamp=ref.ts, l0_time_stamp=ref.l0_ts,
                            size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
+                           parent=_ref_fields(plan.parent), path_to_backup=source, **counts,
                            **({"consistency_checksum": checksum} if checksum else {}))
 
     def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
@@ -117,13 +124,14 @@ class BackupJob(Job):
                            "keep taking them (run one backup per --backup-name and --hostname at a time)")
 
     def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str,
-               checksum: str | None) -> tuple[Digest, list[str], dict]:
+               checksum: str | None) -> tuple[Digest, list[str], dict, dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
-            digest, warnings = self._upload_data(backups.data_path(ref), self.read_from or source, snapshot)
+            digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
+                                                         snapshot, ref, plan.parent)
             self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
         metadata = self._metadata(ref, source, digest)
         if checksum:
@@ -131,7 +139,7 @@ class BackupJob(Job):
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
-        return digest, warnings, metadata
+        return digest, warnings, metadata, counts
 
     def _consistency_checksum(self, source: str) -> str | None:
         """``--consistency-check``: the checksum of the files about to be backed up."""
@@ -164,24 +172,30 @@ class BackupJob(Job):
             return str(exc)
         return settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
 
-    def _upload_data(self, path: str, source: str, snapshot: str) -> tuple[Digest, list[str]]:
+    def _upload_data(self, path: str, source: str, snapshot: str, ref: BackupRef,
+                     parent: BackupRef | None) -> tuple[Digest, list[str], dict]:
+        """Stream tar's output to ``path``; return its digest, tar's warnings, and files and bytes read."""
+        index = LineCounter(os.path.join(os.path.dirname(snapshot), "index"))
         options = tar.TarOptions(compression=self.conf.compression,
                                  encrypt_pass_file=self.conf.encrypt_pass_file,
                                  excludes=tuple(self.conf.exclude),
-                                 dereference=self.conf.dereference_symlink or "",
+                                 dereference=self.conf.dereference_symlink or "", index_file=index.path,
                                  one_file_system=not self.conf.cross_mount_points)
         pipeline = tar.start_backup(source, snapshot, options)
         digest = Digest()
+        line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
         try:
-            self.storage.put_stream(path, prefetch(digest.tap(prefetch(pipeline.output_chunks()))))
+            with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
+                self.storage.put_stream(path, prefetch(digest.tap(prefetch(pipeline.output_chunks()))))
         except BaseException:
             pipeline.abort()
             raise
-        warnings = [w for w in pipeline.stderr_of(0).split("; ") if w]
+        warnings = pipeline.messages_of(0)
         for warning in warnings:
             LOG.warning("%s", warning)
+        counts = {"files": index.count(), "bytes_read": tar.bytes_read(pipeline.all_stderr_of(0))}
         pipeline.close()
-        return digest, warnings
+        return digest, warnings, counts
 
     def _metadata(self, ref: BackupRef, source: str, digest: Digest) -> dict:
         return {"engine_name": tar.NAME, "compression": self.conf.compression,
@@ -210,22 +224,29 @@ class RestoreJob(Job):
         for record in records.values():
             self._pass_file(record)
         _check_target(target, self.conf.overwrite)
+        levels = [{**_ref_fields(ref), "size": records[ref].data_size} for ref in plan]
         if self.conf.dry_run:
-            return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True)
-        size = self._apply_all(backups, plan, records, RestoreTarget(target))
+            return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True,
+                               restore_abs_path=target, levels=levels)
+        line = RestoreLine(plan, records)
+        with self.progress.showing(line.render):
+            size, files = self._apply_all(backups, plan, records, RestoreTarget(target), line)
         checked = self._check_consistency(target, records[plan[-1]])
         return self.result(**checked, level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
-                           restore_abs_path=target, levels_applied=len(plan))
+                           restore_abs_path=target, levels_applied=len(plan), levels=levels, files=files)
 
     def _apply_all(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata],
-                   area: RestoreTarget) -> int:
+                   area: RestoreTarget, line: RestoreLine) -> tuple[int, int]:
         """Apply every level with symlinks held; move into place only when all of them went in."""
         guard = SymlinkGuard(area.open())
-        size = 0
+        size = files = 0
         for index, ref in enumerate(plan):
             try:
                 guard.hold_all()
-                size += self._apply(backups, ref, records[ref], guard)
+                digest = Digest()
+                line.start_level(index, digest)
+                applied, members = self._apply(backups, ref, records[ref], guard, digest)
+                size, files = size + applied, files + members
             except BaseException as exc:
                 guard.release()
                 area.discard()
@@ -234,9 +255,11 @@ class RestoreJob(Job):
                 raise
         guard.release()
         area.commit()
-        return size
+        return size, files
 
-    def _apply(self, backups: BackupSet, ref: BackupRef, metadata: Metadata, guard: SymlinkGuard) -> int:
+    def _apply(self, backups: BackupSet, ref: BackupRef, metadata: Metadata, guard: SymlinkGuard,
+               digest: Digest) -> tuple[int, int]:
+        """Apply one level; return its bytes and the number of members tar extracted."""
         pass_file = self._pass_file(metadata)
         path = backups.data_path(ref)
         expected = metadata.data_size
@@ -248,7 +271,7 @@ class RestoreJob(Job):
                                "refusing to restore it")
         LOG.info("restoring %s into %s", ref.relpath, guard.root)
         pipeline = tar.start_restore(guard.root, metadata.compression, pass_file)
-        chunks = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path)
+        chunks = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
         try:
             pipeline.feed(prefetch(chunks))
         except PipelineError as exc:
@@ -262,10 +285,11 @@ class RestoreJob(Job):
             pipeline.abort()
             raise
         refused = _refused_member(pipeline, guard)
+        members = pipeline.kept_output().count("\n")
         pipeline.close()
         if refused:
             raise refused
-        return expected or 0
+        return expected or digest.size, members
 
     def _check_consistency(self, target: str, newest: Metadata) -> dict:
         """``--consistency-checksum`` (or ``--consistency-check``: the recorded one) against the restored files."""
@@ -294,7 +318,8 @@ class InfoJob(Job):
     """List the chains of a backup name: levels, dates and sizes."""
 
     def run(self) -> dict:
-        require(self.conf, "backup_name")
+        if not self.conf.backup_name:
+            return self.result(names=[_name_row(self.storage, host, name) for host, name in backup_names(self.storage)])
         backups = self.backups()
         rows = []
         for chain in backups.chains():
@@ -302,6 +327,9 @@ class InfoJob(Job):
                 rows.append(_info_row(backups, ref))
         incomplete = [{"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
                        "date": dates.show(ref.ts)} for ref in incomplete_levels(backups.inventory())]
+        if not rows and not incomplete:
+            raise NotFound(f"no backup named {self.conf.backup_name!r} for --hostname {self.conf.hostname} in "
+                           f"{self.storage.describe()}: --action info without --backup-name lists the backups there")
         return self.result(backups=rows, incomplete=incomplete)
 
 
@@ -347,6 +375,35 @@ class AdminJob(Job):
         if self.conf.remove_older_than is not None:
             return int(time.time() - self.conf.remove_older_than * 86400)
         raise FreezerError("--action admin needs --remove-older-than DAYS or --remove-from-date DATE")
+
+
+def backup_names(storage: Storage) -> list[tuple[str, str]]:
+    """(host, backup name) of every backup set in the container, from its ``metadata/<engine>/`` tree."""
+    found = []
+    for prefix in storage.listdir(f"metadata/{ENGINE}"):
+        host, _, name = prefix.partition("_")
+        if host and name and "/" not in name:
+            found.append((host, name))
+    return sorted(found)
+
+
+def _name_row(storage: Storage, host: str, name: str) -> dict:
+    """One backup set as ``--action info`` without ``--backup-name`` lists it."""
+    backups = BackupSet(storage, host, name)
+    chains = backups.chains()
+    refs = [ref for chain in chains for ref in chain.backups]
+    sizes = [_info_row(backups, ref)["size"] for ref in refs]
+    newest = max((ref.ts for ref in refs), default=None)
+    return {"hostname": host, "backup_name": name, "chains": len(chains), "levels": len(refs),
+            "newest": dates.show(newest) if newest else None, "newest_time_stamp": newest,
+            "size": sum(size for size in sizes if size is not None)}
+
+
+def _ref_fields(ref: BackupRef | None) -> dict | None:
+    """A backup as the result document names it: level, timestamps and date."""
+    if ref is None:
+        return None
+    return {"level": ref.level, "time_stamp": ref.ts, "l0_time_stamp": ref.l0_ts, "date": dates.show(ref.ts)}
 
 
 def _info_row(backups: BackupSet, ref: BackupRef) -> dict:

@@ -11,12 +11,16 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job, priority
-from freezer.common import config, logs, upstream
+from freezer import job, priority, summary
+from freezer.common import cli, config, logs, upstream
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
 
 LOG = logging.getLogger("freezer")
+
+# Exit codes (documented in --help and doc/source/user-guide.rst).
+DONE, DONE_WITH_WARNINGS, FAILED = 0, 1, 2
+ON_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def make_storage(conf: cfg.ConfigOpts) -> Storage:
@@ -47,8 +51,8 @@ def run(conf: cfg.ConfigOpts) -> dict:
         storage.close()
 
 
-def write_result(result: dict, destination: str | None, action: str) -> None:
-    """Print the result: JSON to ``--metadata-out``, a short summary otherwise."""
+def write_result(result: dict, destination: str | None, action: str, quiet: bool = False) -> None:
+    """The result: JSON to ``--metadata-out``, the info table to stdout, a summary to stderr and the log."""
     text = json.dumps(result, indent=2, sort_keys=True)
     if destination == "-":
         print(text)
@@ -56,7 +60,19 @@ def write_result(result: dict, destination: str | None, action: str) -> None:
         with open(destination, "w", encoding="utf-8") as out:
             out.write(text + "\n")
     if action == "info" and destination != "-":
-        print(info_table(result.get("backups", []), result.get("incomplete", [])))
+        if "names" in result:
+            print(summary.names_table(result["names"]))
+        else:
+            print(info_table(result.get("backups", []), result.get("incomplete", [])))
+    for line in summary.lines(result):
+        logs.to_log_file(line.strip(), logging.INFO)
+        if not quiet:
+            print(line, file=sys.stderr)
+
+
+def exit_code(result: dict) -> int:
+    """0 when done, 1 when done with warnings (files left out of a backup)."""
+    return DONE_WITH_WARNINGS if result.get("warnings") else DONE
 
 
 def info_table(rows: list[dict], incomplete: Sequence[dict] = ()) -> str:
@@ -120,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.quiet_background_errors()
     mask = logs.SecretMask([])
     debug = "--debug" in argv or "-d" in argv
+    if cli.wants_help(argv):
+        print(cli.help_text(config.all_opts()))
+        return DONE
+    # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
+    logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])
     try:
         conf = config.build(argv)
         check_destinations(conf)
@@ -127,22 +148,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         priority.apply(conf)
         upstream.apply_proxy(conf.proxy)
         result = run(conf)
-        write_result(result, conf.metadata_out, conf.action)
-        return 0
+        write_result(result, conf.metadata_out, conf.action, conf.quiet)
+        return exit_code(result)
     except FreezerError as exc:
         return _fail(mask.mask(str(exc)), exc.exit_code, debug)
-    except KeyboardInterrupt:
-        return _fail("interrupted: nothing was recorded, earlier backups are untouched", 130, debug)
-    except OSError as exc:
-        return _fail(mask.mask(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or reason(exc)}"), 1, debug)
-    except Exception as exc:  # a bug: still one line, the traceback with --debug
-        return _fail(mask.mask(f"unexpected {type(exc).__name__}: {reason(exc)} (run with --debug for details)"), 1,
+    except KeyboardInterrupt as exc:
+        signal_name = exc.args[0] if exc.args else "SIGINT"
+        what = "stopped by SIGTERM" if signal_name == "SIGTERM" else "interrupted"
+        return _fail(f"{what}: nothing was recorded, earlier backups are untouched", ON_SIGNAL.get(signal_name, 130),
                      debug)
+    except OSError as exc:
+        return _fail(mask.mask(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or reason(exc)}"),
+                     FAILED, debug)
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        return _fail(mask.mask(f"unexpected {type(exc).__name__}: {reason(exc)} (run with --debug for details)"),
+                     FAILED, debug)
 
 
 def _fail(message: str, code: int, debug: bool) -> int:
+    """The one error line on stderr, also in ``--log-file``; returns ``code``."""
     if debug:
         LOG.exception("%s", message)
+    else:
+        logs.to_log_file(f"error: {message}")
     print(f"freezer-agent: error: {message}", file=sys.stderr)
     return code
 

@@ -2,7 +2,7 @@
 # The whole test suite: lint, unit and functional tests against real servers on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup-env.sh
+tools/setup-env.sh test
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check freezer benchmarks
 rc=0

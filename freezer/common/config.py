@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from freezer import __version__
-from freezer.common import upstream
+from freezer.common import cli, upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -192,10 +192,12 @@ def all_opts() -> list[cfg.Opt]:
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     """Parse ``argv`` and the ``--config`` ini file into a fresh ConfigOpts."""
+    normalized = upstream.normalize_argv(list(argv or []))  # upstream's short and old spellings
+    cli.check(normalized, all_opts())
     conf = cfg.ConfigOpts()
     conf.register_cli_opts(all_opts())
     try:
-        conf(upstream.normalize_argv(list(argv or [])), project="freezer", prog="freezer-agent",
+        conf(normalized, project="freezer", prog="freezer-agent",
              version=__version__, default_config_files=[], default_config_dirs=[])
     except cfg.Error as exc:
         raise FreezerError(str(exc).splitlines()[0]) from exc
@@ -248,7 +250,7 @@ def coerce(opt: cfg.Opt, value):
     try:
         return opt.type(value if not isinstance(value, bool) else str(value))
     except (ValueError, TypeError) as exc:
-        raise FreezerError(f"bad value for {opt.dest}: {value!r} ({exc})") from exc
+        raise FreezerError(f"bad value for {opt.dest} (--{opt.name}): {value!r} ({exc})") from exc
 
 
 def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable
 
 MASK = "***"
+LOG_FILE_HANDLER = "freezer-log-file"
 SHORT_SECRET = 8
 
 
@@ -39,8 +40,9 @@ def _pattern(secret: str) -> str:
     return escaped if len(secret) >= SHORT_SECRET else rf"(?<!\w){escaped}(?!\w)"
 
 
-def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]) -> SecretMask:
-    """Warnings to stderr (unless quiet), details to ``log_file``; return the mask."""
+def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str],
+          prog: str = "freezer-agent") -> SecretMask:
+    """Warnings to stderr as ``prog: LEVEL: ...`` (unless quiet), details to ``log_file``; return the mask."""
     mask = SecretMask(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -48,10 +50,13 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if debug else (logging.ERROR if quiet else logging.WARNING))
-    console.setFormatter(logging.Formatter("freezer-agent: %(levelname)s: %(message)s"))
+    # On a terminal each message first clears the line, so it never lands in the middle of a progress line.
+    clear = "\r\x1b[K" if _is_terminal(sys.stderr) else ""
+    console.setFormatter(logging.Formatter(clear + prog + ": %(levelname)s: %(message)s"))
     handlers = [console]
     if log_file:
         to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.set_name(LOG_FILE_HANDLER)
         to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
         handlers.append(to_file)
     for handler in handlers:
@@ -64,6 +69,21 @@ def setup(log_file: str | None, debug: bool, quiet: bool, secrets: Iterable[str]
     for repeats in ("paramiko", "urllib3", "swiftclient", "keystoneauth"):
         logging.getLogger(repeats).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     return mask
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def to_log_file(message: str, level: int = logging.ERROR) -> None:
+    """Write ``message`` to ``--log-file`` only (the console has it already), masked like every record."""
+    record = logging.LogRecord("freezer", level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == LOG_FILE_HANDLER:
+            handler.handle(record)
 
 
 def quiet_background_errors() -> None:

@@ -50,9 +50,10 @@ class Digest:
         return self.sha256.hexdigest()
 
 
-def verified(chunks: Iterable[bytes], sha256: str | None, size: int | None, name: str) -> Iterator[bytes]:
-    """Yield ``chunks``, holding back the last one until size and checksum match."""
-    digest = Digest()
+def verified(chunks: Iterable[bytes], sha256: str | None, size: int | None, name: str,
+             digest: Digest | None = None) -> Iterator[bytes]:
+    """Yield ``chunks``, holding back the last one until size and checksum match; ``digest`` counts them."""
+    digest = digest or Digest()
     pending = None
     for chunk in digest.tap(chunks):
         if pending is not None:
@@ -176,6 +177,10 @@ class Pipeline:
         lines = [ln for ln in self.all_stderr_of(index).splitlines() if _worth_showing(ln)]
         return "; ".join(lines[-3:])
 
+    def messages_of(self, index: int) -> list[str]:
+        """Every line a process wrote to stderr, without noise."""
+        return [ln for ln in self.all_stderr_of(index).splitlines() if _worth_showing(ln)]
+
     def all_stderr_of(self, index: int) -> str:
         """Everything a process wrote to stderr."""
         return _read_back(self.errlogs[index])
@@ -235,7 +240,8 @@ def _grow_pipe(fd: int) -> None:
 
 
 def _worth_showing(line: str) -> bool:
-    noise = ("deprecated key derivation", "Using -iter or -pbkdf2")
+    noise = ("deprecated key derivation", "Using -iter or -pbkdf2", "Total bytes written:",
+             ": Directory is new", ": Directory has been renamed")  # the last two: tar --verbose notes
     return bool(line.strip()) and not any(n in line for n in noise)
 
 

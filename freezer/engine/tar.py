@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 from freezer.engine import codecs
 from freezer.engine.streams import Pipeline
@@ -33,6 +34,7 @@ class TarOptions:
     excludes: tuple[str, ...] = ()
     dereference: str = ""
     one_file_system: bool = True  # as upstream: a backup of / leaves out /proc, /sys and other mounts
+    index_file: str | None = None  # tar lists each member it writes here (progress, summary)
 
 
 def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]:
@@ -47,7 +49,10 @@ def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]
             f"--listed-incremental={snapshot}", "--ignore-failed-read", "--no-check-device",
             "--xattrs", "--acls", "--format=posix"]
     argv += DEREFERENCE[options.dereference]
-    argv += ["--one-file-system"] if options.one_file_system else []
+    argv += ["--one-file-system", "--warning=no-xdev"] if options.one_file_system else []
+    if options.index_file:
+        argv += ["--verbose", f"--index-file={options.index_file}"]
+    argv.append("--totals")  # "Total bytes written: N" on stderr at the end, read by bytes_read()
     argv += [f"--exclude={pattern}" for pattern in options.excludes]
     return argv + ["--", member]
 
@@ -79,6 +84,15 @@ def start_restore(target: str, compression: str, pass_file: str | None) -> Pipel
     stages += _optional(codecs.decompress_command(compression))
     stages.append(extract_command(target))
     return Pipeline(stages, feed_input=True, read_output=False, keep_output=True)
+
+
+def bytes_read(stderr: str) -> int | None:
+    """The archive size tar reports with ``--totals``: about the bytes it read from the source."""
+    match = _TOTALS.search(stderr)
+    return int(match.group(1)) if match else None
+
+
+_TOTALS = re.compile(r"^Total bytes written: ([0-9]+)", re.M)
 
 
 def _optional(command: list[str] | None) -> list[list[str]]:

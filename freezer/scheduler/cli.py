@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from freezer import __version__
 from freezer.common import logs
 from freezer.scheduler import jobdoc, runner, schedule
 from freezer.storage.base import FreezerError
@@ -53,12 +54,14 @@ def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sle
     """Run one job now, record its state, and say whether every action completed."""
     started = time.time()
     results = runner.run_job(job, sleep=sleep)
-    ok = all(r.status == "completed" for r in results)
+    ok = all(r.status in runner.DONE for r in results)
+    warned = any(r.status == "completed_with_warnings" for r in results)
     state = read_state(path)
-    state.update({"last_run": started, "status": "completed" if ok else "failed",
+    status = ("completed_with_warnings" if warned else "completed") if ok else "failed"
+    state.update({"last_run": started, "status": status,
                   "runs": state.get("runs", 0) + 1, "actions": [dataclasses.asdict(r) for r in results]})
     write_state(path, state)
-    LOG.warning("job %s %s", os.path.basename(path), state["status"]) if not ok else \
+    LOG.warning("job %s %s", os.path.basename(path), status) if not ok or warned else \
         LOG.info("job %s completed", os.path.basename(path))
     return ok
 
@@ -232,12 +235,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pid-file", default="/run/freezer-scheduler.pid")
     p.add_argument("--log-file")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.setup(args.log_file, args.debug, False, [])
+    logs.setup(args.log_file, args.debug, False, [], prog="freezer-scheduler")
     try:
         if not args.no_api:
             raise FreezerError("only local job files are supported: add --no-api")

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
+#: statuses of an action that did its work; freezer-agent exits 1 for the second (e.g. unreadable files skipped)
+DONE = ("completed", "completed_with_warnings")
+AGENT_DONE_WITH_WARNINGS = 1
 
 
 @dataclasses.dataclass
@@ -23,7 +26,7 @@ class ActionResult:
     """What became of one action: its attempts, its result document or its last error."""
 
     index: int
-    status: str  # completed, failed or skipped
+    status: str  # completed, completed_with_warnings, failed or skipped
     attempts: int = 0
     result: dict | None = None
     error: str | None = None
@@ -64,7 +67,8 @@ def run_once(freezer_action: dict, agent: str) -> tuple[bool, dict | None, str |
                               capture_output=True, text=True)
         for line in proc.stderr.splitlines():
             LOG.info("agent: %s", line)
-        if proc.returncode != 0:
+        done = proc.returncode == 0 or (proc.returncode == AGENT_DONE_WITH_WARNINGS and os.path.exists(result_path))
+        if not done:
             errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.splitlines()[-1:]
             return False, None, (errors[-1] if errors else f"freezer-agent exited {proc.returncode}")
         with open(result_path, encoding="utf-8") as handle:
@@ -80,7 +84,8 @@ def run_action(index: int, action: dict, agent: str, sleep: Callable[[float], No
         outcome.attempts = attempt
         ok, result, error = run_once(action["freezer_action"], agent)
         if ok:
-            outcome.status, outcome.result, outcome.error = "completed", result, None
+            status = "completed_with_warnings" if (result or {}).get("warnings") else "completed"
+            outcome.status, outcome.result, outcome.error = status, result, None
             return outcome
         outcome.error = error
         LOG.warning("action %d, attempt %d of %d failed: %s", index, attempt, tries, error)
@@ -99,6 +104,6 @@ def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] 
             results.append(ActionResult(index, "skipped", error="an earlier action failed"))
             continue
         outcome = run_action(index, action, agent, sleep)
-        failed = failed or outcome.status != "completed"
+        failed = failed or outcome.status not in DONE
         results.append(outcome)
     return results

@@ -147,7 +147,7 @@ class RoundTripTests:
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-        self.assertNotEqual(0, proc.returncode, stderr)
+        self.assertEqual(130, proc.returncode, stderr)
         self.assertNotIn("Traceback", stderr)
         self.assertEqual(1, len(self.stored("metadata/**/metadata")))
         self.assertEqual(files_before, len(self.stored_files()), "a partial upload was left behind")

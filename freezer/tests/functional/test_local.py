@@ -106,7 +106,7 @@ class TestUnreadableFiles(LocalAgentTest):
     def test_unreadable_file_is_a_warning_and_the_rest_is_backed_up(self):
         write(f"{self.source}/readable.txt", "kept")
         write(f"{self.source}/locked.txt", "cannot be read", mode=0o000)
-        result = self.backup()
+        result = self.result_of("--action", "backup", "--path-to-backup", self.source, expect=1)  # done, warnings
         self.assertEqual(1, len(result["warnings"]), result)
         self.assertIn("locked.txt", result["warnings"][0])
         self.assertIn("Permission denied", result["warnings"][0])

@@ -218,3 +218,42 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+class TestDoneWithWarnings(SchedulerTest):
+    """An agent that exits 1 did its work with warnings: the state says so, the job is no failure."""
+
+    def test_unreadable_file_gives_completed_with_warnings(self):
+        write(f"{self.source}/locked.txt", "cannot be read", mode=0o000)
+        local = {"action": "backup", "storage": "local", "container": self.tmp + "/local",
+                 "backup_name": "c", "path_to_backup": self.source}
+        path = self.add_job("job.json", {"job_actions": [{"freezer_action": local},
+                                                          {"freezer_action": dict(local, action="info")}]})
+        # without CAP_DAC_OVERRIDE root meets file permissions like any user; the agents inherit it
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
+        proc = subprocess.run([*prefix, SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "run-once"],
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        state = self.state(path)
+        self.assertEqual("completed_with_warnings", state["status"])
+        self.assertEqual(["completed_with_warnings", "completed"], [a["status"] for a in state["actions"]])
+        self.assertIn("locked.txt", state["actions"][0]["result"]["warnings"][0])
+        self.assertIn("freezer-scheduler: WARNING: job job.json completed_with_warnings", proc.stderr)
+
+
+class TestSchedulerCommandLine(SchedulerTest):
+    def test_version(self):
+        proc = subprocess.run([SCHEDULER, "--version"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.assertRegex(proc.stdout, r"^freezer-scheduler \d+\.\d+")
+
+    def test_messages_carry_its_own_name(self):
+        job = spec_job("b", "ftp", _NoServer, self.source, self.tmp + "/log")
+        job["job_actions"][0].update(max_retries=0)
+        job["job_actions"][0]["freezer_action"]["ftp_port"] = 9
+        self.add_job("job.json", job)
+        proc = self.run_once(expect=1)
+        lines = [line for line in proc.stderr.splitlines() if "WARNING" in line]
+        self.assertTrue(lines, proc.stderr)
+        for line in lines:
+            self.assertTrue(line.startswith("freezer-scheduler: WARNING: "), line)
