@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class BackupJob(Job):
         ts = next_timestamp(existing, now)
         ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
         if self.conf.dry_run:
-            return self.result(level=ref.level, time_stamp=ts, size=0, dry_run=True)
+            return self.result(**self._record(source, ref), size=0, dry_run=True)
         LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
@@ -93,8 +94,17 @@ class BackupJob(Job):
             self.before_commit()
         backups.write_metadata(ref, metadata)
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
-        return self.result(level=ref.level, time_stamp=ts, l0_time_stamp=ref.l0_ts,
+        return self.result(**self._record(source, ref), l0_time_stamp=ref.l0_ts,
                            size=digest.size, sha256=metadata["data_sha256"], warnings=warnings)
+
+    def _record(self, source: str, ref: BackupRef) -> dict:
+        """Upstream agent's backup record fields, which freezer-api and ``freezer backup-list`` show."""
+        return {"level": ref.level, "curr_backup_level": ref.level, "time_stamp": ref.ts,
+                "path_to_backup": source, "fs_real_path": source, "vol_snap_path": source,
+                "client_os": sys.platform, "client_version": __version__, "compression": self.conf.compression,
+                "mode": self.conf.mode, "engine_name": self.conf.engine_name, "backup_media": "fs",
+                "max_level": self.conf.max_level or "", "always_level": self.conf.always_level or "",
+                "log_file": self.conf.log_file or "", "encrypted": bool(self.conf.encrypt_pass_file)}
 
     def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
         policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,
