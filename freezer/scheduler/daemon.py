@@ -221,10 +221,11 @@ class ApiScheduler:
     def _execute(self, doc: dict, run: Running) -> str:
         """Run the actions; record each backup; the job's result (success, fail or aborted)."""
         try:
-            jobdoc.validate(doc, f"job {run.job_id}")
+            job = jobdoc.drop_nulls(doc)
+            jobdoc.validate(job, f"job {run.job_id}")
             hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc),
                                  aborted=lambda: run.abort)
-            results = runner.run_job(doc, self.agent, sleep=lambda s: _pause(s, lambda: run.abort), hooks=hooks)
+            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, lambda: run.abort), hooks=hooks)
         except FreezerError as exc:
             LOG.error("job %s failed: %s", run.job_id, exc)
             return "fail"
