@@ -224,7 +224,8 @@ def serve_api(args: argparse.Namespace) -> int:
     """API mode in the foreground: poll freezer-api until SIGTERM, then finish the running job."""
     from freezer.scheduler import api, daemon
 
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    for noisy in ("urllib3", "keystoneauth"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     client = api.FreezerApi.connect(args.service_auth, args.insecure, args.client_id)
     scheduler = daemon.ApiScheduler(client, args.capabilities, args.jobs_dir)
     stopping: list[bool] = []

@@ -106,10 +106,11 @@ class ApiTestCase(AgentTestCase):
         return [b for b in self.stack.get("backups?limit=100")["backups"]
                 if b.get("backup_metadata", {}).get("job_id") == job_id]
 
-    def scheduler_log(self) -> str:
+    def scheduler_log(self, whole: bool = False) -> str:
         try:
             with open(self.log, encoding="utf-8") as handle:
-                return handle.read()[-3000:]
+                text = handle.read()
+                return text if whole else text[-3000:]
         except OSError:
             return "(no log)"
 
@@ -190,6 +191,11 @@ class TestEvents(ApiTestCase):
         self.stack.freezer("job-delete", job_id)
         self.wait_for(lambda: not os.path.exists(copy), "the job copy to go")
         self.assertIn(f"job {job_id} is gone from freezer-api: dropped", self.scheduler_log())
+        _terminate(self.scheduler)  # a restart registers the client again: no error
+        self.start_scheduler()
+        self.wait_for(lambda: self.scheduler_log(whole=True).count(f"client {self.client_id}") >= 2,
+                      "the client's second registration")
+        self.assertNotIn("cannot register", self.scheduler_log(whole=True))
 
 
 class TestSecrets(ApiTestCase):
