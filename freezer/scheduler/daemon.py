@@ -100,6 +100,7 @@ class ApiScheduler:
         except FreezerError as exc:
             LOG.error("%s", exc)
             return
+        LOG.debug("polled freezer-api: %d jobs for this client", len(docs))
         for doc in docs:
             self.on_job(doc)
         listed = {doc["job_id"] for doc in docs}
@@ -135,8 +136,11 @@ class ApiScheduler:
         elif event in ("stop", "abort"):
             self.jobs[job_id] = Tracked(doc, active=False)
             self._set(doc, status="stop")
-        elif event == "start" or (known is None and sched.get("status") != "stop"):
+        elif event == "start":
             self.jobs[job_id] = Tracked(doc)
+            self._set(doc, status="scheduled")
+        elif known is None and sched.get("status") != "stop":
+            self.jobs[job_id] = Tracked(doc, last_run=_last_run(sched))
             self._set(doc, status="scheduled")
         elif known is None:
             self.jobs[job_id] = Tracked(doc, active=False)
@@ -279,6 +283,14 @@ class ApiScheduler:
             self._set(tracked.doc, status="completed")
         else:
             self._set(tracked.doc, status="scheduled")
+
+
+def _last_run(sched: dict) -> float | None:
+    """When a scheduled job we have not seen yet last ran (a restart must not run it again at once)."""
+    started = sched.get("time_started")
+    if sched.get("status") == "scheduled" and isinstance(started, (int, float)) and started > 0:
+        return float(started)
+    return None
 
 
 def _pause(seconds: float, interrupted) -> None:

@@ -8,11 +8,13 @@ holds a user ``scheduler`` (member role) that the scheduler and the ``freezer`` 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import grp
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -48,12 +50,12 @@ password_hash_rounds = 4
 FREEZER_API_CONF = """[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = {port}
-log_file = {dir}/freezer-api.log
+log_file = {dir}/{name}.log
 [storage]
 backend = sqlalchemy
 driver = sqlalchemy
 [database]
-connection = sqlite:///{dir}/freezer-api.db
+connection = sqlite:///{dir}/{name}.db
 [paste_deploy]
 config_file = {paste}
 [keystone_authtoken]
@@ -77,6 +79,7 @@ class OpenStack(fixtures.Fixture):
         self.keystone_port, self.api_port = free_port(), free_port()
         self.auth_url = f"http://127.0.0.1:{self.keystone_port}/v3"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self._unpatched_url: str | None = None
 
     def _setUp(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
@@ -117,14 +120,25 @@ class OpenStack(fixtures.Fixture):
 
     # -- freezer-api ----------------------------------------------------------------------------
     def _start_freezer_api(self) -> None:
-        code = self._patched_freezer_api()
+        self._serve_freezer_api("freezer-api", self.api_port, self._patched_freezer_api())
+
+    def unpatched_api(self) -> str:
+        """The URL of a second freezer-api, 19.0.0 as installed (no sftp), started on first use."""
+        if self._unpatched_url is None:
+            port = free_port()
+            self._serve_freezer_api("freezer-api-unpatched", port, None)
+            self._unpatched_url = f"http://127.0.0.1:{port}"
+        return self._unpatched_url
+
+    def _serve_freezer_api(self, name: str, port: int, code: str | None) -> None:
         paste = os.path.join(sys.prefix, "etc", "freezer", "freezer-paste.ini")
-        conf = self._write("freezer-api.conf", FREEZER_API_CONF.format(
-            port=self.api_port, dir=self.dir, paste=paste, auth_url=self.auth_url, password=ADMIN_PASSWORD))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([code, os.environ.get("PYTHONPATH", "")]))
+        conf = self._write(f"{name}.conf", FREEZER_API_CONF.format(
+            port=port, dir=self.dir, name=name, paste=paste, auth_url=self.auth_url, password=ADMIN_PASSWORD))
+        env = dict(os.environ)
+        if code:
+            env["PYTHONPATH"] = os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])
         _run([os.path.join(BIN, "freezer-manage"), "--config-file", conf, "db", "sync"], env=env)
-        self._spawn("freezer-api", [os.path.join(BIN, "freezer-api"), "--config-file", conf], env, self.api_port,
-                    timeout=60)
+        self._spawn(name, [os.path.join(BIN, "freezer-api"), "--config-file", conf], env, port, timeout=60)
 
     def _patched_freezer_api(self) -> str:
         """A copy of the installed freezer_api package with the sftp patch applied; its parent dir."""
@@ -146,7 +160,8 @@ class OpenStack(fixtures.Fixture):
     def _spawn(self, name: str, argv: list[str], env: dict, port: int, timeout: float) -> None:
         log = open(os.path.join(self.dir, f"{name}.out"), "wb")
         self.addCleanup(log.close)
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)
         self.addCleanup(_stop, proc)
         wait_for_port(port, proc, timeout=timeout)
 
@@ -160,9 +175,11 @@ class OpenStack(fixtures.Fixture):
         """Environment for the ``freezer`` CLI (python-freezerclient) as the scheduler's user."""
         return {key.upper(): value for key, value in self.service_auth().items()}
 
-    def freezer(self, *args: str) -> str:
-        """Run the ``freezer`` CLI; its stdout."""
+    def freezer(self, *args: str, api_url: str | None = None) -> str:
+        """Run the ``freezer`` CLI (against ``api_url`` instead of the catalog's freezer-api); its stdout."""
         env = dict(os.environ, **self.auth_env())
+        if api_url:
+            env["OS_BACKUP_URL"] = api_url
         proc = subprocess.run([os.path.join(BIN, "freezer"), *args], env=env, capture_output=True, text=True,
                               timeout=120)
         if proc.returncode != 0:
@@ -178,21 +195,24 @@ class OpenStack(fixtures.Fixture):
         reply.raise_for_status()
         return reply.headers["X-Subject-Token"], reply.json()["token"]["project"]["id"]
 
-    def get(self, path: str) -> dict:
+    def get(self, path: str, api_url: str | None = None) -> dict:
         """GET ``/v2/{project}/<path>`` from freezer-api as the scheduler's user."""
         token, project = self.token_and_project()
-        reply = requests.get(f"{self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token}, timeout=30)
+        reply = requests.get(f"{api_url or self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token},
+                             timeout=30)
         reply.raise_for_status()
         return reply.json()
 
-    def post(self, path: str, doc: dict) -> dict:
-        """POST a document to ``/v2/{project}/<path>`` as the scheduler's user."""
+    def post(self, path: str, doc: dict, api_url: str | None = None) -> requests.Response:
+        """POST a document to ``/v2/{project}/<path>`` as the scheduler's user; the reply."""
         token, project = self.token_and_project()
-        reply = requests.post(f"{self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token},
-                              data=json.dumps(doc), timeout=30)
-        if reply.status_code >= 400:
-            raise AssertionError(f"POST {path}: {reply.status_code} {reply.text}")
-        return reply.json()
+        return requests.post(f"{api_url or self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token},
+                             data=json.dumps(doc), timeout=30)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies without cleaning up (Linux prctl)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _run(argv: list[str], **kwargs) -> None:
@@ -203,11 +223,11 @@ def _run(argv: list[str], **kwargs) -> None:
 
 def _stop(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
