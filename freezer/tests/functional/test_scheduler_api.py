@@ -213,6 +213,26 @@ class TestEvents(ApiTestCase):
         self.assertNotIn("cannot register", self.scheduler_log(whole=True))
 
 
+class TestSessions(ApiTestCase):
+    def test_a_job_in_a_session_starts_and_ends_it(self):
+        self.start_scheduler()
+        local = {"storage": "local", "container": self.tmp + "/store", "backup_name": "b"}
+        job = {"job_schedule": {"status": "stop"},  # held until it is in the session
+               "job_actions": [{"freezer_action": {"action": "backup", "path_to_backup": self.source, **local}}]}
+        job_id = self.create_job(job)
+        session_file = os.path.join(self.tmp, "session.json")
+        write(session_file, json.dumps({"description": "one job", "schedule": {}}))
+        session_id = json.loads(self.stack.freezer("session-create", "--file", session_file, "-f", "json"))[
+            "Session ID"]
+        self.stack.freezer("session-add-job", "--session-id", session_id, "--job-id", job_id)
+        self.stack.freezer("job-start", job_id)
+        doc = self.wait_result(job_id)
+        self.assertEqual("success", doc["job_schedule"]["result"], self.scheduler_log())
+        session = self.stack.get(f"sessions/{session_id}")
+        self.assertEqual(("completed", "success"), (session["status"], session["result"]), session)
+        self.assertEqual(1, doc["session_tag"])
+
+
 class TestSecrets(ApiTestCase):
     def test_password_files_keep_passwords_out_of_freezer_api(self):
         ftp = self.useFixture(servers.PyFtpd(os.path.join(self.tmp, "s1")))
