@@ -189,6 +189,20 @@ class TestEvents(ApiTestCase):
         self.assertFalse(_alive(pid))
         self.assertEqual("", doc["job_schedule"]["event"])
 
+    def test_stop_holds_the_job_and_start_runs_it_again(self):
+        self.start_scheduler()
+        local = {"storage": "local", "container": self.tmp + "/store", "backup_name": "b"}
+        job_id = self.create_job({"job_schedule": {"schedule_interval": "1 days"}, "job_actions": [
+            {"freezer_action": {"action": "backup", "path_to_backup": self.source, **local}}]})
+        first = self.wait_result(job_id)["job_schedule"]
+        self.stack.freezer("job-stop", job_id)
+        self.wait_for(lambda: self.job(job_id)["job_schedule"]["status"] == "stop", "the job to stop")
+        self.assertEqual("", self.job(job_id)["job_schedule"]["event"])
+        self.stack.freezer("job-start", job_id)
+        self.wait_for(lambda: self.job(job_id)["job_schedule"].get("time_started", 0) > first["time_started"]
+                      and self.job(job_id)["job_schedule"].get("result") == "success", "a second run")
+        self.assertEqual([0, 1], sorted(b["backup_metadata"]["curr_backup_level"] for b in self.backups(job_id)))
+
     def test_remove_drops_the_job_and_only_backups_are_recorded(self):
         self.start_scheduler()
         local = {"storage": "local", "container": self.tmp + "/store", "backup_name": "b"}
