@@ -80,6 +80,7 @@ class OpenStack(fixtures.Fixture):
         self.auth_url = f"http://127.0.0.1:{self.keystone_port}/v3"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._unpatched_url: str | None = None
+        self._token: tuple[str, str] | None = None
 
     def _setUp(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
@@ -187,7 +188,12 @@ class OpenStack(fixtures.Fixture):
         return proc.stdout
 
     def token_and_project(self) -> tuple[str, str]:
-        """A token for the scheduler's user and its project id, for direct REST reads in asserts."""
+        """A token for the scheduler's user and its project id (kept: tokens last an hour)."""
+        if self._token is None:
+            self._token = self._new_token()
+        return self._token
+
+    def _new_token(self) -> tuple[str, str]:
         user = {"name": SCHEDULER_USER, "domain": {"name": "Default"}, "password": SCHEDULER_PASSWORD}
         body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
                          "scope": {"project": {"name": PROJECT, "domain": {"name": "Default"}}}}}
@@ -195,11 +201,13 @@ class OpenStack(fixtures.Fixture):
         reply.raise_for_status()
         return reply.headers["X-Subject-Token"], reply.json()["token"]["project"]["id"]
 
-    def get(self, path: str, api_url: str | None = None) -> dict:
-        """GET ``/v2/{project}/<path>`` from freezer-api as the scheduler's user."""
+    def get(self, path: str, api_url: str | None = None) -> dict | None:
+        """GET ``/v2/{project}/<path>`` from freezer-api as the scheduler's user; None if 404."""
         token, project = self.token_and_project()
         reply = requests.get(f"{api_url or self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token},
                              timeout=30)
+        if reply.status_code == 404:
+            return None
         reply.raise_for_status()
         return reply.json()
 

@@ -83,7 +83,7 @@ class ApiTestCase(AgentTestCase):
         self.wait_registered()
 
     def wait_registered(self) -> None:
-        self.wait_for(lambda: self.client_id in self.stack.freezer("client-list", api_url=self.api_url),
+        self.wait_for(lambda: self.stack.get(f"clients/{self.client_id}", api_url=self.api_url),
                       "the client to register")
 
     def create_job(self, job: dict) -> str:
