@@ -1,6 +1,7 @@
 """The API mode's pure logic: upstream's config file and command line, capabilities, freezer-api's nulls."""
 
 import os
+import shutil
 import tempfile
 
 import testtools
@@ -61,3 +62,18 @@ class TestJobs(testtools.TestCase):
         self.assertTrue(daemon.supported(job, caps))
         job["job_actions"].append({"freezer_action": {"action": "exec"}})
         self.assertFalse(daemon.supported(job, caps))
+
+
+class TestPrivateFiles(testtools.TestCase):
+    def test_state_and_copies_are_0600_whatever_the_umask(self):
+        from freezer.scheduler import cli, files
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        old = os.umask(0)
+        self.addCleanup(os.umask, old)
+        files.write_private(os.path.join(directory, "job_1.conf"), "{}")
+        cli.write_state(os.path.join(directory, "job.json"), {"status": "completed"})
+        for name in ("job_1.conf", "job.json.state"):
+            self.assertEqual(0o600, os.stat(os.path.join(directory, name)).st_mode & 0o777, name)
+        self.assertEqual(["job.json.state", "job_1.conf"], sorted(os.listdir(directory)))
