@@ -189,7 +189,7 @@ def start_daemon(args: argparse.Namespace) -> int:
     other = running_pid(args.pid_file)
     if other is not None:
         raise FreezerError(f"a scheduler is already running, pid {other} (--pid-file {args.pid_file})")
-    given = [arg for arg in args.argv if arg != "start"]
+    given = [arg for arg in args.argv if arg not in ("start", "restart")]
     argv = [sys.executable, "-m", "freezer.scheduler.cli", *given, "--no-daemon", "--pid-file", args.pid_file,
             "start"]
     check_writable(args.pid_file)
@@ -264,12 +264,27 @@ def run_local(args: argparse.Namespace) -> int:
     return serve(args.jobs_dir, args.poll, args.pid_file) if args.no_daemon else start_daemon(args)
 
 
+def upstream_commands(args: argparse.Namespace) -> int | None:
+    """``reload`` (upstream: not supported) and ``restart`` (stop if running, then start)."""
+    if args.command == "reload":
+        print("freezer-scheduler: reload is not supported: use restart")
+        return 0
+    if args.command == "restart":
+        if running_pid(args.pid_file) is not None:
+            stop(args.pid_file)
+        args.command = "start"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = options.parse(argv)
         args.argv = argv
         logs.setup(args.log_file, args.debug, False, [])
+        done = upstream_commands(args)
+        if done is not None:
+            return done
         return run_local(args) if args.no_api else run_api(args)
     except FreezerError as exc:
         print(f"freezer-scheduler: error: {exc}", file=sys.stderr)

@@ -66,7 +66,7 @@ def read_config_files(paths: list[str]) -> cfg.ConfigOpts:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="freezer-scheduler",
                                 description="Run freezer jobs from freezer-api or from a directory of job files.")
-    p.add_argument("command", choices=("start", "stop", "status", "run-once"))
+    p.add_argument("command", choices=("start", "stop", "restart", "status", "reload", "run-once"))
     p.add_argument("--config-file", action="append", default=[],
                    help="upstream's scheduler.conf ([scheduler], [service_auth], [capabilities])")
     p.add_argument("--no-api", "-n", action="store_true", default=None,

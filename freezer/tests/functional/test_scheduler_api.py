@@ -299,6 +299,10 @@ class TestBackgroundScheduler(ApiTestCase):
         self.assertEqual(0, run("stop").returncode)
         self.assertEqual(1, run("status").returncode)
         self.assertEqual(0, run("start").returncode)
+        pid = int(open(self.pid_file).read())
+        self.assertEqual(0, run("restart").returncode)  # upstream's command: stop, then start
+        self.assertNotEqual(pid, int(open(self.pid_file).read()))
+        self.assertFalse(_alive(pid))
         polls = self.scheduler_log(whole=True).count("polled")
         self.wait_for(lambda: self.scheduler_log(whole=True).count("polled") >= polls + 2, "two polls")
         self.assertEqual(first["time_started"], self.job(job_id)["job_schedule"]["time_started"])
