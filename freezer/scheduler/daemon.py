@@ -227,9 +227,9 @@ class ApiScheduler:
         try:
             job = jobdoc.drop_nulls(doc)
             jobdoc.validate(job, f"job {run.job_id}")
-            hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc),
-                                 aborted=lambda: run.abort)
-            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, lambda: run.abort), hooks=hooks)
+            give_up = lambda: run.abort or bool(self.stopping)  # noqa: E731 - abort, or the scheduler stops
+            hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc), aborted=give_up)
+            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks)
         except FreezerError as exc:
             LOG.error("job %s failed: %s", run.job_id, exc)
             return "fail"
@@ -238,9 +238,9 @@ class ApiScheduler:
                 self._record(outcome.result, run.job_id)
             elif outcome.error:
                 LOG.warning("job %s action %d %s: %s", run.job_id, outcome.index, outcome.status, outcome.error)
-        if run.abort:
-            return "aborted"
-        return "success" if all(r.status == "completed" for r in results) else "fail"
+        if all(r.status == "completed" for r in results):
+            return "success"
+        return "aborted" if run.abort or self.stopping else "fail"
 
     def _agent_started(self, doc: dict, run: Running, proc: subprocess.Popen) -> None:
         run.proc = proc

@@ -175,6 +175,20 @@ class TestEvents(ApiTestCase):
         self.assertNotIn("attempt 4", self.scheduler_log())
         self.assertEqual([], self.backups(doc["job_id"]))
 
+    def test_stopping_the_scheduler_ends_the_retries(self):
+        self.start_scheduler()
+        job = spec_job("b", "ftp", NoServer, self.source, self.tmp + "/log")
+        job["job_schedule"] = {}
+        job["job_actions"][0].update(max_retries=5, max_retries_interval=3600)
+        job["job_actions"][0]["freezer_action"]["ftp_port"] = servers.free_port()
+        job_id = self.create_job(job)
+        self.wait_for(lambda: "attempt 1 of 6 failed" in self.scheduler_log(), "the first attempt to fail")
+        self.scheduler.send_signal(signal.SIGTERM)
+        self.assertEqual(0, self.scheduler.wait(timeout=120))
+        sched = self.job(job_id)["job_schedule"]
+        self.assertEqual(("aborted", "completed"), (sched["result"], sched["status"]))
+        self.assertNotIn("attempt 2", self.scheduler_log())
+
     def test_abort_kills_the_running_backup(self):
         silent = self.useFixture(servers.Blackhole())
         self.start_scheduler()
