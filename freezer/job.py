@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -91,8 +92,9 @@ class BackupJob(Job):
         plan = self._plan(existing, now)
         ts = next_timestamp(existing, now)
         if self.conf.dry_run:
-            return self.result(level=plan.level, time_stamp=ts, size=0, dry_run=True, path_to_backup=source,
-                               l0_time_stamp=plan.l0_ts or ts, parent=_ref_fields(plan.parent))
+            planned = BackupRef(plan.l0_ts or ts, ts, plan.level)
+            return self.result(**self._record(source, planned), size=0, dry_run=True,
+                               l0_time_stamp=planned.l0_ts, parent=_ref_fields(plan.parent))
         if self.conf.sync:
             os.sync()  # --sync (upstream's default): flush file system buffers before reading
         checksum = self._consistency_checksum(self.read_from or source)
@@ -106,9 +108,9 @@ class BackupJob(Job):
             _remove_quietly(backups, ref)
             raise
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
-        return self.result(level=ref.level, time_stamp=ref.ts, l0_time_stamp=ref.l0_ts,
+        return self.result(**self._record(source, ref), l0_time_stamp=ref.l0_ts,
                            size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
-                           parent=_ref_fields(plan.parent), path_to_backup=source, **counts,
+                           parent=_ref_fields(plan.parent), **counts,
                            **({"consistency_checksum": checksum} if checksum else {}))
 
     def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
@@ -148,6 +150,15 @@ class BackupJob(Job):
         value = consistency.checksum(source, tuple(self.conf.exclude), self.conf.cross_mount_points)
         LOG.info("consistency checksum of %s: %s", source, value)
         return value
+
+    def _record(self, source: str, ref: BackupRef) -> dict:
+        """Upstream agent's backup record fields, which freezer-api and ``freezer backup-list`` show."""
+        return {"level": ref.level, "curr_backup_level": ref.level, "time_stamp": ref.ts,
+                "path_to_backup": source, "fs_real_path": source, "vol_snap_path": source,
+                "client_os": sys.platform, "client_version": __version__, "compression": self.conf.compression,
+                "mode": self.conf.mode, "engine_name": self.conf.engine_name, "backup_media": "fs",
+                "max_level": self.conf.max_level or "", "always_level": self.conf.always_level or "",
+                "log_file": self.conf.log_file or "", "encrypted": bool(self.conf.encrypt_pass_file)}
 
     def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
         policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,

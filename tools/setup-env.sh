@@ -13,7 +13,7 @@ case "$profile" in
   agent) extra="" ;;
   demo)  tools="$tools sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client"; extra="[demo]" ;;
   test)  tools="$tools pigz:pigz sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client"
-         tools="$tools vsftpd:vsftpd memcached:memcached"; extra="[test]" ;;
+         tools="$tools vsftpd:vsftpd memcached:memcached patch:patch"; extra="[test]" ;;
   *) echo "usage: tools/setup-env.sh [agent|demo|test]" >&2; exit 2 ;;
 esac
 

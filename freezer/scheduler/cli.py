@@ -1,7 +1,9 @@
-"""freezer-scheduler: run job documents from a directory, without an API server.
+"""freezer-scheduler: run jobs from freezer-api, or job documents from a directory.
 
-``freezer-scheduler --no-api --jobs-dir DIR [--no-daemon] start|stop|status|run-once``
-Each ``*.json`` file is a job; its state is kept beside it in ``<file>.state``.
+``freezer-scheduler --config-file scheduler.conf [--no-daemon] start|stop|status`` polls freezer-api
+(freezer/scheduler/daemon.py). ``freezer-scheduler --no-api --jobs-dir DIR [--no-daemon]
+start|stop|status|run-once`` runs local files: each ``*.json`` file is a job; its state is kept
+beside it in ``<file>.state``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from freezer import __version__
 from freezer.common import logs
-from freezer.scheduler import jobdoc, runner, schedule
+from freezer.scheduler import files, jobdoc, options, runner, schedule
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger("freezer.scheduler")
@@ -43,11 +44,8 @@ def read_state(path: str) -> dict:
 
 
 def write_state(path: str, state: dict) -> None:
-    """Write the state beside the job, atomically, so a restart carries on."""
-    temp = path + ".state.tmp"
-    with open(temp, "w", encoding="utf-8") as out:
-        json.dump(state, out, indent=2, sort_keys=True)
-    os.replace(temp, path + ".state")
+    """Write the state beside the job, atomically and 0600, so a restart carries on."""
+    files.write_private(path + ".state", json.dumps(state, indent=2, sort_keys=True))
 
 
 def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sleep) -> bool:
@@ -193,10 +191,9 @@ def start_daemon(args: argparse.Namespace) -> int:
     other = running_pid(args.pid_file)
     if other is not None:
         raise FreezerError(f"a scheduler is already running, pid {other} (--pid-file {args.pid_file})")
-    argv = [sys.executable, "-m", "freezer.scheduler.cli", "--no-api", "--jobs-dir", args.jobs_dir,
-            "--no-daemon", "--poll", str(args.poll), "--pid-file", args.pid_file, "start"]
-    if args.log_file:
-        argv[3:3] = ["--log-file", args.log_file]
+    given = [arg for arg in args.argv if arg not in ("start", "restart")]
+    argv = [sys.executable, "-m", "freezer.scheduler.cli", *given, "--no-daemon", "--pid-file", args.pid_file,
+            "start"]
     check_writable(args.pid_file)
     proc = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -225,34 +222,72 @@ def stop(pid_file: str, timeout: float = 600.0) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="freezer-scheduler", description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("start", "stop", "status", "run-once"))
-    p.add_argument("--no-api", action="store_true", help="read jobs from --jobs-dir (the only mode here)")
-    p.add_argument("--jobs-dir", "-f", required=True, help="directory of *.json job documents")
-    p.add_argument("--no-daemon", action="store_true", help="start in the foreground")
-    p.add_argument("--poll", type=float, default=30.0, help="seconds between looks at the jobs")
-    p.add_argument("--pid-file", default="/run/freezer-scheduler.pid")
-    p.add_argument("--log-file")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return p
+def serve_api(args: argparse.Namespace) -> int:
+    """API mode in the foreground: poll freezer-api until SIGTERM, then finish the running job."""
+    from freezer.scheduler import api, daemon
+
+    for noisy in ("urllib3", "keystoneauth"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    client = api.FreezerApi.connect(args.service_auth, args.insecure, args.client_id)
+    scheduler = daemon.ApiScheduler(client, args.capabilities, args.jobs_dir)
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    write_pid(args.pid_file)
+    LOG.info("freezer-scheduler polling freezer-api as client %s, pid %d", client.client_id, os.getpid())
+    try:
+        scheduler.serve(args.interval, stopping)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(args.pid_file)
+    LOG.info("freezer-scheduler stopped")
+    return 0
+
+
+def run_api(args: argparse.Namespace) -> int:
+    if args.command == "run-once":
+        raise FreezerError("run-once reads local job files: add --no-api --jobs-dir DIR")
+    if args.command == "status":
+        pid = running_pid(args.pid_file)
+        print(f"freezer-scheduler running, pid {pid}" if pid else "freezer-scheduler not running")
+        return 0 if pid else 1
+    if args.command == "stop":
+        return stop(args.pid_file)
+    return serve_api(args) if args.no_daemon else start_daemon(args)
+
+
+def run_local(args: argparse.Namespace) -> int:
+    if args.command == "run-once":
+        return run_once(args.jobs_dir)
+    if args.command == "status":
+        return status(args.jobs_dir)
+    if args.command == "stop":
+        return stop(args.pid_file)
+    load_all(job_files(args.jobs_dir))
+    return serve(args.jobs_dir, args.poll, args.pid_file) if args.no_daemon else start_daemon(args)
+
+
+def upstream_commands(args: argparse.Namespace) -> int | None:
+    """``reload`` (upstream: not supported) and ``restart`` (stop if running, then start)."""
+    if args.command == "reload":
+        print("freezer-scheduler: reload is not supported: use restart")
+        return 0
+    if args.command == "restart":
+        if running_pid(args.pid_file) is not None:
+            stop(args.pid_file)
+        args.command = "start"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    logs.setup(args.log_file, args.debug, False, [], prog="freezer-scheduler")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if not args.no_api:
-            raise FreezerError("only local job files are supported: add --no-api")
-        if args.command == "run-once":
-            return run_once(args.jobs_dir)
-        if args.command == "status":
-            return status(args.jobs_dir)
-        if args.command == "stop":
-            return stop(args.pid_file)
-        load_all(job_files(args.jobs_dir))
-        return serve(args.jobs_dir, args.poll, args.pid_file) if args.no_daemon else start_daemon(args)
+        args = options.parse(argv)
+        args.argv = argv
+        logs.setup(args.log_file, args.debug, False, [], prog="freezer-scheduler")
+        done = upstream_commands(args)
+        if done is not None:
+            return done
+        return run_local(args) if args.no_api else run_api(args)
     except FreezerError as exc:
         print(f"freezer-scheduler: error: {exc}", file=sys.stderr)
         return 2

@@ -77,6 +77,16 @@ JOB_SCHEMA = {
 }
 
 
+def drop_nulls(document: dict) -> dict:
+    """The job without the ``null`` values freezer-api fills every unset action field with (a copy)."""
+    actions = [{key: value for key, value in action.items() if value is not None}
+               for action in document.get("job_actions") or []]
+    for action in actions:
+        if isinstance(action.get("freezer_action"), dict):
+            action["freezer_action"] = {k: v for k, v in action["freezer_action"].items() if v is not None}
+    return {**document, "job_actions": actions}
+
+
 def parse(text: str, name: str) -> dict:
     """Parse a job document; malformed JSON names file, line and column."""
     try:

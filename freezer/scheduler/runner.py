@@ -26,10 +26,18 @@ class ActionResult:
     """What became of one action: its attempts, its result document or its last error."""
 
     index: int
-    status: str  # completed, completed_with_warnings, failed or skipped
+    status: str  # completed, completed_with_warnings, failed, aborted or skipped
     attempts: int = 0
     result: dict | None = None
     error: str | None = None
+
+
+@dataclasses.dataclass
+class Hooks:
+    """How a caller follows a run: told of each agent process, asked whether to give up."""
+
+    started: Callable[[subprocess.Popen], None] = lambda proc: None
+    aborted: Callable[[], bool] = lambda: False
 
 
 def agent_command() -> str:
@@ -55,55 +63,69 @@ def ini_text(freezer_action: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_once(freezer_action: dict, agent: str) -> tuple[bool, dict | None, str | None]:
-    """One freezer-agent run; returns (success, result document, error line)."""
+def run_once(freezer_action: dict, agent: str, hooks: Hooks | None = None) -> tuple[bool, dict | None, str | None]:
+    """One ``freezer-agent --metadata-out - --config FILE`` run; returns (success, result, error line)."""
+    hooks = hooks or Hooks()
     with tempfile.TemporaryDirectory(prefix="freezer-job-") as workdir:
         ini = os.path.join(workdir, "action.ini")
         fd = os.open(ini, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(ini_text(freezer_action))
-        result_path = os.path.join(workdir, "result.json")
-        proc = subprocess.run([agent, "--config", ini, "--metadata-out", result_path],
-                              capture_output=True, text=True)
-        for line in proc.stderr.splitlines():
-            LOG.info("agent: %s", line)
-        done = proc.returncode == 0 or (proc.returncode == AGENT_DONE_WITH_WARNINGS and os.path.exists(result_path))
-        if not done:
-            errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln] or proc.stderr.splitlines()[-1:]
-            return False, None, (errors[-1] if errors else f"freezer-agent exited {proc.returncode}")
-        with open(result_path, encoding="utf-8") as handle:
-            return True, json.load(handle), None
+        proc = subprocess.Popen([agent, "--metadata-out", "-", "--config", ini], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        hooks.started(proc)
+        stdout, stderr = proc.communicate()
+    for line in stderr.splitlines():
+        LOG.info("agent: %s", line)
+    if proc.returncode not in (0, AGENT_DONE_WITH_WARNINGS):
+        errors = [ln for ln in stderr.splitlines() if "error:" in ln] or stderr.splitlines()[-1:]
+        return False, None, (errors[-1] if errors else f"freezer-agent exited {proc.returncode}")
+    try:
+        return True, json.loads(stdout), None
+    except ValueError:
+        return False, None, f"freezer-agent exited {proc.returncode} and printed no result document on stdout"
 
 
-def run_action(index: int, action: dict, agent: str, sleep: Callable[[float], None] = time.sleep) -> ActionResult:
+def run_action(index: int, action: dict, agent: str, sleep: Callable[[float], None] = time.sleep,
+               hooks: Hooks | None = None) -> ActionResult:
     """Run an action, trying again ``max_retries`` times ``max_retries_interval`` seconds apart."""
+    hooks = hooks or Hooks()
     tries = 1 + int(action.get("max_retries") or 0)
     interval = float(action.get("max_retries_interval") or 0)
     outcome = ActionResult(index, "failed")
     for attempt in range(1, tries + 1):
         outcome.attempts = attempt
-        ok, result, error = run_once(action["freezer_action"], agent)
+        ok, result, error = run_once(action["freezer_action"], agent, hooks)
         if ok:
             status = "completed_with_warnings" if (result or {}).get("warnings") else "completed"
             outcome.status, outcome.result, outcome.error = status, result, None
             return outcome
         outcome.error = error
+        if hooks.aborted():
+            outcome.status = "aborted"
+            return outcome
         LOG.warning("action %d, attempt %d of %d failed: %s", index, attempt, tries, error)
         if attempt < tries:
             sleep(interval)
+            if hooks.aborted():
+                outcome.status = "aborted"
+                return outcome
     return outcome
 
 
-def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] = time.sleep) -> list[ActionResult]:
-    """Run the actions in order; after a failure only ``mandatory`` actions still run."""
+def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] = time.sleep,
+            hooks: Hooks | None = None) -> list[ActionResult]:
+    """Run the actions in order; after a failure only ``mandatory`` actions still run, after an abort none."""
     agent = agent or agent_command()
+    hooks = hooks or Hooks()
     results: list[ActionResult] = []
     failed = False
     for index, action in enumerate(job["job_actions"]):
-        if failed and not action.get("mandatory"):
-            results.append(ActionResult(index, "skipped", error="an earlier action failed"))
+        if hooks.aborted() or (failed and not action.get("mandatory")):
+            why = "the job was aborted" if hooks.aborted() else "an earlier action failed"
+            results.append(ActionResult(index, "skipped", error=why))
             continue
-        outcome = run_action(index, action, agent, sleep)
+        outcome = run_action(index, action, agent, sleep, hooks)
         failed = failed or outcome.status not in DONE
         results.append(outcome)
     return results

@@ -1,0 +1,300 @@
+"""freezer-scheduler's API mode: poll freezer-api, follow job events, run due jobs, report back.
+
+Job states and events follow upstream's scheduler: a job is ``scheduled`` until due, ``running``
+while its actions run, then ``scheduled`` again, or ``completed`` when its schedule is over or a
+``stop``/``abort`` came while it ran. ``abort`` kills the running freezer-agent; ``stop`` keeps a job
+from running again; a job deleted in freezer-api (or given the ``remove`` event) is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+
+from freezer.scheduler import files, jobdoc, runner, schedule
+from freezer.scheduler.api import FreezerApi
+from freezer.storage.base import FreezerError
+
+LOG = logging.getLogger("freezer.scheduler")
+TIME_NULL = -1
+CAPABILITY_KEYS = (("supported_actions", "action"), ("supported_modes", "mode"),
+                   ("supported_storages", "storage"), ("supported_engines", "engine_name"))
+
+
+@dataclasses.dataclass
+class Tracked:
+    """A job this scheduler knows: its document, whether it is scheduled, when it last ran."""
+
+    doc: dict
+    active: bool = True
+    last_run: float | None = None
+
+
+@dataclasses.dataclass
+class Running:
+    """The job being run: its worker thread, agent process and the events that came meanwhile."""
+
+    job_id: str
+    thread: threading.Thread | None = None
+    proc: subprocess.Popen | None = None
+    abort: bool = False
+    stop: bool = False
+    remove: bool = False
+
+    def kill_agent(self) -> None:
+        self.abort = True
+        if self.proc is not None and self.proc.poll() is None:
+            LOG.warning("job %s aborted: terminating freezer-agent pid %d", self.job_id, self.proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+
+
+def supported(doc: dict, capabilities: dict) -> bool:
+    """True when every action of the job is within this host's ``[capabilities]``."""
+    for action in doc.get("job_actions") or []:
+        freezer_action = action.get("freezer_action") or {}
+        for listed, key in CAPABILITY_KEYS:
+            if freezer_action.get(key) and freezer_action[key] not in capabilities[listed]:
+                return False
+    return True
+
+
+class ApiScheduler:
+    """Runs one job at a time; the main thread polls and handles events, a worker runs the job."""
+
+    def __init__(self, api: FreezerApi, capabilities: dict, jobs_dir: str, agent: str | None = None):
+        self.api = api
+        self.capabilities = capabilities
+        self.jobs_dir = jobs_dir
+        self.agent = agent or runner.agent_command()
+        self.jobs: dict[str, Tracked] = {}
+        self.running: Running | None = None
+        self.stopping: list[bool] = []
+
+    # -- the loop -------------------------------------------------------------------------------
+    def serve(self, interval: float, stopping: list[bool]) -> None:
+        """Register, then poll every ``interval`` s and start due jobs until ``stopping``."""
+        self.stopping = stopping
+        files.private_dir(self.jobs_dir)
+        self.api.register(self.capabilities)
+        next_poll = 0.0
+        while not stopping:
+            if time.monotonic() >= next_poll:
+                self.poll()
+                next_poll = time.monotonic() + interval
+            self.start_due()
+            _pause(0.2, lambda: bool(stopping))
+        if self.running and self.running.thread:
+            self.running.thread.join()
+
+    def poll(self) -> None:
+        """Read this client's jobs, handle their events, forget the ones freezer-api no longer has."""
+        try:
+            docs = [doc for doc in self.api.active_jobs() if self._accept(doc)]
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+            return
+        LOG.debug("polled freezer-api: %d jobs for this client", len(docs))
+        for doc in docs:
+            self.on_job(doc)
+        listed = {doc["job_id"] for doc in docs}
+        for job_id in [job_id for job_id in self.jobs if job_id not in listed]:
+            if not (self.running and self.running.job_id == job_id):
+                LOG.info("job %s is gone from freezer-api: dropped", job_id)
+                self.forget(job_id)
+            else:
+                self.running.remove = True
+
+    def _accept(self, doc: dict) -> bool:
+        if supported(doc, self.capabilities):
+            return True
+        LOG.debug("job %s ignored: it needs a capability this host does not list", doc.get("job_id"))
+        return False
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_job(self, doc: dict) -> None:
+        """Follow the job's event (start, stop, abort, remove) or pick up a job seen for the first time."""
+        job_id = doc["job_id"]
+        sched = doc.setdefault("job_schedule", {})
+        event = sched.get("event") or ""
+        if self.running and self.running.job_id == job_id:
+            self._event_while_running(event)
+            return
+        self._save_copy(doc)
+        known = self.jobs.get(job_id)
+        if sched.get("status") == "removed":
+            self.forget(job_id)
+        elif event == "remove":
+            self._set(doc, status="removed")
+            self.forget(job_id)
+        elif event in ("stop", "abort"):
+            self.jobs[job_id] = Tracked(doc, active=False)
+            self._set(doc, status="stop")
+        elif event == "start":
+            self.jobs[job_id] = Tracked(doc)
+            self._set(doc, status="scheduled")
+        elif known is None and sched.get("status") != "stop":
+            self.jobs[job_id] = Tracked(doc, last_run=_last_run(sched))
+            self._set(doc, status="scheduled")
+        elif known is None:
+            self.jobs[job_id] = Tracked(doc, active=False)
+        else:
+            known.doc = doc
+
+    def _event_while_running(self, event: str) -> None:
+        if event == "abort":
+            self.running.kill_agent()
+        elif event == "stop":
+            self.running.stop = True
+        elif event == "remove":
+            self.running.remove = True
+
+    def _set(self, doc: dict, **fields) -> None:
+        """Change the job's schedule fields, clear its event and PATCH it to freezer-api."""
+        doc["job_schedule"].update(fields, event="")
+        try:
+            self.api.report(doc)
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+
+    def forget(self, job_id: str) -> None:
+        self.jobs.pop(job_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._copy_path(job_id))
+
+    def _copy_path(self, job_id: str) -> str:
+        return os.path.join(self.jobs_dir, f"job_{os.path.basename(job_id)}.conf")
+
+    def _save_copy(self, doc: dict) -> None:
+        """Keep the job document in the jobs dir as upstream does, but 0600: it may hold passwords."""
+        try:
+            files.write_private(self._copy_path(doc["job_id"]), json.dumps(doc, indent=2, sort_keys=True))
+        except OSError as exc:
+            LOG.error("cannot save job %s in --jobs-dir %s: %s", doc["job_id"], self.jobs_dir, exc.strerror)
+
+    # -- running --------------------------------------------------------------------------------
+    def start_due(self) -> None:
+        """Start the first scheduled job whose time has come, unless one is running."""
+        if self.running is not None or self.stopping:
+            return
+        now = time.time()
+        for tracked in self.jobs.values():
+            if tracked.active and self._due(tracked, now):
+                self.running = Running(tracked.doc["job_id"])
+                self.running.thread = threading.Thread(target=self._run, args=(tracked, self.running),
+                                                       name=f"job-{self.running.job_id}", daemon=True)
+                self.running.thread.start()
+                return
+
+    def _due(self, tracked: Tracked, now: float) -> bool:
+        try:
+            due = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, now)
+        except FreezerError as exc:
+            LOG.error("job %s: %s", tracked.doc["job_id"], exc)
+            tracked.active = False
+            self._set(tracked.doc, status="stop", result="fail")
+            return False
+        return due is not None and due <= now
+
+    def _run(self, tracked: Tracked, run: Running) -> None:
+        try:
+            self._run_job(tracked, run)
+        except Exception:  # noqa: BLE001 - a bug must not kill the loop silently
+            LOG.exception("job %s: unexpected error", run.job_id)
+        finally:
+            self.running = None
+
+    def _run_job(self, tracked: Tracked, run: Running) -> None:
+        doc = tracked.doc
+        started = time.time()
+        tracked.last_run = started
+        self._set(doc, status="running", result="", time_started=int(started), time_ended=TIME_NULL)
+        LOG.info("job %s running", run.job_id)
+        self._session(doc, start=True)
+        result = self._execute(doc, run)
+        doc["job_schedule"].update(result=result, time_ended=int(time.time()))
+        self._session(doc, start=False)
+        self._finish(tracked, run)
+
+    def _execute(self, doc: dict, run: Running) -> str:
+        """Run the actions; record each backup; the job's result (success, fail or aborted)."""
+        try:
+            job = jobdoc.drop_nulls(doc)
+            jobdoc.validate(job, f"job {run.job_id}")
+            give_up = lambda: run.abort or bool(self.stopping)  # noqa: E731 - abort, or the scheduler stops
+            hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc), aborted=give_up)
+            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks)
+        except FreezerError as exc:
+            LOG.error("job %s failed: %s", run.job_id, exc)
+            return "fail"
+        for outcome in results:
+            if outcome.status == "completed" and (outcome.result or {}).get("action") == "backup":
+                self._record(outcome.result, run.job_id)
+            elif outcome.error:
+                LOG.warning("job %s action %d %s: %s", run.job_id, outcome.index, outcome.status, outcome.error)
+        if all(r.status == "completed" for r in results):
+            return "success"
+        return "aborted" if run.abort or self.stopping else "fail"
+
+    def _agent_started(self, doc: dict, run: Running, proc: subprocess.Popen) -> None:
+        run.proc = proc
+        if run.abort:
+            run.kill_agent()
+        doc["job_schedule"]["current_pid"] = proc.pid
+        try:
+            self.api.report(doc)
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+
+    def _record(self, result: dict, job_id: str) -> None:
+        try:
+            self.api.record_backup(result, job_id)
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+
+    def _session(self, doc: dict, start: bool) -> None:
+        if not doc.get("session_id"):
+            return
+        try:
+            if start:
+                self.api.start_session(doc)
+            else:
+                self.api.end_session(doc, doc["job_schedule"].get("result") or "fail")
+        except FreezerError as exc:
+            LOG.error("%s", exc)
+
+    def _finish(self, tracked: Tracked, run: Running) -> None:
+        """After a run: removed, completed (stopped, aborted or schedule over) or scheduled again."""
+        job_id = run.job_id
+        LOG.info("job %s finished: %s", job_id, tracked.doc["job_schedule"]["result"])
+        if run.remove:
+            self._set(tracked.doc, status="removed")
+            self.forget(job_id)
+            return
+        over = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, time.time()) is None
+        if run.stop or run.abort or over:
+            tracked.active = False
+            self._set(tracked.doc, status="completed")
+        else:
+            self._set(tracked.doc, status="scheduled")
+
+
+def _last_run(sched: dict) -> float | None:
+    """When a scheduled job we have not seen yet last ran (a restart must not run it again at once)."""
+    started = sched.get("time_started")
+    if sched.get("status") == "scheduled" and isinstance(started, (int, float)) and started > 0:
+        return float(started)
+    return None
+
+
+def _pause(seconds: float, interrupted) -> None:
+    """Sleep ``seconds``, waking early once ``interrupted()`` is true."""
+    deadline = time.monotonic() + seconds
+    while not interrupted() and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
