@@ -72,6 +72,11 @@ class DevstackTestCase(api_tests.ApiTestCase):
         self.assertEqual(expect, proc.returncode, f"{script} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
         return proc.stdout + proc.stderr
 
+    def assertSays(self, text: str, out: str) -> None:
+        """``text`` is in the driver's output (only its end is shown when it is not)."""
+        if text not in out:
+            self.fail(f"{text!r} not in the output, which ends:\n{out[-3000:]}")
+
     def pid_of(self, service: str) -> int:
         with open(os.path.join(self.status, f"{service}.pid"), encoding="utf-8") as handle:
             return int(handle.read())
@@ -116,7 +121,7 @@ class TestDevstackPlugin(DevstackTestCase):
         scheduler = self.pid_of("freezer-scheduler")
         self.assertIn(f"--config-file\0{conf_file}", _read(f"/proc/{scheduler}/cmdline"))
 
-        self.assertIn("freezer smoke test:", out)
+        self.assertSays("freezer smoke test:", out)
         self.assertTrue(os.path.isdir(os.path.join(self.data, "smoke-ftp", "smoke")), "no backup on the FTP server")
         ftp_server = self.pid_of("freezer-smoke-ftp")
 
@@ -133,18 +138,32 @@ class TestDevstackPlugin(DevstackTestCase):
         env = self.env()
         del env["SERVICE_PASSWORD"], env["KEYSTONE_SERVICE_URI"]
         out = self.phase("stack", env, expect=1)
-        self.assertIn("set FREEZER_SCHEDULER_AUTH_URL and FREEZER_SCHEDULER_PASSWORD", out)
+        self.assertSays("set FREEZER_SCHEDULER_AUTH_URL and FREEZER_SCHEDULER_PASSWORD", out)
         self.assertFalse(os.path.exists(os.path.join(self.conf_dir, "scheduler.conf")))
 
     def test_freezer_enabled_before_freezer_api_is_refused(self):
         out = self.phase("stack", self.env(PLUGINS_AFTER="freezer-api"), expect=1)
-        self.assertIn("enable_plugin freezer must come after enable_plugin freezer-api", out)
+        self.assertSays("enable_plugin freezer must come after enable_plugin freezer-api", out)
 
-    def test_freezer_enabled_after_freezer_api_without_its_source_warns_that_sftp_needs_the_patch(self):
-        env = self.env(PLUGINS_BEFORE="freezer-api", FREEZER_SCHEDULER_CLIENT_ID=f"devstack-order-{os.getpid()}")
+    def test_with_freezer_api_on_the_host_extra_waits_for_it_and_warns_when_its_source_is_not_there(self):
+        port = self.stack.api_url.rsplit(":", 1)[1]
+        env = self.env(PLUGINS_BEFORE="freezer-api", ENABLED_SERVICES="key,freezer-api", SERVICE_HOST="127.0.0.1",
+                       FREEZER_API_SERVER_TYPE="apache2",
+                       FREEZER_API_PORT=port, FREEZER_SCHEDULER_CLIENT_ID=f"devstack-order-{os.getpid()}")
         out = self.phase("stack", env)
-        self.assertIn("sftp needs freezer-api patched", out)
+        self.assertSays(f"http://127.0.0.1:{port}", out)  # the URL waited for
+        self.assertSays("sftp needs freezer-api patched", out)
+        self.wait_for(lambda: _client(self.stack, env["FREEZER_SCHEDULER_CLIENT_ID"]), "the scheduler to register")
         self.phase("unstack", env)
+
+    def test_scheduler_is_not_started_when_freezer_api_does_not_answer(self):
+        url = f"http://127.0.0.1:{free_port()}"
+        out = self.phase("stack", self.env(FREEZER_SCHEDULER_API_URL=url, SERVICE_TIMEOUT="2"), expect=1)
+        self.assertSays(f"freezer-scheduler not started: freezer-api did not answer at {url} within 2 s", out)
+        self.assertFalse(os.path.exists(os.path.join(self.status, "freezer-scheduler.pid")))
+        conf = configparser.ConfigParser()
+        conf.read(os.path.join(self.conf_dir, "scheduler.conf"))
+        self.assertEqual(url, conf["service_auth"]["os_backup_url"])
 
     def _freezer_api_source_tree(self) -> str:
         """$DEST/freezer-api as freezer-api's plugin leaves it: a source tree, unpatched."""
