@@ -129,7 +129,14 @@ class TestDevstackPlugin(DevstackTestCase):
         for pid in (scheduler, ftp_server):
             self.assertFalse(_alive(pid), f"pid {pid} still runs after unstack")
 
+        out = self.phase("stack", env)  # stack.sh again: freezer-api is patched already, the client registered
+        self.assertSays("already accepts sftp", out)
+        self.assertEqual(0o600, stat.S_IMODE(os.stat(conf_file).st_mode))
+        self.assertTrue(_alive(self.pid_of("freezer-scheduler")), "no scheduler after the second stack")
+        self.phase("unstack", env)
+
         self.phase("clean", env)
+        self.phase("clean", env)  # again: nothing left to remove is no error
         for gone in (conf_file, jobs_dir, self.data):
             self.assertFalse(os.path.exists(gone), gone)
         self.assertTrue(os.path.isdir(self.conf_dir), "clean removed the directory freezer-api shares")
