@@ -141,6 +141,21 @@ class TestDevstackPlugin(DevstackTestCase):
             self.assertFalse(os.path.exists(gone), gone)
         self.assertTrue(os.path.isdir(self.conf_dir), "clean removed the directory freezer-api shares")
 
+    def test_disabled_scheduler_is_configured_but_not_started(self):
+        self.phase("stack", self.env(DISABLED_SERVICES="freezer-scheduler"))
+        self.assertTrue(os.path.isfile(os.path.join(self.conf_dir, "scheduler.conf")))
+        self.assertFalse(os.path.exists(os.path.join(self.status, "freezer-scheduler.pid")))
+
+    def test_failed_smoke_backup_stops_stack(self):
+        env = self.env(FREEZER_SCHEDULER_CLIENT_ID=f"devstack-smoke-{os.getpid()}", FREEZER_SMOKE_TEST="True",
+                       FREEZER_SMOKE_FTP_PORT=str(free_port()), FREEZER_SMOKE_SOURCE=os.path.join(self.tmp, "absent"))
+        out = self.phase("stack", env, expect=1)
+        self.assertSays(f"freezer smoke test: the backup of {env['FREEZER_SMOKE_SOURCE']} to ftp://127.0.0.1:"
+                        f"{env['FREEZER_SMOKE_FTP_PORT']} failed", out)
+        ftp_server = self.pid_of("freezer-smoke-ftp")
+        self.phase("unstack", env)
+        self.assertFalse(_alive(ftp_server), "the smoke FTP server still runs after unstack")
+
     def test_post_config_without_keystone_settings_names_them(self):
         env = self.env()
         del env["SERVICE_PASSWORD"], env["KEYSTONE_SERVICE_URI"]
