@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 
 missing=()
 for pair in tar:tar gzip:gzip bzip2:bzip2 xz:xz-utils zstd:zstd pigz:pigz openssl:openssl \
-            sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client vsftpd:vsftpd memcached:memcached patch:patch; do
+            sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client vsftpd:vsftpd memcached:memcached patch:patch \
+            chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
 done
