@@ -26,7 +26,7 @@ from freezer.tests import servers
 from freezer.tests.functional.base import describe_tree, make_tree
 from freezer.tests.functional.test_scheduler_api import ApiTestCase
 from freezer.tests.horizon import Horizon
-from freezer.tests.openstack import SCHEDULER_PASSWORD, SCHEDULER_USER
+from freezer.tests.openstack import SCHEDULER_PASSWORD, SCHEDULER_USER, OpenStack
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FTP_FIELDS = ("ftp_host", "ftp_port", "ftp_username", "ftp_password")
@@ -54,22 +54,43 @@ class WebUiTestCase(ApiTestCase):
 
     @classmethod
     def setUpClass(cls):
-        super().setUpClass()
         if WebUiTestCase.horizon is None:
-            workdir = tempfile.mkdtemp(prefix="freezer-horizon-")
-            atexit.register(shutil.rmtree, workdir, True)
-            horizon = Horizon(workdir, ApiTestCase.stack.auth_url)
-            atexit.register(horizon.cleanUp)
-            horizon.setUp()
-            WebUiTestCase.horizon = horizon
+            cls._start_horizon_while_keystone_starts()
+        super().setUpClass()
+        if WebUiTestCase.browser is None:
+            WebUiTestCase.horizon.wait_warm()
             WebUiTestCase.browser = chromium()
             atexit.register(WebUiTestCase.browser.quit)
             WebUiTestCase._log_in()
 
+    @staticmethod
+    def _start_horizon_while_keystone_starts() -> None:
+        """Horizon compiles its pages' styles (~10 s) while Keystone and freezer-api start (~30 s)."""
+        if ApiTestCase.stack is None:  # as ApiTestCase.setUpClass does, but Keystone's URL known first
+            workdir = tempfile.mkdtemp(prefix="freezer-openstack-")
+            atexit.register(shutil.rmtree, workdir, True)
+            ApiTestCase.stack = OpenStack(workdir)
+            atexit.register(ApiTestCase.stack.cleanUp)
+            horizon = WebUiTestCase._horizon(ApiTestCase.stack.auth_url)
+            ApiTestCase.stack.setUp()
+        else:
+            horizon = WebUiTestCase._horizon(ApiTestCase.stack.auth_url)
+        WebUiTestCase.horizon = horizon
+
+    @staticmethod
+    def _horizon(auth_url: str) -> Horizon:
+        workdir = tempfile.mkdtemp(prefix="freezer-horizon-")
+        atexit.register(shutil.rmtree, workdir, True)
+        horizon = Horizon(workdir, auth_url)
+        atexit.register(horizon.cleanUp)
+        horizon.setUp()
+        horizon.warm_up()
+        return horizon
+
     @classmethod
     def _log_in(cls) -> None:
         browser, horizon = cls.browser, cls.horizon
-        browser.get(horizon.url + "/auth/login/")
+        browser.get(horizon.url + "/auth/login/?next=/project/freezer-actions/")
         browser.find_element(By.ID, "id_username").send_keys(SCHEDULER_USER)
         browser.find_element(By.ID, "id_password").send_keys(SCHEDULER_PASSWORD)
         browser.find_element(By.ID, "loginBtn").click()
