@@ -122,6 +122,11 @@ class WebUiTestCase(ApiTestCase):
             (By.CSS_SELECTOR, "a[href$='/project/freezer-actions/create/']"))).click()
         self.wait.until(seen.visibility_of_element_located((By.ID, "id_storage")))
 
+    def fill_backup(self, name: str) -> None:
+        self.type("backup_name", name)
+        self.type("path_to_backup", self.source)
+        self.type("container", "backups")
+
     def save(self) -> None:
         self.browser.find_element(By.CSS_SELECTOR, ".modal-footer [type=submit]").click()
 
@@ -147,15 +152,17 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         self.assertEqual("21", self.browser.find_element(By.ID, "id_ftp_port").get_attribute("value"))
         self.assertEqual("password", self.browser.find_element(By.ID, "id_ftp_password").get_attribute("type"))
 
-        self.type("backup_name", "webui_ftps_backup")
-        self.type("path_to_backup", self.source)
-        self.type("container", "backups")
+        self.fill_backup("webui_ftps_backup")
         self.save()  # no host, no user name: clean() refuses
         self.wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, ".modal .has-error")))
         errors = self.browser.find_element(By.CSS_SELECTOR, ".modal").text
         self.assertIn("Set the host of the FTP, FTPS or SFTP server.", errors)
         self.assertIn("Set the user name to log in to the server.", errors)
 
+        self.open_action_form()  # afresh, as the screenshot shows it
+        self.select("action", "backup")
+        self.select("storage", "ftps")
+        self.fill_backup("webui_ftps_backup")
         self.type("ftp_host", "127.0.0.1")
         self.type("ftp_port", str(ftps.port))
         self.type("ftp_username", ftps.username)
@@ -186,6 +193,7 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
             os.path.join(target, "webui-ftps-action.png"))
 
     def _check_pages_hide_the_password(self, action_id: str, ftps) -> None:
+        """Detail and edit pages never hold the password; saving the edit form unchanged keeps it."""
         self.browser.get(f"{self.horizon.url}/project/freezer-actions/action/{action_id}")
         section = self.wait.until(seen.visibility_of_element_located((By.ID, "freezer-ftp-storage"))).text
         for shown in ("127.0.0.1", str(ftps.port), ftps.username, "set (not shown)"):
@@ -195,6 +203,9 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         self.wait.until(seen.visibility_of_element_located((By.ID, "id_ftp_host")))
         self.assertEqual("", self.browser.find_element(By.ID, "id_ftp_password").get_attribute("value"))
         self.assertNotIn(ftps.password, self.browser.page_source)
+        self.browser.find_element(By.CSS_SELECTOR, "form [type=submit].btn-primary").click()  # saved unchanged
+        self.wait.until(lambda b: "/create/" not in b.current_url)
+        self.assertEqual(ftps.password, self.stored_action("webui_ftps_backup")["freezer_action"]["ftp_password"])
 
     def _run_with_the_scheduler(self, action: dict, ftps) -> None:
         """The action as the job's backup, then a restore from the same storage; the trees match."""
