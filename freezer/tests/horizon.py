@@ -19,9 +19,10 @@ import threading
 import fixtures
 import requests
 
-from freezer.tests.openstack import _stop
+from freezer.tests.openstack import REPO, _stop
 from freezer.tests.servers import free_port, wait_for_port
 
+WEB_UI_PATCH = os.path.join(REPO, "contrib", "freezer-web-ui-ftp.patch")
 LOCAL_SETTINGS = """# written by freezer.tests.horizon
 import openstack_dashboard.local.enabled as _enabled
 _enabled.__path__.append({enabled!r})
@@ -66,6 +67,18 @@ def site(workdir: str, auth_url: str, plugin: bool = True, code: str | None = No
     path = [p for p in (code, workdir, os.environ.get("PYTHONPATH")) if p]
     return dict(os.environ, DJANGO_SETTINGS_MODULE="openstack_dashboard.settings",
                 PYTHONPATH=os.pathsep.join(path))
+
+
+def patched_freezer_ui(workdir: str) -> str:
+    """A copy of the installed freezer_ui with contrib/freezer-web-ui-ftp.patch applied; its parent dir."""
+    code = os.path.join(workdir, "code")
+    shutil.copytree(_package_dir("freezer_ui"), os.path.join(code, "freezer_ui"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(WEB_UI_PATCH, "rb") as patch:
+        proc = subprocess.run(["patch", "-p1", "--forward"], cwd=code, stdin=patch, capture_output=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{WEB_UI_PATCH} does not apply: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return code
 
 
 def _package_dir(name: str) -> str:

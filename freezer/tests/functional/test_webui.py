@@ -14,6 +14,8 @@ import shutil
 import tempfile
 
 import fixtures
+import testtools
+import xstatic.pkg.jquery
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -25,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from freezer.tests import servers
 from freezer.tests.functional.base import describe_tree, make_tree
 from freezer.tests.functional.test_scheduler_api import ApiTestCase
-from freezer.tests.horizon import Horizon
+from freezer.tests.horizon import Horizon, patched_freezer_ui
 from freezer.tests.openstack import SCHEDULER_PASSWORD, SCHEDULER_USER, OpenStack
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -46,6 +48,17 @@ def chromium() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+_browser: list[webdriver.Chrome] = []
+
+
+def shared_browser() -> webdriver.Chrome:
+    """One Chromium for the whole module, quit when the test process exits."""
+    if not _browser:
+        _browser.append(chromium())
+        atexit.register(_browser[0].quit)
+    return _browser[0]
+
+
 class WebUiTestCase(ApiTestCase):
     """One Horizon and one browser for the module, on top of the shared Keystone + freezer-api."""
 
@@ -59,8 +72,7 @@ class WebUiTestCase(ApiTestCase):
         super().setUpClass()
         if WebUiTestCase.browser is None:
             WebUiTestCase.horizon.wait_warm()
-            WebUiTestCase.browser = chromium()
-            atexit.register(WebUiTestCase.browser.quit)
+            WebUiTestCase.browser = shared_browser()
             WebUiTestCase._log_in()
 
     @staticmethod
@@ -220,3 +232,62 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         doc = self.wait_result(job_id)
         self.assertEqual("success", doc["job_schedule"]["result"], self.scheduler_log())
         self.assertEqual(describe_tree(self.source), describe_tree(restored))
+
+
+HARNESS = """<!DOCTYPE html><html><body><form>
+<div class="form-group"><select id="id_action"><option value="backup">b</option>
+  <option value="restore">r</option><option value="admin">a</option></select></div>
+<div class="form-group"><select id="id_mode"><option value="fs">fs</option></select></div>
+<div class="form-group"><select id="id_storage">{storages}</select></div>
+{inputs}
+</form><script src="{jquery}"></script><script src="{script}"></script></body></html>
+"""
+
+
+class TestPatchedFormScript(testtools.TestCase):
+    """contrib's patch to freezer.actions.action.js, on a bare page with the form's fields."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        script = os.path.join(patched_freezer_ui(self.tmp), "freezer_ui", "static", "freezer", "js",
+                              "freezer.actions.action.js")
+        storages = "".join(f'<option value="{s}">{s}</option>'
+                           for s in ("swift", "local", "ssh", "ftp", "ftps", "sftp"))
+        inputs = "".join(f'<div class="form-group"><input id="id_{name}" value="{value}"></div>'
+                         for name, value in (("backup_name", ""), ("path_to_backup", ""), ("container", ""),
+                                             ("ssh_host", ""), ("ftp_host", ""), ("ftp_port", "21"),
+                                             ("ftp_username", ""), ("ftp_password", "")))
+        page = os.path.join(self.tmp, "form.html")
+        with open(page, "w", encoding="utf-8") as out:
+            out.write(HARNESS.format(storages=storages, inputs=inputs, script="file://" + script,
+                                     jquery="file://" + os.path.join(xstatic.pkg.jquery.BASE_DIR, "jquery.js")))
+        self.browser = shared_browser()
+        self.browser.get("file://" + page)
+
+    def shown(self) -> list[bool]:
+        return [self.browser.find_element(By.ID, f"id_{f}").is_displayed() for f in FTP_FIELDS]
+
+    def choose(self, field: str, value: str) -> None:
+        Select(self.browser.find_element(By.ID, f"id_{field}")).select_by_value(value)
+
+    def port(self) -> str:
+        return self.browser.find_element(By.ID, "id_ftp_port").get_attribute("value")
+
+    def test_ftp_fields_follow_the_storage_and_the_port_follows_sftp(self):
+        self.assertEqual([False] * 4, self.shown())  # backup to swift
+        self.choose("storage", "sftp")
+        self.assertEqual(([True] * 4, "22"), (self.shown(), self.port()))
+        self.choose("storage", "ssh")
+        self.assertEqual([False] * 4, self.shown())
+        self.assertTrue(self.browser.find_element(By.ID, "id_ssh_host").is_displayed())
+        self.choose("storage", "ftps")
+        self.assertEqual(([True] * 4, "21"), (self.shown(), self.port()))
+        self.browser.find_element(By.ID, "id_ftp_port").clear()
+        self.browser.find_element(By.ID, "id_ftp_port").send_keys("2121")
+        self.choose("storage", "sftp")
+        self.assertEqual("2121", self.port())  # a typed port stays
+        self.choose("action", "admin")
+        self.assertEqual([False] * 4, self.shown())
+        self.choose("action", "restore")
+        self.assertEqual([True] * 4, self.shown())
