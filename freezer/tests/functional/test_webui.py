@@ -77,7 +77,7 @@ class WebUiTestCase(ApiTestCase):
 
     @staticmethod
     def _start_horizon_while_keystone_starts() -> None:
-        """Horizon compiles its pages' styles (~10 s) while Keystone and freezer-api start (~30 s)."""
+        """Horizon compiles its pages' styles (~10 s) while Keystone and freezer-api start (30-60 s)."""
         if ApiTestCase.stack is None:  # as ApiTestCase.setUpClass does, but Keystone's URL known first
             workdir = tempfile.mkdtemp(prefix="freezer-openstack-")
             atexit.register(shutil.rmtree, workdir, True)
@@ -97,6 +97,7 @@ class WebUiTestCase(ApiTestCase):
         atexit.register(horizon.cleanUp)
         horizon.setUp()
         horizon.warm_up()
+        shared_browser()  # Chromium starts meanwhile too
         return horizon
 
     @classmethod
