@@ -59,10 +59,11 @@ def check_ftp(cleaned: dict, stored_password: str | None = None) -> dict[str, st
     return errors
 
 
-def extend_action_form(action_class, step_class) -> None:
-    """Add the storages, fields and checks to freezer-web-ui's action form classes (once)."""
+def extend_action_form(action_class, step_class) -> bool:
+    """Add the storages, fields and checks to freezer-web-ui's action form classes; False if it has them
+    already (a freezer-web-ui with contrib's patch, or a second call)."""
     if "ftp_host" in action_class.base_fields:
-        return
+        return False
     action_class.base_fields.update(ftp_fields())
     step_class.contributes = tuple(step_class.contributes) + FTP_KEYS
 
@@ -81,3 +82,4 @@ def extend_action_form(action_class, step_class) -> None:
 
     action_class.populate_storage_choices = populate_storage_choices
     action_class.clean = clean
+    return True

@@ -5,5 +5,5 @@ from freezer_ui.actions.workflows import action
 
 from freezer_ui_ftp.form import extend_action_form
 
-extend_action_form(action.ActionConfigurationAction, action.ActionConfiguration)
-views.ActionView.template_name = "freezer_ui_ftp/action_detail.html"
+if extend_action_form(action.ActionConfigurationAction, action.ActionConfiguration):
+    views.ActionView.template_name = "freezer_ui_ftp/action_detail.html"

@@ -166,11 +166,13 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         self.assertEqual("password", self.browser.find_element(By.ID, "id_ftp_password").get_attribute("type"))
 
         self.fill_backup("webui_ftps_backup")
+        self.type("ftp_password", "refused-Pw-1")
         self.save()  # no host, no user name: clean() refuses
         self.wait.until(seen.visibility_of_element_located((By.CSS_SELECTOR, ".modal .has-error")))
         errors = self.browser.find_element(By.CSS_SELECTOR, ".modal").text
         self.assertIn("Set the host of the FTP, FTPS or SFTP server.", errors)
         self.assertIn("Set the user name to log in to the server.", errors)
+        self.assertNotIn("refused-Pw-1", self.browser.page_source)  # the form comes back without it
 
         self.open_action_form()  # afresh, as the screenshot shows it
         self.select("action", "backup")
@@ -218,6 +220,7 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         self.assertNotIn(ftps.password, self.browser.page_source)
         self.browser.find_element(By.CSS_SELECTOR, "form [type=submit].btn-primary").click()  # saved unchanged
         self.wait.until(lambda b: "/create/" not in b.current_url)
+        self.assertNotIn(ftps.password, self.browser.page_source)  # the actions table
         self.assertEqual(ftps.password, self.stored_action("webui_ftps_backup")["freezer_action"]["ftp_password"])
 
     def _run_with_the_scheduler(self, action: dict, ftps) -> None:

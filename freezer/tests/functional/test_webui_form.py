@@ -13,7 +13,7 @@ import sys
 import testtools
 from fixtures import TempDir
 
-from freezer.tests.horizon import _package_dir, site
+from freezer.tests.horizon import _package_dir, patched_freezer_ui, site
 from freezer.tests.openstack import REPO
 
 PATCH = os.path.join(REPO, "contrib", "freezer-web-ui-ftp.patch")
@@ -76,3 +76,8 @@ class TestUpstreamPatch(FormCheck):
             self.assertNotIn(b"offset", proc.stdout)
             self.assertNotIn(b"fuzz", proc.stdout)
         self.assertFtpForm(self.check(plugin=False, code=code))
+
+    def test_plugin_on_a_patched_release_adds_nothing_twice(self):
+        results = self.check(plugin=True, code=patched_freezer_ui(self.tmp))
+        self.assertFtpForm(results)
+        self.assertEqual(1, results["contributes"].count("ftp_host"))
