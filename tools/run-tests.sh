@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup-env.sh test
 export PATH="$PWD/.venv/bin:$PATH"
-ruff check freezer benchmarks
+ruff check freezer freezer_ui_ftp benchmarks
 rc=0
 stestr run --concurrency "${FREEZER_TEST_WORKERS:-2}" "$@" || rc=$?
 # One plain closing line that any CI reads.

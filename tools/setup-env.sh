@@ -13,7 +13,8 @@ case "$profile" in
   agent) extra="" ;;
   demo)  tools="$tools sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client"; extra="[demo]" ;;
   test)  tools="$tools pigz:pigz sshd:openssh-server ssh-keygen:openssh-client sftp:openssh-client"
-         tools="$tools vsftpd:vsftpd memcached:memcached patch:patch"; extra="[test]" ;;
+         tools="$tools vsftpd:vsftpd memcached:memcached patch:patch"
+         tools="$tools chromium:chromium chromedriver:chromium-driver"; extra="[test]" ;;
   *) echo "usage: tools/setup-env.sh [agent|demo|test]" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,1 @@
+"""Horizon "enabled" file for the plug-in (copied into ``openstack_dashboard/local/enabled``)."""
