@@ -229,7 +229,7 @@ def serve_api(args: argparse.Namespace) -> int:
     for noisy in ("urllib3", "keystoneauth"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     client = api.FreezerApi.connect(args.service_auth, args.insecure, args.client_id)
-    scheduler = daemon.ApiScheduler(client, args.capabilities, args.jobs_dir)
+    scheduler = daemon.ApiScheduler(client, args.capabilities, args.jobs_dir, allow_exec=not args.disable_exec)
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     write_pid(args.pid_file)

@@ -68,8 +68,10 @@ def supported(doc: dict, capabilities: dict) -> bool:
 class ApiScheduler:
     """Runs one job at a time; the main thread polls and handles events, a worker runs the job."""
 
-    def __init__(self, api: FreezerApi, capabilities: dict, jobs_dir: str, agent: str | None = None):
+    def __init__(self, api: FreezerApi, capabilities: dict, jobs_dir: str, agent: str | None = None,
+                 allow_exec: bool = True):
         self.api = api
+        self.allow_exec = allow_exec
         self.capabilities = capabilities
         self.jobs_dir = jobs_dir
         self.agent = agent or runner.agent_command()
@@ -229,7 +231,8 @@ class ApiScheduler:
             jobdoc.validate(job, f"job {run.job_id}")
             give_up = lambda: run.abort or bool(self.stopping)  # noqa: E731 - abort, or the scheduler stops
             hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc), aborted=give_up)
-            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks)
+            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks,
+                                     allow_exec=self.allow_exec)
         except FreezerError as exc:
             LOG.error("job %s failed: %s", run.job_id, exc)
             return "fail"

@@ -77,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", "-i", type=int, help="seconds between polls of freezer-api (default 60)")
     p.add_argument("--no-daemon", action="store_true", default=None, help="start in the foreground")
     p.add_argument("--insecure", action="store_true", default=None, help="do not verify freezer-api's certificate")
-    p.add_argument("--disable-exec", action="store_true", default=None, help="accepted; exec actions never run")
+    p.add_argument("--disable-exec", action="store_true", default=None,
+                   help="refuse exec actions of jobs (they fail without running)")
     p.add_argument("--concurrent-jobs", type=int, help="accepted; jobs run one at a time")
     p.add_argument("--poll", type=float, default=30.0, help="--no-api: seconds between looks at the jobs")
     p.add_argument("--pid-file", default="/run/freezer-scheduler.pid")

@@ -114,8 +114,11 @@ def run_action(index: int, action: dict, agent: str, sleep: Callable[[float], No
 
 
 def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] = time.sleep,
-            hooks: Hooks | None = None) -> list[ActionResult]:
-    """Run the actions in order; after a failure only ``mandatory`` actions still run, after an abort none."""
+            hooks: Hooks | None = None, allow_exec: bool = True) -> list[ActionResult]:
+    """Run the actions in order; after a failure only ``mandatory`` actions still run, after an abort none.
+
+    With ``allow_exec`` false (``--disable-exec``) an ``exec`` action fails without running.
+    """
     agent = agent or agent_command()
     hooks = hooks or Hooks()
     results: list[ActionResult] = []
@@ -125,7 +128,10 @@ def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] 
             why = "the job was aborted" if hooks.aborted() else "an earlier action failed"
             results.append(ActionResult(index, "skipped", error=why))
             continue
-        outcome = run_action(index, action, agent, sleep, hooks)
+        if not allow_exec and action.get("freezer_action", {}).get("action") == "exec":
+            outcome = ActionResult(index, "failed", error="exec actions are disabled on this host (--disable-exec)")
+        else:
+            outcome = run_action(index, action, agent, sleep, hooks)
         failed = failed or outcome.status not in DONE
         results.append(outcome)
     return results

@@ -74,3 +74,12 @@ class TestActionIni(testtools.TestCase):
 
     def test_multiline_refused(self):
         self.assertRaises(FreezerError, runner.ini_text, {"container": "a\nb"})
+
+
+class TestDisableExec(testtools.TestCase):
+    def test_exec_action_fails_without_running(self):
+        job = {"job_actions": [{"freezer_action": {"action": "exec", "command": "touch /tmp/never"}}]}
+        results = runner.run_job(job, agent="/nonexistent/freezer-agent", allow_exec=False)
+        self.assertEqual(["failed"], [r.status for r in results])
+        self.assertIn("--disable-exec", results[0].error)
+        self.assertEqual(0, results[0].attempts)
