@@ -45,6 +45,7 @@ class ProxyTest(AgentTestCase):
     def test_empty_proxy_removes_the_environments(self):
         url = f"http://127.0.0.1:{self.proxy.port}"
         env = dict(NO_BYPASS, HTTP_PROXY=url, http_proxy=url)
-        self.agent("--action", "info", env=env)  # the environment's proxy reaches the server
+        reached = self.agent("--action", "info", env=env, expect=2)  # through the environment's proxy:
+        self.assertOneLineError(reached, "no backup named")            # the store answered, it is empty
         proc = self.agent("--action", "info", "--proxy", "", env=env, expect=None)
         self.assertOneLineError(proc, "cannot reach S3 endpoint")
