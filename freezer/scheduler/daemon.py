@@ -237,12 +237,15 @@ class ApiScheduler:
             LOG.error("job %s failed: %s", run.job_id, exc)
             return "fail"
         for outcome in results:
-            if outcome.status == "completed" and (outcome.result or {}).get("action") == "backup":
-                self._record(outcome.result, run.job_id)
+            if outcome.status in runner.DONE and (outcome.result or {}).get("action") == "backup":
+                self._record(outcome.result, run.job_id)  # a backup done with warnings lists them in its record
             elif outcome.error:
                 LOG.warning("job %s action %d %s: %s", run.job_id, outcome.index, outcome.status, outcome.error)
-        if all(r.status == "completed" for r in results):
-            return "success"
+            if outcome.status == "completed_with_warnings":
+                LOG.warning("job %s action %d done with warnings: %s", run.job_id, outcome.index,
+                            "; ".join((outcome.result or {}).get("warnings", [])))
+        if all(r.status in runner.DONE for r in results):
+            return "success"  # freezer-api knows no other result: the warnings are in the backup record
         return "aborted" if run.abort or self.stopping else "fail"
 
     def _agent_started(self, doc: dict, run: Running, proc: subprocess.Popen) -> None:
