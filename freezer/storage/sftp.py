@@ -90,6 +90,7 @@ class SftpStorage(Storage):
         self._sftp: paramiko.SFTPClient | None = None
         self._root: str | None = None
         self._request_size = SAFE_REQUEST
+        self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
 
     def describe(self) -> str:
         s = self.settings
@@ -188,6 +189,7 @@ class SftpStorage(Storage):
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
         self._sftp = self._transport = None
+        self._made_dirs.clear()
 
     # -- operations -------------------------------------------------------
 
@@ -288,6 +290,7 @@ class SftpStorage(Storage):
 
     def rmtree(self, path: str) -> None:
         remote = self._abs(path)
+        self._made_dirs = {d for d in self._made_dirs if not (d == remote or d.startswith(remote + "/"))}
         try:
             self._rmtree(remote)
         except FileNotFoundError:
@@ -323,6 +326,7 @@ class SftpStorage(Storage):
                 return False
             known = self._disk_trouble(posixpath.join(self._existing_ancestor(remote), "claim"), exc)
             raise (known or self._translate(exc, f"create {remote}")) from exc
+        self._made_dirs.add(remote)
         return True
 
     def _existing_ancestor(self, remote: str) -> str:
@@ -339,6 +343,17 @@ class SftpStorage(Storage):
             return False
 
     def _makedirs(self, remote: str) -> None:
+        """Make ``remote`` and its parents. Most backups find all but the last there, so mkdir that first:
+        one round trip, where looking up from the bottom costs one per level plus the mkdirs."""
+        if remote in self._made_dirs or remote in ("/", ""):
+            return
+        try:
+            self._client().mkdir(remote)
+        except OSError:
+            self._make_missing(remote)
+        self._made_dirs.add(remote)
+
+    def _make_missing(self, remote: str) -> None:
         sftp = self._client()
         missing = []
         current = remote

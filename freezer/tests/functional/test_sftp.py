@@ -5,6 +5,11 @@ import re
 import stat
 import subprocess
 
+import fixtures
+import paramiko
+import testtools
+
+from freezer.storage import sftp as sftp_storage
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 from freezer.tests.servers import free_port
@@ -192,3 +197,50 @@ class TestSftpServerDisk(SshdAgentTest):
         write(f"{self.source}/f", "x")
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "read-only")
+
+
+class TestSftpRoundTrips(testtools.TestCase):
+    """On a long link every request costs a round trip: directories are made with as few as possible."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+
+    def session(self) -> tuple[sftp_storage.SftpStorage, list[str]]:
+        """A connected storage, and the SFTP requests (by name) it sends from now on."""
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        sent: list[str] = []
+        client = storage._client()
+        real_request = client._request
+        names = {code: name for name, code in vars(paramiko.sftp).items()
+                 if name.startswith("CMD_") and isinstance(code, int)}
+
+        def spy(kind, *args):
+            sent.append(names.get(kind, str(kind)))
+            return real_request(kind, *args)
+
+        client._request = spy
+        return storage, sent
+
+    def test_a_new_directory_under_existing_ones_costs_one_request(self):
+        first, _ = self.session()
+        first.put_stream("a/b/c/first", [b"data"])
+        later, sent = self.session()
+        later.put_stream("a/b/c/d/second", [b"data"])
+        later.put_stream("a/b/c/d/third", [b"data"])
+        self.assertEqual(["CMD_MKDIR"], [r for r in sent if r in ("CMD_MKDIR", "CMD_STAT")][:1])
+        self.assertEqual(1, sent.count("CMD_MKDIR"), sent)
+        self.assertEqual(b"data", b"".join(later.get_stream("a/b/c/d/third")))
+
+    def test_a_fresh_tree_and_an_existing_directory_still_work(self):
+        storage, _ = self.session()
+        storage.put_stream("x/y/z/file", [b"data"])
+        storage.rmtree("x/y")
+        storage.put_stream("x/y/z/file", [b"again"])
+        self.assertEqual(b"again", b"".join(storage.get_stream("x/y/z/file")))
+        self.assertTrue(storage.claim("x/y/slot"))
+        self.assertFalse(storage.claim("x/y/slot"))
