@@ -244,3 +244,37 @@ class TestSftpRoundTrips(testtools.TestCase):
         self.assertEqual(b"again", b"".join(storage.get_stream("x/y/z/file")))
         self.assertTrue(storage.claim("x/y/slot"))
         self.assertFalse(storage.claim("x/y/slot"))
+
+
+class TestSftpStripedUpload(testtools.TestCase):
+    """A long upload to OpenSSH goes over more than one SFTP channel (each has its own window)."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        self.storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(self.storage.close)
+
+    def test_every_byte_lands_at_its_offset(self):
+        # Uneven chunk sizes, so a chunk written at the wrong offset would show.
+        chunks = [os.urandom(size) for size in [1 << 20] * 9 + [12345, 1 << 20, 777, 3 << 20, 1]]
+        written = self.storage.put_stream("long/file", iter(chunks))
+        self.assertEqual(sum(map(len, chunks)), written)
+        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.assertEqual(b"".join(chunks), b"".join(self.storage.get_stream("long/file")))
+        self.storage.put_stream("long/small", [b"short"])  # the extra channel stays open for the next one
+        self.assertEqual(b"short", b"".join(self.storage.get_stream("long/small")))
+
+    def test_a_failing_stream_leaves_no_file_and_the_storage_usable(self):
+        def failing():
+            for _ in range(12):
+                yield os.urandom(1 << 20)
+            raise RuntimeError("source broke")
+
+        self.assertRaises(RuntimeError, self.storage.put_stream, "long/broken", failing())
+        self.assertEqual([], self.storage.listdir("long"))
+        self.storage.put_stream("long/after", [b"fine"] * 3)
+        self.assertEqual(b"finefinefine", b"".join(self.storage.get_stream("long/after")))
