@@ -59,9 +59,9 @@ SAFE_REQUEST = 32 << 10
 OPENSSH_REQUEST = 128 << 10
 # A long upload to OpenSSH is striped over this many SFTP channels of the one SSH connection once
 # STRIPE_AFTER bytes are sent: each channel gets its own 2 MiB window from sshd, which bounds one
-# channel to 2 MiB per round trip. Measured through benchmarks/wan.py (96 MiB): one channel
-# 15.7 MiB/s, two 20.8, three 21.2 at 100 ms, 200 Mbit/s; 36, 60 and 66-70 MiB/s at 40 ms,
-# 1 Gbit/s. Opening a channel costs about four round trips, hence not for small files.
+# channel to 2 MiB per round trip. Measured with put_stream through benchmarks/wan.py (96 MiB):
+# one channel 14.8-15.1 MiB/s, two 17.5, three 16.1 at 100 ms, 200 Mbit/s; 36-37, 47-54 and
+# 50-52 MiB/s at 40 ms, 1 Gbit/s. Opening a channel costs about four round trips: not for small files.
 UPLOAD_CHANNELS = 2
 STRIPE_AFTER = 8 << 20
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
@@ -235,23 +235,22 @@ class SftpStorage(Storage):
         return written
 
     def _write(self, temp: str, first: paramiko.SFTPFile, chunks: Iterable[bytes]) -> int:
-        """Send every chunk; once the upload is long, every other one goes through another channel's thread."""
+        """Send every chunk; once the upload is long, round robin over one thread per channel."""
         stripes: list[_StripeWriter] = []
         written = 0
         try:
             for count, chunk in enumerate(chunks):
                 if written >= STRIPE_AFTER and not stripes and not self._striping_refused:
-                    stripes = [_StripeWriter(handle) for handle in self._striped_handles(temp)]
-                turn = count % (len(stripes) + 1)
-                if turn:
-                    stripes[turn - 1].put(written, chunk)
+                    if more := self._striped_handles(temp):
+                        stripes = [_StripeWriter(first, close=False)] + [_StripeWriter(h) for h in more]
+                if stripes:
+                    stripes[count % len(stripes)].put(written, chunk)
                 else:
-                    if stripes:
-                        first.seek(written)
                     first.write(chunk)
                 written += len(chunk)
-            first.flush()
-            _confirm_writes(first)
+            if not stripes:
+                first.flush()
+                _confirm_writes(first)
             for stripe in stripes:
                 stripe.finish()
         finally:
@@ -461,8 +460,8 @@ class SftpStorage(Storage):
 class _StripeWriter:
     """A thread writing the chunks given to it, at their offsets, through one more channel's handle."""
 
-    def __init__(self, handle: paramiko.SFTPFile):
-        self.handle = handle
+    def __init__(self, handle: paramiko.SFTPFile, close: bool = True):
+        self.handle, self.close = handle, close
         self.queue: queue.Queue = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="sftp-stripe", daemon=True)
@@ -483,7 +482,8 @@ class _StripeWriter:
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
-        _close_quietly(self.handle)
+        if self.close:
+            _close_quietly(self.handle)
 
     def _run(self) -> None:
         try:
