@@ -1,14 +1,17 @@
 """Backup and restore throughput against the raw transport, the codecs and peer tools, in one run.
 
-``python -m benchmarks.run [--size-mib N] [--repeat N] [--rss-check-mib N] [--no-peers] [--work-dir D] [--json F]``
+``python -m benchmarks.run [--size-mib N] [--repeat N] [--rss-check-mib N] [--no-peers] [--work-dir D] [--json F]
+[--wan 40ms,200mbit [--wan-size-mib N]]``
 makes a data set, starts the loopback servers the tests use, and prints one table: MiB/s, the
 ratio to the raw transport ("x raw"), to the codec alone ("x codec"), to the slowest stage the
-pipeline cannot avoid ("x bound": transport, tar or codec alone), and peak RSS.
+pipeline cannot avoid ("x bound": transport, tar or codec alone), and peak RSS. ``--wan`` adds
+ftp and sftp rows over a delaying, rate-capped relay (benchmarks/wan.py), raw transport included.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -19,14 +22,14 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from benchmarks import dataset, peers, raw
+from benchmarks import dataset, peers, raw, wan
 from freezer.tests.servers import PyFtpd
 from freezer.tests.sshd import Sshd
 
 AGENT = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
 MIB = 1 << 20
 REPEAT = 3
-NOTES = ("freezer_faster", "stored_mib", "changed_mib", "x_full", "content_mib")
+NOTES = ("freezer_faster", "stored_mib", "changed_mib", "x_full", "content_mib", "link")
 CONFIGS = (("none", False), ("zstd", False), ("gzip", False), ("none", True), ("zstd", True), ("gzip", True))
 
 
@@ -96,10 +99,11 @@ class Bench:
             if os.path.exists(os.path.join(self.work, name)):
                 os.remove(os.path.join(self.work, name))
 
-    def freezer(self, storage: str, options: list[str], raw_put: float, raw_get: float) -> None:
+    def freezer(self, storage: str, options: list[str], raw_put: float, raw_get: float,
+                configs: tuple[tuple[str, bool], ...] = CONFIGS) -> None:
         """Backup and restore with every compression, with and without encryption."""
         pass_file = os.path.join(self.work, "pass")
-        for compression, encrypt in CONFIGS:
+        for compression, encrypt in configs:
             name = f"{compression}{'-enc' if encrypt else ''}"
             args = ["--compression", compression] + (["--encrypt-pass-file", pass_file] if encrypt else [])
             codec = self.codec_time(compression, pass_file if encrypt else None)
@@ -266,18 +270,74 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
     shutil.rmtree(os.path.join(bench.work, "rss"), ignore_errors=True)
 
 
+WAN_CONFIGS = (("none", False), ("zstd", False))
+
+
+def wan_rows(bench: Bench, link: wan.Link) -> None:
+    """ftp and sftp through the delaying relay: the raw transport and the agent over the same link."""
+    bench.add("wan", "backup", "line rate alone (size / rate)", bench.size * MIB / link.rate, link=str(link))
+    _wan_ftp_rows(bench, link)
+    _wan_sftp_rows(bench, link)
+
+
+def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
+    ftp_server = PyFtpd(os.path.join(bench.work, "ftp-wan"))
+    ftp_server.setUp()
+    try:
+        with wan.relay_process(("127.0.0.1", ftp_server.port), link, ftp=True) as port:
+            server = _through(ftp_server, port)
+            put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path))
+            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put, link=str(link))
+            get = bench.timed(lambda: raw.ftp_get(server, os.path.join(bench.work, "download.tar")))
+            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get, link=str(link))
+            bench.freezer("ftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
+    finally:
+        ftp_server.cleanUp()
+
+
+def _wan_sftp_rows(bench: Bench, link: wan.Link) -> None:
+    sshd = Sshd(os.path.join(bench.work, "ssh-wan"))
+    sshd.setUp()
+    try:
+        with wan.relay_process(("127.0.0.1", sshd.port), link) as port:
+            server = _through(sshd, port)
+            put_cmd = f"put {bench.tar_path} {server.root}/raw.tar"
+            get_cmd = f"get {server.root}/raw.tar {os.path.join(bench.work, 'download.tar')}"
+            put = bench.timed(lambda: raw.openssh_sftp(server, bench.work, put_cmd))
+            bench.add("sftp-wan", "backup", "OpenSSH sftp put (raw)", put, link=str(link))
+            get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, get_cmd))
+            bench.add("sftp-wan", "restore", "OpenSSH sftp get (raw)", get, link=str(link))
+            bench.freezer("sftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
+    finally:
+        sshd.cleanUp()
+
+
+def _through(server, port: int):
+    """The same server, reached through the relay listening on ``port``."""
+    via = copy.copy(server)
+    via.port = port
+    return via
+
+
+def make_bench(work: str, size_mib: int, repeat: int) -> Bench:
+    """A data set of ``size_mib`` under ``work``, its tar stream, and a Bench measuring it."""
+    os.makedirs(work, exist_ok=True)
+    source = os.path.join(work, "data")
+    dataset.make_data(source, size_mib)
+    with open(os.path.join(work, "pass"), "w") as out:
+        out.write("benchmark pass phrase\n")
+    tar_path = os.path.join(work, "data.tar")
+    subprocess.run(["tar", "--create", "--format=posix", f"--file={tar_path}", f"--directory={source}", "."],
+                   check=True)
+    return Bench(work, source, tar_path, repeat)
+
+
 def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
-            storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None) -> list[dict]:
+            storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None,
+            wan_link: str | None = None, wan_size_mib: int | None = None) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
     try:
-        source = os.path.join(work, "data")
-        dataset.make_data(source, size_mib)
-        with open(os.path.join(work, "pass"), "w") as out:
-            out.write("benchmark pass phrase\n")
-        tar_path = os.path.join(work, "data.tar")
-        subprocess.run(["tar", "--create", "--format=posix", f"--file={tar_path}", f"--directory={source}", "."],
-                       check=True)
-        bench = Bench(work, source, tar_path, repeat)
+        bench = make_bench(work, size_mib, repeat)
         tar_rows(bench)
         if "local" in storages:
             local_rows(bench)
@@ -294,6 +354,10 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
         incremental_rows(bench)
         if rss_check_mib:
             rss_rows(bench, rss_check_mib)
+        if wan_link:
+            far = make_bench(os.path.join(work, "wan"), wan_size_mib or size_mib, repeat)
+            wan_rows(far, wan.Link.parse(wan_link))
+            bench.rows += far.rows
         return bench.rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -306,15 +370,15 @@ def _forget(work: str, *names: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'storage':<7} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
+    head = (f"{'storage':<8} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
             f"{'x bound':>7} {'RSS MiB':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "seconds" not in r:
-            lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']}")
+            lines.append(f"{r['storage']:<8} {r['op']:<8} {r['what']}")
             continue
         note = "".join(f"  {k}={r[k]}" for k in NOTES if k in r)
-        lines.append(f"{r['storage']:<7} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
+        lines.append(f"{r['storage']:<8} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
                      f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r.get('x_bound') or '':>7} "
                      f"{r['peak_rss_mib'] or '':>7}{note}")
     return "\n".join(lines)
@@ -329,9 +393,13 @@ def main() -> int:
     parser.add_argument("--storages", default="local,ftp,ftps,sftp")
     parser.add_argument("--work-dir", help="where data, stores and servers live (e.g. /dev/shm: no disk noise)")
     parser.add_argument("--json")
+    parser.add_argument("--wan", metavar="RTT,RATE", help="add ftp and sftp over a long link, e.g. 40ms,200mbit")
+    parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     args = parser.parse_args()
+    if args.wan:
+        wan.Link.parse(args.wan)  # a typo fails now, not after the loopback rows
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
-                   tuple(args.storages.split(",")), args.work_dir)
+                   tuple(s for s in args.storages.split(",") if s), args.work_dir, args.wan, args.wan_size_mib)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:

@@ -4,6 +4,10 @@ import glob
 import os
 import socket
 
+import fixtures
+import testtools
+
+from freezer.storage import ftp as ftp_storage
 from freezer.tests import servers
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
@@ -333,3 +337,51 @@ def _walk(root):
     for parent, _, files in os.walk(root):
         for name in files:
             yield os.path.join(parent, name)
+
+
+class TestFtpRoundTrips(testtools.TestCase):
+    """On a long link every command costs a round trip: a session does not repeat what it already said."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(servers.PyFtpd(self.useFixture(fixtures.TempDir()).path))
+        self.storage, self.sent = self.session()
+
+    def session(self) -> tuple[ftp_storage.FtpStorage, list[str]]:
+        """A connected storage, and the list of the commands it sends from now on."""
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                           password=self.server.password, container="backups")
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        sent: list[str] = []
+        client = storage._client()
+        real_putcmd = client.putcmd
+        client.putcmd = lambda line: (sent.append(line), real_putcmd(line))
+        return storage, sent
+
+    def test_binary_mode_and_listing_facts_are_asked_for_once_per_session(self):
+        for name in ("a", "b"):
+            self.storage.put_stream(f"dir/{name}", [b"data"])
+            self.assertEqual(4, self.storage.size(f"dir/{name}"))
+        self.assertEqual(["a", "b"], self.storage.listdir("dir"))
+        self.assertEqual(["a", "b"], self.storage.listdir("dir"))
+        self.assertEqual(b"data", b"".join(self.storage.get_stream("dir/a")))
+        self.assertEqual(1, self.sent.count("OPTS MLST type;"), self.sent)
+        # STOR, SIZE, STOR, SIZE follow each other in binary mode; only the RETR after the listings needs TYPE I.
+        self.assertEqual(1, self.sent.count("TYPE I"), self.sent)
+
+    def test_a_new_directory_under_existing_ones_costs_one_command(self):
+        self.storage.put_stream("a/b/c/first", [b"data"])
+        later, sent = self.session()
+        later.put_stream("a/b/c/d/second", [b"data"])
+        self.assertEqual(["MKD /backups/a/b/c/d"], [c for c in sent if c.startswith(("MKD", "CWD"))])
+        self.assertEqual(b"data", b"".join(later.get_stream("a/b/c/d/second")))
+
+    def test_a_fresh_tree_is_still_made_from_the_top(self):
+        self.storage.put_stream("x/y/z/file", [b"data"])
+        self.assertEqual(["x"], self.storage.listdir(""))
+        self.assertEqual(b"data", b"".join(self.storage.get_stream("x/y/z/file")))
+
+    def test_listing_a_missing_directory_does_not_fall_back_to_nlst(self):
+        self.assertEqual([], self.storage.listdir("nowhere"))
+        self.assertNotIn("NLST", " ".join(self.sent))

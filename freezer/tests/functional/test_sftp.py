@@ -5,6 +5,11 @@ import re
 import stat
 import subprocess
 
+import fixtures
+import paramiko
+import testtools
+
+from freezer.storage import sftp as sftp_storage
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 from freezer.tests.servers import free_port
@@ -192,3 +197,84 @@ class TestSftpServerDisk(SshdAgentTest):
         write(f"{self.source}/f", "x")
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "read-only")
+
+
+class TestSftpRoundTrips(testtools.TestCase):
+    """On a long link every request costs a round trip: directories are made with as few as possible."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+
+    def session(self) -> tuple[sftp_storage.SftpStorage, list[str]]:
+        """A connected storage, and the SFTP requests (by name) it sends from now on."""
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        sent: list[str] = []
+        client = storage._client()
+        real_request = client._request
+        names = {code: name for name, code in vars(paramiko.sftp).items()
+                 if name.startswith("CMD_") and isinstance(code, int)}
+
+        def spy(kind, *args):
+            sent.append(names.get(kind, str(kind)))
+            return real_request(kind, *args)
+
+        client._request = spy
+        return storage, sent
+
+    def test_a_new_directory_under_existing_ones_costs_one_request(self):
+        first, _ = self.session()
+        first.put_stream("a/b/c/first", [b"data"])
+        later, sent = self.session()
+        later.put_stream("a/b/c/d/second", [b"data"])
+        later.put_stream("a/b/c/d/third", [b"data"])
+        self.assertEqual(["CMD_MKDIR"], [r for r in sent if r in ("CMD_MKDIR", "CMD_STAT")][:1])
+        self.assertEqual(1, sent.count("CMD_MKDIR"), sent)
+        self.assertEqual(b"data", b"".join(later.get_stream("a/b/c/d/third")))
+
+    def test_a_fresh_tree_and_an_existing_directory_still_work(self):
+        storage, _ = self.session()
+        storage.put_stream("x/y/z/file", [b"data"])
+        storage.rmtree("x/y")
+        storage.put_stream("x/y/z/file", [b"again"])
+        self.assertEqual(b"again", b"".join(storage.get_stream("x/y/z/file")))
+        self.assertTrue(storage.claim("x/y/slot"))
+        self.assertFalse(storage.claim("x/y/slot"))
+
+
+class TestSftpStripedUpload(testtools.TestCase):
+    """A long upload to OpenSSH goes over more than one SFTP channel (each has its own window)."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        self.storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(self.storage.close)
+
+    def test_every_byte_lands_at_its_offset(self):
+        # Uneven chunk sizes, so a chunk written at the wrong offset would show.
+        chunks = [os.urandom(size) for size in [1 << 20] * 9 + [12345, 1 << 20, 777, 3 << 20, 1]]
+        written = self.storage.put_stream("long/file", iter(chunks))
+        self.assertEqual(sum(map(len, chunks)), written)
+        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.assertEqual(b"".join(chunks), b"".join(self.storage.get_stream("long/file")))
+        self.storage.put_stream("long/small", [b"short"])  # the extra channel stays open for the next one
+        self.assertEqual(b"short", b"".join(self.storage.get_stream("long/small")))
+
+    def test_a_failing_stream_leaves_no_file_and_the_storage_usable(self):
+        def failing():
+            for _ in range(12):
+                yield os.urandom(1 << 20)
+            raise RuntimeError("source broke")
+
+        self.assertRaises(RuntimeError, self.storage.put_stream, "long/broken", failing())
+        self.assertEqual([], self.storage.listdir("long"))
+        self.storage.put_stream("long/after", [b"fine"] * 3)
+        self.assertEqual(b"finefinefine", b"".join(self.storage.get_stream("long/after")))
