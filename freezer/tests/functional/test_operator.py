@@ -107,7 +107,7 @@ class TestProgressAndSummary(OperatorTest):
         with open(log, encoding="utf-8") as handle:
             text = handle.read()
         self.assertIn("INFO freezer: backup done: ", text)
-        self.assertIn("WARNING freezer.job: compression changed from gzip to zstd", text)
+        self.assertIn("WARNING freezer.actions.backup: compression changed from gzip to zstd", text)
         self.assertIn("ERROR freezer: error: --restore-abs-path", text)
         self.assertIn("is not empty", text.splitlines()[-1])
 

@@ -1,0 +1,1 @@
+"""The agent's actions, one module each, over any Storage."""

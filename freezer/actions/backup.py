@@ -1,0 +1,192 @@
+"""``--action backup``: the next level of the newest chain, in a slot claimed first."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+
+from freezer import __version__, consistency
+from freezer.actions.base import Job, ref_fields, require
+from freezer.common import config
+from freezer.engine import tar
+from freezer.engine.streams import Digest, file_chunks, prefetch
+from freezer.progress import BackupLine, LineCounter
+from freezer.storage.base import FreezerError, Storage
+from freezer.storage.layout import (
+    BackupRef,
+    BackupSet,
+    LevelPlan,
+    LevelPolicy,
+    SlotTaken,
+    group_chains,
+    next_timestamp,
+    plan_level,
+    settings_change,
+)
+from freezer.storage.metadata import BadMetadata
+
+LOG = logging.getLogger(__name__)
+CLAIM_TRIES = 20  # timestamps tried when other backups of the same name take them first
+CLAIM_JITTER = 0.5  # seconds, at most, between tries: agents started together fall out of step
+
+
+
+class BackupJob(Job):
+    """Back up ``--path-to-backup`` as the next level of the newest chain."""
+
+    def run(self) -> dict:
+        require(self.conf, "path_to_backup", "backup_name")
+        source = os.path.abspath(os.path.expanduser(self.conf.path_to_backup))
+        if not os.path.exists(source):
+            raise FreezerError(f"--path-to-backup {source} does not exist")
+        backups = self.backups()
+        existing = backups.list_backups()
+        now = int(time.time())
+        plan = self._plan(existing, now)
+        ts = next_timestamp(existing, now)
+        if self.conf.dry_run:
+            planned = BackupRef(plan.l0_ts or ts, ts, plan.level)
+            return self.result(**self._record(source, planned), size=0, dry_run=True,
+                               l0_time_stamp=planned.l0_ts, parent=ref_fields(plan.parent))
+        if self.conf.sync:
+            os.sync()  # --sync (upstream's default): flush file system buffers before reading
+        checksum = self._consistency_checksum(self.read_from or source)
+        ref = self._claim(backups, plan, ts)
+        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
+        try:
+            digest, warnings, metadata, counts = self._write(backups, plan, ref, source, checksum)
+        except SlotTaken:
+            raise  # the slot holds another backup's metadata: leave it alone
+        except BaseException:
+            _remove_quietly(backups, ref)
+            raise
+        LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
+        return self.result(**self._record(source, ref), l0_time_stamp=ref.l0_ts,
+                           size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
+                           parent=ref_fields(plan.parent), **counts,
+                           **({"consistency_checksum": checksum} if checksum else {}))
+
+    def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
+        """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
+        for _ in range(CLAIM_TRIES):
+            ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
+            if backups.claim(ref):
+                return ref
+            LOG.info("%s is taken by another backup of %s: trying the next second", ref.relpath, backups.prefix)
+            time.sleep(random.uniform(0, CLAIM_JITTER))
+            ts = max(ts + 1, int(time.time()))
+        raise FreezerError(f"no free backup slot for {backups.prefix} after {CLAIM_TRIES} tries: other agents "
+                           "keep taking them (run one backup per --backup-name and --hostname at a time)")
+
+    def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str,
+               checksum: str | None) -> tuple[Digest, list[str], dict, dict]:
+        """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
+        with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
+            snapshot = os.path.join(workdir, "snapshot")
+            if plan.parent:
+                _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
+            digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
+                                                         snapshot, ref, plan.parent)
+            self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
+        metadata = self._metadata(ref, source, digest)
+        if checksum:
+            metadata["consistency_checksum"] = checksum
+        if self.before_commit:
+            self.before_commit()
+        backups.write_metadata(ref, metadata)
+        return digest, warnings, metadata, counts
+
+    def _consistency_checksum(self, source: str) -> str | None:
+        """``--consistency-check``: the checksum of the files about to be backed up."""
+        if not self.conf.consistency_check:
+            return None
+        value = consistency.checksum(source, tuple(self.conf.exclude), self.conf.cross_mount_points)
+        LOG.info("consistency checksum of %s: %s", source, value)
+        return value
+
+    def _record(self, source: str, ref: BackupRef) -> dict:
+        """Upstream agent's backup record fields, which freezer-api and ``freezer backup-list`` show."""
+        return {"level": ref.level, "curr_backup_level": ref.level, "time_stamp": ref.ts,
+                "path_to_backup": source, "fs_real_path": source, "vol_snap_path": source,
+                "client_os": sys.platform, "client_version": __version__, "compression": self.conf.compression,
+                "mode": self.conf.mode, "engine_name": self.conf.engine_name, "backup_media": "fs",
+                "max_level": self.conf.max_level or "", "always_level": self.conf.always_level or "",
+                "log_file": self.conf.log_file or "", "encrypted": bool(self.conf.encrypt_pass_file)}
+
+    def _plan(self, existing: list[BackupRef], now: int) -> LevelPlan:
+        policy = LevelPolicy(incremental=config.incremental(self.conf), max_level=self.conf.max_level,
+                             always_level=self.conf.always_level,
+                             restart_always_level=self.conf.restart_always_level)
+        plan = plan_level(group_chains(existing), now, policy)
+        if plan.level > 0 and plan.parent is None:
+            LOG.warning("level %d has no parent backup: starting a new chain", plan.level)
+            return LevelPlan(0, None, None)
+        if plan.parent is not None:
+            reason = self._chain_break(plan.parent)
+            if reason:
+                LOG.warning("%s: starting a new chain (level 0)", reason)
+                return LevelPlan(0, None, None)
+        return plan
+
+    def _chain_break(self, parent: BackupRef) -> str | None:
+        """Why the next backup cannot build on ``parent`` (bad metadata, other settings), or None."""
+        try:
+            record = self.backups().read_metadata(parent)
+        except BadMetadata as exc:
+            return str(exc)
+        return settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
+
+    def _upload_data(self, path: str, source: str, snapshot: str, ref: BackupRef,
+                     parent: BackupRef | None) -> tuple[Digest, list[str], dict]:
+        """Stream tar's output to ``path``; return its digest, tar's warnings, and files and bytes read."""
+        index = LineCounter(os.path.join(os.path.dirname(snapshot), "index"))
+        options = tar.TarOptions(compression=self.conf.compression,
+                                 encrypt_pass_file=self.conf.encrypt_pass_file,
+                                 excludes=tuple(self.conf.exclude),
+                                 dereference=self.conf.dereference_symlink or "", index_file=index.path,
+                                 one_file_system=not self.conf.cross_mount_points)
+        pipeline = tar.start_backup(source, snapshot, options)
+        digest = Digest()
+        line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
+        try:
+            with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
+                self.storage.put_stream(path, prefetch(digest.tap(prefetch(pipeline.output_chunks()))))
+        except BaseException:
+            pipeline.abort()
+            raise
+        warnings = pipeline.messages_of(0)
+        for warning in warnings:
+            LOG.warning("%s", warning)
+        counts = {"files": index.count(), "bytes_read": tar.bytes_read(pipeline.all_stderr_of(0))}
+        pipeline.close()
+        return digest, warnings, counts
+
+    def _metadata(self, ref: BackupRef, source: str, digest: Digest) -> dict:
+        return {"engine_name": tar.NAME, "compression": self.conf.compression,
+                "encryption": bool(self.conf.encrypt_pass_file), "level": ref.level,
+                "time_stamp": ref.ts, "l0_time_stamp": ref.l0_ts, "hostname": self.conf.hostname,
+                "backup_name": self.conf.backup_name, "path_to_backup": source,
+                "data_size": digest.size, "data_sha256": digest.hexdigest(),
+                "agent": f"freezer {__version__}"}
+
+
+
+
+def _remove_quietly(backups: BackupSet, ref: BackupRef) -> None:
+    """Give back the slot of a backup that failed; what cannot be removed now, admin collects later."""
+    try:
+        backups.remove_level(ref)
+    except (FreezerError, OSError) as exc:
+        LOG.info("could not remove the unfinished %s (admin will): %s", ref.relpath, exc)
+
+
+def _download(storage: Storage, path: str, local_path: str) -> None:
+    with open(local_path, "wb") as out:
+        for chunk in storage.get_stream(path):
+            out.write(chunk)
+
+

@@ -1,0 +1,171 @@
+"""``--action restore``: the levels of a chain applied in order, confined to the target."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from freezer import consistency
+from freezer.actions.base import Job, ref_fields, require
+from freezer.common import dates
+from freezer.engine import confine, tar
+from freezer.engine.confine import SymlinkGuard
+from freezer.engine.streams import Digest, PipelineError, prefetch, verified
+from freezer.progress import RestoreLine
+from freezer.restore_target import RestoreTarget
+from freezer.storage.base import FreezerError, NotFound
+from freezer.storage.layout import (
+    BackupRef,
+    BackupSet,
+    restore_plan,
+)
+from freezer.storage.metadata import Metadata
+
+LOG = logging.getLogger(__name__)
+
+
+
+class RestoreJob(Job):
+    """Restore the newest state (or the state at ``--restore-from-date``)."""
+
+    def run(self) -> dict:
+        require(self.conf, "restore_abs_path", "backup_name")
+        target = os.path.abspath(os.path.expanduser(self.conf.restore_abs_path))
+        until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
+            if self.conf.restore_from_date else None
+        backups = self.backups()
+        plan = restore_plan(backups.chains(), until)
+        if not plan:
+            when = f" up to {self.conf.restore_from_date}" if until else ""
+            raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
+                           "(check --backup-name, --hostname and --container)")
+        records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
+        for record in records.values():
+            self._pass_file(record)
+        _check_target(target, self.conf.overwrite)
+        levels = [{**ref_fields(ref), "size": records[ref].data_size} for ref in plan]
+        if self.conf.dry_run:
+            return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True,
+                               restore_abs_path=target, levels=levels)
+        line = RestoreLine(plan, records)
+        with self.progress.showing(line.render):
+            size, files = self._apply_all(backups, plan, records, RestoreTarget(target), line)
+        checked = self._check_consistency(target, records[plan[-1]])
+        return self.result(**checked, level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
+                           restore_abs_path=target, levels_applied=len(plan), levels=levels, files=files)
+
+    def _apply_all(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata],
+                   area: RestoreTarget, line: RestoreLine) -> tuple[int, int]:
+        """Apply every level with symlinks held; move into place only when all of them went in."""
+        guard = SymlinkGuard(area.open())
+        size = files = 0
+        for index, ref in enumerate(plan):
+            try:
+                guard.hold_all()
+                digest = Digest()
+                line.start_level(index, digest)
+                applied, members = self._apply(backups, ref, records[ref], guard, digest)
+                size, files = size + applied, files + members
+            except BaseException as exc:
+                guard.release()
+                area.discard()
+                if isinstance(exc, FreezerError):
+                    raise _restore_failed(exc, plan, index, area) from exc
+                raise
+        guard.release()
+        area.commit()
+        return size, files
+
+    def _apply(self, backups: BackupSet, ref: BackupRef, metadata: Metadata, guard: SymlinkGuard,
+               digest: Digest) -> tuple[int, int]:
+        """Apply one level; return its bytes and the number of members tar extracted."""
+        pass_file = self._pass_file(metadata)
+        path = backups.data_path(ref)
+        expected = metadata.data_size
+        if metadata.data_sha256 is None:
+            LOG.warning("level %d (%s) is not verified: its metadata has no data_sha256 "
+                        "(written by upstream freezer?)", ref.level, ref.relpath)
+        if expected is not None and self.storage.size(path) != expected:
+            raise FreezerError(f"{path} is {self.storage.size(path)} bytes, expected {expected}: "
+                               "refusing to restore it")
+        LOG.info("restoring %s into %s", ref.relpath, guard.root)
+        pipeline = tar.start_restore(guard.root, metadata.compression, pass_file)
+        chunks = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
+        try:
+            pipeline.feed(prefetch(chunks))
+        except PipelineError as exc:
+            refused = _refused_member(pipeline, guard)
+            pipeline.abort()
+            if refused:
+                raise refused from exc
+            hint = " (wrong --encrypt-pass-file?)" if pass_file else ""
+            raise FreezerError(f"{exc}{hint}") from exc
+        except BaseException:
+            pipeline.abort()
+            raise
+        refused = _refused_member(pipeline, guard)
+        members = pipeline.kept_output().count("\n")
+        pipeline.close()
+        if refused:
+            raise refused
+        return expected or digest.size, members
+
+    def _check_consistency(self, target: str, newest: Metadata) -> dict:
+        """``--consistency-checksum`` (or ``--consistency-check``: the recorded one) against the restored files."""
+        expected = self.conf.consistency_checksum
+        if not expected and self.conf.consistency_check:
+            expected = newest.consistency_checksum
+            if not expected:
+                raise consistency.ConsistencyError(
+                    f"--consistency-check: the backup restored in {target} recorded no checksum "
+                    "(it was made without --consistency-check)")
+        if not expected:
+            return {}
+        consistency.compare(target, expected, target)
+        LOG.info("consistency check passed: %s", expected)
+        return {"consistency_checksum": expected.strip().lower()}
+
+    def _pass_file(self, metadata: Metadata) -> str | None:
+        if not metadata.encryption:
+            return None
+        if not self.conf.encrypt_pass_file:
+            raise FreezerError("this backup is encrypted: give its passphrase with --encrypt-pass-file")
+        return self.conf.encrypt_pass_file
+
+
+
+
+def _refused_member(pipeline, guard: SymlinkGuard) -> FreezerError | None:
+    """A member that tried to leave the target, as the error that fails the restore."""
+    tar_stage = len(pipeline.procs) - 1
+    reason = confine.refusal(pipeline.all_stderr_of(tar_stage), pipeline.kept_output(), guard)
+    if reason is None:
+        return None
+    return FreezerError(f"refused: {reason}; a backup written by freezer never holds such a member "
+                        "(the storage may have been tampered with)")
+
+
+def _restore_failed(exc: FreezerError, plan: list[BackupRef], index: int, area: RestoreTarget) -> FreezerError:
+    """The error of a failed level, saying what the target holds now and how to get a consistent one."""
+    ref = plan[index]
+    what = f"level {ref.level} of {dates.show(ref.ts)} ({ref.relpath})"
+    if area.staged:
+        state = area.state_after_failure()
+    elif index == 0:
+        state = (f"{area.target} holds part of the level 0 (not a consistent state): "
+                 "empty it and restore an earlier chain with --restore-from-date")
+    else:
+        last_good = plan[index - 1]
+        state = (f"{area.target} holds the levels before it and part of this one: restore again with "
+                 f"--restore-from-date {dates.show(last_good.ts).replace(' ', 'T')} for the state "
+                 "before it")
+    error = FreezerError(f"restore failed at {what}: {exc}; {state}")
+    error.exit_code = exc.exit_code
+    return error
+
+
+def _check_target(target: str, overwrite: bool) -> None:
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise FreezerError(f"--restore-abs-path {target} exists and is not a directory")
+    if os.path.isdir(target) and os.listdir(target) and not overwrite:
+        raise FreezerError(f"--restore-abs-path {target} is not empty: empty it or add --overwrite")
