@@ -154,16 +154,17 @@ def refusal(stderr: str, listing: str, guard: SymlinkGuard) -> str | None:
         if match := _DOT_DOT.match(line):
             return f"member {match.group(1)} has '..' in its name"
         if (match := _NOT_A_DIR.match(line)) and (held := guard.link_above(match.group(1))):
-            shown = os.path.relpath(held.path, guard.root)
-            return f"member {match.group(1)} would go through the symlink {shown} -> {held.target}"
+            return f"member {match.group(1)} would go through {_described(held, guard)}"
         if (match := _HARD_LINK.match(line)) and (held := guard.link_above(match.group(2))):
-            shown = os.path.relpath(held.path, guard.root)
-            return (f"hard link {match.group(1)} to {match.group(2)} would go through the symlink "
-                    f"{shown} -> {held.target}")
+            return f"hard link {match.group(1)} to {match.group(2)} would go through {_described(held, guard)}"
     for line in stderr.splitlines():
         if match := _STRIPPED.match(line):
             return _stripped_reason(match.group(1), match.group(2), listing)
     return None
+
+
+def _described(held: HeldLink, guard: SymlinkGuard) -> str:
+    return f"the symlink {os.path.relpath(held.path, guard.root)} -> {held.target}"
 
 
 def _stripped_reason(prefix: str, what: str, listing: str) -> str:
