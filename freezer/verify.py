@@ -16,7 +16,7 @@ from freezer.engine import codecs
 from freezer.engine.streams import Digest, Pipeline, PipelineError
 from freezer.job import Job, require
 from freezer.storage.base import FreezerError, NotFound, StorageError
-from freezer.storage.layout import BackupRef, BackupSet, restore_plan
+from freezer.storage.layout import BackupRef, BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class VerifyJob(Job):
         backups = self.backups()
         until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
             if self.conf.restore_from_date else None
-        plan = restore_plan(backups.chains(), until)
+        plan = backups.plan_restore(until)
         if not plan:
             raise NotFound(f"no backup {backups.prefix!r} in {self.storage.describe()} to verify "
                            "(check --backup-name, --hostname and --container)")

@@ -44,7 +44,8 @@ class BackupJob(Job):
         if not os.path.exists(source):
             raise FreezerError(f"--path-to-backup {source} does not exist")
         backups = self.backups()
-        existing = backups.list_backups()
+        newest = backups.newest_chain()  # the next level builds on it; older chains are not listed
+        existing = list(newest.backups) if newest else []
         now = int(time.time())
         plan = self._plan(existing, now)
         ts = next_timestamp(existing, now)

@@ -17,7 +17,6 @@ from freezer.storage.base import FreezerError, NotFound
 from freezer.storage.layout import (
     BackupRef,
     BackupSet,
-    restore_plan,
 )
 from freezer.storage.metadata import Metadata
 
@@ -34,7 +33,7 @@ class RestoreJob(Job):
         until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
             if self.conf.restore_from_date else None
         backups = self.backups()
-        plan = restore_plan(backups.chains(), until)
+        plan = backups.plan_restore(until)
         if not plan:
             when = f" up to {self.conf.restore_from_date}" if until else ""
             raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "

@@ -104,10 +104,11 @@ class FtpStorage(Storage):
         self.kind = "ftps" if settings.tls else "ftp"
         self._ftp: ftplib.FTP | None = None
         self._root: str | None = None
-        self._made_dirs: set[str] = set()
+        self._known_dirs: set[str] = set()  # directories seen in a listing or made by this session
+        self._absent_dirs: set[str] = set()  # directories a listing found missing
         # What this session already told the server, so a long link does not pay the round trip twice.
         self._binary_mode = False
-        self._facts_chosen = False
+        self._utf8_asked = False
 
     def describe(self) -> str:
         s = self.settings
@@ -118,7 +119,7 @@ class FtpStorage(Storage):
     def _client(self) -> ftplib.FTP:
         if self._ftp is None:
             self._ftp = self._connect()
-            self._binary_mode, self._facts_chosen = True, False
+            self._binary_mode, self._utf8_asked = True, False
             self._root = self._resolve_root(self._ftp)
         return self._ftp
 
@@ -180,13 +181,21 @@ class FtpStorage(Storage):
         except ftplib.error_perm as exc:
             raise AuthError(f"login to {s.where} as {s.username!r} refused ({_reply(exc)}): "
                             "check --ftp-username and --ftp-password") from exc
-        try:
-            ftp.sendcmd("OPTS UTF8 ON")
-        except ftplib.all_errors:
-            pass  # servers that always speak UTF-8 may not know the command
 
     def _resolve_root(self, ftp: ftplib.FTP) -> str:
-        return container_root(self.settings.container, ftp.pwd())
+        """The container as an absolute path; PWD (a round trip) only when it is relative."""
+        container = self.settings.container
+        return container_root(container, "/" if container.startswith("/") else ftp.pwd())
+
+    def _speak_utf8(self, path: str) -> None:
+        """Ask for UTF-8 names before the first path that needs it; ASCII paths never pay the round trip."""
+        if self._utf8_asked or path.isascii():
+            return
+        self._utf8_asked = True
+        try:
+            self._ftp.sendcmd("OPTS UTF8 ON")
+        except ftplib.all_errors:
+            pass  # servers that always speak UTF-8 may not know the command
 
     def close(self) -> None:
         if self._ftp is not None:
@@ -201,7 +210,8 @@ class FtpStorage(Storage):
         if self._ftp is not None:
             _close_quietly(self._ftp)
             self._ftp = None
-        self._made_dirs.clear()
+        self._known_dirs.clear()
+        self._absent_dirs.clear()
 
     # -- operations -------------------------------------------------------
 
@@ -209,7 +219,9 @@ class FtpStorage(Storage):
         if any(c in path for c in "\r\n\x00"):
             raise StorageError(f"path {path!r} cannot be sent over FTP")
         self._client()
-        return posixpath.join(self._root, path)
+        remote = posixpath.join(self._root, path)
+        self._speak_utf8(remote)
+        return remote
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
@@ -308,36 +320,54 @@ class FtpStorage(Storage):
     def _entries(self, remote: str) -> list[tuple[str, str | None]]:
         """(name, 'file'|'dir'|None) of a directory; empty when absent."""
         ftp = self._client()
-        self._binary_mode = False  # ftplib lists in ASCII
         try:
             try:
-                return sorted((name, facts.get("type")) for name, facts in self._mlsd(ftp, remote)
-                              if facts.get("type") not in ("cdir", "pdir") and name not in (".", ".."))
+                entries = self._mlsd(ftp, remote)
             except ftplib.error_perm as exc:
                 if not _reply(exc).startswith(("500", "501", "502", "504")):
                     raise
                 # pyftpdlib answers 501 for a missing directory: one CWD spares the NLST's four round trips.
                 if _reply(exc).startswith("501") and not self._is_dir(remote):
+                    self._absent_dirs.add(remote)
                     return []
-            return sorted((posixpath.basename(n), None) for n in ftp.nlst(remote)
-                          if posixpath.basename(n) not in (".", ".."))
-        except ftplib.error_temp as exc:
+                self._binary_mode = False  # ftplib lists in ASCII
+                entries = [(posixpath.basename(n), None) for n in ftp.nlst(remote)]
+                if not entries:
+                    return []  # vsftpd lists a missing directory as an empty one: learn nothing from it
+        except (ftplib.error_temp, ftplib.error_perm) as exc:
             if _reply(exc).startswith(MISSING_CODES):
-                return []
-            raise self._translate(exc, f"list {remote}") from exc
-        except ftplib.error_perm as exc:
-            if _reply(exc).startswith(MISSING_CODES):
+                self._absent_dirs.add(remote)
                 return []
             raise self._translate(exc, f"list {remote}") from exc
         except BaseException as exc:
             raise self._translate(exc, f"list {remote}") from exc
+        self._learn_dirs(remote, entries)
+        return sorted((name, kind) for name, kind in entries
+                      if kind not in ("cdir", "pdir") and name not in (".", ".."))
 
-    def _mlsd(self, ftp: ftplib.FTP, remote: str) -> list[tuple[str, dict]]:
-        """MLSD asking for the type fact; the OPTS MLST choosing it holds for the session (RFC 3659 7.9)."""
-        if not self._facts_chosen:
-            ftp.sendcmd("OPTS MLST type;")
-            self._facts_chosen = True
-        return list(ftp.mlsd(remote))
+    def _mlsd(self, ftp: ftplib.FTP, remote: str) -> list[tuple[str, str | None]]:
+        """MLSD read in binary mode, so no TYPE A / TYPE I pair is spent around each listing.
+
+        The server's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it is typed None.
+        """
+        conn = self._binary().transfercmd(f"MLSD {remote}")
+        with conn:
+            listing = bytearray()
+            while data := conn.recv(BLOCK_SIZE):
+                listing += data
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        ftp.voidresp()
+        return [entry for line in bytes(listing).decode(ftp.encoding, "replace").splitlines()
+                if (entry := _mlsd_entry(line)) is not None]
+
+    def _learn_dirs(self, remote: str, entries: list[tuple[str, str | None]]) -> None:
+        """A directory that could be listed exists, and so do its ancestors and its typed subdirectories."""
+        current = remote
+        while current not in ("", "/") and current not in self._known_dirs:
+            self._know_dir(current)
+            current = posixpath.dirname(current)
+        self._known_dirs.update(posixpath.join(remote, name) for name, kind in entries if kind == "dir")
 
     def rmtree(self, path: str) -> None:
         self._rmtree(self._abs(path))
@@ -360,7 +390,7 @@ class FtpStorage(Storage):
         except ftplib.error_perm as exc:
             if self._is_dir(remote):
                 raise self._translate(exc, f"remove {remote}") from exc
-        self._made_dirs = {d for d in self._made_dirs if not (d == remote or d.startswith(remote + "/"))}
+        self._known_dirs = {d for d in self._known_dirs if not (d == remote or d.startswith(remote + "/"))}
 
     def size(self, path: str) -> int:
         remote = self._abs(path)
@@ -384,36 +414,51 @@ class FtpStorage(Storage):
             raise self._translate(exc, f"create {remote}") from exc
         except BaseException as exc:
             raise self._translate(exc, f"create {remote}") from exc
-        self._made_dirs.add(remote)
+        self._know_dir(remote)
         return True
 
     def _makedirs(self, remote: str) -> None:
-        """Make ``remote`` and its parents. Most backups find all but the last there, so MKD that first:
-        one round trip, where walking down from the top costs two per directory that exists."""
-        if not remote.strip("/") or remote in self._made_dirs:
+        """Make ``remote`` and its parents, spending round trips only on directories not known to exist.
+
+        With more than one unknown (none known absent), MKD the deepest first: most backups find all but
+        the last there.
+        """
+        missing = self._unknown_part(remote)
+        if not missing:
             return
+        if len(missing) > 1 and self._absent_dirs.isdisjoint(missing):
+            try:
+                self._client().mkd(remote)
+                self._know_dir(remote)
+                return
+            except ftplib.error_perm:
+                if self._is_dir(remote):
+                    self._know_dir(remote)
+                    return
+        for current in missing:
+            self._make_one(current)
+
+    def _know_dir(self, remote: str) -> None:
+        self._known_dirs.add(remote)
+        self._absent_dirs.discard(remote)
+
+    def _unknown_part(self, remote: str) -> list[str]:
+        """``remote`` and its ancestors below the deepest one known to exist, top first."""
+        missing = []
+        current = remote
+        while current.strip("/") and current not in self._known_dirs:
+            missing.append(current)
+            current = posixpath.dirname(current)
+        return missing[::-1]
+
+    def _make_one(self, remote: str) -> None:
         try:
             self._client().mkd(remote)
-        except ftplib.error_perm:
+        except ftplib.error_perm as exc:
             if not self._is_dir(remote):
-                self._make_each(remote)
-        self._made_dirs.add(remote)
-
-    def _make_each(self, remote: str) -> None:
-        ftp = self._client()
-        parts = [p for p in remote.split("/") if p]
-        current = "/" if remote.startswith("/") else ""
-        for part in parts:
-            current = posixpath.join(current, part)
-            if current in self._made_dirs:
-                continue
-            try:
-                ftp.mkd(current)
-            except ftplib.error_perm as exc:
-                if not self._is_dir(current):
-                    raise PermissionDenied(f"cannot create {current} on {self.settings.where} "
-                                           f"({_reply(exc)}): check --container and its permissions") from exc
-            self._made_dirs.add(current)
+                raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
+                                       f"({_reply(exc)}): check --container and its permissions") from exc
+        self._know_dir(remote)
 
     def _is_dir(self, remote: str) -> bool:
         ftp = self._client()
@@ -482,6 +527,19 @@ def _server_reason(ftp: ftplib.FTP) -> ftplib.Error | None:
     except (OSError, EOFError):
         pass
     return None
+
+
+def _mlsd_entry(line: str) -> tuple[str, str | None] | None:
+    """``("name", type)`` from one MLSD line (``fact=value;...; name``); None for a blank line."""
+    facts, _, name = line.rstrip("\r\n").partition(" ")
+    if not name:
+        return None
+    for fact in facts.split(";"):
+        key, _, value = fact.partition("=")
+        if key.lower() == "type":
+            value = value.lower()
+            return name, "dir" if value == "dir" else "file" if value == "file" else value or None
+    return name, None
 
 
 def _reply(exc: BaseException) -> str:

@@ -134,24 +134,52 @@ class BackupSet:
 
     def list_backups(self) -> list[BackupRef]:
         """Every complete backup (its ``metadata`` exists), oldest first."""
-        root = f"metadata/{self.engine}/{self.prefix}"
-        return sorted(ref for ref in self._level_dirs(root)
-                      if "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"))
+        root = self._metadata_root()
+        return sorted(ref for ref in self._level_dirs(root) if self._complete(root, ref))
+
+    def newest_chain(self, until: int | None = None) -> Chain | None:
+        """The newest chain with a complete level 0 not after ``until``.
+
+        Lists only the chains it looks at, newest first, so its cost does not grow with the history kept.
+        """
+        root = self._metadata_root()
+        l0_names = sorted((n for n in self.storage.listdir(root) if _L0_DIR.fullmatch(n)), key=int, reverse=True)
+        for l0_name in l0_names:
+            if until is not None and int(l0_name) > until:
+                continue
+            chains = group_chains([ref for ref in self._levels_in(root, l0_name) if self._complete(root, ref)])
+            if chains:
+                return chains[-1]
+        return None
+
+    def plan_restore(self, until: int | None = None) -> list[BackupRef]:
+        """The levels a restore of the state at ``until`` (default: newest) applies, in order."""
+        chain = self.newest_chain(until)
+        return restore_plan([chain] if chain else [], until)
+
+    def _metadata_root(self) -> str:
+        return f"metadata/{self.engine}/{self.prefix}"
+
+    def _complete(self, root: str, ref: BackupRef) -> bool:
+        return "metadata" in self.storage.listdir(f"{root}/{ref.relpath}")
 
     def _level_dirs(self, root: str):
         """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense."""
         for l0_name in self.storage.listdir(root):
-            if not _L0_DIR.fullmatch(l0_name):
+            if _L0_DIR.fullmatch(l0_name):
+                yield from self._levels_in(root, l0_name)
+
+    def _levels_in(self, root: str, l0_name: str):
+        """The ``<level>_<ts>`` directories of one chain whose names make sense."""
+        for level_name in self.storage.listdir(f"{root}/{l0_name}"):
+            match = _LEVEL_DIR.fullmatch(level_name)
+            if not match:
                 continue
-            for level_name in self.storage.listdir(f"{root}/{l0_name}"):
-                match = _LEVEL_DIR.fullmatch(level_name)
-                if not match:
-                    continue
-                ref = BackupRef(int(l0_name), int(match.group(2)), int(match.group(1)))
-                if _plausible(ref):
-                    yield ref
-                else:
-                    LOG.warning("ignoring %s/%s: level or timestamp out of range", root, ref.relpath)
+            ref = BackupRef(int(l0_name), int(match.group(2)), int(match.group(1)))
+            if _plausible(ref):
+                yield ref
+            else:
+                LOG.warning("ignoring %s/%s: level or timestamp out of range", root, ref.relpath)
 
     def chains(self) -> list[Chain]:
         """Complete backups grouped into chains, oldest chain first."""

@@ -359,16 +359,53 @@ class TestFtpRoundTrips(testtools.TestCase):
         client.putcmd = lambda line: (sent.append(line), real_putcmd(line))
         return storage, sent
 
-    def test_binary_mode_and_listing_facts_are_asked_for_once_per_session(self):
+    def test_listings_and_transfers_share_binary_mode_so_type_is_sent_only_at_login(self):
         for name in ("a", "b"):
             self.storage.put_stream(f"dir/{name}", [b"data"])
             self.assertEqual(4, self.storage.size(f"dir/{name}"))
         self.assertEqual(["a", "b"], self.storage.listdir("dir"))
         self.assertEqual(["a", "b"], self.storage.listdir("dir"))
         self.assertEqual(b"data", b"".join(self.storage.get_stream("dir/a")))
-        self.assertEqual(1, self.sent.count("OPTS MLST type;"), self.sent)
-        # STOR, SIZE, STOR, SIZE follow each other in binary mode; only the RETR after the listings needs TYPE I.
-        self.assertEqual(1, self.sent.count("TYPE I"), self.sent)
+        self.assertEqual([], [c for c in self.sent if c.startswith(("TYPE", "OPTS"))])
+
+    def test_listing_keeps_the_types_of_entries(self):
+        self.storage.put_stream("dir/sub/file", [b"data"])
+        self.storage.put_stream("dir/file", [b"data"])
+        self.assertEqual([("file", "file"), ("sub", "dir")], self.storage._entries(self.storage._abs("dir")))
+
+    def test_utf8_is_asked_for_only_before_the_first_non_ascii_path(self):
+        self.storage.put_stream("plain/a", [b"data"])
+        self.assertNotIn("OPTS UTF8 ON", self.sent)
+        self.storage.put_stream("caf\u00e9/a", [b"data"])
+        self.storage.put_stream("caf\u00e9/b", [b"data"])
+        self.assertEqual(1, self.sent.count("OPTS UTF8 ON"), self.sent)
+        self.assertEqual(["a", "b"], self.storage.listdir("caf\u00e9"))
+
+    def test_an_absolute_container_needs_no_pwd(self):
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                           password=self.server.password, container="/abs/container")
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        storage.put_stream("f", [b"data"])
+        self.assertEqual("/abs/container", storage._root)
+        self.assertEqual(b"data", b"".join(storage.get_stream("f")))
+
+    def test_directories_a_listing_showed_are_not_made_again(self):
+        self.storage.put_stream("a/b/c/first", [b"data"])
+        later, sent = self.session()
+        self.assertEqual(["c"], later.listdir("a/b"))
+        later.put_stream("a/b/new/second", [b"data"])
+        later.put_stream("a/b/c/third", [b"data"])
+        self.assertEqual(["MKD /backups/a/b/new"], [c for c in sent if c.startswith(("MKD", "CWD"))])
+
+    def test_a_directory_a_listing_found_missing_is_made_without_a_failed_attempt(self):
+        self.storage.put_stream("a/first", [b"data"])
+        later, sent = self.session()
+        self.assertEqual(["first"], later.listdir("a"))
+        self.assertEqual([], later.listdir("a/x/y"))
+        later.put_stream("a/x/y/file", [b"data"])
+        self.assertEqual(["MKD /backups/a/x", "MKD /backups/a/x/y"],
+                         [c for c in sent if c.startswith("MKD")])
 
     def test_a_new_directory_under_existing_ones_costs_one_command(self):
         self.storage.put_stream("a/b/c/first", [b"data"])

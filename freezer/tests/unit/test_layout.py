@@ -1,5 +1,6 @@
 """Level choice, restore plans and retention (pure logic)."""
 
+import fixtures
 import testtools
 
 from freezer.storage import layout
@@ -158,3 +159,36 @@ class TestLeftovers(testtools.TestCase):
         inventory = {BackupRef(10, 10, 0): DONE, BackupRef(10, 20, 1): DONE}
         self.assertEqual(layout.Leftovers(), layout.leftovers(inventory, self.now, 0))
         self.assertEqual([], layout.incomplete_levels(inventory))
+
+
+class TestNewestChainListsOnlyWhatItNeeds(testtools.TestCase):
+    """Backup and restore list the chains they look at, not the whole history (each listing is a round trip)."""
+
+    def setUp(self):
+        super().setUp()
+        from freezer.storage.local import LocalStorage
+
+        self.storage = LocalStorage(self.useFixture(fixtures.TempDir()).path)
+        self.listed: list[str] = []
+        real_listdir = self.storage.listdir
+        self.storage.listdir = lambda path: (self.listed.append(path), real_listdir(path))[1]
+        self.backups = layout.BackupSet(self.storage, "host", "name")
+        for l0 in (100, 200, 300):
+            for level, ts in ((0, l0), (1, l0 + 10), (2, l0 + 20)):
+                self.backups.write_metadata(BackupRef(l0, ts, level), {"level": level})
+        self.storage.claim(self.backups.metadata_path(BackupRef(400, 400, 0)).rsplit("/", 1)[0])  # never completed
+        self.listed.clear()
+
+    def test_newest_complete_chain_skips_a_level_zero_that_never_completed(self):
+        chain = self.backups.newest_chain()
+        self.assertEqual([BackupRef(300, 300, 0), BackupRef(300, 310, 1), BackupRef(300, 320, 2)], list(chain.backups))
+        self.assertFalse(any("/100" in path or "/200" in path for path in self.listed), self.listed)
+
+    def test_restore_by_date_lists_the_chain_it_restores_and_newer_ones_only(self):
+        self.assertEqual([BackupRef(200, 200, 0), BackupRef(200, 210, 1)], self.backups.plan_restore(until=215))
+        self.assertFalse(any("/100" in path for path in self.listed), self.listed)
+
+    def test_same_plan_as_from_every_chain(self):
+        for until in (None, 99, 100, 150, 215, 320, 10_000):
+            expected = layout.restore_plan(self.backups.chains(), until)
+            self.assertEqual(expected, self.backups.plan_restore(until))
