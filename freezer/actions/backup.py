@@ -155,7 +155,7 @@ class BackupJob(Job):
         line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
         try:
             with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
-                self.storage.put_stream(path, prefetch(digest.tap(prefetch(pipeline.output_chunks()))))
+                self.storage.put_stream(path, prefetch(digest.tap(prefetch(tar.stored_chunks(pipeline, options)))))
         except BaseException:
             pipeline.abort()
             raise

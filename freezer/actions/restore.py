@@ -89,7 +89,8 @@ class RestoreJob(Job):
                                "refusing to restore it")
         LOG.info("restoring %s into %s", ref.relpath, guard.root)
         pipeline = tar.start_restore(guard.root, metadata.compression, pass_file)
-        chunks = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
+        stored = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
+        chunks = tar.plain_chunks(stored, pass_file)
         try:
             pipeline.feed(prefetch(chunks))
         except PipelineError as exc:

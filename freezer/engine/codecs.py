@@ -62,15 +62,8 @@ def check_pass_file(path: str) -> None:
         raise FreezerError(f"--encrypt-pass-file {path} is empty: put the passphrase on its first line")
 
 
-def encrypt_command(pass_file: str) -> list[str]:
-    """``openssl enc`` as upstream freezer calls it: salted, SHA-256 key derivation."""
-    check_pass_file(pass_file)
-    return ["openssl", "enc", "-e", f"-{CIPHER}", "-md", "sha256", "-salt",
-            "-bufsize", "1048576", "-pass", f"file:{pass_file}"]
-
-
 def decrypt_command(pass_file: str) -> list[str]:
-    """The inverse of ``encrypt_command``."""
+    """``openssl enc -d`` for data freezer/engine/cipher.py (or upstream's openssl) encrypted."""
     check_pass_file(pass_file)
     return ["openssl", "enc", "-d", f"-{CIPHER}", "-md", "sha256",
             "-bufsize", "1048576", "-pass", f"file:{pass_file}"]

@@ -1,7 +1,7 @@
 """The tar engine: GNU tar with ``--listed-incremental`` piped through codecs.
 
-Backup:  tar --create | compressor | openssl enc   -> chunks
-Restore: chunks -> openssl enc -d | decompressor | tar --extract --incremental
+Backup:  tar --create | compressor -> chunks -> encrypted in process (freezer/engine/cipher.py)
+Restore: chunks -> decrypted in process -> decompressor | tar --extract --incremental
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable, Iterator
 
-from freezer.engine import codecs
+from freezer.engine import cipher, codecs
 from freezer.engine.streams import Pipeline
 from freezer.storage.base import FreezerError
 
@@ -67,23 +68,35 @@ def extract_command(target: str) -> list[str]:
 
 
 def start_backup(source: str, snapshot: str, options: TarOptions) -> Pipeline:
-    """Start the backup pipeline; read it with ``output_chunks()``."""
+    """Start the backup pipeline; read what to store with ``stored_chunks()``."""
     if not os.path.exists(source):
         raise FreezerError(f"--path-to-backup {source} does not exist")
+    if options.encrypt_pass_file:
+        codecs.check_pass_file(options.encrypt_pass_file)
     stages = [create_command(source, snapshot, options)]
     stages += _optional(codecs.compress_command(options.compression))
-    if options.encrypt_pass_file:
-        stages.append(codecs.encrypt_command(options.encrypt_pass_file))
     return Pipeline(stages, feed_input=False, read_output=True,
                     ok_codes={0: (0, TAR_CHANGED_WHILE_READING)})
 
 
+def stored_chunks(pipeline: Pipeline, options: TarOptions) -> Iterator[bytes]:
+    """The bytes to store: the pipeline's output, encrypted with ``--encrypt-pass-file`` if given."""
+    chunks = pipeline.output_chunks()
+    return cipher.encrypt(chunks, options.encrypt_pass_file) if options.encrypt_pass_file else chunks
+
+
 def start_restore(target: str, compression: str, pass_file: str | None) -> Pipeline:
-    """Start the restore pipeline for one level; write to it with ``feed()``."""
-    stages = [codecs.decrypt_command(pass_file)] if pass_file else []
-    stages += _optional(codecs.decompress_command(compression))
+    """Start the restore pipeline for one level; feed it ``plain_chunks()`` of the stored bytes."""
+    if pass_file:
+        codecs.check_pass_file(pass_file)
+    stages = _optional(codecs.decompress_command(compression))
     stages.append(extract_command(target))
     return Pipeline(stages, feed_input=True, read_output=False, keep_output=True)
+
+
+def plain_chunks(stored: Iterable[bytes], pass_file: str | None) -> Iterator[bytes]:
+    """The stored bytes of a level, decrypted when it was encrypted."""
+    return cipher.decrypt(stored, pass_file) if pass_file else iter(stored)
 
 
 def bytes_read(stderr: str) -> int | None:

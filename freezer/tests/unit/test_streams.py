@@ -8,7 +8,7 @@ import fixtures
 import testtools
 
 from freezer.common import logs
-from freezer.engine import codecs
+from freezer.engine import cipher, codecs
 from freezer.engine.streams import ChecksumError, Digest, Pipeline, PipelineError, prefetch, verified
 
 
@@ -89,15 +89,38 @@ class TestCodecs(testtools.TestCase):
             self.assertEqual(data, _through([codecs.decompress_command(name)], packed), name)
 
     def test_encryption_is_what_openssl_cli_reads(self):
-        data = b"secret data " * 1000
-        sealed = _through([codecs.encrypt_command(self.pass_file)], data)
+        data = b"secret data " * 100_000
+        sealed = b"".join(cipher.encrypt([data[:7], data[7:70_000], data[70_000:]], self.pass_file))
         self.assertTrue(sealed.startswith(b"Salted__"))
-        by_hand = subprocess.run(["openssl", "enc", "-d", "-aes-256-cfb", "-md", "sha256",
-                                  "-pass", f"file:{self.pass_file}"], input=sealed, capture_output=True)
-        self.assertEqual(data, by_hand.stdout)
+        self.assertEqual(len(data) + cipher.HEADER_SIZE, len(sealed))
+        self.assertEqual(data, self.openssl("-d", sealed))
+
+    def test_what_openssl_cli_encrypts_is_read_back(self):
+        data = os.urandom(300_000)
+        sealed = self.openssl("-e", data)
+        for cuts in ((), (3,), (16,), (5, 9, 40_000)):
+            pieces = [sealed[a:b] for a, b in zip((0, *cuts), (*cuts, len(sealed)), strict=True)]
+            self.assertEqual(data, b"".join(cipher.decrypt(pieces, self.pass_file)), cuts)
+
+    def test_pass_file_is_read_as_openssl_reads_it(self):
+        for content in (b"p", b"p\n", b"p\r\n", b" p q \nsecond line\n", b"x" * 2000):
+            with open(self.pass_file, "wb") as handle:
+                handle.write(content)
+            self.assertEqual(b"data", self.openssl("-d", b"".join(cipher.encrypt([b"data"], self.pass_file))))
+            self.assertEqual(b"data", b"".join(cipher.decrypt([self.openssl("-e", b"data")], self.pass_file)))
+
+    def test_data_that_is_not_encrypted_is_one_clear_error(self):
+        for stored in ([b""], [b"Salted"], [b"plain tar data, no header"]):
+            error = self.assertRaises(cipher.NotEncrypted, b"".join, cipher.decrypt(stored, self.pass_file))
+            self.assertIn("--encrypt-pass-file", str(error))
+
+    def openssl(self, direction: str, data: bytes) -> bytes:
+        argv = ["openssl", "enc", direction, "-aes-256-cfb", "-md", "sha256", "-pass", f"file:{self.pass_file}"]
+        return subprocess.run(argv + (["-salt"] if direction == "-e" else []), input=data, capture_output=True,
+                              check=True).stdout
 
     def test_missing_pass_file_names_the_option(self):
-        error = self.assertRaises(codecs.FreezerError, codecs.encrypt_command, "/nonexistent")
+        error = self.assertRaises(codecs.FreezerError, codecs.check_pass_file, "/nonexistent")
         self.assertIn("--encrypt-pass-file", str(error))
 
     def test_unknown_compression(self):
