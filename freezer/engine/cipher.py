@@ -12,13 +12,6 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-
-try:  # AES-CFB lives among the "decrepit" ciphers from cryptography 43 on
-    from cryptography.hazmat.decrepit.ciphers.modes import CFB
-except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.modes import CFB
-
 from freezer.storage.base import FreezerError
 
 MAGIC = b"Salted__"
@@ -55,7 +48,7 @@ def encrypt(chunks: Iterable[bytes], pass_file: str) -> Iterator[bytes]:
     """Yield the salted header, then each chunk encrypted."""
     salt = os.urandom(SALT_SIZE)
     key, iv = derive_key(read_passphrase(pass_file), salt)
-    encryptor = Cipher(algorithms.AES(key), CFB(iv)).encryptor()
+    encryptor = _aes_cfb(key, iv).encryptor()
     yield MAGIC + salt
     for chunk in chunks:
         yield encryptor.update(chunk)
@@ -70,7 +63,7 @@ def decrypt(chunks: Iterable[bytes], pass_file: str) -> Iterator[bytes]:
     stream = iter(chunks)
     header, rest = _header(stream)
     key, iv = derive_key(passphrase, header[len(MAGIC):])
-    decryptor = Cipher(algorithms.AES(key), CFB(iv)).decryptor()
+    decryptor = _aes_cfb(key, iv).decryptor()
     if rest:
         yield decryptor.update(rest)
     for chunk in stream:
@@ -78,6 +71,17 @@ def decrypt(chunks: Iterable[bytes], pass_file: str) -> Iterator[bytes]:
     tail = decryptor.finalize()
     if tail:
         yield tail
+
+
+def _aes_cfb(key: bytes, iv: bytes):
+    """AES-256-CFB128; cryptography is imported here, so runs without encryption never load it."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    try:  # AES-CFB lives among the "decrepit" ciphers from cryptography 43 on
+        from cryptography.hazmat.decrepit.ciphers.modes import CFB
+    except ImportError:  # pragma: no cover - older cryptography
+        from cryptography.hazmat.primitives.ciphers.modes import CFB
+    return Cipher(algorithms.AES(key), CFB(iv))
 
 
 def _header(stream: Iterator[bytes]) -> tuple[bytes, bytes]:
