@@ -135,15 +135,20 @@ class BackupSet:
     def list_backups(self) -> list[BackupRef]:
         """Every complete backup (its ``metadata`` exists), oldest first."""
         root = f"metadata/{self.engine}/{self.prefix}"
-        return sorted(ref for ref in self._level_dirs(root)
-                      if "metadata" in self.storage.listdir(f"{root}/{ref.relpath}"))
+        return sorted(ref for ref, names in self._level_listings(root) if "metadata" in names)
+
+    def _level_listings(self, root: str) -> list[tuple[BackupRef, list[str]]]:
+        """Each level directory below ``root`` and the names in it; one listing per depth of the tree
+        (``listdirs``), so a storage with requests in flight waits three times, not once per directory."""
+        refs = list(self._level_dirs(root))
+        return list(zip(refs, self.storage.listdirs([f"{root}/{ref.relpath}" for ref in refs]), strict=True))
 
     def _level_dirs(self, root: str):
         """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense."""
-        for l0_name in self.storage.listdir(root):
-            if not _L0_DIR.fullmatch(l0_name):
-                continue
-            for level_name in self.storage.listdir(f"{root}/{l0_name}"):
+        l0_names = [name for name in self.storage.listdir(root) if _L0_DIR.fullmatch(name)]
+        listings = self.storage.listdirs([f"{root}/{name}" for name in l0_names])
+        for l0_name, level_names in zip(l0_names, listings, strict=True):
+            for level_name in level_names:
                 match = _LEVEL_DIR.fullmatch(level_name)
                 if not match:
                     continue
@@ -193,9 +198,8 @@ class BackupSet:
         """Every level directory under ``data/`` or ``metadata/``, complete or not, with its files."""
         found: dict[BackupRef, dict[str, frozenset[str]]] = {}
         for tree in TREES:
-            root = f"{tree}/{self.engine}/{self.prefix}"
-            for ref in self._level_dirs(root):
-                found.setdefault(ref, {})[tree] = frozenset(self.storage.listdir(f"{root}/{ref.relpath}"))
+            for ref, names in self._level_listings(f"{tree}/{self.engine}/{self.prefix}"):
+                found.setdefault(ref, {})[tree] = frozenset(names)
         return {ref: LevelFiles(**trees) for ref, trees in found.items()}
 
     def remove_level(self, ref: BackupRef) -> None:
