@@ -305,6 +305,38 @@ class TestSftpRoundTrips(testtools.TestCase):
             self.assertIn("is a file, not a directory", str(error))
 
 
+class TestOneSessionPerConnection(SshdAgentTest):
+    """A server that allows one SFTP channel per connection (MaxSessions 1): long uploads use that one."""
+
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        self.server = self.useFixture(Sshd(self.tmp, extra_config=("MaxSessions 1",)))
+
+    def test_long_backup_and_restore(self):
+        write(f"{self.source}/random", os.urandom(sftp_storage.STRIPE_AFTER + (4 << 20)))
+        write(f"{self.source}/small", "x")
+        proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none", "--debug")
+        self.assertIn("uploading over one channel: no more SFTP channels", proc.stderr)  # the fallback was taken
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_the_refused_channel_is_not_asked_for_again(self):
+        self.useFixture(fixtures.FakeLogger())  # paramiko reports the refused channel as an error
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        chunks = [os.urandom(1 << 20) for _ in range(12)]
+        self.assertEqual(12 << 20, storage.put_stream("long/one", iter(chunks)))
+        self.assertTrue(storage._striping_refused)
+        self.assertEqual([], storage._more_channels)
+        storage.put_stream("long/two", iter(chunks))
+        self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/one")))
+        self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/two")))
+
+
 class TestSftpStripedUpload(testtools.TestCase):
     """A long upload to OpenSSH goes over more than one SFTP channel (each has its own window)."""
 
