@@ -66,6 +66,9 @@ OPENSSH_REQUEST = 128 << 10
 # 50-52 MiB/s at 40 ms, 1 Gbit/s. Opening a channel costs about four round trips: not for small files.
 UPLOAD_CHANNELS = 2
 STRIPE_AFTER = 8 << 20
+# The extra channels are opened in the background from this point of an upload (once per connection), so
+# that they are ready by STRIPE_AFTER: at 40 ms, 200 Mbit/s starting at 4 MiB still left 60 ms to wait.
+OPEN_CHANNELS_AFTER = 1 << 20
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -111,6 +114,8 @@ class SftpStorage(Storage):
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
         self._more_channels: list[paramiko.SFTPClient] = []  # for striped uploads
         self._striping_refused = False
+        self._opener: threading.Thread | None = None  # opens _more_channels in the background
+        self._channels_lock = threading.Lock()
 
     def describe(self) -> str:
         s = self.settings
@@ -205,16 +210,18 @@ class SftpStorage(Storage):
         self.reset()
 
     def reset(self) -> None:
-        for closable in (*self._more_channels, self._sftp, self._transport):
-            if closable is not None:
-                try:
-                    closable.close()
-                except (OSError, EOFError, paramiko.SSHException):
-                    pass
-        self._sftp = self._transport = None
-        self._made_dirs.clear()
-        self._more_channels = []
-        self._striping_refused = False
+        with self._channels_lock:
+            for closable in (*self._more_channels, self._sftp, self._transport):
+                if closable is not None:
+                    try:
+                        closable.close()
+                    except (OSError, EOFError, paramiko.SSHException):
+                        pass
+            self._sftp = self._transport = None
+            self._made_dirs.clear()
+            self._more_channels = []
+            self._striping_refused = False
+            self._opener = None
 
     # -- operations -------------------------------------------------------
 
@@ -269,6 +276,8 @@ class SftpStorage(Storage):
         written = 0
         try:
             for count, chunk in enumerate(chunks):
+                if written >= OPEN_CHANNELS_AFTER and not stripes:
+                    self._open_channels_early()
                 if written >= STRIPE_AFTER and not stripes and not self._striping_refused:
                     if more := self._striped_handles(temp):
                         stripes = [_StripeWriter(first, close=False)] + [_StripeWriter(h) for h in more]
@@ -288,17 +297,44 @@ class SftpStorage(Storage):
         """``temp`` opened again on more SFTP channels (OpenSSH only); none where they cannot be opened."""
         if self._striping_refused or self._request_size != OPENSSH_REQUEST:
             return []
+        self._open_channels_early()  # chunks so large that this comes before it started
+        self._opener.join()  # what is left of its round trips, if the link was faster than them
         try:
-            while len(self._more_channels) < UPLOAD_CHANNELS - 1:
-                channel = paramiko.SFTPClient.from_transport(self._transport, window_size=WINDOW_SIZE,
-                                                             max_packet_size=MAX_PACKET)
-                channel.get_channel().settimeout(self.settings.timeout)
-                self._more_channels.append(channel)
             return [self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE)) for channel in self._more_channels]
         except (OSError, EOFError, paramiko.SSHException):
-            LOG.debug("uploading over one channel: no more SFTP channels on %s", self.settings.where, exc_info=True)
+            LOG.debug("uploading over one channel: cannot open %s again on %s", temp, self.settings.where,
+                      exc_info=True)
             self._striping_refused = True
             return []
+
+    def _open_channels_early(self) -> None:
+        """Open the extra channels in the background, once per connection, while the upload goes on:
+        each costs about four round trips, which the upload would otherwise wait for."""
+        if self._opener is None and not self._striping_refused and self._request_size == OPENSSH_REQUEST:
+            self._opener = threading.Thread(target=self._open_channels, args=(self._transport,),
+                                            name="sftp-channels", daemon=True)
+            self._opener.start()
+
+    def _open_channels(self, transport: paramiko.Transport) -> None:
+        channels: list[paramiko.SFTPClient] = []
+        refused = False
+        try:
+            while len(channels) < UPLOAD_CHANNELS - 1:
+                channel = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE,
+                                                             max_packet_size=MAX_PACKET)
+                channel.get_channel().settimeout(self.settings.timeout)
+                channels.append(channel)
+        except (OSError, EOFError, paramiko.SSHException):
+            LOG.debug("uploading over one channel: no more SFTP channels on %s", self.settings.where, exc_info=True)
+            refused = True
+        with self._channels_lock:
+            if transport is self._transport and not refused:
+                self._more_channels = channels
+                return
+            if transport is self._transport:
+                self._striping_refused = True
+        for channel in channels:  # refused midway, or the connection was reset meanwhile
+            _close_quietly(channel)
 
     def _pipelined(self, handle: paramiko.SFTPFile) -> paramiko.SFTPFile:
         handle.MAX_REQUEST_SIZE = self._request_size
@@ -526,16 +562,19 @@ class _StripeWriter:
             while (item := self.queue.get()) is not None:
                 self.handle.seek(item[0])
                 self.handle.write(item[1])
-            self.handle.flush()
-            confirm_writes(self.handle)
+            if self.close:
+                sftp_requests.close_after_writes(self.handle)  # the close goes out with the last writes
+            else:
+                self.handle.flush()
+                confirm_writes(self.handle)
         except BaseException as exc:
             self.error = exc
             while self.queue.get() is not None:  # keep taking chunks, so the sender never blocks
                 pass
 
 
-def _close_quietly(handle: paramiko.SFTPFile | None) -> None:
-    """Close a remote file now, so a connection that died cannot make its ``__del__`` complain later."""
+def _close_quietly(handle: paramiko.SFTPFile | paramiko.SFTPClient | None) -> None:
+    """Close a remote file (or channel) now, so a connection that died cannot make its ``__del__`` complain later."""
     if handle is None:
         return
     try:

@@ -142,16 +142,25 @@ def open_with_size(sftp: paramiko.SFTPClient, path: str, bufsize: int) -> tuple[
 def size_and_close(remote: SFTPFile) -> int | None:
     """Send what is buffered, then ask the size of the open file and close it, in one round trip.
 
-    Every pending write is confirmed first (a write refused by a full disk raises here); the size is the
+    Every pending write is confirmed too (a write refused by a full disk raises here); the size is the
     server's after those writes; None where the server does not say.
     """
+    return _finish(remote, with_size=True)
+
+
+def close_after_writes(remote: SFTPFile) -> None:
+    """Send what is buffered and close the file, confirming every pending write, in one round trip."""
+    _finish(remote, with_size=False)
+
+
+def _finish(remote: SFTPFile, with_size: bool) -> int | None:
     remote.flush()
     batch = Batch(remote.sftp)
-    stating = batch.send(CMD_FSTAT, remote.handle)
+    stating = batch.send(CMD_FSTAT, remote.handle) if with_size else None
     closing = batch.send(CMD_CLOSE, remote.handle)
     paramiko.file.BufferedFile.close(remote)  # marks it closed: paramiko must not send its own CLOSE
     confirm_writes(remote)
-    size = batch.attributes(stating).st_size
+    size = batch.attributes(stating).st_size if stating is not None else None
     batch.reply(closing)
     return size
 

@@ -359,6 +359,13 @@ class TestSftpStripedUpload(testtools.TestCase):
         self.storage.put_stream("long/small", [b"short"])  # the extra channel stays open for the next one
         self.assertEqual(b"short", b"".join(self.storage.get_stream("long/small")))
 
+    def test_the_channels_are_opened_before_the_upload_needs_them(self):
+        chunk = os.urandom(1 << 20)
+        self.storage.put_stream("mid/file", [chunk] * 3)  # past OPEN_CHANNELS_AFTER, short of STRIPE_AFTER
+        self.storage._opener.join()
+        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.assertEqual(chunk * 3, b"".join(self.storage.get_stream("mid/file")))
+
     def test_a_failing_stream_leaves_no_file_and_the_storage_usable(self):
         def failing():
             for _ in range(12):
