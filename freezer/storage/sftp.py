@@ -13,15 +13,13 @@ import getpass
 import logging
 import os
 import posixpath
-import queue
 import socket
 import stat
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 import paramiko
 
-from freezer.storage import sftp_requests
+from freezer.storage import sftp_requests, sftp_stripes
 from freezer.storage.base import (
     AuthError,
     ConnectError,
@@ -39,7 +37,8 @@ from freezer.storage.base import (
     temporary_name,
 )
 from freezer.storage.hostkeys import HostKeyCheck
-from freezer.storage.sftp_requests import close_later, confirm_writes
+from freezer.storage.sftp_requests import close_later, close_quietly
+from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -59,16 +58,6 @@ MAX_PACKET = 256 << 10
 # link 32 KiB requests moved 28/36 MiB/s up/down against 37/83-95 and took 1.5x the CPU.
 SAFE_REQUEST = 32 << 10
 OPENSSH_REQUEST = 128 << 10
-# A long upload to OpenSSH is striped over this many SFTP channels of the one SSH connection once
-# STRIPE_AFTER bytes are sent: each channel gets its own 2 MiB window from sshd, which bounds one
-# channel to 2 MiB per round trip. Measured with put_stream through benchmarks/wan.py (96 MiB):
-# one channel 14.8-15.1 MiB/s, two 17.5, three 16.1 at 100 ms, 200 Mbit/s; 36-37, 47-54 and
-# 50-52 MiB/s at 40 ms, 1 Gbit/s. Opening a channel costs about four round trips: not for small files.
-UPLOAD_CHANNELS = 2
-STRIPE_AFTER = 8 << 20
-# The extra channels are opened in the background from this point of an upload (once per connection), so
-# that they are ready by STRIPE_AFTER: at 40 ms, 200 Mbit/s starting at 4 MiB still left 60 ms to wait.
-OPEN_CHANNELS_AFTER = 1 << 20
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -112,10 +101,7 @@ class SftpStorage(Storage):
         self._root: str | None = None
         self._request_size = SAFE_REQUEST
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
-        self._more_channels: list[paramiko.SFTPClient] = []  # for striped uploads
-        self._striping_refused = False
-        self._opener: threading.Thread | None = None  # opens _more_channels in the background
-        self._channels_lock = threading.Lock()
+        self._channels: ExtraChannels | None = None  # for long uploads to OpenSSH, striped (sftp_stripes.py)
 
     def describe(self) -> str:
         s = self.settings
@@ -161,6 +147,8 @@ class SftpStorage(Storage):
             raise _network_error(exc, s) from exc
         sftp.get_channel().settimeout(s.timeout)
         self._request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
+        if self._request_size == OPENSSH_REQUEST:
+            self._channels = ExtraChannels(transport, s.where, s.timeout, WINDOW_SIZE, MAX_PACKET)
         LOG.info("connected to %s", self.describe())
         return sftp
 
@@ -210,18 +198,14 @@ class SftpStorage(Storage):
         self.reset()
 
     def reset(self) -> None:
-        with self._channels_lock:
-            for closable in (*self._more_channels, self._sftp, self._transport):
-                if closable is not None:
-                    try:
-                        closable.close()
-                    except (OSError, EOFError, paramiko.SSHException):
-                        pass
-            self._sftp = self._transport = None
-            self._made_dirs.clear()
-            self._more_channels = []
-            self._striping_refused = False
-            self._opener = None
+        for closable in (self._channels, self._sftp, self._transport):
+            if closable is not None:
+                try:
+                    closable.close()
+                except (OSError, EOFError, paramiko.SSHException):
+                    pass
+        self._sftp = self._transport = self._channels = None
+        self._made_dirs.clear()
 
     # -- operations -------------------------------------------------------
 
@@ -237,11 +221,11 @@ class SftpStorage(Storage):
         written = 0
         try:
             remote = self._pipelined(self._open_for_upload(temp))
-            written = self._write(temp, remote, chunks)
+            written = sftp_stripes.write_chunks(remote, chunks, temp, self._channels, self._open_again)
             self._check_stored(temp, written, sftp_requests.size_and_close(remote))
             self._rename(temp, target)
         except BaseException as exc:
-            _close_quietly(remote)
+            close_quietly(remote)
             known = self._disk_trouble(target, exc)
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
@@ -270,71 +254,9 @@ class SftpStorage(Storage):
             current = posixpath.dirname(current)
         return dirs[::-1]
 
-    def _write(self, temp: str, first: paramiko.SFTPFile, chunks: Iterable[bytes]) -> int:
-        """Send every chunk; once the upload is long, round robin over one thread per channel."""
-        stripes: list[_StripeWriter] = []  # the caller flushes and confirms ``first`` when not striped
-        written = 0
-        try:
-            for count, chunk in enumerate(chunks):
-                if written >= OPEN_CHANNELS_AFTER and not stripes:
-                    self._open_channels_early()
-                if written >= STRIPE_AFTER and not stripes and not self._striping_refused:
-                    if more := self._striped_handles(temp):
-                        stripes = [_StripeWriter(first, close=False)] + [_StripeWriter(h) for h in more]
-                if stripes:
-                    stripes[count % len(stripes)].put(written, chunk)
-                else:
-                    first.write(chunk)
-                written += len(chunk)
-            for stripe in stripes:
-                stripe.finish()
-        finally:
-            for stripe in stripes:
-                stripe.stop()
-        return written
-
-    def _striped_handles(self, temp: str) -> list[paramiko.SFTPFile]:
-        """``temp`` opened again on more SFTP channels (OpenSSH only); none where they cannot be opened."""
-        if self._striping_refused or self._request_size != OPENSSH_REQUEST:
-            return []
-        self._open_channels_early()  # chunks so large that this comes before it started
-        self._opener.join()  # what is left of its round trips, if the link was faster than them
-        try:
-            return [self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE)) for channel in self._more_channels]
-        except (OSError, EOFError, paramiko.SSHException):
-            LOG.debug("uploading over one channel: cannot open %s again on %s", temp, self.settings.where,
-                      exc_info=True)
-            self._striping_refused = True
-            return []
-
-    def _open_channels_early(self) -> None:
-        """Open the extra channels in the background, once per connection, while the upload goes on:
-        each costs about four round trips, which the upload would otherwise wait for."""
-        if self._opener is None and not self._striping_refused and self._request_size == OPENSSH_REQUEST:
-            self._opener = threading.Thread(target=self._open_channels, args=(self._transport,),
-                                            name="sftp-channels", daemon=True)
-            self._opener.start()
-
-    def _open_channels(self, transport: paramiko.Transport) -> None:
-        channels: list[paramiko.SFTPClient] = []
-        refused = False
-        try:
-            while len(channels) < UPLOAD_CHANNELS - 1:
-                channel = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE,
-                                                             max_packet_size=MAX_PACKET)
-                channel.get_channel().settimeout(self.settings.timeout)
-                channels.append(channel)
-        except (OSError, EOFError, paramiko.SSHException):
-            LOG.debug("uploading over one channel: no more SFTP channels on %s", self.settings.where, exc_info=True)
-            refused = True
-        with self._channels_lock:
-            if transport is self._transport and not refused:
-                self._more_channels = channels
-                return
-            if transport is self._transport:
-                self._striping_refused = True
-        for channel in channels:  # refused midway, or the connection was reset meanwhile
-            _close_quietly(channel)
+    def _open_again(self, channel: paramiko.SFTPClient, temp: str) -> paramiko.SFTPFile:
+        """``temp``, being uploaded, opened on another channel to write a stripe of it."""
+        return self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE))
 
     def _pipelined(self, handle: paramiko.SFTPFile) -> paramiko.SFTPFile:
         handle.MAX_REQUEST_SIZE = self._request_size
@@ -527,60 +449,6 @@ class SftpStorage(Storage):
             hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
             return StorageError(f"{action} failed on {where}: {reason(exc)}{hint}")
         return exc
-
-
-class _StripeWriter:
-    """A thread writing the chunks given to it, at their offsets, through one more channel's handle."""
-
-    def __init__(self, handle: paramiko.SFTPFile, close: bool = True):
-        self.handle, self.close = handle, close
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sftp-stripe", daemon=True)
-        self.thread.start()
-
-    def put(self, offset: int, chunk: bytes) -> None:
-        if self.error:
-            raise self.error
-        self.queue.put((offset, chunk))
-
-    def finish(self) -> None:
-        """Wait until every chunk is written and confirmed; raise what failed."""
-        self.stop()
-        if self.error:
-            raise self.error
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if self.close:
-            _close_quietly(self.handle)
-
-    def _run(self) -> None:
-        try:
-            while (item := self.queue.get()) is not None:
-                self.handle.seek(item[0])
-                self.handle.write(item[1])
-            if self.close:
-                sftp_requests.close_after_writes(self.handle)  # the close goes out with the last writes
-            else:
-                self.handle.flush()
-                confirm_writes(self.handle)
-        except BaseException as exc:
-            self.error = exc
-            while self.queue.get() is not None:  # keep taking chunks, so the sender never blocks
-                pass
-
-
-def _close_quietly(handle: paramiko.SFTPFile | paramiko.SFTPClient | None) -> None:
-    """Close a remote file (or channel) now, so a connection that died cannot make its ``__del__`` complain later."""
-    if handle is None:
-        return
-    try:
-        handle.close()
-    except (OSError, EOFError, paramiko.SSHException):
-        LOG.debug("could not close remote file", exc_info=True)
 
 
 @dataclasses.dataclass(frozen=True)

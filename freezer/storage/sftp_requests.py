@@ -175,6 +175,16 @@ def close_later(remote: SFTPFile | None) -> None:
         LOG.debug("could not close remote file", exc_info=True)
 
 
+def close_quietly(closable: SFTPFile | paramiko.SFTPClient | None) -> None:
+    """Close a remote file (or channel) now, so a connection that died cannot make its ``__del__`` complain later."""
+    if closable is None:
+        return
+    try:
+        closable.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        LOG.debug("could not close remote file", exc_info=True)
+
+
 def confirm_writes(remote: SFTPFile) -> None:
     """Read the replies to pipelined writes that paramiko has not read yet; raise on a failed one.
 

@@ -10,6 +10,7 @@ import paramiko
 import testtools
 
 from freezer.storage import sftp as sftp_storage
+from freezer.storage import sftp_stripes
 from freezer.storage.base import StorageError
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
@@ -313,7 +314,7 @@ class TestOneSessionPerConnection(SshdAgentTest):
         self.server = self.useFixture(Sshd(self.tmp, extra_config=("MaxSessions 1",)))
 
     def test_long_backup_and_restore(self):
-        write(f"{self.source}/random", os.urandom(sftp_storage.STRIPE_AFTER + (4 << 20)))
+        write(f"{self.source}/random", os.urandom(sftp_stripes.STRIPE_AFTER + (4 << 20)))
         write(f"{self.source}/small", "x")
         proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none", "--debug")
         self.assertIn("uploading over one channel: no more SFTP channels", proc.stderr)  # the fallback was taken
@@ -330,8 +331,8 @@ class TestOneSessionPerConnection(SshdAgentTest):
         self.addCleanup(storage.close)
         chunks = [os.urandom(1 << 20) for _ in range(12)]
         self.assertEqual(12 << 20, storage.put_stream("long/one", iter(chunks)))
-        self.assertTrue(storage._striping_refused)
-        self.assertEqual([], storage._more_channels)
+        self.assertTrue(storage._channels.refused)
+        self.assertEqual([], storage._channels.channels)
         storage.put_stream("long/two", iter(chunks))
         self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/one")))
         self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/two")))
@@ -354,7 +355,7 @@ class TestSftpStripedUpload(testtools.TestCase):
         chunks = [os.urandom(size) for size in [1 << 20] * 9 + [12345, 1 << 20, 777, 3 << 20, 1]]
         written = self.storage.put_stream("long/file", iter(chunks))
         self.assertEqual(sum(map(len, chunks)), written)
-        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.assertEqual(sftp_stripes.UPLOAD_CHANNELS - 1, len(self.storage._channels.channels))
         self.assertEqual(b"".join(chunks), b"".join(self.storage.get_stream("long/file")))
         self.storage.put_stream("long/small", [b"short"])  # the extra channel stays open for the next one
         self.assertEqual(b"short", b"".join(self.storage.get_stream("long/small")))
@@ -362,8 +363,8 @@ class TestSftpStripedUpload(testtools.TestCase):
     def test_the_channels_are_opened_before_the_upload_needs_them(self):
         chunk = os.urandom(1 << 20)
         self.storage.put_stream("mid/file", [chunk] * 3)  # past OPEN_CHANNELS_AFTER, short of STRIPE_AFTER
-        self.storage._opener.join()
-        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.storage._channels.wait()
+        self.assertEqual(sftp_stripes.UPLOAD_CHANNELS - 1, len(self.storage._channels.channels))
         self.assertEqual(chunk * 3, b"".join(self.storage.get_stream("mid/file")))
 
     def test_a_failing_stream_leaves_no_file_and_the_storage_usable(self):
