@@ -6,7 +6,7 @@ import abc
 import posixpath
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 
 class FreezerError(Exception):
@@ -180,6 +180,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def listdir(self, path: str) -> list[str]:
         """Names in directory ``path``; empty when it does not exist."""
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        """``listdir`` of each of ``paths``, in order; a driver that can list several at once overrides it."""
+        return [self.listdir(path) for path in paths]
 
     @abc.abstractmethod
     def rmtree(self, path: str) -> None:

@@ -135,7 +135,8 @@ class BackupSet:
     def list_backups(self) -> list[BackupRef]:
         """Every complete backup (its ``metadata`` exists), oldest first."""
         root = self._metadata_root()
-        return sorted(ref for ref in self._level_dirs(root) if self._complete(root, ref))
+        return sorted(ref for ref, names in self._level_listings(root, list(self._level_dirs(root)))
+                      if "metadata" in names)
 
     def newest_chain(self, until: int | None = None) -> Chain | None:
         """The newest chain with a complete level 0 not after ``until``.
@@ -147,7 +148,8 @@ class BackupSet:
         for l0_name in l0_names:
             if until is not None and int(l0_name) > until:
                 continue
-            chains = group_chains([ref for ref in self._levels_in(root, l0_name) if self._complete(root, ref)])
+            levels = list(self._levels_in(root, l0_name, self.storage.listdir(f"{root}/{l0_name}")))
+            chains = group_chains([ref for ref, names in self._level_listings(root, levels) if "metadata" in names])
             if chains:
                 return chains[-1]
         return None
@@ -160,18 +162,21 @@ class BackupSet:
     def _metadata_root(self) -> str:
         return f"metadata/{self.engine}/{self.prefix}"
 
-    def _complete(self, root: str, ref: BackupRef) -> bool:
-        return "metadata" in self.storage.listdir(f"{root}/{ref.relpath}")
+    def _level_listings(self, root: str, refs: list[BackupRef]) -> list[tuple[BackupRef, list[str]]]:
+        """Each of ``refs`` and the names in its directory below ``root``, in one ``listdirs`` call
+        (a storage with requests in flight waits once, not once per directory)."""
+        return list(zip(refs, self.storage.listdirs([f"{root}/{ref.relpath}" for ref in refs]), strict=True))
 
     def _level_dirs(self, root: str):
-        """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense."""
-        for l0_name in self.storage.listdir(root):
-            if _L0_DIR.fullmatch(l0_name):
-                yield from self._levels_in(root, l0_name)
+        """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense; one listing per depth."""
+        l0_names = [name for name in self.storage.listdir(root) if _L0_DIR.fullmatch(name)]
+        listings = self.storage.listdirs([f"{root}/{name}" for name in l0_names])
+        for l0_name, level_names in zip(l0_names, listings, strict=True):
+            yield from self._levels_in(root, l0_name, level_names)
 
-    def _levels_in(self, root: str, l0_name: str):
+    def _levels_in(self, root: str, l0_name: str, level_names: list[str]):
         """The ``<level>_<ts>`` directories of one chain whose names make sense."""
-        for level_name in self.storage.listdir(f"{root}/{l0_name}"):
+        for level_name in level_names:
             match = _LEVEL_DIR.fullmatch(level_name)
             if not match:
                 continue
@@ -222,8 +227,8 @@ class BackupSet:
         found: dict[BackupRef, dict[str, frozenset[str]]] = {}
         for tree in TREES:
             root = f"{tree}/{self.engine}/{self.prefix}"
-            for ref in self._level_dirs(root):
-                found.setdefault(ref, {})[tree] = frozenset(self.storage.listdir(f"{root}/{ref.relpath}"))
+            for ref, names in self._level_listings(root, list(self._level_dirs(root))):
+                found.setdefault(ref, {})[tree] = frozenset(names)
         return {ref: LevelFiles(**trees) for ref, trees in found.items()}
 
     def remove_level(self, ref: BackupRef) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from freezer.storage.base import NotFound, Storage, StorageError
@@ -127,6 +127,10 @@ class MultiStorage(Storage):
     def listdir(self, path: str) -> list[str]:
         """Every name any storage has: a backup missing from one copy is still found in another."""
         return sorted(set().union(*(storage.listdir(path) for storage in self.storages)))
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        listings = [storage.listdirs(paths) for storage in self.storages]
+        return [sorted(set().union(*names)) for names in zip(*listings, strict=True)]
 
     def claim(self, path: str) -> bool:
         """Claim ``path`` on every storage; when one has it taken, give back the others and say taken."""

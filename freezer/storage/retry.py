@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from freezer.storage.base import ConnectError, Storage, StorageError
@@ -84,6 +84,9 @@ class Retrying(Storage):
 
     def listdir(self, path: str) -> list[str]:
         return self._retry(f"list {path}", lambda: self.inner.listdir(path))
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        return self._retry(f"list {len(paths)} directories", lambda: self.inner.listdirs(paths))
 
     def rmtree(self, path: str) -> None:
         self._retry(f"remove {path}", lambda: self.inner.rmtree(path))

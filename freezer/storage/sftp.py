@@ -13,14 +13,13 @@ import getpass
 import logging
 import os
 import posixpath
-import queue
 import socket
 import stat
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import paramiko
 
+from freezer.storage import sftp_requests, sftp_stripes
 from freezer.storage.base import (
     AuthError,
     ConnectError,
@@ -38,6 +37,8 @@ from freezer.storage.base import (
     temporary_name,
 )
 from freezer.storage.hostkeys import HostKeyCheck
+from freezer.storage.sftp_requests import close_later, close_quietly
+from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -57,13 +58,6 @@ MAX_PACKET = 256 << 10
 # link 32 KiB requests moved 28/36 MiB/s up/down against 37/83-95 and took 1.5x the CPU.
 SAFE_REQUEST = 32 << 10
 OPENSSH_REQUEST = 128 << 10
-# A long upload to OpenSSH is striped over this many SFTP channels of the one SSH connection once
-# STRIPE_AFTER bytes are sent: each channel gets its own 2 MiB window from sshd, which bounds one
-# channel to 2 MiB per round trip. Measured with put_stream through benchmarks/wan.py (96 MiB):
-# one channel 14.8-15.1 MiB/s, two 17.5, three 16.1 at 100 ms, 200 Mbit/s; 36-37, 47-54 and
-# 50-52 MiB/s at 40 ms, 1 Gbit/s. Opening a channel costs about four round trips: not for small files.
-UPLOAD_CHANNELS = 2
-STRIPE_AFTER = 8 << 20
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
@@ -107,8 +101,7 @@ class SftpStorage(Storage):
         self._root: str | None = None
         self._request_size = SAFE_REQUEST
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
-        self._more_channels: list[paramiko.SFTPClient] = []  # for striped uploads
-        self._striping_refused = False
+        self._channels: ExtraChannels | None = None  # for long uploads to OpenSSH, striped (sftp_stripes.py)
 
     def describe(self) -> str:
         s = self.settings
@@ -154,6 +147,8 @@ class SftpStorage(Storage):
             raise _network_error(exc, s) from exc
         sftp.get_channel().settimeout(s.timeout)
         self._request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
+        if self._request_size == OPENSSH_REQUEST:
+            self._channels = ExtraChannels(transport, s.where, s.timeout, WINDOW_SIZE, MAX_PACKET)
         LOG.info("connected to %s", self.describe())
         return sftp
 
@@ -194,22 +189,23 @@ class SftpStorage(Storage):
             return False
 
     def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
-        return container_root(self.settings.container, sftp.normalize("."))
+        container = self.settings.container
+        if posixpath.isabs(container):  # the login directory does not matter: no round trip to ask it
+            return posixpath.normpath(container)
+        return container_root(container, sftp.normalize("."))
 
     def close(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        for closable in (*self._more_channels, self._sftp, self._transport):
+        for closable in (self._channels, self._sftp, self._transport):
             if closable is not None:
                 try:
                     closable.close()
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
-        self._sftp = self._transport = None
+        self._sftp = self._transport = self._channels = None
         self._made_dirs.clear()
-        self._more_channels = []
-        self._striping_refused = False
 
     # -- operations -------------------------------------------------------
 
@@ -218,70 +214,57 @@ class SftpStorage(Storage):
         return posixpath.join(self._root, path)
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Three round trips besides the data: make the directories and open, size and close, rename."""
         target = self._abs(path)
         temp = temporary_name(target)
-        sftp = self._client()
+        remote = None
         written = 0
         try:
-            self._makedirs(posixpath.dirname(target))
-            with sftp.open(temp, "wb", bufsize=BLOCK_SIZE) as remote:
-                written = self._write(temp, self._pipelined(remote), chunks)
-            self._check_stored(temp, written)
+            remote = self._pipelined(self._open_for_upload(temp))
+            written = sftp_stripes.write_chunks(remote, chunks, temp, self._channels, self._open_again)
+            self._check_stored(temp, written, sftp_requests.size_and_close(remote))
             self._rename(temp, target)
         except BaseException as exc:
+            close_quietly(remote)
             known = self._disk_trouble(target, exc)
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
         return written
 
-    def _write(self, temp: str, first: paramiko.SFTPFile, chunks: Iterable[bytes]) -> int:
-        """Send every chunk; once the upload is long, round robin over one thread per channel."""
-        stripes: list[_StripeWriter] = []
-        written = 0
-        try:
-            for count, chunk in enumerate(chunks):
-                if written >= STRIPE_AFTER and not stripes and not self._striping_refused:
-                    if more := self._striped_handles(temp):
-                        stripes = [_StripeWriter(first, close=False)] + [_StripeWriter(h) for h in more]
-                if stripes:
-                    stripes[count % len(stripes)].put(written, chunk)
-                else:
-                    first.write(chunk)
-                written += len(chunk)
-            if not stripes:
-                first.flush()
-                _confirm_writes(first)
-            for stripe in stripes:
-                stripe.finish()
-        finally:
-            for stripe in stripes:
-                stripe.stop()
-        return written
+    def _open_for_upload(self, temp: str) -> paramiko.SFTPFile:
+        """Open ``temp`` for writing, making the directories it needs in the same round trip."""
+        directory = posixpath.dirname(temp)
+        dirs = self._dirs_to_make(directory)
+        remote = sftp_requests.make_dirs_and_open(self._client(), dirs, temp, BLOCK_SIZE)
+        if remote is None:  # step by step, which makes parents above the container and names what is in the way
+            self._make_missing(directory)
+            remote = self._client().open(temp, "wb", bufsize=BLOCK_SIZE)
+        self._made_dirs.update(dirs)
+        self._made_dirs.add(directory)
+        return remote
 
-    def _striped_handles(self, temp: str) -> list[paramiko.SFTPFile]:
-        """``temp`` opened again on more SFTP channels (OpenSSH only); none where they cannot be opened."""
-        if self._striping_refused or self._request_size != OPENSSH_REQUEST:
-            return []
-        try:
-            while len(self._more_channels) < UPLOAD_CHANNELS - 1:
-                channel = paramiko.SFTPClient.from_transport(self._transport, window_size=WINDOW_SIZE,
-                                                             max_packet_size=MAX_PACKET)
-                channel.get_channel().settimeout(self.settings.timeout)
-                self._more_channels.append(channel)
-            return [self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE)) for channel in self._more_channels]
-        except (OSError, EOFError, paramiko.SSHException):
-            LOG.debug("uploading over one channel: no more SFTP channels on %s", self.settings.where, exc_info=True)
-            self._striping_refused = True
-            return []
+    def _dirs_to_make(self, remote: str) -> list[str]:
+        """``remote`` and its parents up to the container, parents first, but none known to exist."""
+        dirs = []
+        current = remote
+        while current not in self._made_dirs and current not in ("/", ""):
+            dirs.append(current)
+            if current == self._root:
+                break
+            current = posixpath.dirname(current)
+        return dirs[::-1]
+
+    def _open_again(self, channel: paramiko.SFTPClient, temp: str) -> paramiko.SFTPFile:
+        """``temp``, being uploaded, opened on another channel to write a stripe of it."""
+        return self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE))
 
     def _pipelined(self, handle: paramiko.SFTPFile) -> paramiko.SFTPFile:
         handle.MAX_REQUEST_SIZE = self._request_size
         handle.set_pipelined(True)
         return handle
 
-    def _check_stored(self, remote: str, written: int) -> None:
+    def _check_stored(self, remote: str, written: int, stored: int | None) -> None:
         """The server holds every byte sent: a server that loses some quietly fails the upload."""
-        stored = self._client().stat(remote).st_size
         if stored is not None and stored != written:
             raise StorageError(f"{self.settings.where} stored {stored} of the {written} bytes sent to {remote} "
                                "(is its disk full?)")
@@ -320,32 +303,48 @@ class SftpStorage(Storage):
             LOG.debug("could not remove partial upload %s", remote)
 
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        """One round trip to open and size the file, then its reads; the close is not waited for."""
         remote = self._abs(path)
         handle = None
         try:
-            handle = self._client().open(remote, "rb", bufsize=BLOCK_SIZE)
+            handle, size = sftp_requests.open_with_size(self._client(), remote, BLOCK_SIZE)
             handle.MAX_REQUEST_SIZE = self._request_size
             handle.seek(offset)
-            handle.prefetch(handle.stat().st_size, max_concurrent_requests=PREFETCH_LIMIT)
+            handle.prefetch(size, max_concurrent_requests=PREFETCH_LIMIT)
         except BaseException as exc:
-            _close_quietly(handle)
+            close_later(handle)
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
-            with handle:
-                while data := handle.read(BLOCK_SIZE):
-                    yield data
+            left = size - offset  # reading up to the size, not to an end-of-file reply, saves two round trips
+            while left > 0 and (data := handle.read(min(BLOCK_SIZE, left))):
+                left -= len(data)
+                yield data
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.reset()
             raise self._translate(exc, f"download {remote}") from exc
+        finally:
+            close_later(handle)
 
     def listdir(self, path: str) -> list[str]:
-        remote = self._abs(path)
+        return self.listdirs([path])[0]
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        """All of ``paths`` listed together: two round trips for up to 64 small directories."""
+        remotes = [self._abs(path) for path in paths]
         try:
-            return sorted(self._client().listdir(remote))
-        except FileNotFoundError:
-            return []
+            listings = sftp_requests.list_dirs(self._client(), remotes)
         except BaseException as exc:
-            raise self._translate(exc, f"list {remote}") from exc
+            raise self._translate(exc, f"list {remotes[0] if len(remotes) == 1 else 'directories'}") from exc
+        names = []
+        for remote, listing in zip(remotes, listings, strict=True):
+            if isinstance(listing, FileNotFoundError):
+                listing = []
+            elif isinstance(listing, BaseException):
+                raise self._translate(listing, f"list {remote}") from listing
+            else:
+                self._made_dirs.add(remote)  # it exists: no mkdir for it again
+            names.append(sorted(listing))
+        return names
 
     def rmtree(self, path: str) -> None:
         remote = self._abs(path)
@@ -375,16 +374,21 @@ class SftpStorage(Storage):
             raise self._translate(exc, f"size of {remote}", missing=True) from exc
 
     def claim(self, path: str) -> bool:
+        """One round trip: the mkdirs of the parents and of ``path``, whose own mkdir is the exclusive create."""
         remote = self._abs(path)
+        parents = self._dirs_to_make(posixpath.dirname(remote))
         try:
-            self._makedirs(posixpath.dirname(remote))
-            self._client().mkdir(remote)
+            if sftp_requests.make_dirs(self._client(), parents + [remote]) is not None:
+                # Taken, or something in the way: step by step, which names it (or makes parents above the container).
+                self._make_missing(posixpath.dirname(remote))
+                self._client().mkdir(remote)
         except BaseException as exc:
             # SFTP v3 has no "exists" status (OpenSSH answers a bare Failure): look at what is there.
             if isinstance(exc, OSError) and self._exists(remote):
                 return False
             known = self._disk_trouble(posixpath.join(self._existing_ancestor(remote), "claim"), exc)
             raise (known or self._translate(exc, f"create {remote}")) from exc
+        self._made_dirs.update(parents)
         self._made_dirs.add(remote)
         return True
 
@@ -401,18 +405,8 @@ class SftpStorage(Storage):
         except FileNotFoundError:
             return False
 
-    def _makedirs(self, remote: str) -> None:
-        """Make ``remote`` and its parents. Most backups find all but the last there, so mkdir that first:
-        one round trip, where looking up from the bottom costs one per level plus the mkdirs."""
-        if remote in self._made_dirs or remote in ("/", ""):
-            return
-        try:
-            self._client().mkdir(remote)
-        except OSError:
-            self._make_missing(remote)
-        self._made_dirs.add(remote)
-
     def _make_missing(self, remote: str) -> None:
+        """Make ``remote`` and its missing parents, looking from the bottom: one round trip per level."""
         sftp = self._client()
         missing = []
         current = remote
@@ -455,67 +449,6 @@ class SftpStorage(Storage):
             hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
             return StorageError(f"{action} failed on {where}: {reason(exc)}{hint}")
         return exc
-
-
-class _StripeWriter:
-    """A thread writing the chunks given to it, at their offsets, through one more channel's handle."""
-
-    def __init__(self, handle: paramiko.SFTPFile, close: bool = True):
-        self.handle, self.close = handle, close
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sftp-stripe", daemon=True)
-        self.thread.start()
-
-    def put(self, offset: int, chunk: bytes) -> None:
-        if self.error:
-            raise self.error
-        self.queue.put((offset, chunk))
-
-    def finish(self) -> None:
-        """Wait until every chunk is written and confirmed; raise what failed."""
-        self.stop()
-        if self.error:
-            raise self.error
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if self.close:
-            _close_quietly(self.handle)
-
-    def _run(self) -> None:
-        try:
-            while (item := self.queue.get()) is not None:
-                self.handle.seek(item[0])
-                self.handle.write(item[1])
-            self.handle.flush()
-            _confirm_writes(self.handle)
-        except BaseException as exc:
-            self.error = exc
-            while self.queue.get() is not None:  # keep taking chunks, so the sender never blocks
-                pass
-
-
-def _close_quietly(handle: paramiko.SFTPFile | None) -> None:
-    """Close a remote file now, so a connection that died cannot make its ``__del__`` complain later."""
-    if handle is None:
-        return
-    try:
-        handle.close()
-    except (OSError, EOFError, paramiko.SSHException):
-        LOG.debug("could not close remote file", exc_info=True)
-
-
-def _confirm_writes(remote: paramiko.SFTPFile) -> None:
-    """Read the replies to pipelined writes that paramiko has not read yet; raise on a failed one.
-
-    paramiko checks them only when over 100 are pending and drops the rest when the file closes,
-    so without this a write refused by a full disk would go unnoticed.
-    """
-    while remote._reqs:
-        remote.sftp._read_response(remote._reqs.popleft())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from freezer.common import upstream
 from freezer.storage.base import Storage
@@ -99,6 +99,9 @@ class Throttled(Storage):
 
     def listdir(self, path: str) -> list[str]:
         return self.inner.listdir(path)
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        return self.inner.listdirs(paths)
 
     def claim(self, path: str) -> bool:
         return self.inner.claim(path)

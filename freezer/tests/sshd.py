@@ -35,13 +35,15 @@ class Sshd(_Server):
     password = TEST_PASSWORD
 
     def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True,
-                 host: str = "127.0.0.1", more_host_key_kinds: tuple[str, ...] = ()):
+                 host: str = "127.0.0.1", more_host_key_kinds: tuple[str, ...] = (),
+                 extra_config: tuple[str, ...] = ()):
         super().__init__(workdir)
         self.host = host
         self.sftp = sftp
         self.wanted_port = port
         self.host_key_kind = host_key_kind
         self.more_host_key_kinds = more_host_key_kinds
+        self.extra_config = extra_config  # sshd_config lines, e.g. "MaxSessions 1"
 
     def _setUp(self):
         user = ensure_test_user()
@@ -68,7 +70,7 @@ class Sshd(_Server):
                       "StrictModes no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
                       "UsePAM no\nPermitRootLogin no\nLogLevel ERROR\n"
                       f"{'Subsystem sftp internal-sftp' if self.sftp else ''}\n"
-                      f"AllowUsers {TEST_USER}\n")
+                      f"AllowUsers {TEST_USER}\n" + "".join(f"{line}\n" for line in self.extra_config))
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self.addCleanup(self._stop)

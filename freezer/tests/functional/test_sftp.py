@@ -10,6 +10,8 @@ import paramiko
 import testtools
 
 from freezer.storage import sftp as sftp_storage
+from freezer.storage import sftp_stripes
+from freezer.storage.base import StorageError
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 from freezer.tests.servers import free_port
@@ -199,42 +201,92 @@ class TestSftpServerDisk(SshdAgentTest):
         self.assertOneLineError(proc, "read-only")
 
 
+class RoundTrips:
+    """Counts the waits of one SFTP channel for replies to what it sent: each is a round trip on a long link."""
+
+    def __init__(self, client: paramiko.SFTPClient):
+        self.count = 0
+        self.sent_since_read = False
+        real_send, real_read = client._send_packet, client._read_packet
+
+        def send(*args):
+            self.sent_since_read = True
+            return real_send(*args)
+
+        def read():
+            packet = real_read()  # a prefetch thread may send while this waits: look afterwards
+            if self.sent_since_read:
+                self.count, self.sent_since_read = self.count + 1, False
+            return packet
+
+        client._send_packet, client._read_packet = send, read
+
+    def taken(self) -> int:
+        """Round trips since the last call."""
+        count, self.count = self.count, 0
+        return count
+
+
 class TestSftpRoundTrips(testtools.TestCase):
-    """On a long link every request costs a round trip: directories are made with as few as possible."""
+    """On a long link every wait for a reply costs a round trip: independent requests go out together."""
 
     def setUp(self):
         super().setUp()
         self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
 
-    def session(self) -> tuple[sftp_storage.SftpStorage, list[str]]:
-        """A connected storage, and the SFTP requests (by name) it sends from now on."""
+    def session(self) -> tuple[sftp_storage.SftpStorage, RoundTrips]:
+        """A connected storage, and the round trips it takes from now on."""
         settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
                                              password=self.server.password, container=self.server.container(),
                                              known_hosts=self.server.known_hosts)
         storage = sftp_storage.SftpStorage(settings)
         self.addCleanup(storage.close)
-        sent: list[str] = []
-        client = storage._client()
-        real_request = client._request
-        names = {code: name for name, code in vars(paramiko.sftp).items()
-                 if name.startswith("CMD_") and isinstance(code, int)}
+        return storage, RoundTrips(storage._client())
 
-        def spy(kind, *args):
-            sent.append(names.get(kind, str(kind)))
-            return real_request(kind, *args)
-
-        client._request = spy
-        return storage, sent
-
-    def test_a_new_directory_under_existing_ones_costs_one_request(self):
-        first, _ = self.session()
-        first.put_stream("a/b/c/first", [b"data"])
-        later, sent = self.session()
-        later.put_stream("a/b/c/d/second", [b"data"])
+    def test_an_upload_into_new_directories_takes_three_round_trips(self):
+        storage, trips = self.session()
+        storage.put_stream("a/b/c/first", [b"data"])  # the container itself is new too
+        self.assertEqual(3, trips.taken())  # mkdirs and open; size and close; rename
+        later, trips = self.session()
+        later.put_stream("a/b/c/d/second", [b"data", b"more"])
         later.put_stream("a/b/c/d/third", [b"data"])
-        self.assertEqual(["CMD_MKDIR"], [r for r in sent if r in ("CMD_MKDIR", "CMD_STAT")][:1])
-        self.assertEqual(1, sent.count("CMD_MKDIR"), sent)
-        self.assertEqual(b"data", b"".join(later.get_stream("a/b/c/d/third")))
+        self.assertEqual(6, trips.taken())
+        self.assertEqual(b"datamore", b"".join(later.get_stream("a/b/c/d/second")))
+
+    def test_a_claim_takes_one_round_trip_and_stays_exclusive(self):
+        storage, trips = self.session()
+        self.assertTrue(storage.claim("data/tar/h_w/100/0_100"))
+        self.assertEqual(1, trips.taken())
+        self.assertTrue(storage.claim("data/tar/h_w/100/1_101"))
+        self.assertEqual(1, trips.taken())
+        other, _ = self.session()
+        self.assertFalse(other.claim("data/tar/h_w/100/1_101"))
+
+    def test_a_small_download_takes_two_round_trips(self):
+        storage, trips = self.session()
+        storage.put_stream("dir/file", [b"x" * 100_000])  # one read request
+        trips.taken()
+        self.assertEqual(b"x" * 100_000, b"".join(storage.get_stream("dir/file")))
+        self.assertEqual(2, trips.taken())  # open and size; the read (the close is not waited for)
+        self.assertEqual(b"x" * 1000, b"".join(storage.get_stream("dir/file", 99_000)))
+
+    def test_directories_are_listed_together(self):
+        storage, trips = self.session()
+        for name in ("one/a", "one/b", "two/c", "three/d"):
+            storage.put_stream(name, [b""])
+        listing, trips = self.session()
+        self.assertEqual([["a", "b"], ["c"], [], ["d"]], listing.listdirs(["one", "two", "missing", "three"]))
+        self.assertEqual(2, trips.taken())  # open all; read all (the closes are not waited for)
+        self.assertEqual(["one", "three", "two"], listing.listdir(""))
+
+    def test_a_long_listing_is_read_whole(self):
+        storage, _ = self.session()
+        storage.claim("many")
+        root = os.path.join(self.server.container(), "many")
+        names = sorted(f"file-{n:04d}-" + "x" * 40 for n in range(700))  # several READDIR replies
+        for name in names:
+            open(os.path.join(root, name), "w").close()
+        self.assertEqual(names, storage.listdir("many"))
 
     def test_a_fresh_tree_and_an_existing_directory_still_work(self):
         storage, _ = self.session()
@@ -244,6 +296,46 @@ class TestSftpRoundTrips(testtools.TestCase):
         self.assertEqual(b"again", b"".join(storage.get_stream("x/y/z/file")))
         self.assertTrue(storage.claim("x/y/slot"))
         self.assertFalse(storage.claim("x/y/slot"))
+
+    def test_a_file_in_the_way_is_named(self):
+        storage, _ = self.session()
+        storage.put_stream("plain", [b"a file"])
+        for attempt in (lambda: storage.claim("plain/0_100"), lambda: storage.put_stream("plain/sub/f", [b""])):
+            error = self.assertRaises(StorageError, attempt)
+            self.assertIn("plain on 127.0.0.1", str(error))
+            self.assertIn("is a file, not a directory", str(error))
+
+
+class TestOneSessionPerConnection(SshdAgentTest):
+    """A server that allows one SFTP channel per connection (MaxSessions 1): long uploads use that one."""
+
+    def setUp(self):
+        AgentTestCase.setUp(self)
+        self.server = self.useFixture(Sshd(self.tmp, extra_config=("MaxSessions 1",)))
+
+    def test_long_backup_and_restore(self):
+        write(f"{self.source}/random", os.urandom(sftp_stripes.STRIPE_AFTER + (4 << 20)))
+        write(f"{self.source}/small", "x")
+        proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none", "--debug")
+        self.assertIn("uploading over one channel: no more SFTP channels", proc.stderr)  # the fallback was taken
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_the_refused_channel_is_not_asked_for_again(self):
+        self.useFixture(fixtures.FakeLogger())  # paramiko reports the refused channel as an error
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.server.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        chunks = [os.urandom(1 << 20) for _ in range(12)]
+        self.assertEqual(12 << 20, storage.put_stream("long/one", iter(chunks)))
+        self.assertTrue(storage._channels.refused)
+        self.assertEqual([], storage._channels.channels)
+        storage.put_stream("long/two", iter(chunks))
+        self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/one")))
+        self.assertEqual(b"".join(chunks), b"".join(storage.get_stream("long/two")))
 
 
 class TestSftpStripedUpload(testtools.TestCase):
@@ -263,10 +355,17 @@ class TestSftpStripedUpload(testtools.TestCase):
         chunks = [os.urandom(size) for size in [1 << 20] * 9 + [12345, 1 << 20, 777, 3 << 20, 1]]
         written = self.storage.put_stream("long/file", iter(chunks))
         self.assertEqual(sum(map(len, chunks)), written)
-        self.assertEqual(sftp_storage.UPLOAD_CHANNELS - 1, len(self.storage._more_channels))
+        self.assertEqual(sftp_stripes.UPLOAD_CHANNELS - 1, len(self.storage._channels.channels))
         self.assertEqual(b"".join(chunks), b"".join(self.storage.get_stream("long/file")))
         self.storage.put_stream("long/small", [b"short"])  # the extra channel stays open for the next one
         self.assertEqual(b"short", b"".join(self.storage.get_stream("long/small")))
+
+    def test_the_channels_are_opened_before_the_upload_needs_them(self):
+        chunk = os.urandom(1 << 20)
+        self.storage.put_stream("mid/file", [chunk] * 3)  # past OPEN_CHANNELS_AFTER, short of STRIPE_AFTER
+        self.storage._channels.wait()
+        self.assertEqual(sftp_stripes.UPLOAD_CHANNELS - 1, len(self.storage._channels.channels))
+        self.assertEqual(chunk * 3, b"".join(self.storage.get_stream("mid/file")))
 
     def test_a_failing_stream_leaves_no_file_and_the_storage_usable(self):
         def failing():

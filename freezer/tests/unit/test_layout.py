@@ -1,10 +1,12 @@
-"""Level choice, restore plans and retention (pure logic)."""
+"""Level choice, restore plans and retention (pure logic); how listings are asked of a storage."""
 
 import fixtures
 import testtools
 
 from freezer.storage import layout
 from freezer.storage.layout import BackupRef, LevelPolicy
+from freezer.storage.local import LocalStorage
+from freezer.storage.multiple import MultiStorage
 
 
 def chain(*levels_and_ts):
@@ -192,3 +194,56 @@ class TestNewestChainListsOnlyWhatItNeeds(testtools.TestCase):
         for until in (None, 99, 100, 150, 215, 320, 10_000):
             expected = layout.restore_plan(self.backups.chains(), until)
             self.assertEqual(expected, self.backups.plan_restore(until))
+
+
+class CountingStorage(LocalStorage):
+    """Local storage that records each listing call: one per ``listdirs``, whatever its length."""
+
+    def __init__(self, root: str):
+        super().__init__(root)
+        self.calls: list[str] = []
+
+    def listdir(self, path: str) -> list[str]:
+        self.calls.append("listdir")
+        return super().listdir(path)
+
+    def listdirs(self, paths):
+        self.calls.append("listdirs")
+        return [LocalStorage.listdir(self, path) for path in paths]
+
+
+class TestListingPerDepth(testtools.TestCase):
+    """A storage that lists several directories at once is asked once per depth of the tree, not per directory."""
+
+    def setUp(self):
+        super().setUp()
+        root = self.useFixture(fixtures.TempDir()).path
+        self.storage = CountingStorage(root)
+        self.backups = layout.BackupSet(self.storage, "host", "name")
+        self.refs = [BackupRef(1000, 1000, 0), BackupRef(1000, 1001, 1), BackupRef(2000, 2000, 0),
+                     BackupRef(2000, 2001, 1), BackupRef(2000, 2002, 2)]
+        for ref in self.refs:
+            self.storage.put_bytes(self.backups.data_path(ref), b"data")
+            self.storage.put_bytes(self.backups.metadata_path(ref), b"{}")
+        self.storage.put_bytes(self.backups.data_path(BackupRef(2000, 2003, 3)), b"no metadata")
+        self.storage.calls.clear()
+
+    def test_list_backups(self):
+        self.assertEqual(self.refs, self.backups.list_backups())
+        self.assertEqual(["listdir", "listdirs", "listdirs"], self.storage.calls)
+
+    def test_inventory(self):
+        inventory = self.backups.inventory()
+        self.assertEqual(6, len(inventory))
+        self.assertFalse(inventory[BackupRef(2000, 2003, 3)].complete)
+        self.assertEqual(["listdir", "listdirs", "listdirs"] * 2, self.storage.calls)
+
+
+class TestMultipleListings(testtools.TestCase):
+    def test_every_name_any_storage_has(self):
+        first, second = (LocalStorage(self.useFixture(fixtures.TempDir()).path) for _ in range(2))
+        first.put_bytes("a/one", b"")
+        second.put_bytes("a/two", b"")
+        second.put_bytes("b/three", b"")
+        both = MultiStorage([first, second])
+        self.assertEqual([["one", "two"], ["three"], []], both.listdirs(["a", "b", "c"]))

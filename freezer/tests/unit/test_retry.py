@@ -82,6 +82,10 @@ class Failing:
         self._next()
         return ["ok"]
 
+    def listdirs(self, paths):
+        self._next()
+        return [["ok", path] for path in paths]
+
     def get_stream(self, path, offset=0):
         self.offsets.append(offset)
         yield b"ab"
@@ -111,6 +115,11 @@ class TestWhatIsRetried(testtools.TestCase):
         self.assertEqual(["ok"], Retrying(inner, backoff=0).listdir(""))
         self.assertEqual(3, inner.calls)
         self.assertEqual(2, self.logs.output.count("retrying in"))
+
+    def test_listing_several_directories_is_retried_whole(self):
+        inner = Failing(ConnectError("timed out"))
+        self.assertEqual([["ok", "a"], ["ok", "b"]], Retrying(inner, backoff=0).listdirs(["a", "b"]))
+        self.assertEqual(2, inner.calls)
 
     def test_download_resumes_after_a_transient_error_only(self):
         inner = Failing(ServerBusy("426 bytes transmitted"))

@@ -1,0 +1,241 @@
+"""SFTP requests sent together: a batch in flight costs one round trip, where paramiko waits for each.
+
+paramiko's ``SFTPClient`` sends a request and reads its reply before the next one. Over a long link
+every such wait is a round trip, so the driver sends independent requests (the mkdirs of a path and
+the open below them, a listing of several directories, the size and close of an upload) at once and
+then reads their replies, in whatever order the server gives them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import paramiko
+from paramiko.message import Message
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_MKDIR,
+    CMD_NAME,
+    CMD_OPEN,
+    CMD_OPENDIR,
+    CMD_READDIR,
+    CMD_STAT,
+    CMD_STATUS,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_READ,
+    SFTP_FLAG_TRUNC,
+    SFTP_FLAG_WRITE,
+)
+from paramiko.sftp_attr import SFTPAttributes
+from paramiko.sftp_file import SFTPFile
+
+LOG = logging.getLogger(__name__)
+LIST_IN_FLIGHT = 64  # directories open at once while listing: far below any server's handle limit
+DIR_MODE = 0o777  # what paramiko's mkdir asks for; the server's umask applies
+WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
+
+
+class Batch:
+    """Requests on one SFTP channel whose replies are read only when asked for."""
+
+    def __init__(self, sftp: paramiko.SFTPClient):
+        self.sftp = sftp
+        self.replies: dict[int, tuple[int, Message]] = {}
+
+    def send(self, kind: int, *args) -> int:
+        """Send a request now; return its number for ``reply``."""
+        return self.sftp._async_request(self, kind, *args)
+
+    def _async_response(self, kind: int, msg: Message, num: int) -> None:
+        """paramiko's reader hands over each reply to one of our requests here."""
+        self.replies[num] = (kind, msg)
+
+    def reply(self, num: int) -> tuple[int, Message]:
+        """The reply to request ``num``; a failure status raised as paramiko raises it (OSError, EOFError)."""
+        while num not in self.replies:
+            self.sftp._read_response()
+        kind, msg = self.replies.pop(num)
+        if kind == CMD_STATUS:
+            self.sftp._convert_status(msg)
+        return kind, msg
+
+    def error(self, num: int) -> OSError | None:
+        """The failure of request ``num``, or None if it succeeded."""
+        try:
+            self.reply(num)
+        except OSError as exc:
+            return exc
+        return None
+
+    def handle(self, num: int) -> bytes:
+        kind, msg = self.reply(num)
+        if kind != CMD_HANDLE:
+            raise paramiko.SFTPError("Expected handle")
+        return msg.get_binary()
+
+    def attributes(self, num: int) -> SFTPAttributes:
+        kind, msg = self.reply(num)
+        if kind != CMD_ATTRS:
+            raise paramiko.SFTPError("Expected attributes")
+        return SFTPAttributes._from_msg(msg)
+
+    def names(self, num: int) -> list[str]:
+        """The names of one READDIR reply, without ``.`` and ``..``; EOFError once the listing is over."""
+        kind, msg = self.reply(num)
+        if kind != CMD_NAME:
+            raise paramiko.SFTPError("Expected name response")
+        names = []
+        for _ in range(msg.get_int()):
+            name, longname = msg.get_text(), msg.get_text()
+            SFTPAttributes._from_msg(msg, name, longname)  # read past its attributes
+            if name not in (".", ".."):
+                names.append(name)
+        return names
+
+    def mkdir(self, path: str) -> int:
+        attributes = SFTPAttributes()
+        attributes.st_mode = DIR_MODE
+        return self.send(CMD_MKDIR, path, attributes)
+
+
+def make_dirs_and_open(sftp: paramiko.SFTPClient, dirs: list[str], path: str, bufsize: int) -> SFTPFile | None:
+    """mkdir each of ``dirs`` (parents first; "exists" is fine) and open ``path`` for writing, in one round trip.
+
+    The open file, or None where it could not be opened.
+    """
+    batch = Batch(sftp)
+    making = [batch.mkdir(directory) for directory in dirs]
+    opening = batch.send(CMD_OPEN, path, WRITE_FLAGS, SFTPAttributes())
+    for num in making:
+        batch.error(num)  # a directory that was there already answers Failure: what counts is the open
+    try:
+        return SFTPFile(sftp, batch.handle(opening), "wb", bufsize)
+    except OSError:
+        return None
+
+
+def make_dirs(sftp: paramiko.SFTPClient, dirs: list[str]) -> OSError | None:
+    """mkdir each of ``dirs`` (parents first) in one round trip; the error of the last one, or None."""
+    batch = Batch(sftp)
+    sent = [batch.mkdir(directory) for directory in dirs]
+    errors = [batch.error(num) for num in sent]
+    return errors[-1]
+
+
+def open_with_size(sftp: paramiko.SFTPClient, path: str, bufsize: int) -> tuple[SFTPFile, int]:
+    """``path`` opened for reading and its size, in one round trip."""
+    batch = Batch(sftp)
+    opening = batch.send(CMD_OPEN, path, SFTP_FLAG_READ, SFTPAttributes())
+    stating = batch.send(CMD_STAT, path)
+    handle = SFTPFile(sftp, batch.handle(opening), "rb", bufsize)
+    try:
+        size = batch.attributes(stating).st_size
+    except BaseException:
+        close_later(handle)
+        raise
+    return handle, size
+
+
+def size_and_close(remote: SFTPFile) -> int | None:
+    """Send what is buffered, then ask the size of the open file and close it, in one round trip.
+
+    Every pending write is confirmed too (a write refused by a full disk raises here); the size is the
+    server's after those writes; None where the server does not say.
+    """
+    return _finish(remote, with_size=True)
+
+
+def close_after_writes(remote: SFTPFile) -> None:
+    """Send what is buffered and close the file, confirming every pending write, in one round trip."""
+    _finish(remote, with_size=False)
+
+
+def _finish(remote: SFTPFile, with_size: bool) -> int | None:
+    remote.flush()
+    batch = Batch(remote.sftp)
+    stating = batch.send(CMD_FSTAT, remote.handle) if with_size else None
+    closing = batch.send(CMD_CLOSE, remote.handle)
+    paramiko.file.BufferedFile.close(remote)  # marks it closed: paramiko must not send its own CLOSE
+    confirm_writes(remote)
+    size = batch.attributes(stating).st_size if stating is not None else None
+    batch.reply(closing)
+    return size
+
+
+def close_later(remote: SFTPFile | None) -> None:
+    """Close a file opened for reading without waiting for the reply (a failed close changes nothing)."""
+    if remote is None:
+        return
+    try:
+        remote._close(async_=True)
+    except (OSError, EOFError, paramiko.SSHException):
+        LOG.debug("could not close remote file", exc_info=True)
+
+
+def close_quietly(closable: SFTPFile | paramiko.SFTPClient | None) -> None:
+    """Close a remote file (or channel) now, so a connection that died cannot make its ``__del__`` complain later."""
+    if closable is None:
+        return
+    try:
+        closable.close()
+    except (OSError, EOFError, paramiko.SSHException):
+        LOG.debug("could not close remote file", exc_info=True)
+
+
+def confirm_writes(remote: SFTPFile) -> None:
+    """Read the replies to pipelined writes that paramiko has not read yet; raise on a failed one.
+
+    paramiko checks them only when over 100 are pending and drops the rest when the file closes,
+    so without this a write refused by a full disk would go unnoticed.
+    """
+    while remote._reqs:
+        remote.sftp._read_response(remote._reqs.popleft())
+
+
+def list_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:
+    """The names in each of ``paths`` (or the error listing it), two round trips for a batch of small ones."""
+    results: list[list[str] | OSError] = []
+    for start in range(0, len(paths), LIST_IN_FLIGHT):
+        results += _list_some(sftp, paths[start:start + LIST_IN_FLIGHT])
+    return results
+
+
+def _list_some(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:
+    batch = Batch(sftp)
+    opening = [batch.send(CMD_OPENDIR, path) for path in paths]
+    results: list[list[str] | OSError] = []
+    handles: dict[int, bytes] = {}
+    for index, num in enumerate(opening):
+        try:
+            handles[index] = batch.handle(num)
+            results.append([])
+        except OSError as exc:
+            results.append(exc)
+    while handles:
+        # Two reads each: a directory whose names fit in one reply learns that it is over in the same round trip.
+        reads = {index: (batch.send(CMD_READDIR, handle), batch.send(CMD_READDIR, handle))
+                 for index, handle in handles.items()}
+        over = [index for index, nums in reads.items() if _read_names(batch, nums, results, index)]
+        for index in over:
+            sftp._async_request(type(None), CMD_CLOSE, handles.pop(index))  # its reply is not waited for
+    return results
+
+
+def _read_names(batch: Batch, nums: tuple[int, ...], results: list, index: int) -> bool:
+    """Add the names of these READDIR replies to ``results[index]``; True once the listing is over."""
+    over = False
+    for num in nums:
+        try:
+            names = batch.names(num)
+        except EOFError:
+            over = True
+            continue
+        except OSError as exc:
+            results[index], over = exc, True
+            continue
+        if not over and isinstance(results[index], list):
+            results[index] += names
+    return over
