@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import paramiko
 
+from freezer.engine.tar import BLOCKING_FACTOR
+
 MIB = 1 << 20
 THREADS = str(os.cpu_count() or 1)
 
@@ -44,9 +46,10 @@ def tar_create_alone(source: str) -> Usage:
     """GNU tar writing the source into a pipe this process drains: the backup's producer alone.
 
     The pipe matters: tar skips reading file contents when its output is /dev/null itself. The
-    CPU returned is tar's own, not the reader's.
+    CPU returned is tar's own, not the reader's; tar writes records as big as the agent's.
     """
-    proc = subprocess.Popen(["tar", "--create", "--format=posix", "--file=-", f"--directory={source}", "."],
+    proc = subprocess.Popen(["tar", "--create", "--format=posix", BLOCKING_FACTOR, "--file=-", f"--directory={source}",
+                             "."],
                             stdout=subprocess.PIPE)
     buffer = bytearray(MIB)
     with proc.stdout:
@@ -61,7 +64,8 @@ def tar_extract_piped(tar_path: str, target: str) -> Usage:
     The CPU returned is tar's own, not the writer's.
     """
     os.makedirs(target, exist_ok=True)
-    proc = subprocess.Popen(["tar", "--extract", "--file=-", f"--directory={target}"], stdin=subprocess.PIPE)
+    proc = subprocess.Popen(["tar", "--extract", BLOCKING_FACTOR, "--file=-", f"--directory={target}"],
+                            stdin=subprocess.PIPE)
     with open(tar_path, "rb") as source, proc.stdin:
         size, sent = os.fstat(source.fileno()).st_size, 0
         while sent < size:
