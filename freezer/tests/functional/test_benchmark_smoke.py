@@ -1,8 +1,9 @@
 """The benchmark harness runs end to end on a few MiB (no timing is asserted)."""
 
+import fixtures
 import testtools
 
-from benchmarks import run
+from benchmarks import run, stages
 
 
 class TestBenchmarkSmoke(testtools.TestCase):
@@ -26,6 +27,14 @@ class TestBenchmarkSmoke(testtools.TestCase):
         table = run.table(rows).splitlines()[0]
         self.assertIn("CPU s", table)
         self.assertIn("x floor", table)
+
+    def test_stages_each_report_their_cpu(self):
+        work = self.useFixture(fixtures.TempDir()).path
+        measured = stages.measure(work, 2, 1)
+        self.assertIn("tar --create as the agent runs it", measured)
+        self.assertIn("Python: file to pipe (restore's copy)", measured)
+        self.assertTrue(all(seconds >= 0 for seconds in measured.values()))
+        self.assertGreater(measured["agent start-up (--version)"], 0)
 
     def test_wan_rows_compare_the_agent_with_the_raw_transport_over_the_same_link(self):
         rows = run.measure(2, repeat=1, with_peers=False, storages=(), wan_link="10ms,800mbit", wan_size_mib=2)
