@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import paramiko
 
-from freezer.engine.tar import BLOCKING_FACTOR
+from freezer.engine.tar import READ_RECORD, WRITE_RECORD
 
 MIB = 1 << 20
 THREADS = str(os.cpu_count() or 1)
@@ -48,7 +48,7 @@ def tar_create_alone(source: str) -> Usage:
     The pipe matters: tar skips reading file contents when its output is /dev/null itself. The
     CPU returned is tar's own, not the reader's; tar writes records as big as the agent's.
     """
-    proc = subprocess.Popen(["tar", "--create", "--format=posix", BLOCKING_FACTOR, "--file=-", f"--directory={source}",
+    proc = subprocess.Popen(["tar", "--create", "--format=posix", WRITE_RECORD, "--file=-", f"--directory={source}",
                              "."],
                             stdout=subprocess.PIPE)
     buffer = bytearray(MIB)
@@ -64,7 +64,7 @@ def tar_extract_piped(tar_path: str, target: str) -> Usage:
     The CPU returned is tar's own, not the writer's.
     """
     os.makedirs(target, exist_ok=True)
-    proc = subprocess.Popen(["tar", "--extract", BLOCKING_FACTOR, "--file=-", f"--directory={target}"],
+    proc = subprocess.Popen(["tar", "--extract", READ_RECORD, "--file=-", f"--directory={target}"],
                             stdin=subprocess.PIPE)
     with open(tar_path, "rb") as source, proc.stdin:
         size, sent = os.fstat(source.fileno()).st_size, 0

@@ -100,12 +100,12 @@ def stages(work: str, source: str, stream: str) -> dict[str, Callable[[], float]
     stream_mib = os.path.getsize(stream) / MIB
     return {
         "tar --create, default 10 KiB records": lambda: drained(plain_create),
-        "tar --create, 64 KiB records": lambda: drained(plain_create + [tar.BLOCKING_FACTOR]),
+        "tar --create, 32 KiB records": lambda: drained(plain_create + [tar.WRITE_RECORD]),
         "tar --create as the agent runs it": lambda: drained(level0()),
         "tar --extract, default 10 KiB records": lambda: fed(
             ["tar", "--extract", "--file=-", f"--directory={fresh(target)}"], stream),
         "tar --extract, 64 KiB records": lambda: fed(
-            ["tar", "--extract", "--file=-", tar.BLOCKING_FACTOR, f"--directory={fresh(target)}"], stream),
+            ["tar", "--extract", "--file=-", tar.READ_RECORD, f"--directory={fresh(target)}"], stream),
         "tar --extract as the agent runs it": lambda: fed(tar.extract_command(fresh(target)), stream),
         "Python: pipe to file (backup's copy)": lambda: own_cpu(
             lambda: copy_from_pipe(stream, os.path.join(work, "copy"), False)),

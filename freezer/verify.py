@@ -20,7 +20,7 @@ from freezer.storage.layout import BackupRef, BackupSet, restore_plan
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
-LIST_COMMAND = ["tar", "--list", "--incremental", "--file=-", tar.BLOCKING_FACTOR]
+LIST_COMMAND = ["tar", "--list", "--incremental", "--file=-", tar.READ_RECORD]
 
 
 class VerifyFailed(FreezerError):

@@ -1,4 +1,4 @@
-"""tar's record size: 64 KiB records written, streams of any record size read."""
+"""tar's record size: 32 KiB records written, streams of any record size read."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import testtools
 
 from freezer.engine import tar
 
-RECORD = 128 * 512
+RECORD = 64 * 512
 
 
 class TestTarRecords(testtools.TestCase):
@@ -21,7 +21,7 @@ class TestTarRecords(testtools.TestCase):
             with open(os.path.join(self.source, f"file{index}"), "wb") as out:
                 out.write(os.urandom(30000 + index))
 
-    def test_backup_stream_is_written_in_64_kib_records(self):
+    def test_backup_stream_is_written_in_32_kib_records(self):
         pipeline = tar.start_backup(self.source, os.path.join(self.work, "snapshot"),
                                     tar.TarOptions(compression="none"))
         stream = b"".join(pipeline.output_chunks())
