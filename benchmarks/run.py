@@ -4,8 +4,14 @@
 [--wan 40ms,200mbit [--wan-size-mib N]]``
 makes a data set, starts the loopback servers the tests use, and prints one table: MiB/s, the
 ratio to the raw transport ("x raw"), to the codec alone ("x codec"), to the slowest stage the
-pipeline cannot avoid ("x bound": transport, tar or codec alone), and peak RSS. ``--wan`` adds
-ftp and sftp rows over a delaying, rate-capped relay (benchmarks/wan.py), raw transport included.
+pipeline cannot avoid ("x bound": transport, tar or codec alone), peak RSS, the CPU seconds of
+each run ("CPU s": user+sys of the process and all its children) and, for agent rows, the ratio
+to the floor ("x floor"): the larger of the bound and the CPU seconds of the stages the agent
+cannot avoid (tar alone, codec alone, raw transport, sha256 of the stored bytes) spread over
+every core. ``--wan`` adds ftp and sftp rows over a delaying, rate-capped relay
+(benchmarks/wan.py), raw transport included. Before the agent runs, the freezer package is
+byte-compiled (``python -m compileall``) so the agent starts as an installed one does, even in an
+editable install under PYTHONDONTWRITEBYTECODE=1.
 """
 
 from __future__ import annotations
@@ -13,15 +19,19 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
+import freezer
 from benchmarks import dataset, peers, raw, wan
 from freezer.tests.servers import PyFtpd
 from freezer.tests.sshd import Sshd
@@ -33,19 +43,53 @@ NOTES = ("freezer_faster", "stored_mib", "changed_mib", "x_full", "content_mib",
 CONFIGS = (("none", False), ("zstd", False), ("gzip", False), ("none", True), ("zstd", True), ("gzip", True))
 
 
-def run_agent(options: list[str], *args: str) -> tuple[dict, float]:
-    """Run freezer-agent; return its result document and its peak RSS in MiB."""
+class AgentRun(NamedTuple):
+    """One freezer-agent run: its result document, peak RSS, and CPU seconds (itself and its children)."""
+
+    result: dict
+    rss_mib: float
+    cpu_s: float
+
+
+def run_agent(options: list[str], *args: str) -> AgentRun:
+    """Run freezer-agent; return its result document, peak RSS in MiB and CPU seconds (from wait4)."""
     with tempfile.NamedTemporaryFile("w+", suffix=".json") as result, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([AGENT, *options, *args, "--metadata-out", result.name],
                                 stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
-        while proc.poll() is None:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             peak = max(peak, high_water_kib(proc.pid))
             time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"freezer-agent {' '.join(args[:4])} failed: {err.read().strip()}")
-        return json.load(open(result.name)), peak / 1024
+        return AgentRun(json.load(open(result.name)), peak / 1024, usage.ru_utime + usage.ru_stime)
+
+
+def compile_package() -> None:
+    """Byte-compile freezer, as pip does on install: otherwise each agent run recompiles it."""
+    package = os.path.dirname(os.path.abspath(freezer.__file__))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True, stdout=subprocess.DEVNULL)
+
+
+def cpu_seconds() -> float:
+    """User+sys of this process and of the children it has waited for, so far."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+def sha256_cpu_per_mib(sample_mib: int = 64) -> float:
+    """CPU seconds hashlib's sha256 takes per MiB here (the agent hashes every stored byte)."""
+    block = os.urandom(MIB)
+    digest = hashlib.sha256()
+    start = time.process_time()
+    for _ in range(sample_mib):
+        digest.update(block)
+    return (time.process_time() - start) / sample_mib
 
 
 def high_water_kib(pid: int) -> int:
@@ -60,6 +104,13 @@ def high_water_kib(pid: int) -> int:
     return 0
 
 
+class Measured(NamedTuple):
+    """A measured action: best wall seconds, and the least CPU seconds, over its runs."""
+
+    seconds: float
+    cpu_s: float
+
+
 class Bench:
     """Collects rows; each row is one measured action and its ratios."""
 
@@ -67,28 +118,55 @@ class Bench:
         self.work, self.source, self.tar_path, self.repeat = work, source, tar_path, repeat
         self.size = os.path.getsize(tar_path) / MIB
         self.rows: list[dict] = []
-        self.codecs: dict[tuple[str, bool], float] = {}
-        self.tar_create_s = self.tar_extract_s = 0.0
+        self.codecs: dict[tuple[str, bool, bool], Measured] = {}
+        self.tar_create = self.tar_extract = Measured(0.0, 0.0)
+        self.sha256_cpu_mib = sha256_cpu_per_mib()
 
-    def timed(self, action: Callable[[], object], repeat: int | None = None) -> float:
-        """Best of ``repeat`` runs (the disk and CPU here are shared)."""
-        best = float("inf")
+    def timed(self, action: Callable[[], object], repeat: int | None = None) -> Measured:
+        """Best of ``repeat`` runs (the disk and CPU here are shared), and the least CPU of them.
+
+        CPU is what the action reports as ``cpu_s`` (the agent's, from wait4), else user+sys of this
+        process and of the children it waited for during the run.
+        """
+        best = cpu = float("inf")
         for _ in range(repeat or self.repeat):
             self.cleanup_restores()
             os.sync()  # earlier writes flushing to disk would slow this run
+            used = cpu_seconds()
             start = time.perf_counter()
-            action()
+            outcome = action()
             best = min(best, time.perf_counter() - start)
-        return best
+            reported = getattr(outcome, "cpu_s", None)
+            cpu = min(cpu, reported if reported is not None else cpu_seconds() - used)
+        return Measured(best, cpu)
 
     def add(self, storage: str, op: str, what: str, seconds: float, raw_s: float | None = None,
-            codec_s: float | None = None, rss: float | None = None, bound_s: float | None = None, **extra) -> dict:
+            codec_s: float | None = None, rss: float | None = None, bound_s: float | None = None,
+            cpu_s: float | None = None, floor_s: float | None = None, **extra) -> dict:
         row = {"storage": storage, "op": op, "what": what, "seconds": round(seconds, 3),
                "mib_s": round(self.size / seconds, 1), "x_raw": _ratio(raw_s, seconds),
                "x_codec": _ratio(codec_s, seconds), "x_bound": _ratio(bound_s, seconds),
-               "peak_rss_mib": round(rss, 1) if rss else None, **extra}
+               "peak_rss_mib": round(rss, 1) if rss else None,
+               "cpu_s": round(cpu_s, 3) if cpu_s is not None else None,
+               "floor_s": round(floor_s, 3) if floor_s else None, "x_floor": _ratio(floor_s, seconds), **extra}
         self.rows.append(row)
         return row
+
+    def record(self, storage: str, op: str, what: str, measured: Measured, raw_s: float | None = None) -> dict:
+        """A row for a measured raw or tool run: its time and CPU."""
+        return self.add(storage, op, what, measured.seconds, raw_s, cpu_s=measured.cpu_s)
+
+    def floor(self, bound_s: float, tar: Measured, codec: Measured | None, transport: Measured,
+              stored_bytes: int) -> dict:
+        """The floor of an agent run and its parts, as row fields.
+
+        The floor is the larger of ``bound_s`` and the CPU seconds of the stages the agent cannot
+        avoid (tar, codecs, transport, sha256 of the stored bytes) spread over every core.
+        """
+        parts = {"tar_cpu_s": tar.cpu_s, "codec_cpu_s": codec.cpu_s if codec else 0.0,
+                 "transport_cpu_s": transport.cpu_s, "sha256_cpu_s": self.sha256_cpu_mib * stored_bytes / MIB}
+        floor = max(bound_s, sum(parts.values()) / (os.cpu_count() or 1))
+        return {"floor_s": floor, **{key: round(value, 3) for key, value in parts.items()}}
 
     def restore_dir(self) -> str:
         return os.path.join(self.work, "restore")
@@ -99,38 +177,58 @@ class Bench:
             if os.path.exists(os.path.join(self.work, name)):
                 os.remove(os.path.join(self.work, name))
 
-    def freezer(self, storage: str, options: list[str], raw_put: float, raw_get: float,
+    def freezer(self, storage: str, options: list[str], raw_put: Measured, raw_get: Measured,
                 configs: tuple[tuple[str, bool], ...] = CONFIGS) -> None:
-        """Backup and restore with every compression, with and without encryption."""
+        """Backup and restore with every compression, with and without encryption.
+
+        The floor of a backup counts tar --create, the encoding codecs and the upload; of a
+        restore, the download, the decoding codecs and tar --extract; both add sha256.
+        """
         pass_file = os.path.join(self.work, "pass")
         for compression, encrypt in configs:
             name = f"{compression}{'-enc' if encrypt else ''}"
             args = ["--compression", compression] + (["--encrypt-pass-file", pass_file] if encrypt else [])
             codec = self.codec_time(compression, pass_file if encrypt else None)
+            decode = self.codec_time(compression, pass_file if encrypt else None, decode=True)
             repeat = None if name == "none" else 1
-            seconds, rss = self.agent_best(repeat, *options, "--backup-name", name, "--path-to-backup", self.source,
-                                           "--no-incremental", *args)
-            bound = max(raw_put, self.tar_create_s, codec or 0.0)
-            self.add(storage, "backup", f"freezer {name}", seconds, raw_put, codec, rss, bound)
-            seconds, rss = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
-                                           "--restore-abs-path", self.restore_dir(), *args)
-            self.add(storage, "restore", f"freezer {name}", seconds, raw_get, None, rss,
-                     max(raw_get, self.tar_extract_s))
+            seconds, cpu, rss, stored = self.agent_best(repeat, *options, "--backup-name", name,
+                                                        "--path-to-backup", self.source, "--no-incremental", *args)
+            bound = max(raw_put.seconds, self.tar_create.seconds, codec.seconds if codec else 0.0)
+            self.add(storage, "backup", f"freezer {name}", seconds, raw_put.seconds, codec and codec.seconds, rss,
+                     bound, cpu, **self.floor(bound, self.tar_create, codec, raw_put, stored))
+            seconds, cpu, rss, _ = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
+                                                   "--restore-abs-path", self.restore_dir(), *args)
+            bound = max(raw_get.seconds, self.tar_extract.seconds)
+            self.add(storage, "restore", f"freezer {name}", seconds, raw_get.seconds, None, rss, bound, cpu,
+                     **self.floor(bound, self.tar_extract, decode, raw_get, stored))
 
-    def codec_time(self, compression: str, pass_file: str | None) -> float | None:
-        """Seconds for the codecs alone on the stream (measured once per combination)."""
+    def codec_time(self, compression: str, pass_file: str | None, decode: bool = False) -> Measured | None:
+        """The codecs alone on the stream, encoding or decoding (measured once per combination)."""
         if compression == "none" and not pass_file:
             return None
-        key = (compression, bool(pass_file))
+        key = (compression, bool(pass_file), decode)
         if key not in self.codecs:
-            self.codecs[key] = self.timed(functools.partial(raw.codec_alone, self.tar_path, compression, pass_file), 1)
+            if decode:
+                encoded = os.path.join(self.work, "encoded")
+                raw.codec_alone(self.tar_path, compression, pass_file, encoded)
+                self.codecs[key] = self.timed(functools.partial(raw.codec_decode_alone, encoded, compression,
+                                                                pass_file), 1)
+                os.remove(encoded)
+            else:
+                self.codecs[key] = self.timed(functools.partial(raw.codec_alone, self.tar_path, compression,
+                                                                pass_file), 1)
         return self.codecs[key]
 
-    def agent_best(self, repeat: int | None, *args: str) -> tuple[float, float]:
-        """Best time of the agent over ``repeat`` runs, and its peak RSS."""
-        peaks: list[float] = []
-        seconds = self.timed(lambda: peaks.append(run_agent(list(args))[1]), repeat)
-        return seconds, max(peaks)
+    def agent_best(self, repeat: int | None, *args: str) -> tuple[float, float, float, int]:
+        """Best time of the agent over ``repeat`` runs, its least CPU, peak RSS and bytes stored."""
+        runs: list[AgentRun] = []
+
+        def once() -> AgentRun:
+            runs.append(run_agent(list(args)))
+            return runs[-1]
+
+        measured = self.timed(once, repeat)
+        return measured.seconds, measured.cpu_s, max(r.rss_mib for r in runs), runs[-1].result.get("size", 0)
 
 
 def _ratio(reference: float | None, seconds: float) -> float | None:
@@ -139,19 +237,21 @@ def _ratio(reference: float | None, seconds: float) -> float | None:
 
 def tar_rows(bench: Bench) -> None:
     """tar alone at each end of the pipeline: no backup or restore can beat its slower end."""
-    bench.tar_create_s = bench.timed(lambda: raw.tar_create_alone(bench.source))
-    bench.add("any", "backup", "tar --create alone (producer)", bench.tar_create_s)
-    bench.tar_extract_s = bench.timed(lambda: raw.tar_extract_piped(bench.tar_path, bench.restore_dir()))
-    bench.add("any", "restore", "cat | tar --extract (consumer)", bench.tar_extract_s)
+    bench.tar_create = bench.timed(lambda: raw.tar_create_alone(bench.source))
+    bench.record("any", "backup", "tar --create alone (producer)", bench.tar_create)
+    bench.tar_extract = bench.timed(lambda: raw.tar_extract_piped(bench.tar_path, bench.restore_dir()))
+    bench.record("any", "restore", "tar --extract alone (consumer)", bench.tar_extract)
 
 
 def local_rows(bench: Bench) -> None:
     copy = os.path.join(bench.work, "copy.tar")
     put = bench.timed(lambda: raw.cp_fsync(bench.tar_path, copy))
-    bench.add("local", "backup", "cp + fsync (raw)", put)
+    bench.record("local", "backup", "cp + fsync (raw)", put)
     extract = bench.timed(lambda: raw.tar_extract(bench.tar_path, bench.restore_dir()))
-    bench.add("local", "restore", "tar -x of the stream (raw)", extract)
-    bench.freezer("local", ["--storage", "local", "--container", os.path.join(bench.work, "local")], put, extract)
+    bench.record("local", "restore", "tar -x of the stream (raw)", extract)
+    # That raw restore is tar itself: its CPU is already the floor's tar --extract.
+    bench.freezer("local", ["--storage", "local", "--container", os.path.join(bench.work, "local")], put,
+                  Measured(extract.seconds, 0.0))
 
 
 def ftp_rows(bench: Bench, tls: bool, with_peers: bool) -> None:
@@ -161,9 +261,9 @@ def ftp_rows(bench: Bench, tls: bool, with_peers: bool) -> None:
     try:
         target = os.path.join(bench.work, "download.tar")
         put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path, tls))
-        bench.add(kind, "backup", "ftplib storbinary (raw)", put)
+        bench.record(kind, "backup", "ftplib storbinary (raw)", put)
         get = bench.timed(lambda: raw.ftp_get(server, target, tls))
-        bench.add(kind, "restore", "ftplib retrbinary (raw)", get)
+        bench.record(kind, "restore", "ftplib retrbinary (raw)", get)
         bench.freezer(kind, server.agent_options(), put, get)
         if with_peers and not tls:
             peer_rows(bench, kind, server)
@@ -177,12 +277,13 @@ def sftp_rows(bench: Bench, with_peers: bool) -> None:
     try:
         target = os.path.join(bench.work, "download.tar")
         put = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"put {bench.tar_path} {server.root}/raw.tar"))
-        bench.add("sftp", "backup", "OpenSSH sftp put (raw)", put)
+        bench.record("sftp", "backup", "OpenSSH sftp put (raw)", put)
         get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"get {server.root}/raw.tar {target}"))
-        bench.add("sftp", "restore", "OpenSSH sftp get (raw)", get)
+        bench.record("sftp", "restore", "OpenSSH sftp get (raw)", get)
         putfo = bench.timed(lambda: raw.paramiko_put(server, bench.tar_path))
-        bench.add("sftp", "backup", "paramiko putfo", putfo, put)
-        bench.add("sftp", "restore", "paramiko getfo", bench.timed(lambda: raw.paramiko_get(server, target)), get)
+        bench.record("sftp", "backup", "paramiko putfo", putfo, put.seconds)
+        bench.record("sftp", "restore", "paramiko getfo", bench.timed(lambda: raw.paramiko_get(server, target)),
+                     get.seconds)
         bench.freezer("sftp", server.agent_options(), put, get)
         if with_peers:
             peer_rows(bench, "sftp", server)
@@ -219,9 +320,10 @@ def peer_rows(bench: Bench, storage: str, server=None) -> None:
             peer.init()
             for op, action in (("backup", functools.partial(peer.backup, bench.source)),
                                ("restore", functools.partial(peer.restore, bench.restore_dir()))):
-                seconds = bench.timed(action, 1)
+                measured = bench.timed(action, 1)
                 ours = _find(bench.rows, storage, op, compare)
-                bench.add(storage, op, tool, seconds, freezer_faster=_ratio(seconds, ours["seconds"]) if ours else None)
+                bench.add(storage, op, tool, measured.seconds, cpu_s=measured.cpu_s,
+                          freezer_faster=_ratio(measured.seconds, ours["seconds"]) if ours else None)
         except RuntimeError as exc:
             bench.rows.append({"storage": storage, "op": "backup", "what": f"{tool}: failed ({exc})"})
 
@@ -235,17 +337,17 @@ def incremental_rows(bench: Bench) -> None:
     options = ["--storage", "local", "--container", os.path.join(bench.work, "incremental"), "--backup-name", "i",
                "--path-to-backup", bench.source, "--compression", "none"]
     start = time.perf_counter()
-    full, full_rss = run_agent(options)
+    full = run_agent(options)
     full_s = time.perf_counter() - start
     changed = dataset.change_one_percent(bench.source)
     start = time.perf_counter()
-    level1, rss = run_agent(options)
+    level1 = run_agent(options)
     level1_s = time.perf_counter() - start
-    bench.add("local", "backup", "freezer level 0 (for level 1)", full_s, rss=full_rss,
-              stored_mib=round(full["size"] / MIB, 2))
-    bench.add("local", "backup", f"freezer level {level1['level']} after 1% changed", level1_s, rss=rss,
-              stored_mib=round(level1["size"] / MIB, 2), changed_mib=round(changed / MIB, 2),
-              x_full=_ratio(full_s, level1_s))
+    bench.add("local", "backup", "freezer level 0 (for level 1)", full_s, rss=full.rss_mib, cpu_s=full.cpu_s,
+              stored_mib=round(full.result["size"] / MIB, 2))
+    bench.add("local", "backup", f"freezer level {level1.result['level']} after 1% changed", level1_s,
+              rss=level1.rss_mib, cpu_s=level1.cpu_s, stored_mib=round(level1.result["size"] / MIB, 2),
+              changed_mib=round(changed / MIB, 2), x_full=_ratio(full_s, level1_s))
 
 
 def rss_rows(bench: Bench, size_mib: int) -> None:
@@ -255,17 +357,17 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
     content_mib = dataset.size_mib(source)
     options = ["--storage", "local", "--container", os.path.join(bench.work, "rss"), "--backup-name", "r"]
     start = time.perf_counter()
-    _, backup_rss = run_agent(options, "--path-to-backup", source, "--compression", "zstd")
+    backup = run_agent(options, "--path-to-backup", source, "--compression", "zstd")
     backup_s = time.perf_counter() - start
     shutil.rmtree(source)
     bench.cleanup_restores()
     start = time.perf_counter()
-    _, restore_rss = run_agent(options, "--action", "restore", "--restore-abs-path", bench.restore_dir())
+    restore = run_agent(options, "--action", "restore", "--restore-abs-path", bench.restore_dir())
     restore_s = time.perf_counter() - start
     bench.cleanup_restores()
-    for op, seconds, rss in (("backup", backup_s, backup_rss), ("restore", restore_s, restore_rss)):
-        row = bench.add("local", op, f"freezer zstd, --size-mib {size_mib}", seconds, rss=rss,
-                        content_mib=round(content_mib))
+    for op, seconds, run in (("backup", backup_s, backup), ("restore", restore_s, restore)):
+        row = bench.add("local", op, f"freezer zstd, --size-mib {size_mib}", seconds, rss=run.rss_mib,
+                        cpu_s=run.cpu_s, content_mib=round(content_mib))
         row["mib_s"] = round(content_mib / seconds, 1)
     shutil.rmtree(os.path.join(bench.work, "rss"), ignore_errors=True)
 
@@ -287,9 +389,9 @@ def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
         with wan.relay_process(("127.0.0.1", ftp_server.port), link, ftp=True) as port:
             server = _through(ftp_server, port)
             put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path))
-            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put, link=str(link))
+            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link))
             get = bench.timed(lambda: raw.ftp_get(server, os.path.join(bench.work, "download.tar")))
-            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get, link=str(link))
+            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link))
             bench.freezer("ftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         ftp_server.cleanUp()
@@ -304,9 +406,9 @@ def _wan_sftp_rows(bench: Bench, link: wan.Link) -> None:
             put_cmd = f"put {bench.tar_path} {server.root}/raw.tar"
             get_cmd = f"get {server.root}/raw.tar {os.path.join(bench.work, 'download.tar')}"
             put = bench.timed(lambda: raw.openssh_sftp(server, bench.work, put_cmd))
-            bench.add("sftp-wan", "backup", "OpenSSH sftp put (raw)", put, link=str(link))
+            bench.add("sftp-wan", "backup", "OpenSSH sftp put (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link))
             get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, get_cmd))
-            bench.add("sftp-wan", "restore", "OpenSSH sftp get (raw)", get, link=str(link))
+            bench.add("sftp-wan", "restore", "OpenSSH sftp get (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link))
             bench.freezer("sftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         sshd.cleanUp()
@@ -336,6 +438,7 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
             storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None,
             wan_link: str | None = None, wan_size_mib: int | None = None) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
+    compile_package()
     try:
         bench = make_bench(work, size_mib, repeat)
         tar_rows(bench)
@@ -371,7 +474,7 @@ def _forget(work: str, *names: str) -> None:
 
 def table(rows: list[dict]) -> str:
     head = (f"{'storage':<8} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
-            f"{'x bound':>7} {'RSS MiB':>7}")
+            f"{'x bound':>7} {'RSS MiB':>7} {'CPU s':>6} {'x floor':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "seconds" not in r:
@@ -380,8 +483,12 @@ def table(rows: list[dict]) -> str:
         note = "".join(f"  {k}={r[k]}" for k in NOTES if k in r)
         lines.append(f"{r['storage']:<8} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
                      f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r.get('x_bound') or '':>7} "
-                     f"{r['peak_rss_mib'] or '':>7}{note}")
+                     f"{r['peak_rss_mib'] or '':>7} {_shown(r.get('cpu_s')):>6} {r.get('x_floor') or '':>7}{note}")
     return "\n".join(lines)
+
+
+def _shown(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import logging
 from contextlib import suppress
 
 from freezer.common import dates
-from freezer.engine import codecs
+from freezer.engine import codecs, tar
 from freezer.engine.streams import Digest, Pipeline, PipelineError
 from freezer.job import Job, require
 from freezer.storage.base import FreezerError, NotFound, StorageError
@@ -20,7 +20,7 @@ from freezer.storage.layout import BackupRef, BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
-LIST_COMMAND = ["tar", "--list", "--incremental", "--file=-"]
+LIST_COMMAND = ["tar", "--list", "--incremental", "--file=-", tar.READ_RECORD]
 
 
 class VerifyFailed(FreezerError):

@@ -13,7 +13,7 @@ from freezer import __version__, consistency
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
 from freezer.engine import tar
-from freezer.engine.streams import Digest, file_chunks, prefetch
+from freezer.engine.streams import Digest, ahead, file_chunks
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage.base import FreezerError, Storage
 from freezer.storage.layout import (
@@ -155,7 +155,9 @@ class BackupJob(Job):
         line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
         try:
             with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
-                self.storage.put_stream(path, prefetch(digest.tap(prefetch(tar.stored_chunks(pipeline, options)))))
+                # One thread reads tar's pipe and hashes; the storage writes in this one (local: both here).
+                chunks = ahead(digest.tap(tar.stored_chunks(pipeline, options)), self.storage.streams_in_caller)
+                self.storage.put_stream(path, chunks)
         except BaseException:
             pipeline.abort()
             raise

@@ -10,7 +10,7 @@ from freezer.actions.base import Job, ref_fields, require
 from freezer.common import dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
-from freezer.engine.streams import Digest, PipelineError, prefetch, verified
+from freezer.engine.streams import Digest, PipelineError, ahead, verified
 from freezer.progress import RestoreLine
 from freezer.restore_target import RestoreTarget
 from freezer.storage.base import FreezerError, NotFound
@@ -92,7 +92,7 @@ class RestoreJob(Job):
         stored = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
         chunks = tar.plain_chunks(stored, pass_file)
         try:
-            pipeline.feed(prefetch(chunks))
+            pipeline.feed(ahead(chunks, self.storage.streams_in_caller))
         except PipelineError as exc:
             refused = _refused_member(pipeline, guard)
             pipeline.abort()

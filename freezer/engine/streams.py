@@ -103,6 +103,11 @@ def _put(buffer: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
+def ahead(chunks: Iterable[bytes], in_caller: bool) -> Iterable[bytes]:
+    """``chunks`` as they are when the caller's thread should produce them, else one thread ahead."""
+    return chunks if in_caller else prefetch(chunks)
+
+
 def file_chunks(path: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """Yield the content of a local file in chunks."""
     with open(path, "rb") as handle:

@@ -24,10 +24,12 @@ DEREFERENCE = {
     "all": ["--dereference", "--hard-dereference"],
 }
 TAR_CHANGED_WHILE_READING = 1
-# 512-byte blocks per read on restore: 64 KiB. Backups keep tar's default 10 KiB records: readers
-# with the default (tar --list, upstream's restore) stop at the end marker and would leave 64 KiB
-# padding unread, so the decompressor before them dies of SIGPIPE.
-READ_BLOCKING_FACTOR = 128
+# Restore and verify read 64 KiB records (512-byte blocks x 128) from their pipe, not tar's default
+# 10 KiB: far fewer system calls (cat | tar -x of 512 MiB: 0.56 s instead of 1.0 s; 0.51 s from a
+# file). Backups keep writing 10 KiB records: a reader with the default (tar --list, upstream's
+# restore) stops at the end marker, so the padding of a bigger record could be left unread and the
+# process writing it (pigz, say) killed by SIGPIPE, as verify was with 64 KiB records.
+READ_RECORD = "--blocking-factor=128"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +67,11 @@ def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]
 def extract_command(target: str) -> list[str]:
     """GNU tar arguments that apply one incremental level from stdin to ``target``.
 
-    ``--verbose`` lists each member's name as stored, so a refused one can be named. Reading 64 KiB
-    records (any archive reads so with ``--read-full-records``) instead of 10 KiB ones takes tar from a
-    pipe at nearly the speed it reads a file (0.56 s vs 1.0 s for 512 MiB; 0.51 s from the file).
+    ``--verbose`` lists each member's name as stored, so a refused one can be named.
     """
-    return ["tar", "--extract", "--file=-", "--incremental", f"--directory={target}",
-            f"--blocking-factor={READ_BLOCKING_FACTOR}", "--read-full-records",
-            "--preserve-permissions", "--xattrs", "--acls", "--warning=no-timestamp", "--verbose"]
+    return ["tar", "--extract", "--file=-", READ_RECORD, "--read-full-records", "--incremental",
+            f"--directory={target}", "--preserve-permissions", "--xattrs", "--acls", "--warning=no-timestamp",
+            "--verbose"]
 
 
 def start_backup(source: str, snapshot: str, options: TarOptions) -> Pipeline:

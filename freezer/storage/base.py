@@ -168,6 +168,9 @@ class Storage(abc.ABC):
 
     #: the name users pass to ``--storage``
     kind = "abstract"
+    #: True when put_stream and get_stream only do local file I/O: the caller then moves chunks in its
+    #: own thread (a reader thread ahead of them costs more CPU than the overlap it buys)
+    streams_in_caller = False
 
     @abc.abstractmethod
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:

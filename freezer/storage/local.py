@@ -16,6 +16,7 @@ class LocalStorage(Storage):
     """Files below ``root``; uploads go to a temporary name renamed into place."""
 
     kind = "local"
+    streams_in_caller = True
 
     def __init__(self, root: str):
         self.root = os.path.abspath(os.path.expanduser(root))

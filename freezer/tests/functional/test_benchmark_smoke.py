@@ -1,8 +1,9 @@
 """The benchmark harness runs end to end on a few MiB (no timing is asserted)."""
 
+import fixtures
 import testtools
 
-from benchmarks import run
+from benchmarks import run, stages
 
 
 class TestBenchmarkSmoke(testtools.TestCase):
@@ -15,6 +16,25 @@ class TestBenchmarkSmoke(testtools.TestCase):
         self.assertTrue(all(r["peak_rss_mib"] for r in rows if r["what"].startswith("freezer")))
         self.assertIn("x bound", run.table(rows))
         self.assertTrue(any(r["x_bound"] for r in rows if r["what"] == "freezer none"))
+
+    def test_every_timed_row_has_its_cpu_and_agent_rows_their_floor(self):
+        rows = run.measure(4, repeat=1, with_peers=False, storages=("local",))
+        self.assertTrue(all(r["cpu_s"] > 0 for r in rows if r["storage"] == "any" or r["what"].startswith("freezer")))
+        agent = [r for r in rows if r["what"].startswith("freezer ") and "floor_s" in r and r["floor_s"]]
+        self.assertEqual(12, len(agent))  # six configurations, backup and restore
+        self.assertTrue(all(r["x_floor"] and r["sha256_cpu_s"] > 0 and r["tar_cpu_s"] > 0 for r in agent))
+        self.assertTrue(all(r["codec_cpu_s"] > 0 for r in agent if r["what"] != "freezer none"))
+        table = run.table(rows).splitlines()[0]
+        self.assertIn("CPU s", table)
+        self.assertIn("x floor", table)
+
+    def test_stages_each_report_their_cpu(self):
+        work = self.useFixture(fixtures.TempDir()).path
+        measured = stages.measure(work, 2, 1)
+        self.assertIn("tar --create as the agent runs it", measured)
+        self.assertIn("Python: file to pipe (restore's copy)", measured)
+        self.assertTrue(all(seconds >= 0 for seconds in measured.values()))
+        self.assertGreater(measured["agent start-up (--version)"], 0)
 
     def test_wan_rows_compare_the_agent_with_the_raw_transport_over_the_same_link(self):
         rows = run.measure(2, repeat=1, with_peers=False, storages=(), wan_link="10ms,800mbit", wan_size_mib=2)

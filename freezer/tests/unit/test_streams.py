@@ -3,13 +3,17 @@
 import hashlib
 import os
 import subprocess
+import tempfile
+import threading
 
 import fixtures
 import testtools
 
 from freezer.common import logs
 from freezer.engine import cipher, codecs
-from freezer.engine.streams import ChecksumError, Digest, Pipeline, PipelineError, prefetch, verified
+from freezer.engine.streams import ChecksumError, Digest, Pipeline, PipelineError, ahead, prefetch, verified
+from freezer.storage.ftp import FtpStorage
+from freezer.storage.local import LocalStorage
 
 
 class TestChunks(testtools.TestCase):
@@ -54,6 +58,22 @@ class TestChunks(testtools.TestCase):
         stream.close()
         count = len(produced)
         self.assertLess(count, 10)
+
+    def test_local_storage_streams_in_the_callers_thread(self):
+        def producers():
+            yield threading.current_thread()
+
+        with tempfile.TemporaryDirectory() as root:
+            local = LocalStorage(root)
+        self.assertEqual([threading.current_thread()], list(ahead(producers(), local.streams_in_caller)))
+
+    def test_network_storage_gets_chunks_from_a_thread_ahead(self):
+        def producers():
+            yield threading.current_thread()
+
+        self.assertFalse(FtpStorage.streams_in_caller)
+        [producer] = list(ahead(producers(), FtpStorage.streams_in_caller))
+        self.assertEqual("prefetch", producer.name)
 
 
 class TestPipeline(testtools.TestCase):
