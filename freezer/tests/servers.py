@@ -254,11 +254,15 @@ class PyFtpd(_Server):
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
             argv += ["--cert", self.ca.cert_file, "--key", self.ca.key_file]
             argv += ["--client-ca", self.ca.ca_file] if self.client_certs else []
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills after some 25 sessions and the server hangs.
+        log = open(os.path.join(self.workdir, "pyftpd.log"), "w+b")  # noqa: SIM115 - closed in cleanup
+        self.addCleanup(log.close)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
         self.addCleanup(self._stop)
         line = self.proc.stdout.readline()
         if not line.strip():
-            raise RuntimeError(f"pyftpdlib did not start: {_output(self.proc)}")
+            log.seek(0)
+            raise RuntimeError(f"pyftpdlib did not start: {log.read().decode(errors='replace')[-2000:]}")
         self.port = int(line)
 
     def agent_options(self, container: str = "backups") -> list[str]:
