@@ -13,7 +13,7 @@ from freezer import __version__, consistency
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
 from freezer.engine import tar
-from freezer.engine.streams import Digest, ahead, file_chunks
+from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage.base import FreezerError, Storage
 from freezer.storage.layout import (
@@ -156,7 +156,10 @@ class BackupJob(Job):
         try:
             with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
                 # One thread reads tar's pipe and hashes; the storage writes in this one (local: both here).
-                chunks = ahead(digest.tap(tar.stored_chunks(pipeline, options)), self.storage.streams_in_caller)
+                # Encryption, which holds the GIL, gets a thread of its own so the hash overlaps it.
+                stored = tar.stored_chunks(pipeline, options)
+                stored = prefetch(stored) if options.encrypt_pass_file else stored
+                chunks = ahead(digest.tap(stored), self.storage.streams_in_caller)
                 self.storage.put_stream(path, chunks)
         except BaseException:
             pipeline.abort()

@@ -10,7 +10,7 @@ from freezer.actions.base import Job, ref_fields, require
 from freezer.common import dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
-from freezer.engine.streams import Digest, PipelineError, ahead, verified
+from freezer.engine.streams import Digest, PipelineError, ahead, prefetch, verified
 from freezer.progress import RestoreLine
 from freezer.restore_target import RestoreTarget
 from freezer.storage.base import FreezerError, NotFound
@@ -90,7 +90,8 @@ class RestoreJob(Job):
         LOG.info("restoring %s into %s", ref.relpath, guard.root)
         pipeline = tar.start_restore(guard.root, metadata.compression, pass_file)
         stored = verified(self.storage.get_stream(path), metadata.data_sha256, expected, path, digest)
-        chunks = tar.plain_chunks(stored, pass_file)
+        # Decryption holds the GIL: in a thread of its own, reading and hashing overlap it.
+        chunks = tar.plain_chunks(prefetch(stored) if pass_file else stored, pass_file)
         try:
             pipeline.feed(ahead(chunks, self.storage.streams_in_caller))
         except PipelineError as exc:
