@@ -158,12 +158,12 @@ def _checker(opt: cfg.Opt):
         try:
             return opt.type(value)
         except (ValueError, TypeError) as exc:
-            raise argparse.ArgumentTypeError(_why(opt.type, value, exc)) from exc
+            raise argparse.ArgumentTypeError(why_invalid(opt.type, value, exc)) from exc
     convert.__name__ = opt.name
     return convert
 
 
-def _why(kind, value: str, exc: Exception) -> str:
+def why_invalid(kind, value: str, exc: Exception) -> str:
     """Why ``value`` is refused, in words: the kind expected, or the bound it breaks."""
     if isinstance(kind, types.Port):
         expected = "a port number (0-65535)"

@@ -8,12 +8,14 @@ The command line wins over the ini file.
 from __future__ import annotations
 
 import configparser
+import functools
 import logging
 import os
 import socket
 from collections.abc import Sequence
 
 from oslo_config import cfg
+from oslo_utils import strutils
 
 from freezer import __version__
 from freezer.common import cli, upstream
@@ -239,28 +241,59 @@ def normalize_key(key: str) -> str:
 
 
 def coerce(opt: cfg.Opt, value):
-    """Turn an ini or JSON value into the option's type; 'none' means unset."""
+    """Turn an ini or JSON value into the option's type; 'none' means unset.
+
+    Booleans read as oslo.utils' strutils does (true/false, yes/no, on/off, 1/0); a refused value
+    gets the command line's words for what was expected.
+    """
+    if isinstance(value, str):
+        value = value.strip()
     choices = getattr(opt.type, "choices", None) or {}
     if isinstance(value, str) and value in choices:
         return value
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
         return [] if isinstance(opt, cfg.MultiStrOpt) else None
     if isinstance(opt, cfg.MultiStrOpt):
         return value if isinstance(value, list) else [str(value)]
+    if isinstance(opt, cfg.BoolOpt):
+        return _boolean(opt, value)
     try:
-        return opt.type(value if not isinstance(value, bool) else str(value))
+        return opt.type(str(value) if isinstance(value, bool) else value)
     except (ValueError, TypeError) as exc:
-        raise FreezerError(f"bad value for {opt.dest} (--{opt.name}): {value!r} ({exc})") from exc
+        raise FreezerError(f"{opt.dest} (--{opt.name}): {cli.why_invalid(opt.type, str(value), exc)}") from exc
+
+
+def _boolean(opt: cfg.Opt, value) -> bool:
+    try:
+        return strutils.bool_from_string(value, strict=True)
+    except ValueError:
+        raise FreezerError(f"{opt.dest} (--{opt.name}): invalid value {str(value)!r}: expected true or false "
+                           "(also yes/no, on/off, 1/0)") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _options_by_key() -> dict[str, cfg.Opt]:
+    by_key = {normalize_key(opt.name): opt for opt in all_opts()}  # engine, region, lvm_snap_perm...
+    by_key.update({normalize_key(old.name): opt for opt in all_opts() for old in opt.deprecated_opts})
+    by_key.update({opt.dest: opt for opt in all_opts()})
+    return by_key
+
+
+def option_for(key: str) -> cfg.Opt | None:
+    """The option an ini or job key names (its name, dest or an old name, any case, - or _); None if unknown."""
+    return _options_by_key().get(normalize_key(key))
+
+
+def option_keys() -> list[str]:
+    """Every key that names an option, for "did you mean" hints."""
+    return sorted(_options_by_key())
 
 
 def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
     """Use ``values`` as defaults under the command line; return unknown keys."""
-    by_dest = {normalize_key(opt.name): opt for opt in all_opts()}  # engine, region, lvm_snap_perm...
-    by_dest.update({normalize_key(old.name): opt for opt in all_opts() for old in opt.deprecated_opts})
-    by_dest.update({opt.dest: opt for opt in all_opts()})
     unknown = []
     for key, value in values.items():
-        opt = by_dest.get(normalize_key(key))
+        opt = option_for(key)
         if opt is None or opt.dest == "config":
             unknown.append(key)
             continue

@@ -39,15 +39,13 @@ def read(path: str, conf) -> list[SectionConf]:
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     with open(path, encoding="utf-8") as handle:  # read_ini has already reported an unreadable file
         parser.read_file(handle)
-    by_name = {config.normalize_key(opt.name): opt for opt in config.all_opts()}
-    by_name.update({opt.dest: opt for opt in config.all_opts()})
     sections = []
     for section in parser.sections():
         if not section.lower().startswith("storage:"):
             continue
         values = {}
         for key, raw in parser.items(section):
-            opt = by_name.get(config.normalize_key(key))
+            opt = config.option_for(key)
             if opt is None:
                 raise FreezerError(f"--config {path}: [{section}] has unknown option {key!r}")
             values[opt.dest] = config.coerce(opt, raw)

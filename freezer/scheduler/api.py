@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
 PAGE = 10
+#: the longest failure reason written to freezer-api (the agent's error line, rarely longer)
+MAX_REASON = 1000
 ACTIVE_JOBS = {"match_not": [{"status": "completed"}]}
 
 
@@ -87,6 +90,24 @@ class FreezerApi:
         doc = {"job_schedule": job.get("job_schedule", {}), "session_id": job.get("session_id", ""),
                "session_tag": job.get("session_tag", 0)}
         _call(f"update job {job['job_id']}", self.client.jobs.update, job["job_id"], doc)
+
+    def report_action(self, job: dict, index: int, error: str | None) -> None:
+        """Keep an action's last failure reason in its freezer_action (``last_error``, shown by ``job-show``).
+
+        ``None`` clears a reason left by an earlier run; an action without an ``action_id`` is skipped.
+        """
+        action = job["job_actions"][index]
+        freezer_action = {k: v for k, v in (action.get("freezer_action") or {}).items() if v is not None}
+        had = freezer_action.pop("last_error", None)
+        freezer_action.pop("last_error_date", None)
+        if not action.get("action_id") or (error is None and had is None):
+            return
+        if error is not None:
+            freezer_action.update(last_error=error[:MAX_REASON],
+                                  last_error_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        patch = {"freezer_action": freezer_action}
+        patch.update({k: action[k] for k in ("max_retries", "max_retries_interval") if action.get(k) is not None})
+        _call(f"report on action {action['action_id']}", self.client.actions.update, action["action_id"], patch)
 
     def record_backup(self, record: dict, job_id: str) -> None:
         """POST one backup record (``backup-list`` shows it) tied to its job."""

@@ -48,13 +48,14 @@ def write_state(path: str, state: dict) -> None:
     files.write_private(path + ".state", json.dumps(state, indent=2, sort_keys=True))
 
 
-def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Run one job now, record its state, and say whether every action completed."""
+def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sleep, allow_exec: bool = True) -> bool:
+    """Run one prepared job now, record its state, and say whether every action completed."""
     started = time.time()
-    results = runner.run_job(job, sleep=sleep)
+    results = runner.run_job(job, sleep=sleep, allow_exec=allow_exec)
     ok = all(r.status in runner.DONE for r in results)
     warned = any(r.status == "completed_with_warnings" for r in results)
     state = read_state(path)
+    state.pop("error", None)
     status = ("completed_with_warnings" if warned else "completed") if ok else "failed"
     state.update({"last_run": started, "status": status,
                   "runs": state.get("runs", 0) + 1, "actions": [dataclasses.asdict(r) for r in results]})
@@ -64,29 +65,61 @@ def run_job_file(path: str, job: dict, sleep: Callable[[float], None] = time.sle
     return ok
 
 
-def load_all(paths: Sequence[str]) -> dict[str, dict]:
-    """Validate every job before any runs; raise listing every bad file."""
-    jobs, problems = {}, []
+@dataclasses.dataclass
+class Policy:
+    """What this host lets a job do: its ``[capabilities]`` and ``--disable-exec``."""
+
+    capabilities: dict
+    allow_exec: bool = True
+
+
+def load_job(path: str, policy: Policy) -> dict:
+    """The prepared job of ``path``, refused (FreezerError) if it is invalid or outside ``policy``."""
+    job = jobdoc.load(path)
+    why = jobdoc.unsupported(job, policy.capabilities)
+    if why is None and not policy.allow_exec:
+        why = jobdoc.exec_refused(job)
+    if why:
+        raise FreezerError(f"{_label(path, job)}: {why}")
+    return job
+
+
+def _label(path: str, job: dict) -> str:
+    return f"{path} (job {job['job_id']})" if job.get("job_id") else path
+
+
+def skip_invalid(path: str, error: FreezerError, every_time: bool = True) -> None:
+    """Report a job file that cannot run (log and its state file); the other jobs go on.
+
+    A daemon reports the same problem of the same file once, not at every look.
+    """
+    state = read_state(path)
+    repeated = state.get("status") == "invalid" and state.get("error") == str(error)
+    (LOG.error if every_time or not repeated else LOG.debug)("%s: job skipped", error)
+    if repeated:
+        return
+    state.update({"status": "invalid", "error": str(error)})
+    write_state(path, state)
+
+
+def run_once(jobs_dir: str, policy: Policy) -> int:
+    """Run every job in the directory now, in order; bad files are skipped; non-zero if any failed."""
+    paths = job_files(jobs_dir)
+    if not paths:
+        raise FreezerError(f"no *.json job files in --jobs-dir {jobs_dir}")
+    ok = True
     for path in paths:
         try:
-            jobs[path] = jobdoc.load(path)
+            job = load_job(path, policy)
         except FreezerError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise FreezerError("; ".join(problems))
-    return jobs
+            skip_invalid(path, exc)
+            ok = False
+            continue
+        ok = run_job_file(path, job, allow_exec=policy.allow_exec) and ok
+    return 0 if ok else 1
 
 
-def run_once(jobs_dir: str) -> int:
-    """Run every job in the directory now, in order; non-zero if any action failed."""
-    jobs = load_all(job_files(jobs_dir))
-    if not jobs:
-        raise FreezerError(f"no *.json job files in --jobs-dir {jobs_dir}")
-    results = [run_job_file(path, job) for path, job in jobs.items()]
-    return 0 if all(results) else 1
-
-
-def serve(jobs_dir: str, poll: float, pid_file: str) -> int:
+def serve(jobs_dir: str, poll: float, pid_file: str, policy: Policy) -> int:
     """Run jobs when due until SIGTERM; bad job files are reported and skipped."""
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -94,7 +127,7 @@ def serve(jobs_dir: str, poll: float, pid_file: str) -> int:
     LOG.info("freezer-scheduler serving %s, pid %d", jobs_dir, os.getpid())
     try:
         while not stopping:
-            run_due_jobs(jobs_dir, stopping)
+            run_due_jobs(jobs_dir, stopping, policy)
             pause(poll, stopping)
     except Stopping:
         LOG.info("stopped while waiting to retry; the job runs again at the next start")
@@ -109,17 +142,18 @@ class Stopping(Exception):
     """SIGTERM arrived while a job waited between retries."""
 
 
-def run_due_jobs(jobs_dir: str, stopping: list[bool]) -> None:
+def run_due_jobs(jobs_dir: str, stopping: list[bool], policy: Policy) -> None:
     """Run each job whose next run has come; report bad files and go on."""
     for path in job_files(jobs_dir):
         try:
-            job = jobdoc.load(path)
+            job = load_job(path, policy)
             due = schedule.next_run(job.get("job_schedule"), read_state(path).get("last_run"), time.time())
         except FreezerError as exc:
-            LOG.error("%s", exc)
+            skip_invalid(path, exc, every_time=False)
             continue
         if due is not None and due <= time.time() and not stopping:
-            run_job_file(path, job, sleep=lambda seconds: _retry_pause(seconds, stopping))
+            run_job_file(path, job, sleep=lambda seconds: _retry_pause(seconds, stopping),
+                         allow_exec=policy.allow_exec)
 
 
 def _retry_pause(seconds: float, stopping: list[bool]) -> None:
@@ -135,12 +169,12 @@ def pause(seconds: float, stopping: list[bool]) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def status(jobs_dir: str) -> int:
+def status(jobs_dir: str, policy: Policy) -> int:
     """Print each job's last result and next run."""
     for path in job_files(jobs_dir):
         state = read_state(path)
         try:
-            job = jobdoc.load(path)
+            job = load_job(path, policy)
             due = schedule.next_run(job.get("job_schedule"), state.get("last_run"), time.time())
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)) if due else "never"
         except FreezerError as exc:
@@ -256,14 +290,17 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_local(args: argparse.Namespace) -> int:
+    policy = Policy(args.capabilities, allow_exec=not args.disable_exec)
     if args.command == "run-once":
-        return run_once(args.jobs_dir)
+        return run_once(args.jobs_dir, policy)
     if args.command == "status":
-        return status(args.jobs_dir)
+        return status(args.jobs_dir, policy)
     if args.command == "stop":
         return stop(args.pid_file)
-    load_all(job_files(args.jobs_dir))
-    return serve(args.jobs_dir, args.poll, args.pid_file) if args.no_daemon else start_daemon(args)
+    if args.no_daemon:
+        return serve(args.jobs_dir, args.poll, args.pid_file, policy)
+    job_files(args.jobs_dir)  # a missing directory fails here, in the foreground
+    return start_daemon(args)
 
 
 def upstream_commands(args: argparse.Namespace) -> int | None:

@@ -23,10 +23,6 @@ from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger("freezer.scheduler")
 TIME_NULL = -1
-CAPABILITY_KEYS = (("supported_actions", "action"), ("supported_modes", "mode"),
-                   ("supported_storages", "storage"), ("supported_engines", "engine_name"))
-
-
 @dataclasses.dataclass
 class Tracked:
     """A job this scheduler knows: its document, whether it is scheduled, when it last ran."""
@@ -46,6 +42,7 @@ class Running:
     abort: bool = False
     stop: bool = False
     remove: bool = False
+    refused: bool = False
 
     def kill_agent(self) -> None:
         self.abort = True
@@ -53,16 +50,6 @@ class Running:
             LOG.warning("job %s aborted: terminating freezer-agent pid %d", self.job_id, self.proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
-
-
-def supported(doc: dict, capabilities: dict) -> bool:
-    """True when every action of the job is within this host's ``[capabilities]``."""
-    for action in doc.get("job_actions") or []:
-        freezer_action = action.get("freezer_action") or {}
-        for listed, key in CAPABILITY_KEYS:
-            if freezer_action.get(key) and freezer_action[key] not in capabilities[listed]:
-                return False
-    return True
 
 
 class ApiScheduler:
@@ -98,7 +85,7 @@ class ApiScheduler:
     def poll(self) -> None:
         """Read this client's jobs, handle their events, forget the ones freezer-api no longer has."""
         try:
-            docs = [doc for doc in self.api.active_jobs() if self._accept(doc)]
+            docs = self.api.active_jobs()
         except FreezerError as exc:
             LOG.error("%s", exc)
             return
@@ -107,17 +94,26 @@ class ApiScheduler:
             self.on_job(doc)
         listed = {doc["job_id"] for doc in docs}
         for job_id in [job_id for job_id in self.jobs if job_id not in listed]:
-            if not (self.running and self.running.job_id == job_id):
-                LOG.info("job %s is gone from freezer-api: dropped", job_id)
-                self.forget(job_id)
-            else:
+            if self.running and self.running.job_id == job_id:
                 self.running.remove = True
+                continue
+            if self.jobs[job_id].doc.get("job_schedule", {}).get("status") == "completed":
+                LOG.debug("job %s is completed: freezer-api lists it no more", job_id)
+            else:
+                LOG.info("job %s was deleted in freezer-api: dropped", job_id)
+            self.forget(job_id)
 
-    def _accept(self, doc: dict) -> bool:
-        if supported(doc, self.capabilities):
-            return True
-        LOG.debug("job %s ignored: it needs a capability this host does not list", doc.get("job_id"))
-        return False
+    def refusal(self, doc: dict) -> tuple[dict | None, str | None]:
+        """The job in the agent's form, or why it cannot run here (invalid, or outside this host's policy)."""
+        name = f"job {doc.get('job_id')}"
+        try:
+            job = jobdoc.prepare(doc, name)
+        except FreezerError as exc:
+            return None, str(exc)
+        why = jobdoc.unsupported(job, self.capabilities)
+        if why is None and not self.allow_exec:
+            why = jobdoc.exec_refused(job)
+        return job, (f"{name}: {why}" if why else None)
 
     # -- events ---------------------------------------------------------------------------------
     def on_job(self, doc: dict) -> None:
@@ -138,6 +134,9 @@ class ApiScheduler:
         elif event in ("stop", "abort"):
             self.jobs[job_id] = Tracked(doc, active=False)
             self._set(doc, status="stop")
+        elif event == "start" and known is not None and known.active:
+            known.doc = doc  # already scheduled: one run per start, as upstream's scheduler
+            self._set(doc, status="scheduled")
         elif event == "start":
             self.jobs[job_id] = Tracked(doc)
             self._set(doc, status="scheduled")
@@ -225,17 +224,17 @@ class ApiScheduler:
         self._finish(tracked, run)
 
     def _execute(self, doc: dict, run: Running) -> str:
-        """Run the actions; record each backup; the job's result (success, fail or aborted)."""
-        try:
-            job = jobdoc.drop_nulls(doc)
-            jobdoc.validate(job, f"job {run.job_id}")
-            give_up = lambda: run.abort or bool(self.stopping)  # noqa: E731 - abort, or the scheduler stops
-            hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc), aborted=give_up)
-            results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks,
-                                     allow_exec=self.allow_exec)
-        except FreezerError as exc:
-            LOG.error("job %s failed: %s", run.job_id, exc)
+        """Run the actions; record each backup; report failures; the job's result (success, fail or aborted)."""
+        job, why = self.refusal(doc)
+        if why:
+            LOG.error("%s: job refused", why)
+            run.refused = True  # it cannot pass until the job is changed: stopped, its reason in freezer-api
+            self._report_actions(doc, [runner.ActionResult(0, "failed", error=why)])
             return "fail"
+        give_up = lambda: run.abort or bool(self.stopping)  # noqa: E731 - abort, or the scheduler stops
+        hooks = runner.Hooks(started=lambda proc: self._agent_started(doc, run, proc), aborted=give_up)
+        results = runner.run_job(job, self.agent, sleep=lambda s: _pause(s, give_up), hooks=hooks,
+                                 allow_exec=self.allow_exec)
         for outcome in results:
             if outcome.status in runner.DONE and (outcome.result or {}).get("action") == "backup":
                 self._record(outcome.result, run.job_id)  # a backup done with warnings lists them in its record
@@ -244,9 +243,18 @@ class ApiScheduler:
             if outcome.status == "completed_with_warnings":
                 LOG.warning("job %s action %d done with warnings: %s", run.job_id, outcome.index,
                             "; ".join((outcome.result or {}).get("warnings", [])))
+        self._report_actions(doc, results)
         if all(r.status in runner.DONE for r in results):
             return "success"  # freezer-api knows no other result: the warnings are in the backup record
         return "aborted" if run.abort or self.stopping else "fail"
+
+    def _report_actions(self, doc: dict, results: list[runner.ActionResult]) -> None:
+        """Write each action's failure reason (or clear an old one) where freezer-api keeps the action."""
+        for outcome in results:
+            try:
+                self.api.report_action(doc, outcome.index, outcome.error if outcome.status == "failed" else None)
+            except FreezerError as exc:
+                LOG.error("%s", exc)
 
     def _agent_started(self, doc: dict, run: Running, proc: subprocess.Popen) -> None:
         run.proc = proc
@@ -282,6 +290,10 @@ class ApiScheduler:
         if run.remove:
             self._set(tracked.doc, status="removed")
             self.forget(job_id)
+            return
+        if run.refused:
+            tracked.active = False
+            self._set(tracked.doc, status="stop")
             return
         over = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, time.time()) is None
         if run.stop or run.abort or over:

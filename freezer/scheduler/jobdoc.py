@@ -7,8 +7,11 @@ import json
 import jsonschema
 
 from freezer.common.config import ACTIONS, STORAGES
+from freezer.scheduler import actionvalues
 from freezer.storage.base import FreezerError
 
+CAPABILITY_KEYS = (("supported_actions", "action"), ("supported_modes", "mode"),
+                   ("supported_storages", "storage"), ("supported_engines", "engine_name"))
 INTERVAL_PATTERN = r"^\s*(continuous|\d+\s+(second|minute|hour|day|week)s?)\s*$"
 
 FREEZER_ACTION = {
@@ -28,8 +31,7 @@ FREEZER_ACTION = {
         "ssh_host": {"type": "string"},
         "ssh_port": {"type": "integer", "minimum": 1, "maximum": 65535},
         "no_incremental": {"type": "boolean"},
-        "snapshot": {"anyOf": [{"type": "boolean"},  # upstream also writes "True" / "False"
-                               {"type": "string", "pattern": "^(?i:true|false|yes|no|1|0)$"}]},
+        "snapshot": {"type": "boolean"},
         "overwrite": {"type": "boolean"},
         "log_file": {"type": "string"},
         "remove_older_than": {"type": "number", "minimum": 0},
@@ -77,28 +79,18 @@ JOB_SCHEMA = {
 }
 
 
-def drop_nulls(document: dict) -> dict:
-    """The job without the ``null`` values freezer-api fills every unset action field with (a copy)."""
-    actions = [{key: value for key, value in action.items() if value is not None}
-               for action in document.get("job_actions") or []]
-    for action in actions:
-        if isinstance(action.get("freezer_action"), dict):
-            action["freezer_action"] = {k: v for k, v in action["freezer_action"].items() if v is not None}
-    return {**document, "job_actions": actions}
-
-
 def parse(text: str, name: str) -> dict:
-    """Parse a job document; malformed JSON names file, line and column."""
+    """Parse and prepare a job document; malformed JSON names file, line and column."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FreezerError(_describe_json_error(exc, name)) from exc
-    validate(document, name)
-    return document
+    job_id = document.get("job_id") if isinstance(document, dict) else None
+    return prepare(document, f"{name} (job {job_id})" if job_id else name)
 
 
 def load(path: str) -> dict:
-    """Read and validate the job file at ``path``."""
+    """Read and prepare the job file at ``path``."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -107,14 +99,44 @@ def load(path: str) -> dict:
     return parse(text, path)
 
 
+def prepare(document, name: str) -> dict:
+    """The job in the agent's form (see actionvalues), checked against freezer-api's job schema.
+
+    Every entry point (job files, freezer-api) passes through here before any other check.
+    """
+    job = actionvalues.normalize_job(document, name)
+    validate(job, name)
+    return job
+
+
 def validate(document: dict, name: str) -> None:
-    """Check a parsed job against freezer-api's job schema; name the first bad field."""
+    """Check a prepared job against freezer-api's job schema; name the first bad field."""
     validator = jsonschema.Draft7Validator(JOB_SCHEMA)
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
         field = ".".join(str(p) for p in error.absolute_path) or "(document)"
         raise FreezerError(f"{name}: bad field {field}: {error.message}")
+
+
+def unsupported(job: dict, capabilities: dict) -> str | None:
+    """Why a prepared job is outside this host's ``[capabilities]``, or None when it is within."""
+    for index, action in enumerate(job["job_actions"]):
+        freezer_action = action.get("freezer_action") or {}
+        for listed, key in CAPABILITY_KEYS:
+            value = freezer_action.get(key)
+            if value and value not in capabilities[listed]:
+                return (f"job_actions.{index}.freezer_action.{key} {value!r} is not in this host's "
+                        f"[capabilities] {listed} ({', '.join(capabilities[listed])})")
+    return None
+
+
+def exec_refused(job: dict) -> str | None:
+    """The ``--disable-exec`` refusal for a prepared job holding an exec action, else None."""
+    for index, action in enumerate(job["job_actions"]):
+        if actionvalues.is_exec(action.get("freezer_action") or {}):
+            return f"job_actions.{index} is an exec action and exec is disabled on this host (--disable-exec)"
+    return None
 
 
 def _describe_json_error(exc: json.JSONDecodeError, name: str) -> str:

@@ -9,14 +9,18 @@ import os
 from oslo_config import cfg
 
 from freezer import __version__
-from freezer.common.config import STORAGES
+from freezer.common.config import ACTIONS, STORAGES
 from freezer.storage.base import FreezerError
 
 DEFAULT_JOBS_DIR = os.environ.get("FREEZER_SCHEDULER_CONF_D", "/etc/freezer/scheduler/conf.d")
 # freezer-api 19.0.0 refuses a client that lists a storage it does not know (sftp): upstream's list.
 API_STORAGES = ("local", "swift", "ssh", "s3", "ftp", "ftps")
+#: freezer-api's jobs may not run commands unless the operator lists exec; local job files may
+#: (their author is this host's administrator). An explicit [capabilities] list holds in both modes.
+API_ACTIONS = ("backup", "restore", "info", "admin")
+LOCAL_ACTIONS = ACTIONS
 CAPABILITIES = {
-    "supported_actions": ("backup", "restore", "info", "admin"),
+    "supported_actions": None,
     "supported_modes": ("fs",),
     "supported_storages": API_STORAGES,
     "supported_engines": ("tar",),
@@ -40,7 +44,7 @@ SCHEDULER_OPTS = [
     cfg.BoolOpt("disable-exec", dest="disable_exec", default=False, deprecated_opts=_old("disable-exec")),
     cfg.IntOpt("concurrent-jobs", dest="concurrent_jobs", default=1, deprecated_opts=_old("concurrent_jobs")),
 ]
-CAPABILITY_OPTS = [cfg.ListOpt(name.replace("_", "-"), dest=name, default=list(default))
+CAPABILITY_OPTS = [cfg.ListOpt(name.replace("_", "-"), dest=name, default=list(default) if default else None)
                    for name, default in CAPABILITIES.items()]
 # upstream reads these keys as os_auth_url, os_username, ... (the options' dest names)
 SERVICE_AUTH_OPTS = [cfg.StrOpt(name.replace("_", "-"), dest=f"os_{name}",
@@ -95,7 +99,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for opt in SCHEDULER_OPTS:
         if getattr(args, opt.dest, None) is None:
             setattr(args, opt.dest, conf.scheduler[opt.dest])
-    args.capabilities = {name: list(conf.capabilities[name]) for name in CAPABILITIES}
+    args.capabilities = {name: list(conf.capabilities[name] or ()) for name in CAPABILITIES}
+    if conf.capabilities.supported_actions is None:
+        args.capabilities["supported_actions"] = list(LOCAL_ACTIONS if args.no_api else API_ACTIONS)
     args.service_auth = {opt.dest: conf.service_auth[opt.dest] for opt in SERVICE_AUTH_OPTS}
     unknown = set(args.capabilities["supported_storages"]) - set(STORAGES)
     if unknown:

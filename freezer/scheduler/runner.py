@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from freezer.scheduler import actionvalues
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -47,11 +49,13 @@ def agent_command() -> str:
 
 
 def ini_text(freezer_action: dict) -> str:
-    """The action's options as an ini file; secrets stay off the command line."""
+    """The (normalised) action's options as an ini file; secrets stay off the command line."""
     lines = ["[action]"]
     for key, value in freezer_action.items():
         if value is None:
             continue
+        if not re.fullmatch(r"[a-z0-9_]+", key):
+            raise FreezerError(f"freezer_action: {key!r} is not an option name")
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (list, dict)):
@@ -71,8 +75,11 @@ def run_once(freezer_action: dict, agent: str, hooks: Hooks | None = None) -> tu
         fd = os.open(ini, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(ini_text(freezer_action))
-        proc = subprocess.Popen([agent, "--metadata-out", "-", "--config", ini], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            proc = subprocess.Popen([agent, "--metadata-out", "-", "--config", ini], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            return False, None, f"cannot start freezer-agent {agent}: {exc.strerror}"
         hooks.started(proc)
         stdout, stderr = proc.communicate()
     for line in stderr.splitlines():
@@ -128,7 +135,7 @@ def run_job(job: dict, agent: str | None = None, sleep: Callable[[float], None] 
             why = "the job was aborted" if hooks.aborted() else "an earlier action failed"
             results.append(ActionResult(index, "skipped", error=why))
             continue
-        if not allow_exec and action.get("freezer_action", {}).get("action") == "exec":
+        if not allow_exec and actionvalues.is_exec(action.get("freezer_action") or {}):
             outcome = ActionResult(index, "failed", error="exec actions are disabled on this host (--disable-exec)")
         else:
             outcome = run_action(index, action, agent, sleep, hooks)

@@ -25,9 +25,15 @@ class TestJobDocuments(testtools.TestCase):
         error = self.assertRaises(FreezerError, jobdoc.parse, text, "j.json")
         self.assertIn("job_actions.0.freezer_action.storage", str(error))
 
-    def test_bad_port_type(self):
+    def test_port_as_a_string_is_a_port(self):
         text = '{"job_actions": [{"freezer_action": {"ftp_port": "21"}}]}'
-        self.assertRaises(FreezerError, jobdoc.parse, text, "j.json")
+        self.assertEqual(21, jobdoc.parse(text, "j.json")["job_actions"][0]["freezer_action"]["ftp_port"])
+
+    def test_bad_port_named_with_the_command_line_words(self):
+        text = '{"job_id": "j7", "job_actions": [{"freezer_action": {"ftp_port": "twenty-one"}}]}'
+        error = self.assertRaises(FreezerError, jobdoc.parse, text, "j.json")
+        self.assertEqual("j.json (job j7): job_actions.0.freezer_action.ftp_port (--ftp-port): invalid value "
+                         "'twenty-one': expected a port number (0-65535)", str(error))
 
     def test_extra_keys_allowed(self):
         self.assertEqual("ftp", jobdoc.parse(GOOD, "j")["job_actions"][0]["freezer_action"]["storage"])

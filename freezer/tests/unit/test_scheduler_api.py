@@ -6,7 +6,7 @@ import tempfile
 
 import testtools
 
-from freezer.scheduler import daemon, jobdoc, options
+from freezer.scheduler import jobdoc, options
 from freezer.storage.base import FreezerError
 
 
@@ -51,17 +51,16 @@ class TestJobs(testtools.TestCase):
     def test_nulls_dropped(self):
         job = {"job_id": "j", "job_actions": [{"max_retries": None, "freezer_action": {
             "action": "backup", "log_file": None, "storage": "ftp"}}]}
-        cleaned = jobdoc.drop_nulls(job)
+        cleaned = jobdoc.prepare(job, "job")
         self.assertEqual([{"freezer_action": {"action": "backup", "storage": "ftp"}}], cleaned["job_actions"])
-        jobdoc.validate(cleaned, "job")
         self.assertIsNone(job["job_actions"][0]["freezer_action"]["log_file"])  # the original is untouched
 
     def test_capabilities(self):
         caps = options.parse(["start"]).capabilities
         job = {"job_actions": [{"freezer_action": {"action": "backup", "storage": "ftps", "engine_name": "tar"}}]}
-        self.assertTrue(daemon.supported(job, caps))
+        self.assertIsNone(jobdoc.unsupported(job, caps))
         job["job_actions"].append({"freezer_action": {"action": "exec"}})
-        self.assertFalse(daemon.supported(job, caps))
+        self.assertIn("[capabilities] supported_actions", jobdoc.unsupported(job, caps))
 
 
 class TestPrivateFiles(testtools.TestCase):

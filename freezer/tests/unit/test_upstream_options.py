@@ -101,10 +101,10 @@ class TestUpstreamOptions(testtools.TestCase):
             key = name.replace("-", "_")
             value = json_value(name, kind)
             action = {key: value, **({"action": "exec"} if name == "command" else {})}
-            jobdoc.validate({"job_actions": [{"freezer_action": action}]}, "job")
+            job = jobdoc.prepare({"job_actions": [{"freezer_action": action}]}, "job")
             path = os.path.join(self.tmp, "action.ini")
             with open(path, "w", encoding="utf-8") as handle:
-                handle.write(runner.ini_text(action))
+                handle.write(runner.ini_text(job["job_actions"][0]["freezer_action"]))
             self.assertTakenOrRefused(name, lambda path=path: config.build(["--config", path]))
 
     def test_refusal_is_one_line_naming_the_need(self):
