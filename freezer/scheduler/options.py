@@ -15,16 +15,17 @@ from freezer.storage.base import FreezerError
 DEFAULT_JOBS_DIR = os.environ.get("FREEZER_SCHEDULER_CONF_D", "/etc/freezer/scheduler/conf.d")
 # freezer-api 19.0.0 refuses a client that lists a storage it does not know (sftp): upstream's list.
 API_STORAGES = ("local", "swift", "ssh", "s3", "ftp", "ftps")
-#: freezer-api's jobs may not run commands unless the operator lists exec; local job files may
-#: (their author is this host's administrator). An explicit [capabilities] list holds in both modes.
-API_ACTIONS = ("backup", "restore", "info", "admin")
-LOCAL_ACTIONS = ACTIONS
+#: [capabilities] left unset, with freezer-api: jobs from the API may not run commands unless the
+#: operator lists exec, and only storages freezer-api 19 knows are registered.
 CAPABILITIES = {
-    "supported_actions": None,
+    "supported_actions": ("backup", "restore", "info", "admin"),
     "supported_modes": ("fs",),
     "supported_storages": API_STORAGES,
     "supported_engines": ("tar",),
 }
+#: ... and with local job files (--no-api), written by this host's administrator: all the agent does.
+#: A list given in [capabilities] holds in both modes.
+LOCAL_CAPABILITIES = {**CAPABILITIES, "supported_actions": ACTIONS, "supported_storages": STORAGES}
 SERVICE_AUTH = ("auth_url", "username", "password", "project_id", "project_name", "project_domain_id",
                 "project_domain_name", "user_domain_id", "user_domain_name", "backup_url", "region_name",
                 "token", "endpoint_type", "cert", "cacert")
@@ -44,8 +45,7 @@ SCHEDULER_OPTS = [
     cfg.BoolOpt("disable-exec", dest="disable_exec", default=False, deprecated_opts=_old("disable-exec")),
     cfg.IntOpt("concurrent-jobs", dest="concurrent_jobs", default=1, deprecated_opts=_old("concurrent_jobs")),
 ]
-CAPABILITY_OPTS = [cfg.ListOpt(name.replace("_", "-"), dest=name, default=list(default) if default else None)
-                   for name, default in CAPABILITIES.items()]
+CAPABILITY_OPTS = [cfg.ListOpt(name.replace("_", "-"), dest=name) for name in CAPABILITIES]
 # upstream reads these keys as os_auth_url, os_username, ... (the options' dest names)
 SERVICE_AUTH_OPTS = [cfg.StrOpt(name.replace("_", "-"), dest=f"os_{name}",
                                 default=os.environ.get(f"OS_{name.upper()}") or None)
@@ -99,9 +99,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for opt in SCHEDULER_OPTS:
         if getattr(args, opt.dest, None) is None:
             setattr(args, opt.dest, conf.scheduler[opt.dest])
-    args.capabilities = {name: list(conf.capabilities[name] or ()) for name in CAPABILITIES}
-    if conf.capabilities.supported_actions is None:
-        args.capabilities["supported_actions"] = list(LOCAL_ACTIONS if args.no_api else API_ACTIONS)
+    defaults = LOCAL_CAPABILITIES if args.no_api else CAPABILITIES
+    args.capabilities = {name: list(conf.capabilities[name] if conf.capabilities[name] is not None else default)
+                         for name, default in defaults.items()}
     args.service_auth = {opt.dest: conf.service_auth[opt.dest] for opt in SERVICE_AUTH_OPTS}
     unknown = set(args.capabilities["supported_storages"]) - set(STORAGES)
     if unknown:

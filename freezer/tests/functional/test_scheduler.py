@@ -56,6 +56,19 @@ def spec_job(name: str, storage: str, server, source: str, log_file: str, **extr
             "job_actions": [{"max_retries": 5, "max_retries_interval": 6, "freezer_action": action}]}
 
 
+def as_strings(job: dict, job_action_fields: bool = True) -> dict:
+    """The job with every number and boolean written as a string, as forms and people write them."""
+    def loose(value):
+        if isinstance(value, bool):
+            return "yes" if value else "False"
+        return str(value) if isinstance(value, (int, float)) else value
+    actions = []
+    for action in job["job_actions"]:
+        fields = {k: (loose(v) if job_action_fields else v) for k, v in action.items() if k != "freezer_action"}
+        actions.append({**fields, "freezer_action": {k: loose(v) for k, v in action["freezer_action"].items()}})
+    return {**job, "job_actions": actions}
+
+
 class SchedulerTest(AgentTestCase):
     def setUp(self):
         super().setUp()
@@ -68,8 +81,8 @@ class SchedulerTest(AgentTestCase):
         write(path, job if isinstance(job, str) else json.dumps(job, indent=2))
         return path
 
-    def run_once(self, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = subprocess.run([SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "run-once"],
+    def run_once(self, expect: int = 0, *extra: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([SCHEDULER, "--no-api", "--jobs-dir", self.jobs, *extra, "run-once"],
                               capture_output=True, text=True, timeout=300)
         self.assertEqual(expect, proc.returncode, proc.stderr)
         return proc
@@ -101,6 +114,21 @@ class TestSpecJobs(SchedulerTest):
         for root in (ftps.root + "/backups", ftp.root + "/backups", sftp.container()):
             self.assertTrue(any("metadata" in files for _, _, files in os.walk(os.path.join(root, "metadata"))))
         self.assertTrue(os.path.exists(log))
+
+    def test_the_three_spec_jobs_with_every_value_a_string(self):
+        ftps = self.useFixture(servers.PyFtpd(os.path.join(self.tmp, "s1"), True))
+        ftp = self.useFixture(servers.Vsftpd(os.path.join(self.tmp, "s2")))
+        sftp = self.useFixture(Sshd(os.path.join(self.tmp, "s3")))
+        log = os.path.join(self.tmp, "job.log")
+        jobs = [spec_job("test0001_backup", "ftps", ftps, self.source, log, ftp_cacert=ftps.ca.ca_file),
+                spec_job("test0002_backup", "ftp", ftp, self.source, log),
+                spec_job("test0003_backup", "sftp", sftp, self.source, log, container=sftp.container(),
+                         ssh_known_hosts=sftp.known_hosts)]
+        paths = [self.add_job(f"{n}.json", as_strings(job)) for n, job in enumerate(jobs)]
+        self.assertIn('"ftp_port": "', open(paths[0]).read())
+        self.run_once()
+        for path in paths:
+            self.assertEqual("completed", self.state(path)["status"], path)
 
     def test_snapshot_true_fails_clearly(self):
         server = self.useFixture(servers.PyFtpd(self.tmp))
@@ -144,20 +172,102 @@ class _NoServer:
 
 
 class TestMalformedJobs(SchedulerTest):
-    def test_spec_example_as_written_is_refused_before_anything_runs(self):
-        self.add_job("a-good.json", spec_job("b", "ftp", _NoServer, self.source, "x"))
-        path = self.add_job("b-spec.json", SPEC_FTPS_JOB)
-        proc = self.run_once(expect=2)
-        self.assertIn(f"{path}: line 25 column 40: trailing comma", proc.stderr)
-        self.assertNotIn("a-good.json", proc.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.jobs, "a-good.json.state")))
+    def local_job(self, name: str) -> dict:
+        return {"job_actions": [{"freezer_action": {"action": "backup", "storage": "local", "backup_name": name,
+                                                    "container": self.tmp + "/local", "path_to_backup": self.source}}]}
 
-    def test_bad_field_named(self):
+    def test_one_bad_file_is_skipped_and_reported_the_others_run(self):
+        good = self.add_job("a-good.json", self.local_job("a"))
+        path = self.add_job("b-spec.json", SPEC_FTPS_JOB)
+        later = self.add_job("c-good.json", self.local_job("c"))
+        proc = self.run_once(1)
+        self.assertIn(f"{path}: line 25 column 40: trailing comma", proc.stderr)
+        self.assertEqual(["completed", "completed"], [self.state(p)["status"] for p in (good, later)])
+        self.assertEqual("invalid", self.state(path)["status"])
+        self.assertIn("trailing comma", self.state(path)["error"])
+
+    def test_bad_field_named_with_file_and_job_id(self):
         job = spec_job("b", "ftp", _NoServer, self.source, "x")
+        job["job_id"] = "nightly-7"
         job["job_actions"][0]["freezer_action"]["storage"] = "tape"
+        path = self.add_job("job.json", job)
+        proc = self.run_once(1)
+        self.assertIn(f"{path} (job nightly-7): bad field job_actions.0.freezer_action.storage", proc.stderr)
+        self.assertIn("job skipped", proc.stderr)
+
+    def test_bad_value_gets_the_command_lines_words(self):
+        job = as_strings(spec_job("b", "ftp", _NoServer, self.source, "x"))
+        job["job_actions"][0]["freezer_action"]["ftp_port"] = "ftp"
         self.add_job("job.json", job)
-        proc = self.run_once(expect=2)
-        self.assertIn("job_actions.0.freezer_action.storage", proc.stderr)
+        proc = self.run_once(1)
+        self.assertIn("freezer_action.ftp_port (--ftp-port): invalid value 'ftp': expected a port number", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+
+
+class TestDisableExec(SchedulerTest):
+    """No entry point of the local mode runs an exec action when exec is disabled, however it is spelt."""
+
+    SPELLINGS = ({"action": "exec"}, {"ACTION": "exec"}, {" action": "exec"}, {"Action": "exec"},
+                 {"action": " exec"}, {"action": "exec\n"})
+
+    def add_exec_jobs(self) -> list[str]:
+        paths = []
+        for n, spelling in enumerate(self.SPELLINGS):
+            marker = os.path.join(self.tmp, f"ran-{n}")
+            action = {**spelling, "command": f"touch {marker}"}
+            job = {"job_id": f"exec-{n}", "job_actions": [{"freezer_action": action}]}
+            paths.append(self.add_job(f"exec-{n}.json", job))
+        return paths
+
+    def assert_none_ran(self, paths: list[str], why: str) -> None:
+        self.assertEqual([], [name for name in os.listdir(self.tmp) if name.startswith("ran-")])
+        for path in paths:
+            state = self.state(path)
+            self.assertEqual("invalid", state["status"], path)
+            self.assertIn(why, state["error"])
+
+    def test_run_once_with_disable_exec(self):
+        paths = self.add_exec_jobs()
+        proc = self.run_once(1, "--disable-exec")
+        self.assert_none_ran(paths, "exec is disabled on this host (--disable-exec)")
+        self.assertIn("(job exec-1)", proc.stderr)
+
+    def test_run_once_with_capabilities_without_exec(self):
+        paths = self.add_exec_jobs()
+        conf = os.path.join(self.tmp, "scheduler.conf")
+        write(conf, "[capabilities]\nsupported_actions = backup,restore,info,admin\n")
+        self.run_once(1, "--config-file", conf)
+        self.assert_none_ran(paths, "[capabilities] supported_actions")
+
+    def test_disable_exec_from_the_config_file(self):
+        paths = self.add_exec_jobs()
+        conf = os.path.join(self.tmp, "scheduler.conf")
+        write(conf, "[scheduler]\ndisable_exec = true\n")
+        self.run_once(1, "--config-file", conf)
+        self.assert_none_ran(paths, "--disable-exec")
+
+    def test_start_with_disable_exec(self):
+        paths = self.add_exec_jobs()
+        pid_file = os.path.join(self.tmp, "pid")
+        command = [SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "--poll", "0.2", "--pid-file", pid_file,
+                   "--disable-exec"]
+        proc = subprocess.run([*command, "start"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.addCleanup(subprocess.run, [*command, "stop"], capture_output=True, timeout=120)
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(p + ".state") for p in paths):
+            self.assertLess(time.monotonic(), deadline, "the daemon never looked at the jobs")
+            time.sleep(0.1)
+        time.sleep(1)  # a few more looks: still nothing runs
+        self.assert_none_ran(paths, "--disable-exec")
+
+    def test_exec_runs_when_allowed(self):
+        marker = os.path.join(self.tmp, "ran-allowed")
+        path = self.add_job("exec.json", {"job_actions": [{"freezer_action": {
+            " Action ": " exec ", "command": f"touch {marker}"}}]})
+        self.run_once()
+        self.assertTrue(os.path.exists(marker))
+        self.assertEqual("completed", self.state(path)["status"])
 
 
 class TestDaemon(SchedulerTest):
