@@ -135,8 +135,11 @@ class ApiScheduler:
             self.jobs[job_id] = Tracked(doc, active=False)
             self._set(doc, status="stop")
         elif event == "start" and known is not None and known.active:
-            known.doc = doc  # already scheduled: one run per start, as upstream's scheduler
-            self._set(doc, status="scheduled")
+            # already scheduled (it may have just run for its creation): as upstream, no second run;
+            # freezer-api blanked the result on the start event: the last run's stays
+            last = known.doc.get("job_schedule", {})
+            known.doc = doc
+            self._set(doc, status="scheduled", result=last.get("result", ""))
         elif event == "start":
             self.jobs[job_id] = Tracked(doc)
             self._set(doc, status="scheduled")

@@ -20,7 +20,7 @@ import time
 
 from freezer.tests import servers
 from freezer.tests.functional.base import AgentTestCase, write
-from freezer.tests.functional.test_scheduler import spec_job
+from freezer.tests.functional.test_scheduler import as_strings, spec_job
 from freezer.tests.openstack import OpenStack
 from freezer.tests.sshd import Sshd
 
@@ -61,22 +61,22 @@ class ApiTestCase(AgentTestCase):
         self.api_url: str | None = None  # None: the freezer-api of Keystone's catalog (patched for sftp)
         self.scheduler = None
 
-    def write_conf(self, storages: str) -> None:
+    def write_conf(self, storages: str, capabilities: str = "") -> None:
         """Upstream's scheduler.conf, old [DEFAULT] name included."""
         auth = dict(self.stack.service_auth(), **({"os_backup_url": self.api_url} if self.api_url else {}))
         lines = "\n".join(f"{key} = {value}" for key, value in auth.items())
         write(self.conf, f"[DEFAULT]\nclient_id = {self.client_id}\n[scheduler]\ninterval = 1\n"
                          f"jobs_dir = {self.jobs_dir}\n[capabilities]\nsupported_storages = {storages}\n"
-                         f"[service_auth]\n{lines}\n", mode=0o600)
+                         f"{capabilities}[service_auth]\n{lines}\n", mode=0o600)
 
     def scheduler_command(self, command: str, *extra: str) -> list[str]:
         return [SCHEDULER, "--config-file", self.conf, "--pid-file", self.pid_file, "--log-file", self.log,
                 "--debug", *extra, command]
 
-    def start_scheduler(self, storages: str = ALL_STORAGES) -> None:
+    def start_scheduler(self, storages: str = ALL_STORAGES, *extra: str, capabilities: str = "") -> None:
         """The scheduler in the foreground with upstream's config file; waits until it has registered."""
-        self.write_conf(storages)
-        proc = subprocess.Popen(self.scheduler_command("start", "--no-daemon"), env=_without_os_variables(),
+        self.write_conf(storages, capabilities)
+        proc = subprocess.Popen(self.scheduler_command("start", "--no-daemon", *extra), env=_without_os_variables(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.addCleanup(_terminate, proc)
         self.scheduler = proc
@@ -117,6 +117,10 @@ class ApiTestCase(AgentTestCase):
             return doc if sched.get("result") and sched.get("status") != "running" else None
         return self.wait_for(finished, f"job {job_id} to finish", timeout)
 
+    def last_errors(self, job_id: str) -> list[str | None]:
+        """Each action's failure reason as freezer-api keeps it (``job-show`` prints it among the actions)."""
+        return [a["freezer_action"].get("last_error") for a in self.job(job_id)["job_actions"]]
+
     def backups(self, job_id: str) -> list[dict]:
         return [b for b in self.stack.get("backups?limit=100", api_url=self.api_url)["backups"]
                 if b.get("backup_metadata", {}).get("job_id") == job_id]
@@ -137,13 +141,16 @@ class TestSpecJobsThroughApi(ApiTestCase):
         sftp = self.useFixture(Sshd(os.path.join(self.tmp, "s3")))
         log = os.path.join(self.tmp, "job.log")
         self.start_scheduler()
+        def create(job: dict) -> str:  # every freezer_action value a string, as forms send them
+            return self.create_job(as_strings(job, job_action_fields=False))  # freezer-api types the rest
         jobs = {
-            "ftps": self.create_job(spec_job("test0001_backup", "ftps", ftps, self.source, log,
-                                             ftp_cacert=ftps.ca.ca_file)),
-            "ftp": self.create_job(spec_job("test0002_backup", "ftp", ftp, self.source, log)),
-            "sftp": self.create_job(spec_job("test0003_backup", "sftp", sftp, self.source, log,
-                                             container=sftp.container(), ssh_known_hosts=sftp.known_hosts)),
+            "ftps": create(spec_job("test0001_backup", "ftps", ftps, self.source, log, ftp_cacert=ftps.ca.ca_file)),
+            "ftp": create(spec_job("test0002_backup", "ftp", ftp, self.source, log)),
+            "sftp": create(spec_job("test0003_backup", "sftp", sftp, self.source, log,
+                                    container=sftp.container(), ssh_known_hosts=sftp.known_hosts)),
         }
+        self.assertEqual("21" if ftps.port == 21 else str(ftps.port),
+                         self.job(jobs["ftps"])["job_actions"][0]["freezer_action"]["ftp_port"])
         for storage, job_id in jobs.items():
             sched = self.wait_result(job_id)["job_schedule"]
             self.assertEqual("success", sched["result"], f"{storage}: {self.scheduler_log()}")
@@ -174,6 +181,12 @@ class TestEvents(ApiTestCase):
         self.assertIn("attempt 3 of 3 failed", self.scheduler_log())
         self.assertNotIn("attempt 4", self.scheduler_log())
         self.assertEqual([], self.backups(doc["job_id"]))
+        [reason] = self.last_errors(doc["job_id"])
+        self.assertIn("freezer-agent: error:", reason)
+        self.assertNotIn('"x"', reason)
+        self.assertIn("last_error", self.stack.freezer("job-show", doc["job_id"]))
+        self.wait_for(lambda: "freezer-api lists it no more" in self.scheduler_log(), "the completed job to go")
+        self.assertNotIn("dropped", self.scheduler_log(whole=True))
 
     def test_stopping_the_scheduler_ends_the_retries(self):
         self.start_scheduler()
@@ -233,12 +246,73 @@ class TestEvents(ApiTestCase):
         self.assertEqual(0o600, stat.S_IMODE(os.stat(copy).st_mode))
         self.stack.freezer("job-delete", job_id)
         self.wait_for(lambda: not os.path.exists(copy), "the job copy to go")
-        self.assertIn(f"job {job_id} is gone from freezer-api: dropped", self.scheduler_log())
+        self.assertIn(f"job {job_id} was deleted in freezer-api: dropped", self.scheduler_log())
         _terminate(self.scheduler)  # a restart registers the client again: no error
         self.start_scheduler()
         self.wait_for(lambda: self.scheduler_log(whole=True).count(f"client {self.client_id}") >= 2,
                       "the client's second registration")
         self.assertNotIn("cannot register", self.scheduler_log(whole=True))
+
+
+class TestRefusedJobs(ApiTestCase):
+    """A job the scheduler will not run stops with result fail and says why in freezer-api."""
+
+    def exec_job(self, marker: str, **spelling) -> dict:
+        return {"job_schedule": {"schedule_interval": "1 days"},
+                "job_actions": [{"freezer_action": {"command": f"touch {marker}", **spelling}}]}
+
+    def test_disable_exec_holds_for_jobs_from_freezer_api(self):
+        self.start_scheduler(ALL_STORAGES, "--disable-exec",
+                             capabilities="supported_actions = backup,restore,info,admin,exec\n")
+        markers = [os.path.join(self.tmp, f"ran-{n}") for n in range(2)]
+        spellings = ({"action": "exec"}, {"action": "info", "ACTION": "exec"})  # what freezer-api 19 lets through
+        job_ids = [self.create_job(self.exec_job(marker, **spelling))
+                   for marker, spelling in zip(markers, spellings, strict=True)]
+        for job_id in job_ids:
+            sched = self.wait_result(job_id)["job_schedule"]
+            self.assertEqual(("fail", "stop"), (sched["result"], sched["status"]), self.scheduler_log())
+        self.assertIn("exec is disabled on this host (--disable-exec)", self.last_errors(job_ids[0])[0])
+        self.assertIn("option action is given twice", self.last_errors(job_ids[1])[0])
+        self.assertEqual([False, False], [os.path.exists(marker) for marker in markers])
+
+    def test_freezer_api_itself_refuses_exec_for_a_client_without_it(self):
+        self.start_scheduler()  # default capabilities: no exec
+        job = dict(self.exec_job(os.path.join(self.tmp, "ran"), action="exec"), client_id=self.client_id)
+        refused = self.stack.post("jobs", job)
+        self.assertEqual(422, refused.status_code)
+        self.assertIn("does not support action: exec", refused.text)
+
+    def test_bad_value_is_reported_and_the_fixed_job_runs_on_start(self):
+        self.start_scheduler()
+        local = {"action": "backup", "storage": "local", "container": self.tmp + "/store", "backup_name": "b",
+                 "path_to_backup": self.source, "max_level": "none of them"}
+        job_id = self.create_job({"job_schedule": {"schedule_interval": "1 days"},
+                                  "job_actions": [{"freezer_action": local}]})
+        self.assertEqual("fail", self.wait_result(job_id)["job_schedule"]["result"])
+        self.assertIn("freezer_action.max_level (--max-level): invalid value 'none of them': expected a whole number",
+                      self.last_errors(job_id)[0])
+        action = self.job(job_id)["job_actions"][0]
+        fixed = os.path.join(self.tmp, "fixed.json")
+        write(fixed, json.dumps({"freezer_action": dict(action["freezer_action"], max_level="7"),
+                                 "max_retries": 0, "max_retries_interval": 0}))
+        self.stack.freezer("action-update", action["action_id"], fixed)
+        self.stack.freezer("job-start", job_id)
+        self.wait_for(lambda: self.job(job_id)["job_schedule"].get("result") == "success", "the fixed job to run")
+        self.assertEqual([None], self.last_errors(job_id))  # the old reason is cleared
+
+
+class TestOneRunPerStart(ApiTestCase):
+    def test_created_then_started_runs_once(self):
+        self.start_scheduler()
+        local = {"storage": "local", "container": self.tmp + "/store", "backup_name": "b"}
+        job_id = self.create_job({"job_schedule": {"schedule_interval": "1 days"}, "job_actions": [
+            {"freezer_action": {"action": "backup", "path_to_backup": self.source, **local}}]})
+        self.stack.freezer("job-start", job_id)
+        self.assertEqual("success", self.wait_result(job_id)["job_schedule"]["result"], self.scheduler_log())
+        polls = self.scheduler_log(whole=True).count("polled")
+        self.wait_for(lambda: self.scheduler_log(whole=True).count("polled") >= polls + 3, "three more polls")
+        self.assertEqual(1, len(self.backups(job_id)), self.scheduler_log())
+        self.assertEqual("scheduled", self.job(job_id)["job_schedule"]["status"])
 
 
 class TestSessions(ApiTestCase):
