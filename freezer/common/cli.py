@@ -39,6 +39,7 @@ HELP_GROUP = {
     "ftp-cacert": "storage: ftp, ftps and sftp", "ftp-insecure": "storage: ftp, ftps and sftp",
     "ftp-keyfile": "storage: ftp, ftps and sftp", "ftp-certfile": "storage: ftp, ftps and sftp",
     "ftp-active": "storage: ftp, ftps and sftp", "ftp-timeout": "storage: ftp, ftps and sftp",
+    "ftp-known-hosts": "storage: ftp, ftps and sftp", "ftp-host-key-policy": "storage: ftp, ftps and sftp",
     "ssh-host": "storage: ssh", "ssh-port": "storage: ssh", "ssh-username": "storage: ssh",
     "ssh-key": "storage: ssh", "ssh-key-passphrase-file": "storage: ssh", "ssh-password": "storage: ssh",
     "ssh-password-file": "storage: ssh", "ssh-known-hosts": "storage: ssh",

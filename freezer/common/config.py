@@ -8,6 +8,7 @@ The command line wins over the ini file.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ from freezer.storage.base import FreezerError
 LOG = logging.getLogger(__name__)
 STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
 ACTIONS = ("backup", "restore", "info", "admin", "exec", "verify")
+HOST_KEY_POLICIES = ("accept-new", "strict", "reject")  # reject: another name for strict
 
 CORE_OPTS = [
     cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info, admin, exec or verify."),
@@ -107,6 +109,11 @@ FTP_OPTS = [
                 help="ftp/ftps: active mode (PORT) instead of passive."),
     cfg.FloatOpt("ftp-timeout", dest="ftp_timeout", default=60.0, min=1,
                  help="Seconds to wait for the server on connect and on each reply."),
+    cfg.StrOpt("ftp-known-hosts", dest="ftp_known_hosts",
+               help="sftp: known hosts file (default: --ssh-known-hosts); accept-new records new hosts here."),
+    cfg.StrOpt("ftp-host-key-policy", dest="ftp_host_key_policy", choices=HOST_KEY_POLICIES,
+               help="sftp: accept-new learns unknown hosts; strict (or reject) refuses them; a changed "
+                    "key is always refused (default: --ssh-host-key-policy)."),
 ]
 
 SSH_OPTS = [
@@ -123,8 +130,8 @@ SSH_OPTS = [
     cfg.StrOpt("ssh-known-hosts", dest="ssh_known_hosts", default="~/.ssh/known_hosts",
                help="Known hosts file; new hosts are recorded here."),
     cfg.StrOpt("ssh-host-key-policy", dest="ssh_host_key_policy", default="accept-new",
-               choices=("accept-new", "strict"),
-               help="accept-new: learn unknown hosts, refuse changed keys; strict: refuse unknown."),
+               choices=HOST_KEY_POLICIES,
+               help="accept-new: learn unknown hosts, refuse changed keys; strict (or reject): refuse unknown."),
     cfg.FloatOpt("ssh-timeout", dest="ssh_timeout", default=60.0, min=1,
                  help="Seconds to wait for the server on connect and on each request."),
 ]
@@ -325,6 +332,32 @@ def read_first_line(path: str, flag: str) -> str:
             return handle.readline().rstrip("\r\n")
     except OSError as exc:
         raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class HostKeySettings:
+    """The known_hosts file and policy an ssh/sftp storage uses, and the options that set them."""
+
+    known_hosts: str
+    policy: str
+    known_hosts_option: str
+    policy_option: str
+
+
+def host_key_settings(conf, storage: str) -> HostKeySettings:
+    """``sftp`` reads ``ftp_known_hosts``/``ftp_host_key_policy``, each falling back to the ``ssh_`` one."""
+    known_hosts, known_hosts_option = _first_set(conf, storage, "known_hosts")
+    policy, policy_option = _first_set(conf, storage, "host_key_policy")
+    policy = "strict" if policy == "reject" else policy
+    return HostKeySettings(known_hosts, policy, known_hosts_option, policy_option)
+
+
+def _first_set(conf, storage: str, name: str) -> tuple[str, str]:
+    """``ftp_<name>`` if set and the storage is sftp, else ``ssh_<name>``; with the option's flag."""
+    flag = name.replace("_", "-")
+    if storage == "sftp" and conf[f"ftp_{name}"]:
+        return conf[f"ftp_{name}"], f"--ftp-{flag}"
+    return conf[f"ssh_{name}"], f"--ssh-{flag}"
 
 
 def incremental(conf: cfg.ConfigOpts) -> bool:

@@ -37,6 +37,8 @@ class HostKeyCheck:
     known_hosts: str = "~/.ssh/known_hosts"
     policy: str = "accept-new"
     system_known_hosts: str = SYSTEM_KNOWN_HOSTS
+    known_hosts_option: str = "--ssh-known-hosts"  # the options that set known_hosts and policy, for hints
+    policy_option: str = "--ssh-host-key-policy"
 
     @property
     def name(self) -> str:
@@ -76,12 +78,16 @@ class HostKeyCheck:
             had = ", ".join(sorted(known))
             raise HostKeyError(f"host key of {where} CHANGED (known_hosts has {had}; the server shows {shown}): "
                                f"refusing to connect. If the change is expected, remove the old key from "
-                               f"{holder} (ssh-keygen -R '{self.name}' -f {holder}); see --ssh-known-hosts")
+                               f"{holder} (ssh-keygen -R '{self.name}' -f {holder}); see {self.known_hosts_option}")
         if self.policy == "strict":
-            raise HostKeyError(f"host key of {where} is unknown ({shown}): add it to {self.user_file} "
-                               "or use --ssh-host-key-policy accept-new")
+            raise HostKeyError(f"host key of {where} is unknown ({shown}) and {self.policy_option} is strict: "
+                               f"add it to {self.user_file} ({self.known_hosts_option}) after checking it, "
+                               f"e.g. ssh-keyscan {self._keyscan_args()} >> {self.user_file}")
         append_private(self.user_file, f"{self.name} {key.get_name()} {key.get_base64()}\n")
         LOG.warning("learnt host key of %s (%s) into %s", where, shown, self.user_file)
+
+    def _keyscan_args(self) -> str:
+        return self.host if self.port == 22 else f"-p {self.port} {self.host}"
 
 
 def append_private(path: str, line: str) -> None:

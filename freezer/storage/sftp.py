@@ -76,6 +76,8 @@ class SftpSettings:
     key_passphrase: str | None = dataclasses.field(default=None, repr=False)
     known_hosts: str = "~/.ssh/known_hosts"
     host_key_policy: str = "accept-new"
+    known_hosts_option: str = "--ssh-known-hosts"
+    host_key_policy_option: str = "--ssh-host-key-policy"
     timeout: float = 60.0
     option_prefix: str = "--ftp"
 
@@ -122,7 +124,8 @@ class SftpStorage(Storage):
         self._transport = transport
         # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
         transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
-        host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy)
+        host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy,
+                                 known_hosts_option=s.known_hosts_option, policy_option=s.host_key_policy_option)
         try:
             known = host_keys.known_keys()
             host_keys.prefer_known_types(transport, known)
@@ -514,9 +517,10 @@ SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
 
 def from_conf(conf, kind: str) -> SftpStorage:
     """``--storage sftp`` (the spec's ``--ftp-*``) or ``ssh`` (upstream's ``--ssh-*``), bare: the registry wraps it."""
-    from freezer.common.config import read_first_line
+    from freezer.common.config import host_key_settings, read_first_line
 
     prefix = SPELLINGS[kind]
+    host_keys = host_key_settings(conf, kind)
     if not conf[f"{prefix}_host"]:
         raise StorageError(f"--storage {kind} needs --{prefix}-host")
     passphrase_file = conf.ssh_key_passphrase_file
@@ -525,7 +529,8 @@ def from_conf(conf, kind: str) -> SftpStorage:
         username=conf[f"{prefix}_username"] or getpass.getuser(), password=conf[f"{prefix}_password"],
         container=conf.container, key_file=conf.ssh_key,
         key_passphrase=read_first_line(passphrase_file, "--ssh-key-passphrase-file") if passphrase_file else None,
-        known_hosts=conf.ssh_known_hosts, host_key_policy=conf.ssh_host_key_policy,
+        known_hosts=host_keys.known_hosts, host_key_policy=host_keys.policy,
+        known_hosts_option=host_keys.known_hosts_option, host_key_policy_option=host_keys.policy_option,
         timeout=conf.ssh_timeout, option_prefix=f"--{prefix}")
     return SftpStorage(settings, kind)
 

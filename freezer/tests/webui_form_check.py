@@ -25,7 +25,19 @@ CASES = {
                                  "ftp_password": "p"},
     "edit_keeps_stored_password": {"storage": "sftp", "ftp_host": "h", "ftp_username": "u", "ftp_port": "22",
                                    "action_id": "a1"},
+    "ftps_with_files": {"storage": "ftps", "ftp_host": "h", "ftp_username": "u", "ftp_port": "21",
+                        "ftp_password_file": " /etc/freezer/ftp.pw ", "ftp_cacert": "/etc/freezer/ca.pem",
+                        "ftp_known_hosts": "/kh", "ftp_host_key_policy": "strict"},
+    "sftp_with_host_keys": {"storage": "sftp", "ftp_host": "h", "ftp_username": "u", "ftp_port": "22",
+                            "ftp_cacert": "/ca.pem", "ftp_known_hosts": "/etc/freezer/known_hosts",
+                            "ftp_host_key_policy": "strict"},
+    "password_and_file": {"storage": "ftp", "ftp_host": "h", "ftp_username": "u", "ftp_port": "21",
+                          "ftp_password": "p", "ftp_password_file": "/pw"},
+    "edit_to_password_file": {"storage": "sftp", "ftp_host": "h", "ftp_username": "u", "ftp_port": "22",
+                              "ftp_password_file": "/pw", "action_id": "a1"},
 }
+FTP_KEYS = ("ftp_host", "ftp_port", "ftp_username", "ftp_password", "ftp_password_file", "ftp_cacert",
+            "ftp_known_hosts", "ftp_host_key_policy")
 
 
 def main() -> None:
@@ -45,11 +57,13 @@ def main() -> None:
         form = form_class(factory.post("/", {**BASE, **fields}), dict(stored))
         valid = form.is_valid()
         results[name] = {"valid": valid, "errors": sorted(form.errors),
-                         "cleaned": {k: form.cleaned_data.get(k) for k in
-                                     ("ftp_host", "ftp_port", "ftp_username", "ftp_password")}}
+                         "cleaned": {k: form.cleaned_data.get(k) for k in FTP_KEYS}}
     form = form_class(factory.get("/"), {"storage": "ftps", "ftp_password": "stored-Pw"})
     results["choices"] = [value for value, _label in form.fields["storage"].choices]
     results["edit_page_shows_password"] = "stored-Pw" in str(form)
+    results["initial"] = {"no_incremental": workflow.AdvancedConfigurationAction.base_fields["no_incremental"].initial,
+                          **{k: workflow.RulesConfigurationAction.base_fields[k].initial
+                             for k in ("max_retries", "max_retries_interval")}}
     print(json.dumps(results, default=str))
 
 

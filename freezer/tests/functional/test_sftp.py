@@ -14,6 +14,7 @@ from freezer.storage import sftp_stripes
 from freezer.storage.base import StorageError
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
+from freezer.tests.functional.test_scheduler import SchedulerTest, spec_job
 from freezer.tests.servers import free_port
 from freezer.tests.sshd import Sshd, keygen
 
@@ -153,6 +154,80 @@ class TestHostKeys(AgentTestCase):
         write(f"{self.source}/f", "x")
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "unknown", "known")
+
+
+class TestFtpHostKeyOptions(AgentTestCase):
+    """--storage sftp with the spec's spelling: --ftp-host-key-policy and --ftp-known-hosts over the ssh_ ones."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.tmp))
+        self.pinned = os.path.join(self.tmp, "pinned_known_hosts")
+        self.storage_args = lambda: self.server.agent_options() + ["--ftp-known-hosts", self.pinned]
+        write(f"{self.source}/f", "x")
+
+    def keyscan(self) -> str:
+        """The server's host keys as an operator pins them: ssh-keyscan into a known_hosts file."""
+        scan = subprocess.run(["ssh-keyscan", "-p", str(self.server.port), "127.0.0.1"], capture_output=True,
+                              text=True, timeout=60, check=True)
+        write(self.pinned, scan.stdout)
+        return scan.stdout
+
+    def test_strict_and_reject_refuse_an_unknown_host_naming_the_option(self):
+        for policy in ("strict", "reject"):
+            proc = self.agent("--path-to-backup", self.source, "--ftp-host-key-policy", policy, expect=None)
+            self.assertFailsAtOnce(proc, "unknown", "--ftp-host-key-policy", "--ftp-known-hosts", self.pinned)
+            self.assertFalse(os.path.exists(self.pinned))
+            self.assertFalse(os.path.exists(self.server.known_hosts))  # the --ssh-known-hosts file neither
+
+    def test_accept_new_learns_into_the_ftp_known_hosts_file(self):
+        self.agent("--path-to-backup", self.source, "--ftp-host-key-policy", "accept-new",
+                   "--ssh-host-key-policy", "strict")
+        with open(self.pinned) as handle:
+            self.assertIn(f"[127.0.0.1]:{self.server.port} ssh-ed25519 ", handle.read())
+        self.assertFalse(os.path.exists(self.server.known_hosts))
+
+    def test_pinned_known_hosts_with_strict_policy(self):
+        pinned = self.keyscan()
+        proc = self.agent("--path-to-backup", self.source, "--ftp-host-key-policy", "strict")
+        self.assertNotIn("learnt", proc.stderr)
+        with open(self.pinned) as handle:
+            self.assertEqual(pinned, handle.read())
+
+    def test_ssh_policy_applies_when_the_ftp_one_is_unset(self):
+        proc = self.agent("--path-to-backup", self.source, "--ssh-host-key-policy", "strict", expect=None)
+        self.assertFailsAtOnce(proc, "unknown", "--ssh-host-key-policy", self.pinned)
+
+    def test_ini_file_spelling(self):
+        self.keyscan()
+        ini = os.path.join(self.tmp, "job.ini")
+        write(ini, f"[job]\nftp_host_key_policy = reject\nftp_known_hosts = {self.pinned}\n")
+        self.storage_args = lambda: self.server.agent_options()
+        self.agent("--path-to-backup", self.source, "--config", ini)
+        write(self.pinned, "")
+        proc = self.agent("--path-to-backup", self.source, "--config", ini, expect=None)
+        self.assertFailsAtOnce(proc, "unknown", "--ftp-host-key-policy")
+
+
+class TestPinnedHostKeyInAJob(SchedulerTest):
+    """The docs' recipe: ssh-keyscan before the first run, then ftp_known_hosts + strict in freezer_action."""
+
+    def test_pinned_job_runs_and_an_unpinned_one_is_refused(self):
+        server = self.useFixture(Sshd(os.path.join(self.tmp, "sshd")))
+        pinned = os.path.join(self.tmp, "known_hosts.freezer")
+        scan = subprocess.run(["ssh-keyscan", "-p", str(server.port), "127.0.0.1"], capture_output=True,
+                              text=True, timeout=60, check=True)
+        write(pinned, scan.stdout)
+        log = os.path.join(self.tmp, "job.log")
+        job = spec_job("pinned", "sftp", server, self.source, log, container=server.container(),
+                       ftp_known_hosts=pinned, ftp_host_key_policy="strict")
+        job["job_actions"][0]["max_retries"] = 0
+        path = self.add_job("pinned.json", job)
+        self.run_once()
+        self.assertEqual("completed", self.state(path)["status"])
+        write(pinned, "")
+        self.run_once(expect=1)
+        self.assertIn("--ftp-host-key-policy", self.state(path)["actions"][0]["error"])
 
 
 class TestSftpErrors(SshdAgentTest):

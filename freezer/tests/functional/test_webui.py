@@ -9,8 +9,10 @@ against a real FTPS server; the restore must match. Set ``FREEZER_SCREENSHOT_DIR
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
+import subprocess
 import tempfile
 
 import fixtures
@@ -29,9 +31,12 @@ from freezer.tests.functional.base import describe_tree, make_tree
 from freezer.tests.functional.test_scheduler_api import ApiTestCase
 from freezer.tests.horizon import Horizon, patched_freezer_ui
 from freezer.tests.openstack import SCHEDULER_PASSWORD, SCHEDULER_USER, OpenStack
+from freezer.tests.sshd import Sshd
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FTP_FIELDS = ("ftp_host", "ftp_port", "ftp_username", "ftp_password")
+RULES = ("max_retries", "max_retries_interval", "mandatory")
+ONLY_FOR = {"ftp_cacert": "ftps", "ftp_known_hosts": "sftp", "ftp_host_key_policy": "sftp"}
 
 
 def chromium() -> webdriver.Chrome:
@@ -238,6 +243,100 @@ class TestFtpsActionFromTheBrowser(WebUiTestCase):
         self.assertEqual(describe_tree(self.source), describe_tree(restored))
 
 
+class TestSecretsOffTheApiFromTheBrowser(WebUiTestCase):
+    """Password file, FTPS CA and SFTP host key fields: stored as paths, used by the agent; no unchosen defaults."""
+
+    def test_ftps_and_sftp_actions_with_files_run_under_the_scheduler(self):
+        ftps = self.useFixture(servers.PyFtpd(os.path.join(self.tmp, "ftps"), True))
+        sshd = self.useFixture(Sshd(os.path.join(self.tmp, "sshd")))
+        make_tree(self.source)
+        ftps_pw, sftp_pw = self.secret_file("ftps.pw", ftps.password), self.secret_file("sftp.pw", sshd.password)
+        known_hosts = self.keyscan(sshd)
+        self.open_action_form()
+        self.assertFalse(self.browser.find_element(By.ID, "id_no_incremental").is_selected())
+        self.assertEqual("", self.browser.find_element(By.ID, "id_max_retries").get_attribute("value"))
+        self.select("action", "backup")
+        for storage in ("ftp", "ftps", "sftp"):
+            self.select("storage", storage)
+            self.assertTrue(self.visible("ftp_password_file"), storage)
+            self.assertEqual({f: s == storage for f, s in ONLY_FOR.items()}, {f: self.visible(f) for f in ONLY_FOR})
+        self.create_action("webui_ftps_files", "ftps", ftps, ftp_password_file=ftps_pw, ftp_cacert=ftps.ca.ca_file)
+        self.create_action("webui_sftp_pinned", "sftp", sshd, ftp_password_file=sftp_pw,
+                           ftp_known_hosts=known_hosts, ftp_host_key_policy="strict")
+        ftps_action = self.wait_for(lambda: self._find("webui_ftps_files"), "the ftps action in freezer-api")
+        sftp_action = self.wait_for(lambda: self._find("webui_sftp_pinned"), "the sftp action in freezer-api")
+        self.assertStoredAsChosen(ftps_action, {"ftp_password_file": ftps_pw, "ftp_cacert": ftps.ca.ca_file})
+        self.assertStoredAsChosen(sftp_action, {"ftp_password_file": sftp_pw, "ftp_known_hosts": known_hosts,
+                                                "ftp_host_key_policy": "strict"})
+        for stored, server in ((ftps_action, ftps), (sftp_action, sshd)):
+            self.assertNotIn(server.password, json.dumps(stored))
+        self.run_both(ftps_action["freezer_action"], sftp_action["freezer_action"])
+
+    def secret_file(self, name: str, secret: str) -> str:
+        path = os.path.join(self.tmp, name)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w", encoding="utf-8") as out:
+            out.write(secret + "\n")
+        return path
+
+    def keyscan(self, sshd: Sshd) -> str:
+        """The docs' recipe: the server's keys pinned before the first job runs."""
+        path = os.path.join(self.tmp, "known_hosts.pinned")
+        scan = subprocess.run(["ssh-keyscan", "-p", str(sshd.port), "127.0.0.1"], capture_output=True, text=True,
+                              timeout=60, check=True)
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(scan.stdout)
+        return path
+
+    def create_action(self, name: str, storage: str, server, **fields: str) -> None:
+        """A backup action filled in the form as an operator does, the retry rules and advanced tab untouched."""
+        self.open_action_form()
+        self.select("action", "backup")
+        self.select("storage", storage)
+        self.fill_backup(name)
+        self.type("container", "backups" if storage == "ftps" else server.container())
+        self.type("ftp_host", "127.0.0.1")
+        self.type("ftp_port", str(server.port))
+        self.type("ftp_username", server.username)
+        for field, value in fields.items():
+            if field == "ftp_host_key_policy":
+                self.select(field, value)
+            else:
+                self.type(field, value)
+        self.save()
+        self.wait.until(seen.invisibility_of_element_located((By.CSS_SELECTOR, ".modal")))
+
+    def assertStoredAsChosen(self, stored: dict, files: dict) -> None:
+        """The files as typed; no password, no key of another storage, no default the operator left alone."""
+        action = stored["freezer_action"]
+        self.assertEqual(files, {k: action.get(k) for k in files})
+        unchosen = {"ftp_password", "no_incremental", "ftp_cacert", "ftp_known_hosts", "ftp_host_key_policy"}
+        self.assertEqual(set(), (unchosen - set(files)) & set(action))
+        self.assertEqual(self.api_defaults(), {k: stored.get(k) for k in RULES})
+
+    def api_defaults(self) -> dict:
+        """The rules freezer-api gives an action created without them (as ``freezer action-create`` does)."""
+        reply = self.stack.post("actions", {"freezer_action": {"action": "backup", "backup_name": "no_rules"}})
+        self.assertEqual(201, reply.status_code, reply.text)
+        stored = self.stored_action("no_rules")  # from the same listing as the form's actions
+        return {k: stored.get(k) for k in RULES}
+
+    def run_both(self, ftps_action: dict, sftp_action: dict) -> None:
+        """One job with both actions: the agent reads the password files, the CA and the pinned key."""
+        self.start_scheduler()
+        job_id = self.create_job({"description": "web UI actions with files", "job_schedule": {},
+                                  "job_actions": [{"freezer_action": ftps_action, "max_retries": 0},
+                                                  {"freezer_action": sftp_action, "max_retries": 0}]})
+        doc = self.wait_result(job_id)
+        self.assertEqual("success", doc["job_schedule"]["result"], self.scheduler_log())
+        self.assertEqual(2, len(self.backups(job_id)), self.scheduler_log())
+
+    def _find(self, backup_name: str) -> dict | None:
+        try:
+            return self.stored_action(backup_name)
+        except StopIteration:
+            return None
+
+
 HARNESS = """<!DOCTYPE html><html><body><form>
 <div class="form-group"><select id="id_action"><option value="backup">b</option>
   <option value="restore">r</option><option value="admin">a</option></select></div>
@@ -261,7 +360,9 @@ class TestPatchedFormScript(testtools.TestCase):
         inputs = "".join(f'<div class="form-group"><input id="id_{name}" value="{value}"></div>'
                          for name, value in (("backup_name", ""), ("path_to_backup", ""), ("container", ""),
                                              ("ssh_host", ""), ("ftp_host", ""), ("ftp_port", "21"),
-                                             ("ftp_username", ""), ("ftp_password", "")))
+                                             ("ftp_username", ""), ("ftp_password", ""),
+                                             ("ftp_password_file", ""), ("ftp_cacert", ""),
+                                             ("ftp_known_hosts", ""), ("ftp_host_key_policy", "")))
         page = os.path.join(self.tmp, "form.html")
         with open(page, "w", encoding="utf-8") as out:
             out.write(HARNESS.format(storages=storages, inputs=inputs, script="file://" + script,
@@ -295,3 +396,13 @@ class TestPatchedFormScript(testtools.TestCase):
         self.assertEqual([False] * 4, self.shown())
         self.choose("action", "restore")
         self.assertEqual([True] * 4, self.shown())
+
+    def test_password_file_for_all_three_the_ca_for_ftps_the_host_keys_for_sftp(self):
+        def visible(field: str) -> bool:
+            return self.browser.find_element(By.ID, f"id_{field}").is_displayed()
+
+        for storage in ("swift", "ftp", "ftps", "sftp", "ssh"):
+            self.choose("storage", storage)
+            ftp_family = storage in ("ftp", "ftps", "sftp")
+            self.assertEqual(ftp_family, visible("ftp_password_file"), storage)
+            self.assertEqual({f: s == storage for f, s in ONLY_FOR.items()}, {f: visible(f) for f in ONLY_FOR})

@@ -17,7 +17,8 @@ from freezer.tests.horizon import _package_dir, patched_freezer_ui, site
 from freezer.tests.openstack import REPO
 
 PATCH = os.path.join(REPO, "contrib", "freezer-web-ui-ftp.patch")
-FTP_KEYS = ["ftp_host", "ftp_port", "ftp_username", "ftp_password"]
+FTP_KEYS = ["ftp_host", "ftp_port", "ftp_username", "ftp_password", "ftp_password_file", "ftp_cacert",
+            "ftp_known_hosts", "ftp_host_key_policy"]
 
 
 class FormCheck(testtools.TestCase):
@@ -35,7 +36,7 @@ class FormCheck(testtools.TestCase):
 
     def assertFtpForm(self, results: dict) -> None:
         self.assertEqual(["swift", "local", "ssh", "ftp", "ftps", "sftp"], results["choices"])
-        self.assertEqual(FTP_KEYS, results["contributes"][-4:])
+        self.assertEqual(FTP_KEYS, results["contributes"][-len(FTP_KEYS):])
         self.assertEqual(["ftp_host", "ftp_username"], results["ftps_without_host_or_user"]["errors"])
         self.assertEqual(["ftp_port"], results["port_zero"]["errors"])
         self.assertEqual(["ftp_port"], results["port_too_big"]["errors"])
@@ -43,13 +44,31 @@ class FormCheck(testtools.TestCase):
         self.assertEqual(21, results["ftp_port_left_empty"]["cleaned"]["ftp_port"])
         complete = results["ftps_complete"]
         self.assertTrue(complete["valid"], complete["errors"])
-        self.assertEqual({"ftp_host": "h", "ftp_port": 2121, "ftp_username": "u", "ftp_password": " p w "},
-                         complete["cleaned"])
+        self.assertEqual({"ftp_host": "h", "ftp_port": 2121, "ftp_username": "u", "ftp_password": " p w ",
+                          **dict.fromkeys(FTP_KEYS[4:])}, complete["cleaned"])
         leftovers = results["swift_with_ftp_leftovers"]
         self.assertTrue(leftovers["valid"])
         self.assertEqual(dict.fromkeys(FTP_KEYS), leftovers["cleaned"])  # nothing ftp sent for swift
         self.assertEqual("stored-Pw", results["edit_keeps_stored_password"]["cleaned"]["ftp_password"])
         self.assertFalse(results["edit_page_shows_password"])
+        self.assertSecretFiles(results)
+        self.assertEqual({"no_incremental": False, "max_retries": None, "max_retries_interval": None},
+                         results["initial"])
+
+    def assertSecretFiles(self, results: dict) -> None:
+        """Password file and CA for ftps, known_hosts and policy for sftp; nothing for the other storages."""
+        files = results["ftps_with_files"]
+        self.assertTrue(files["valid"], files["errors"])
+        self.assertEqual({"ftp_password": None, "ftp_password_file": "/etc/freezer/ftp.pw",
+                          "ftp_cacert": "/etc/freezer/ca.pem", "ftp_known_hosts": None, "ftp_host_key_policy": None},
+                         {k: files["cleaned"][k] for k in FTP_KEYS[3:]})
+        sftp = results["sftp_with_host_keys"]
+        self.assertTrue(sftp["valid"], sftp["errors"])
+        self.assertEqual({"ftp_cacert": None, "ftp_known_hosts": "/etc/freezer/known_hosts",
+                          "ftp_host_key_policy": "strict"}, {k: sftp["cleaned"][k] for k in FTP_KEYS[5:]})
+        self.assertEqual(["ftp_password_file"], results["password_and_file"]["errors"])
+        edited = results["edit_to_password_file"]["cleaned"]
+        self.assertEqual((None, "/pw"), (edited["ftp_password"], edited["ftp_password_file"]))
 
 
 class TestPlugin(FormCheck):

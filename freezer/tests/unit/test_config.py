@@ -71,6 +71,42 @@ class TestConfig(testtools.TestCase):
         self.assertEqual({"p1", "p2"}, set(config.secret_values(conf)))
 
 
+class TestHostKeySettings(testtools.TestCase):
+    """sftp reads ftp_known_hosts / ftp_host_key_policy, each falling back to the ssh_ one; ssh reads ssh_ only."""
+
+    def settings(self, storage, *argv):
+        s = config.host_key_settings(config.build(list(argv)), storage)
+        return s.known_hosts, s.policy, s.known_hosts_option, s.policy_option
+
+    def test_defaults_are_the_ssh_ones(self):
+        self.assertEqual(("~/.ssh/known_hosts", "accept-new", "--ssh-known-hosts", "--ssh-host-key-policy"),
+                         self.settings("sftp"))
+
+    def test_ftp_spelling_wins_for_sftp(self):
+        argv = ("--ftp-known-hosts", "/kh", "--ftp-host-key-policy", "strict", "--ssh-known-hosts", "/ssh")
+        self.assertEqual(("/kh", "strict", "--ftp-known-hosts", "--ftp-host-key-policy"),
+                         self.settings("sftp", *argv))
+        self.assertEqual(("/ssh", "accept-new", "--ssh-known-hosts", "--ssh-host-key-policy"),
+                         self.settings("ssh", *argv))
+
+    def test_each_falls_back_on_its_own(self):
+        self.assertEqual(("/ssh", "strict", "--ssh-known-hosts", "--ftp-host-key-policy"),
+                         self.settings("sftp", "--ftp-host-key-policy", "strict", "--ssh-known-hosts", "/ssh"))
+
+    def test_reject_is_strict(self):
+        self.assertEqual("strict", self.settings("sftp", "--ftp-host-key-policy", "reject")[1])
+        self.assertEqual("strict", self.settings("ssh", "--ssh-host-key-policy", "reject")[1])
+
+    def test_ini_spelling_and_bad_value(self):
+        tmp = self.useFixture(fixtures.TempDir()).path
+        path = os.path.join(tmp, "job.ini")
+        with open(path, "w") as handle:
+            handle.write("[job]\nftp-host-key-policy = reject\nftp_known_hosts = /pinned\n")
+        self.assertEqual(("/pinned", "strict"), self.settings("sftp", "--config", path)[:2])
+        error = self.assertRaises(FreezerError, config.build, ["--ftp-host-key-policy", "trust-all"])
+        self.assertIn("ftp", str(error))
+
+
 class TestChildEnvironment(testtools.TestCase):
     def test_secrets_left_out_the_rest_kept(self):
         environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "ACCESS_KEY": "id",

@@ -1,5 +1,6 @@
 /* Shows the FTP/SFTP server fields of freezer's action form only for the ftp, ftps and sftp
- * storages; choosing a storage moves the port between 21 and 22 unless another port was typed. */
+ * storages (the CA only for ftps, the host key ones only for sftp); choosing a storage moves the
+ * port between 21 and 22 unless another port was typed. */
 
 /*global $, horizon*/
 
@@ -7,7 +8,10 @@
 
 var freezerFtpStorage = (function () {
     var FTP_STORAGES = ["ftp", "ftps", "sftp"];
-    var FIELDS = ["#id_ftp_host", "#id_ftp_port", "#id_ftp_username", "#id_ftp_password"];
+    var FIELDS = ["#id_ftp_host", "#id_ftp_port", "#id_ftp_username", "#id_ftp_password",
+                  "#id_ftp_password_file"];
+    // Fields for one storage only: the CA for FTPS, the host key settings for SFTP.
+    var ONLY_FOR = {"#id_ftp_cacert": "ftps", "#id_ftp_known_hosts": "sftp", "#id_ftp_host_key_policy": "sftp"};
 
     function usesFtp() {
         var action = $("#id_action").val();
@@ -30,6 +34,9 @@ var freezerFtpStorage = (function () {
         var show = usesFtp();
         FIELDS.forEach(function (field) {
             $(field).closest(".form-group").toggle(show);
+        });
+        Object.keys(ONLY_FOR).forEach(function (field) {
+            $(field).closest(".form-group").toggle(show && $("#id_storage").val() === ONLY_FOR[field]);
         });
         if (show && event && event.target && event.target.id === "id_storage") {
             setDefaultPort();
