@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mask = logs.SecretMask([])
     debug = "--debug" in argv or "-d" in argv
     if cli.wants_help(argv):
-        print(cli.help_text(config.all_opts()))
+        print(config.help_text())
         return DONE
     # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
     logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])
