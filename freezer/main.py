@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job, priority, summary
+from freezer import job, lock, priority, summary
 from freezer.common import cli, config, logs, upstream
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
@@ -34,6 +34,12 @@ def run(conf: cfg.ConfigOpts) -> dict:
         from freezer import exec_action
 
         return exec_action.run(conf)
+    with lock.held(conf):  # --lock-path: one writer per backup name
+        return _run_on_storage(conf)
+
+
+def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
+    """Run a storage action (all but exec) against the storage ``--storage`` names."""
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
