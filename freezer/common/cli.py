@@ -105,6 +105,7 @@ examples:
 METAVAR = {
     "path-to-backup": "PATH", "restore-abs-path": "DIR", "container": "DIR", "metadata-out": "FILE",
     "access-key": "ID", "secret-key": "KEY", "ssh-key": "FILE", "exclude": "PATTERN", "endpoint": "URL",
+    "lock-path": "DIR",
 }
 
 #: options oslo.config adds itself
