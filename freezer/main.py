@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job, priority, summary
+from freezer import job, lock, priority, summary
 from freezer.common import cli, config, logs, upstream
 from freezer.storage import registry
 from freezer.storage.base import FreezerError, Storage, reason
@@ -34,6 +34,12 @@ def run(conf: cfg.ConfigOpts) -> dict:
         from freezer import exec_action
 
         return exec_action.run(conf)
+    with lock.held(conf):  # --lock-path: one writer per backup name
+        return _run_on_storage(conf)
+
+
+def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
+    """Run a storage action (all but exec) against the storage ``--storage`` names."""
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
@@ -137,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mask = logs.SecretMask([])
     debug = "--debug" in argv or "-d" in argv
     if cli.wants_help(argv):
-        print(cli.help_text(config.all_opts()))
+        print(config.help_text())
         return DONE
     # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
     logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])

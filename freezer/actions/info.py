@@ -9,9 +9,13 @@ from freezer.common import dates
 from freezer.storage.base import NotFound, Storage
 from freezer.storage.layout import (
     ENGINE,
+    LONG_CHAIN,
     BackupRef,
     BackupSet,
+    Chain,
     incomplete_levels,
+    long_chains,
+    restore_length,
 )
 from freezer.storage.metadata import BadMetadata
 
@@ -26,18 +30,38 @@ class InfoJob(Job):
         if not self.conf.backup_name:
             return self.result(names=[_name_row(self.storage, host, name) for host, name in backup_names(self.storage)])
         backups = self.backups()
-        rows = []
-        for chain in backups.chains():
-            for ref in chain.backups:
-                rows.append(_info_row(backups, ref))
+        chains = backups.chains()
+        rows = [_info_row(backups, ref) for chain in chains for ref in chain.backups]
+        long = [_long_chain_row(chain) for chain in long_chains(chains)]
+        if long:
+            LOG.warning("%s", long_chain_warning(self.conf.backup_name, long))
         incomplete = [{"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
                        "date": dates.show(ref.ts)} for ref in incomplete_levels(backups.inventory())]
         if not rows and not incomplete:
             raise NotFound(f"no backup named {self.conf.backup_name!r} for --hostname {self.conf.hostname} in "
                            f"{self.storage.describe()}: --action info without --backup-name lists the backups there")
-        return self.result(backups=rows, incomplete=incomplete)
+        return self.result(backups=rows, incomplete=incomplete, long_chains=long)
 
 
+
+
+def _long_chain_row(chain: Chain) -> dict:
+    """A chain longer than LONG_CHAIN as the result's ``long_chains`` lists it."""
+    return {"l0_time_stamp": chain.l0_ts, "date": dates.show(chain.l0_ts), "backups": len(chain.backups),
+            "highest_level": chain.highest_level, "restore_reads": restore_length(chain)}
+
+
+def long_chain_warning(backup_name: str, long: list[dict]) -> str:
+    """One line about the chains in ``long`` (oldest first), naming the newest and how to bound them."""
+    newest = long[-1]
+    if len(long) == 1:
+        what = f"the chain of {newest['date']} holds {newest['backups']} backups"
+    else:
+        what = (f"{len(long)} chains hold more than {LONG_CHAIN} backups each (the newest, of {newest['date']}, "
+                f"{newest['backups']})")
+    reads = f", and a restore of its newest state reads {newest['restore_reads']}" if newest["restore_reads"] else ""
+    return (f"backup {backup_name!r}: {what}{reads}: bound chains with --max-level, --restart-always-level "
+            "or both --always-level and --restart-always-level (user guide: Bounding a chain)")
 
 
 def backup_names(storage: Storage) -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ import argparse
 import difflib
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from oslo_config import cfg, types
 
@@ -59,20 +59,24 @@ HELP_GROUP = {
     "log-file": "output", "metadata-out": "output", "quiet": "output", "debug": "output",
 }
 
-HEADER = """\
+USAGE = """\
 usage: freezer-agent --action ACTION --storage STORAGE --container DIR [options]
 
 Back up a directory to local disk, ssh/sftp, ftp/ftps, s3 or swift as GNU tar incremental levels;
-restore, list (info) and prune (admin) them.
-
-required, by action:
-  backup    --path-to-backup PATH --backup-name NAME --storage STORAGE --container DIR
-  restore   --restore-abs-path DIR --backup-name NAME --storage STORAGE --container DIR
-  info      --storage STORAGE --container DIR (with --backup-name: that backup's levels;
-            without: every backup in the container)
-  admin     --backup-name NAME --storage STORAGE --container DIR and
-            --remove-older-than DAYS or --remove-from-date DATE
+restore, list (info), prune (admin) and check (verify) them, or run a command as a job step (exec).
 """
+
+#: what each action needs, for --help; test_cli checks that every name in config.ACTIONS has a line
+REQUIRED = {
+    "backup": "--path-to-backup PATH --backup-name NAME --storage STORAGE --container DIR",
+    "restore": "--restore-abs-path DIR --backup-name NAME --storage STORAGE --container DIR",
+    "info": "--storage STORAGE --container DIR (with --backup-name: that backup's levels;\n"
+            "without: every backup in the container)",
+    "admin": "--backup-name NAME --storage STORAGE --container DIR and\n"
+             "--remove-older-than DAYS or --remove-from-date DATE",
+    "exec": "--command CMD (a shell command; no storage)",
+    "verify": "--backup-name NAME --storage STORAGE --container DIR (reads the chain, writes nothing)",
+}
 
 FOOTER = """\
 general:
@@ -100,9 +104,9 @@ examples:
 
 #: value names in --help where the option's name says too little
 METAVAR = {
-    "action": "{backup,restore,info,admin}", "storage": "{local,ssh,sftp,ftp,ftps,s3,swift}",
     "path-to-backup": "PATH", "restore-abs-path": "DIR", "container": "DIR", "metadata-out": "FILE",
     "access-key": "ID", "secret-key": "KEY", "ssh-key": "FILE", "exclude": "PATTERN", "endpoint": "URL",
+    "lock-path": "DIR",
 }
 
 #: options oslo.config adds itself
@@ -205,23 +209,37 @@ def explain(message: str, flags: Sequence[str]) -> str:
     return message
 
 
-def help_text(opts: Sequence[cfg.Opt]) -> str:
-    """``--help``: what each action requires, options by group, exit codes, examples."""
+def help_text(opts: Sequence[cfg.Opt], names: Mapping[str, Sequence[str]]) -> str:
+    """``--help``: what each action requires, options by group, exit codes, examples.
+
+    ``names`` maps an option to the values it takes (``action`` -> config.ACTIONS), kept in config.py.
+    """
     grouped: dict[str, list[cfg.Opt]] = {group: [] for group in GROUPS}
     for opt in opts:
         grouped[HELP_GROUP.get(opt.name, FALLBACK_GROUP)].append(opt)
-    sections = [HEADER]
+    metavars = {**METAVAR, **{name: "{" + ",".join(values) + "}" for name, values in names.items()}}
+    sections = [USAGE + "\n" + _required(names.get("action", ()))]
     for group, members in grouped.items():
         if members:
-            sections.append(f"{group}:\n" + "\n".join(_entry(opt) for opt in members) + "\n")
+            sections.append(f"{group}:\n" + "\n".join(_entry(opt, metavars) for opt in members) + "\n")
     sections.append(FOOTER)
     return "\n".join(sections)
 
 
-def _entry(opt: cfg.Opt) -> str:
+def _required(actions: Sequence[str]) -> str:
+    """The "required, by action" block, one entry per action in ``actions``."""
+    lines = ["required, by action:"]
+    for action in actions:
+        first, *more = REQUIRED.get(action, "").split("\n")
+        lines.append(f"  {action:<9} {first}".rstrip())
+        lines += [f"{'':12}{line}" for line in more]
+    return "\n".join(lines) + "\n"
+
+
+def _entry(opt: cfg.Opt, metavars: Mapping[str, str]) -> str:
     flags = (f"-{opt.short}, " if opt.short else "") + f"--{opt.name}"
     if not isinstance(opt, cfg.BoolOpt):
-        flags += f" {_metavar(opt)}"
+        flags += f" {metavars.get(opt.name) or _metavar(opt)}"
     text = opt.help or ""
     if opt.default not in (None, "", [], False) and not isinstance(opt, cfg.BoolOpt) and opt.name != "hostname":
         text += f" (default: {opt.default})"
@@ -231,8 +249,6 @@ def _entry(opt: cfg.Opt) -> str:
 
 
 def _metavar(opt: cfg.Opt) -> str:
-    if opt.name in METAVAR:
-        return METAVAR[opt.name]
     choices = [c for c in (getattr(opt.type, "choices", None) or ()) if c]
     if choices:
         return "{" + ",".join(choices) + "}"

@@ -27,10 +27,15 @@ STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")
 ACTIONS = ("backup", "restore", "info", "admin", "exec", "verify")
 HOST_KEY_POLICIES = ("accept-new", "strict", "reject")  # reject: another name for strict
 
+
+def _one_of(names: Sequence[str]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 CORE_OPTS = [
-    cfg.StrOpt("action", default="backup", help="What to do: backup, restore, info, admin, exec or verify."),
+    cfg.StrOpt("action", default="backup", help=f"What to do: {_one_of(ACTIONS)}."),
     cfg.StrOpt("storage",
-               help="Where backups are kept: local, ssh, sftp, ftp, ftps, s3 or swift."),
+               help=f"Where backups are kept: {_one_of(STORAGES)}."),
     cfg.StrOpt("container",
                help="Directory (or bucket/container) on the storage that holds the backups."),
     cfg.StrOpt("path-to-backup", dest="path_to_backup", help="File or directory to back up."),
@@ -197,6 +202,11 @@ def is_secret_variable(name: str) -> bool:
 def all_opts() -> list[cfg.Opt]:
     """Every option, core first, then each storage's."""
     return CORE_OPTS + FTP_OPTS + SSH_OPTS + S3_OPTS + SWIFT_OPTS + upstream.OPTS
+
+
+def help_text() -> str:
+    """``freezer-agent --help``, its lists of actions and storages taken from ACTIONS and STORAGES."""
+    return cli.help_text(all_opts(), {"action": ACTIONS, "storage": STORAGES})
 
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:

@@ -103,6 +103,9 @@ OPTS = [
                              "'' removes any proxy from the environment."),
     cfg.StrOpt("verify-scope", dest="verify_scope", default="chain", choices=("chain", "newest"),
                help="--action verify: every level a restore would apply (chain) or only the newest."),
+    cfg.StrOpt("lock-path", dest="lock_path",
+               help="Directory for lock files (default: $OSLO_LOCK_PATH): backup and admin hold one per "
+                    "backup name there, so two agents never write the same backup at once."),
     cfg.IntOpt("timeout", help="Upstream: seconds to wait on OpenStack services; no effect on file backups."),
     _refused_opt(cfg.StrOpt, "mysql-conf"),
     _refused_opt(cfg.StrOpt, "sql-server-conf"),

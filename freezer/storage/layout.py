@@ -26,6 +26,10 @@ ENGINE = "tar"
 SECONDS_PER_DAY = 86400
 SECONDS_PER_HOUR = 3600
 TREES = ("data", "metadata")
+#: ``--action info`` warns about a chain holding more backups than this: a restore of its newest
+#: state reads every level of it, and retention never removes the newest chain, so an unbounded one
+#: grows for ever (see "Bounding a chain" in doc/source/user-guide.rst)
+LONG_CHAIN = 30
 # ASCII digits without leading zeros, as written: str.isdigit() and \d also take '²' or '١'.
 _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 _L0_DIR = re.compile(_NUMBER)
@@ -335,6 +339,19 @@ def restore_plan(chains: Sequence[Chain], until: int | None = None) -> list[Back
             raise NotFound(f"backup chain {chain.l0_ts} is missing level {plan[0].level - 1}")
         plan.insert(0, parent)
     return plan
+
+
+def long_chains(chains: Sequence[Chain], limit: int = LONG_CHAIN) -> list[Chain]:
+    """The chains holding more than ``limit`` backups, oldest first."""
+    return [chain for chain in chains if len(chain.backups) > limit]
+
+
+def restore_length(chain: Chain) -> int | None:
+    """How many backups a restore of the chain's newest state reads; None if a level is missing."""
+    try:
+        return len(restore_plan([chain]))
+    except NotFound:
+        return None
 
 
 def chains_to_remove(chains: Sequence[Chain], cutoff: int) -> list[Chain]:

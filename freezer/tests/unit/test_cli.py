@@ -1,6 +1,8 @@
 """The command line as a user meets it: one-line errors and a grouped --help."""
 
 import re
+import subprocess
+import sys
 
 import testtools
 from oslo_config import cfg
@@ -63,7 +65,7 @@ class TestCommandLineErrors(testtools.TestCase):
 class TestHelp(testtools.TestCase):
     def setUp(self):
         super().setUp()
-        self.text = cli.help_text(config.all_opts())
+        self.text = config.help_text()
 
     def section(self, title: str) -> str:
         return self.text.split(f"\n{title}:\n", 1)[1].split("\n\n", 1)[0]
@@ -94,9 +96,25 @@ class TestHelp(testtools.TestCase):
             self.assertIn(line, self.text)
         self.assertIn("examples:\n  freezer-agent --action backup", self.text)
 
+    def test_every_action_is_offered_and_has_its_requirements(self):
+        self.assertIn("--action {" + ",".join(config.ACTIONS) + "}", self.section("actions"))
+        required = self.text.split("required, by action:\n", 1)[1].split("\n\n", 1)[0]
+        listed = re.findall(r"^  ([a-z]+) ", required, re.M)
+        self.assertEqual(list(config.ACTIONS), listed)
+        self.assertEqual(set(config.ACTIONS), set(cli.REQUIRED))
+        self.assertIn("exec      --command CMD", required)
+
+    def test_every_storage_is_offered(self):
+        self.assertIn("--storage {" + ",".join(config.STORAGES) + "}", self.section("storage"))
+
+    def test_agent_help_offers_exec_and_verify(self):
+        proc = subprocess.run([sys.executable, "-m", "freezer.main", "--help"], capture_output=True, text=True,
+                              check=True)
+        self.assertIn("--action {backup,restore,info,admin,exec,verify}", proc.stdout)
+
     def test_an_option_missing_from_the_table_still_shows(self):
         extra = cfg.IntOpt("upload-limit", help="Bytes per second at most.")
-        text = cli.help_text([*config.all_opts(), extra])
+        text = cli.help_text([*config.all_opts(), extra], {})
         self.assertIn("--upload-limit N", text.split("\nother options:\n", 1)[1])
 
     def test_wants_help(self):

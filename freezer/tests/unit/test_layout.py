@@ -53,6 +53,50 @@ class TestPlanLevel(testtools.TestCase):
         self.assertEqual(0, layout.plan_level([chain((0, 0), (1, 80000))], 86400, policy).level)
 
 
+def daily(policy: LevelPolicy, days: int) -> list[layout.Chain]:
+    """The chains ``days`` daily backups under ``policy`` leave, as plan_level chooses their levels."""
+    refs: list[BackupRef] = []
+    for day in range(days):
+        now = (day + 1) * layout.SECONDS_PER_DAY
+        plan = layout.plan_level(layout.group_chains(refs), now, policy)
+        refs.append(BackupRef(plan.l0_ts or now, now, plan.level))
+    return layout.group_chains(refs)
+
+
+class TestBoundingChains(testtools.TestCase):
+    """What the user guide's "Bounding a chain" says, over 90 daily backups."""
+
+    def test_plain_incremental_never_ends_and_is_reported(self):
+        chains = daily(LevelPolicy(), 90)
+        self.assertEqual(1, len(chains))
+        self.assertEqual([chains[0]], layout.long_chains(chains))
+        self.assertEqual(90, layout.restore_length(chains[0]))
+
+    def test_max_level_bounds_length_and_restore(self):
+        chains = daily(LevelPolicy(max_level=6), 90)
+        self.assertEqual({7}, {len(c.backups) for c in chains[:-1]})  # levels 0..6: a weekly chain
+        self.assertEqual([], layout.long_chains(chains))
+
+    def test_always_level_alone_bounds_restore_not_length(self):
+        chains = daily(LevelPolicy(always_level=1), 90)
+        self.assertEqual(1, len(chains))
+        self.assertEqual(2, layout.restore_length(chains[0]))  # level 0 and the newest level 1
+        self.assertEqual([chains[0]], layout.long_chains(chains))
+
+    def test_restart_always_level_bounds_length(self):
+        for policy in (LevelPolicy(always_level=1, restart_always_level=7), LevelPolicy(restart_always_level=7)):
+            chains = daily(policy, 90)
+            self.assertEqual({7}, {len(c.backups) for c in chains[:-1]}, policy)
+            self.assertEqual([], layout.long_chains(chains))
+
+    def test_threshold_is_more_than_thirty(self):
+        self.assertEqual([], layout.long_chains(daily(LevelPolicy(), 30)))
+        self.assertEqual(1, len(layout.long_chains(daily(LevelPolicy(), 31))))
+
+    def test_restore_length_of_a_broken_chain_is_unknown(self):
+        self.assertIsNone(layout.restore_length(chain((0, 10), (2, 30))))
+
+
 class TestRestorePlan(testtools.TestCase):
     chains = [chain((0, 10), (1, 20)), chain((0, 100), (1, 110), (2, 120), (2, 130))]
 
