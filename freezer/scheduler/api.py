@@ -17,7 +17,7 @@ ACTIVE_JOBS = {"match_not": [{"status": "completed"}]}
 
 def _missing_extra(exc: ImportError) -> FreezerError:
     return FreezerError(f"freezer-api mode needs keystoneauth1 and python-freezerclient ({exc.name} is missing): "
-                        "pip install 'freezer[api]', or run with --no-api")
+                        "pip install '.[api]' from freezer's checkout, or run with --no-api")
 
 
 def keystone_session(auth: dict, insecure: bool):
