@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import suppress
 
+from freezer.actions import authenticity
 from freezer.common import dates
 from freezer.engine import codecs, tar
 from freezer.engine.streams import Digest, Pipeline, PipelineError
@@ -39,11 +40,13 @@ class VerifyJob(Job):
         if not plan:
             raise NotFound(f"no backup {backups.prefix!r} in {self.storage.describe()} to verify "
                            "(check --backup-name, --hostname and --container)")
+        chain_problem = self._authenticate(backups, plan)
         if self.conf.verify_scope == "newest":
             plan = plan[-1:]
         levels = [self._verify(backups, ref) for ref in plan]
-        problems = [f"level {row['level']} of {row['date']}: {problem}"
-                    for row in levels for problem in row["problems"]]
+        problems = [chain_problem] if chain_problem else []
+        problems += [f"level {row['level']} of {row['date']}: {problem}"
+                     for row in levels for problem in row["problems"]]
         for problem in problems:
             LOG.error("%s", problem)
         if problems:
@@ -51,6 +54,18 @@ class VerifyJob(Job):
                                + ("; the others are logged above" if len(problems) > 1 else ""))
         LOG.info("verified %d level(s) of %s", len(levels), backups.prefix)
         return self.result(levels=levels, problems=[])
+
+    def _authenticate(self, backups: BackupSet, plan: list[BackupRef]) -> str | None:
+        """The whole chain's MACs and links, as a restore checks them; the problem found, or None."""
+        try:
+            records = {ref: backups.read_metadata(ref) for ref in plan}
+        except (BadMetadata, StorageError):
+            return None  # reported level by level below
+        try:
+            authenticity.check_plan(self.conf, backups.prefix, plan, records)
+        except FreezerError as exc:
+            return str(exc)
+        return None
 
     def _verify(self, backups: BackupSet, ref: BackupRef) -> dict:
         row = {"level": ref.level, "time_stamp": ref.ts, "date": dates.show(ref.ts), "size": None,

@@ -10,11 +10,13 @@ import tempfile
 import time
 
 from freezer import __version__, consistency
+from freezer.actions import authenticity
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
 from freezer.engine import tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.progress import BackupLine, LineCounter
+from freezer.storage import metadata as level_metadata
 from freezer.storage.base import FreezerError, Storage
 from freezer.storage.layout import (
     BackupRef,
@@ -27,7 +29,7 @@ from freezer.storage.layout import (
     plan_level,
     settings_change,
 )
-from freezer.storage.metadata import BadMetadata
+from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
 CLAIM_TRIES = 20  # timestamps tried when other backups of the same name take them first
@@ -37,6 +39,8 @@ CLAIM_JITTER = 0.5  # seconds, at most, between tries: agents started together f
 
 class BackupJob(Job):
     """Back up ``--path-to-backup`` as the next level of the newest chain."""
+
+    parent_record: Metadata | None = None  # the metadata of the level this one builds on
 
     def run(self) -> dict:
         require(self.conf, "path_to_backup", "backup_name")
@@ -86,16 +90,22 @@ class BackupJob(Job):
     def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str,
                checksum: str | None) -> tuple[Digest, list[str], dict, dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
+        secret = authenticity.mac_secret(self.conf)
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
-                _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
+                self._parent_snapshot(backups, plan.parent, snapshot, secret)
             digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
                                                          snapshot, ref, plan.parent)
-            self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
+            engine_digest = Digest()
+            self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
         metadata = self._metadata(ref, source, digest)
         if checksum:
             metadata["consistency_checksum"] = checksum
+        if secret:
+            record = level_metadata.from_document(metadata)
+            metadata["auth"] = authenticity.sign_level(secret, backups.prefix, ref, record, plan.parent,
+                                                       self.parent_record, engine_digest.hexdigest()).to_document()
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
@@ -130,16 +140,35 @@ class BackupJob(Job):
             reason = self._chain_break(plan.parent)
             if reason:
                 LOG.warning("%s: starting a new chain (level 0)", reason)
+                self.parent_record = None
                 return LevelPlan(0, None, None)
         return plan
 
     def _chain_break(self, parent: BackupRef) -> str | None:
-        """Why the next backup cannot build on ``parent`` (bad metadata, other settings), or None."""
+        """Why the next backup cannot build on ``parent`` (bad metadata or MAC, other settings), or None."""
+        backups = self.backups()
         try:
-            record = self.backups().read_metadata(parent)
+            record = backups.read_metadata(parent)
         except BadMetadata as exc:
             return str(exc)
-        return settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
+        changed = settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
+        secret = authenticity.mac_secret(self.conf)
+        if changed is None and secret and record.auth is not None:
+            try:
+                authenticity.check_level(secret, backups.prefix, parent, record)
+            except FreezerError as exc:
+                changed = str(exc)
+        self.parent_record = record
+        return changed
+
+    def _parent_snapshot(self, backups: BackupSet, parent: BackupRef, snapshot: str, secret: bytes | None) -> None:
+        """Download the parent's engine metadata; with a MAC, it must be the one the parent recorded."""
+        _download(self.storage, backups.engine_metadata_path(parent), snapshot)
+        recorded = self.parent_record.auth if self.parent_record else None
+        if secret and recorded and _file_sha256(snapshot) != recorded.engine_metadata_sha256:
+            raise FreezerError(f"the engine metadata of {authenticity.describe(parent)} is not the one its MAC "
+                               "recorded (changed on the storage): make a new chain with --no-incremental, "
+                               "or remove that chain with --action admin")
 
     def _upload_data(self, path: str, source: str, snapshot: str, ref: BackupRef,
                      parent: BackupRef | None) -> tuple[Digest, list[str], dict]:
@@ -188,6 +217,13 @@ def _remove_quietly(backups: BackupSet, ref: BackupRef) -> None:
         backups.remove_level(ref)
     except (FreezerError, OSError) as exc:
         LOG.info("could not remove the unfinished %s (admin will): %s", ref.relpath, exc)
+
+
+def _file_sha256(path: str) -> str:
+    digest = Digest()
+    for _chunk in digest.tap(file_chunks(path)):
+        pass
+    return digest.hexdigest()
 
 
 def _download(storage: Storage, path: str, local_path: str) -> None:

@@ -6,6 +6,7 @@ import logging
 import os
 
 from freezer import consistency
+from freezer.actions import authenticity
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import dates
 from freezer.engine import confine, tar
@@ -41,14 +42,21 @@ class RestoreJob(Job):
         records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
         for record in records.values():
             self._pass_file(record)
+        try:
+            authenticity.check_plan(self.conf, backups.prefix, plan, records)
+        except FreezerError as exc:
+            raise type(exc)(f"{exc}; nothing was restored") from None
         _check_target(target, self.conf.overwrite)
         levels = [{**ref_fields(ref), "size": records[ref].data_size} for ref in plan]
         if self.conf.dry_run:
             return self.result(level=plan[-1].level, time_stamp=plan[-1].ts, size=0, dry_run=True,
                                restore_abs_path=target, levels=levels)
         line = RestoreLine(plan, records)
+        area = RestoreTarget(target)
+        if not area.staged and authenticity.mac_secret(self.conf):
+            self._check_data_first(backups, plan, records)
         with self.progress.showing(line.render):
-            size, files = self._apply_all(backups, plan, records, RestoreTarget(target), line)
+            size, files = self._apply_all(backups, plan, records, area, line)
         checked = self._check_consistency(target, records[plan[-1]])
         return self.result(**checked, level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
                            restore_abs_path=target, levels_applied=len(plan), levels=levels, files=files)
@@ -74,6 +82,15 @@ class RestoreJob(Job):
         guard.release()
         area.commit()
         return size, files
+
+    def _check_data_first(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata]) -> None:
+        """In place (--overwrite), tar writes as it reads: prove each level's data first, a pass of its own."""
+        for ref in plan:
+            record = records[ref]
+            path = backups.data_path(ref)
+            LOG.info("checking %s before restoring it in place", ref.relpath)
+            for _chunk in verified(self.storage.get_stream(path), record.data_sha256, record.data_size, path):
+                pass
 
     def _apply(self, backups: BackupSet, ref: BackupRef, metadata: Metadata, guard: SymlinkGuard,
                digest: Digest) -> tuple[int, int]:

@@ -56,6 +56,7 @@ HELP_GROUP = {
     "restart-always-level": "levels and retention", "remove-older-than": "levels and retention",
     "remove-from-date": "levels and retention", "remove-incomplete-after": "levels and retention",
     "compression": "compression and encryption", "encrypt-pass-file": "compression and encryption",
+    "auth-key-file": "compression and encryption", "allow-unauthenticated": "compression and encryption",
     "log-file": "output", "metadata-out": "output", "quiet": "output", "debug": "output",
 }
 

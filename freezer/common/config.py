@@ -72,7 +72,15 @@ CORE_OPTS = [
     cfg.StrOpt("compression", default="gzip", choices=("gzip", "bzip2", "xz", "zstd", "none"),
                help="Compression of the backup data."),
     cfg.StrOpt("encrypt-pass-file", dest="encrypt_pass_file",
-               help="File whose first line is the passphrase (openssl enc -aes-256-cfb)."),
+               help="File whose first line is the passphrase (openssl enc -aes-256-cfb). It also keys a MAC "
+                    "over every level, so a restore refuses data or metadata that anyone changed. Without it "
+                    "(or --auth-key-file) the sha256 in the metadata guards against accidents only."),
+    cfg.StrOpt("auth-key-file", dest="auth_key_file",
+               help="File whose first line keys the MAC over every level instead of the passphrase: "
+                    "authenticated backups without encryption."),
+    cfg.BoolOpt("allow-unauthenticated", dest="allow_unauthenticated", default=False,
+                help="restore, verify: accept levels without a MAC (written by upstream freezer or an older "
+                     "agent), giving up the check that nobody changed them on the storage."),
     cfg.IntOpt("max-segment-size", dest="max_segment_size", default=32 * 1024 * 1024, min=65536,
                help="Transfer block size in bytes (S3 part size)."),
     cfg.MultiStrOpt("exclude", default=[], help="Pattern of paths to leave out (repeatable)."),

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import re
 
-from freezer.engine import codecs
+from freezer.engine import auth, codecs
 from freezer.storage.base import FreezerError
 
 #: A metadata file is a few hundred bytes; anything much larger is not one.
@@ -42,6 +42,7 @@ class Metadata:
     data_size: int | None = None
     data_sha256: str | None = None
     consistency_checksum: str | None = None  # --consistency-check: the files' checksum before backup
+    auth: auth.LevelAuth | None = None  # the level's MAC (freezer/engine/auth.py); None: not authenticated
 
 
 def sane_timestamp(value: int) -> bool:
@@ -81,7 +82,11 @@ def from_document(doc: object) -> Metadata:
     consistency = doc.get("consistency_checksum")
     if not (isinstance(consistency, str) and _SHA256.fullmatch(consistency)):
         consistency = None  # only ours are comparable; an odd one just means "none recorded"
-    return Metadata(compression=compression, encryption=encryption,
+    try:
+        level_auth = auth.parse(doc.get("auth"))
+    except auth.AuthError as exc:
+        raise BadMetadata(str(exc)) from exc
+    return Metadata(compression=compression, encryption=encryption, auth=level_auth,
                     consistency_checksum=consistency.lower() if consistency else None,
                     level=_integer(doc, "level", MAX_LEVEL), time_stamp=_timestamp(doc, "time_stamp"),
                     l0_time_stamp=_timestamp(doc, "l0_time_stamp"), data_size=_integer(doc, "data_size", MAX_SIZE),

@@ -62,7 +62,7 @@ class VerifyTest(LocalAgentTest):
         self.backup("--encrypt-pass-file", good)
         self.verify("--encrypt-pass-file", good)
         proc = self.verify("--encrypt-pass-file", bad, expect=None)
-        self.assertOneLineError(proc, "does not decode", "--encrypt-pass-file")
+        self.assertOneLineError(proc, "MAC does not match", "--encrypt-pass-file")
         self.assertOneLineError(self.verify(expect=None), "--encrypt-pass-file")
 
 
