@@ -39,11 +39,15 @@ def facts(prefix: str, ref: BackupRef, record: Metadata) -> auth.Facts:
                       data_size=record.data_size, data_sha256=record.data_sha256)
 
 
-def sign_level(secret: bytes, prefix: str, ref: BackupRef, record: Metadata, parent: BackupRef | None,
-               parent_record: Metadata | None, engine_sha256: str) -> auth.LevelAuth:
-    """The ``auth`` field of a new level; a chain's levels share the scrypt salt of its first one."""
+def chain_kdf(parent_record: Metadata | None) -> auth.Kdf:
+    """The scrypt salt and cost of a new level: its chain's (so a restore derives one key), or new ones."""
+    return parent_record.auth.kdf if parent_record and parent_record.auth else auth.Kdf.new()
+
+
+def sign_level(secret: bytes, kdf: auth.Kdf, prefix: str, ref: BackupRef, record: Metadata,
+               parent: BackupRef | None, parent_record: Metadata | None, engine_sha256: str) -> auth.LevelAuth:
+    """The ``auth`` field of a new level, built on ``parent`` (None for a level 0)."""
     parent_auth = parent_record.auth if parent_record else None
-    kdf = parent_auth.kdf if parent_auth else auth.Kdf.new()
     link = auth.Parent(parent.level, parent.ts, parent_auth.mac if parent_auth else None) if parent else None
     return auth.sign(secret, kdf, facts(prefix, ref, record), link, engine_sha256)
 

@@ -13,7 +13,7 @@ from freezer import __version__, consistency
 from freezer.actions import authenticity
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
-from freezer.engine import tar
+from freezer.engine import auth, tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage import metadata as level_metadata
@@ -91,6 +91,9 @@ class BackupJob(Job):
                checksum: str | None) -> tuple[Digest, list[str], dict, dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
         secret = authenticity.mac_secret(self.conf)
+        kdf = authenticity.chain_kdf(self.parent_record if plan.parent else None)
+        if secret:
+            auth.derive_in_background(secret, kdf)
         with tempfile.TemporaryDirectory(prefix="freezer-") as workdir:
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
@@ -104,7 +107,7 @@ class BackupJob(Job):
             metadata["consistency_checksum"] = checksum
         if secret:
             record = level_metadata.from_document(metadata)
-            metadata["auth"] = authenticity.sign_level(secret, backups.prefix, ref, record, plan.parent,
+            metadata["auth"] = authenticity.sign_level(secret, kdf, backups.prefix, ref, record, plan.parent,
                                                        self.parent_record, engine_digest.hexdigest()).to_document()
         if self.before_commit:
             self.before_commit()
