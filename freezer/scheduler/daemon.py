@@ -202,6 +202,7 @@ class ApiScheduler:
         except FreezerError as exc:
             LOG.error("job %s: %s", tracked.doc["job_id"], exc)
             tracked.active = False
+            self._report_actions(tracked.doc, [runner.ActionResult(0, "failed", error=f"job_schedule: {exc}")])
             self._set(tracked.doc, status="stop", result="fail")
             return False
         return due is not None and due <= now
