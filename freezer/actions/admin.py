@@ -32,10 +32,18 @@ class AdminJob(Job):
             if not self.conf.dry_run:
                 backups.remove_chain(chain)
         gone = self._remove_leftovers(backups)
+        if not self.conf.dry_run:
+            self._prune_timestamps(backups)
         return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run,
                            removed_incomplete=[{"l0_time_stamp": r.l0_ts, "level": r.level, "time_stamp": r.ts}
                                                for r in gone.levels],
                            removed_partials=[backups.partial_path(*partial) for partial in gone.partials])
+
+    def _prune_timestamps(self, backups: BackupSet) -> None:
+        """Timestamp markers of backups older than the oldest chain kept are no longer needed."""
+        chains = backups.chains()
+        if chains:
+            backups.prune_timestamps(chains[0].l0_ts)
 
     def _remove_leftovers(self, backups: BackupSet) -> Leftovers:
         """Levels that never completed and stray partial uploads older than --remove-incomplete-after."""

@@ -79,7 +79,7 @@ class BackupJob(Job):
         """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
         for _ in range(CLAIM_TRIES):
             ref = BackupRef(plan.l0_ts or ts, ts, plan.level)
-            if backups.claim(ref):
+            if backups.claim_timestamp(ts) and backups.claim(ref):  # one backup per second, whatever its level
                 return ref
             LOG.info("%s is taken by another backup of %s: trying the next second", ref.relpath, backups.prefix)
             time.sleep(random.uniform(0, CLAIM_JITTER))
@@ -102,7 +102,7 @@ class BackupJob(Job):
                                                          snapshot, ref, plan.parent)
             engine_digest = Digest()
             self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
-        metadata = self._metadata(ref, source, digest)
+        metadata = self._metadata(ref, source, digest, plan.parent)
         if checksum:
             metadata["consistency_checksum"] = checksum
         if secret:
@@ -203,8 +203,9 @@ class BackupJob(Job):
         pipeline.close()
         return digest, warnings, counts
 
-    def _metadata(self, ref: BackupRef, source: str, digest: Digest) -> dict:
-        return {"engine_name": tar.NAME, "compression": self.conf.compression,
+    def _metadata(self, ref: BackupRef, source: str, digest: Digest, parent: BackupRef | None) -> dict:
+        return {"parent": {"level": parent.level, "time_stamp": parent.ts} if parent else None,
+                "engine_name": tar.NAME, "compression": self.conf.compression,
                 "encryption": bool(self.conf.encrypt_pass_file), "level": ref.level,
                 "time_stamp": ref.ts, "l0_time_stamp": ref.l0_ts, "hostname": self.conf.hostname,
                 "backup_name": self.conf.backup_name, "path_to_backup": source,

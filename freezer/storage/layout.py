@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from freezer.storage import metadata
 from freezer.storage.base import FreezerError, NotFound, Storage
@@ -123,6 +123,7 @@ class BackupSet:
         self.storage = storage
         self.engine = engine
         self.prefix = f"{hostname}_{backup_name}"
+        self._metadata_cache: dict[BackupRef, metadata.Metadata] = {}
 
     def data_dir(self, ref: BackupRef) -> str:
         return f"data/{self.engine}/{self.prefix}/{ref.relpath}"
@@ -161,7 +162,30 @@ class BackupSet:
     def plan_restore(self, until: int | None = None) -> list[BackupRef]:
         """The levels a restore of the state at ``until`` (default: newest) applies, in order."""
         chain = self.newest_chain(until)
-        return restore_plan([chain] if chain else [], until)
+        return restore_plan([chain] if chain else [], until, self._recorded_parent)
+
+    def _recorded_parent(self, ref: BackupRef) -> tuple[int, int] | None:
+        """The parent (level, timestamp) that ``ref``'s metadata records; None for upstream's backups."""
+        return self.read_metadata(ref).parent
+
+    def claim_timestamp(self, ts: int) -> bool:
+        """Take ``ts`` for one backup of this name, whatever its chain or level; False if another has it.
+
+        A marker directory per timestamp (``data/<engine>/<prefix>/.timestamps/<ts>``), which listings
+        ignore; admin removes those older than the oldest chain kept.
+        """
+        return self.storage.claim(f"{self._timestamps_root()}/{ts}")
+
+    def prune_timestamps(self, before: int) -> list[int]:
+        """Remove the timestamp markers older than ``before``; the ones removed."""
+        root = self._timestamps_root()
+        old = [int(name) for name in self.storage.listdir(root) if name.isdigit() and int(name) < before]
+        for ts in old:
+            self.storage.rmtree(f"{root}/{ts}")
+        return old
+
+    def _timestamps_root(self) -> str:
+        return f"data/{self.engine}/{self.prefix}/.timestamps"
 
     def _metadata_root(self) -> str:
         return f"metadata/{self.engine}/{self.prefix}"
@@ -195,7 +219,12 @@ class BackupSet:
         return group_chains(self.list_backups())
 
     def read_metadata(self, ref: BackupRef) -> metadata.Metadata:
-        """A backup's ``metadata``, checked; BadMetadata naming the file if it is not sound."""
+        """A backup's ``metadata``, checked; BadMetadata naming the file if it is not sound (read once)."""
+        if ref not in self._metadata_cache:
+            self._metadata_cache[ref] = self._read_metadata(ref)
+        return self._metadata_cache[ref]
+
+    def _read_metadata(self, ref: BackupRef) -> metadata.Metadata:
         path = self.metadata_path(ref)
         try:
             record = metadata.parse(self._read_small(path, metadata.MAX_BYTES))
@@ -325,8 +354,15 @@ def _newest_at_level(chain: Chain, level: int, before: int | None = None) -> Bac
     return candidates[-1] if candidates else None
 
 
-def restore_plan(chains: Sequence[Chain], until: int | None = None) -> list[BackupRef]:
-    """The backups to apply, in order, to restore the state at ``until`` (default: newest)."""
+def restore_plan(chains: Sequence[Chain], until: int | None = None,
+                 recorded_parent: Callable[[BackupRef], tuple[int, int] | None] = lambda ref: None,
+                 ) -> list[BackupRef]:
+    """The backups to apply, in order, to restore the state at ``until`` (default: newest).
+
+    Each level's parent is the one its metadata records (``recorded_parent``: level and timestamp),
+    so levels that concurrent agents wrote beside each other never mix; else, for upstream's
+    backups, the newest level below it that is older.
+    """
     eligible = [c for c in chains if until is None or c.l0_ts <= until]
     if not eligible:
         return []
@@ -334,11 +370,19 @@ def restore_plan(chains: Sequence[Chain], until: int | None = None) -> list[Back
     target = [b for b in chain.backups if until is None or b.ts <= until][-1]
     plan = [target]
     while plan[0].level > 0:
-        parent = _newest_at_level(chain, plan[0].level - 1, plan[0].ts)
-        if parent is None:
-            raise NotFound(f"backup chain {chain.l0_ts} is missing level {plan[0].level - 1}")
-        plan.insert(0, parent)
+        plan.insert(0, _parent_in(chain, plan[0], recorded_parent(plan[0])))
     return plan
+
+
+def _parent_in(chain: Chain, ref: BackupRef, recorded: tuple[int, int] | None) -> BackupRef:
+    if recorded is None:
+        parent = _newest_at_level(chain, ref.level - 1, ref.ts)
+    else:
+        parent = next((b for b in chain.backups if (b.level, b.ts) == recorded and b.ts < ref.ts), None)
+    if parent is None:
+        wanted = f"level {recorded[0]} of {recorded[1]}" if recorded else f"level {ref.level - 1}"
+        raise NotFound(f"backup chain {chain.l0_ts} is missing {wanted}, which {ref.relpath} was built on")
+    return parent
 
 
 def long_chains(chains: Sequence[Chain], limit: int = LONG_CHAIN) -> list[Chain]:

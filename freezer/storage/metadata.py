@@ -43,6 +43,7 @@ class Metadata:
     data_sha256: str | None = None
     consistency_checksum: str | None = None  # --consistency-check: the files' checksum before backup
     auth: auth.LevelAuth | None = None  # the level's MAC (freezer/engine/auth.py); None: not authenticated
+    parent: tuple[int, int] | None = None  # (level, time_stamp) this level was built on; None: not recorded
 
 
 def sane_timestamp(value: int) -> bool:
@@ -86,7 +87,7 @@ def from_document(doc: object) -> Metadata:
         level_auth = auth.parse(doc.get("auth"))
     except auth.AuthError as exc:
         raise BadMetadata(str(exc)) from exc
-    return Metadata(compression=compression, encryption=encryption, auth=level_auth,
+    return Metadata(compression=compression, encryption=encryption, auth=level_auth, parent=_parent(doc),
                     consistency_checksum=consistency.lower() if consistency else None,
                     level=_integer(doc, "level", MAX_LEVEL), time_stamp=_timestamp(doc, "time_stamp"),
                     l0_time_stamp=_timestamp(doc, "l0_time_stamp"), data_size=_integer(doc, "data_size", MAX_SIZE),
@@ -99,6 +100,19 @@ def check_matches(meta: Metadata, level: int, ts: int, l0_ts: int) -> None:
                                     ("l0_time_stamp", meta.l0_time_stamp, l0_ts)):
         if recorded is not None and recorded != actual:
             raise BadMetadata(f"{field} {recorded} but the backup's directory says {actual}")
+
+
+def _parent(doc: dict) -> tuple[int, int] | None:
+    """The ``parent`` field, ``{"level": L, "time_stamp": T}``; upstream's backups have none."""
+    value = doc.get("parent")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadMetadata(f"parent {_show(value)} is not an object")
+    level, ts = _integer(value, "level", MAX_LEVEL), _timestamp(value, "time_stamp")
+    if level is None or ts is None:
+        raise BadMetadata("parent needs level and time_stamp")
+    return level, ts
 
 
 def _integer(doc: dict, field: str, maximum: int) -> int | None:
