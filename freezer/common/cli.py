@@ -32,7 +32,7 @@ HELP_GROUP = {
     "engine": "source", "exclude": "source", "dereference-symlink": "source", "snapshot": "source",
     "lvm-snapsize": "source", "lvm-dirmount": "source",
     "restore-abs-path": "restore", "restore-from-date": "restore", "overwrite": "restore",
-    "storage": "storage", "container": "storage", "max-segment-size": "storage",
+    "storage": "storage", "container": "storage", "max-segment-size": "storage", "storage-retry-time": "storage",
     "ftp-host": "storage: ftp, ftps and sftp", "ftp-port": "storage: ftp, ftps and sftp",
     "ftp-username": "storage: ftp, ftps and sftp", "ftp-password": "storage: ftp, ftps and sftp",
     "ftp-password-file": "storage: ftp, ftps and sftp", "ftp-implicit-tls": "storage: ftp, ftps and sftp",

@@ -81,6 +81,10 @@ CORE_OPTS = [
     cfg.BoolOpt("allow-unauthenticated", dest="allow_unauthenticated", default=False,
                 help="restore, verify: accept levels without a MAC (written by upstream freezer or an older "
                      "agent), giving up the check that nobody changed them on the storage."),
+    cfg.FloatOpt("storage-retry-time", dest="storage_retry_time", default=120.0, min=0,
+                 help="After 3 attempts, keep retrying a busy or unreachable network storage (a transient "
+                      "failure: a timeout, a dropped connection, too many connections) for up to this many "
+                      "seconds in all, with growing, jittered pauses; 0: 3 attempts only."),
     cfg.IntOpt("max-segment-size", dest="max_segment_size", default=32 * 1024 * 1024, min=65536,
                help="Transfer block size in bytes (S3 part size)."),
     cfg.MultiStrOpt("exclude", default=[], help="Pattern of paths to leave out (repeatable)."),

@@ -44,7 +44,8 @@ def build(conf) -> Storage:
         raise FreezerError("--container is required: the directory on the storage that holds backups")
     from freezer.storage import throttle
 
-    return throttle.limited(wrap(_builder(conf.storage)(conf)), conf)  # --upload-limit, --download-limit
+    driver = wrap(_builder(conf.storage)(conf), patience=conf.storage_retry_time)
+    return throttle.limited(driver, conf)  # --upload-limit, --download-limit
 
 
 def wrap(driver: Storage, **retry_options: Any) -> Storage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
@@ -16,6 +17,8 @@ from freezer.storage.base import ConnectError, Storage, StorageError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+#: the longest pause between two attempts, however many came before
+MAX_PAUSE = 15.0
 
 
 class Retrying(Storage):
@@ -25,27 +28,44 @@ class Retrying(Storage):
     iterator once data has gone. ``get_stream`` resumes from the last byte handed out.
     """
 
-    def __init__(self, inner: Storage, attempts: int = 3, backoff: float = 1.0):
+    def __init__(self, inner: Storage, attempts: int = 3, backoff: float = 1.0, patience: float = 0.0):
         self.inner = inner
         self.kind = inner.kind
         self.attempts = attempts
         self.backoff = backoff
+        self.patience = patience  # --storage-retry-time: beyond ``attempts``, go on this long in all
 
     def describe(self) -> str:
         return self.inner.describe()
 
     def _retry(self, action: str, operation: Callable[[], T], replayable: Callable[[], bool] = lambda: True) -> T:
-        for attempt in range(1, self.attempts + 1):
+        started = time.monotonic()
+        attempt = 1
+        while True:
             try:
                 return operation()
             except StorageError as exc:
-                if not exc.transient or attempt == self.attempts or not replayable():
+                delay = self._pause(attempt, started)
+                if not exc.transient or delay is None or not replayable():
                     raise
-                delay = self.backoff * 2 ** (attempt - 1)
-                LOG.warning("%s: %s; retrying in %.0fs (%d of %d)", action, exc, delay, attempt, self.attempts - 1)
+                LOG.warning("%s: %s; retrying in %.1fs (attempt %d)", action, exc, delay, attempt + 1)
                 self.inner.reset()
                 time.sleep(delay)
-        raise AssertionError("unreachable")
+                attempt += 1
+
+    def _pause(self, attempt: int, started: float) -> float | None:
+        """The pause before attempt ``attempt + 1``, or None once attempts and patience are spent.
+
+        Pauses double (from ``backoff``, at most MAX_PAUSE) and are jittered, so agents that meet a busy
+        server together come back apart.
+        """
+        ceiling = min(MAX_PAUSE, self.backoff * 2 ** (attempt - 1))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        if attempt < self.attempts:
+            return delay
+        if time.monotonic() - started + delay <= self.patience:
+            return delay
+        return None
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         if isinstance(chunks, (list, tuple)):
@@ -63,7 +83,9 @@ class Retrying(Storage):
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         """Yield ``path``; a connection lost midway is resumed where it stopped, ``attempts`` times at most."""
         done = offset
-        for attempt in range(1, self.attempts + 1):
+        started = time.monotonic()
+        attempt = 1
+        while True:
             stream, first = self._retry(f"download {path}", functools.partial(self._open_at, path, done))
             try:
                 while first is not None:
@@ -72,12 +94,14 @@ class Retrying(Storage):
                     first = next(stream, None)
                 return
             except StorageError as exc:
-                if not exc.transient or attempt == self.attempts:
+                delay = self._pause(attempt, started)
+                if not exc.transient or delay is None:
                     raise
-                LOG.warning("download %s: %s; resuming at byte %d (%d of %d)", path, exc, done, attempt,
-                            self.attempts - 1)
+                LOG.warning("download %s: %s; resuming at byte %d in %.1fs (attempt %d)", path, exc, done, delay,
+                            attempt + 1)
                 self.inner.reset()
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(delay)
+                attempt += 1
 
     def _open_at(self, path: str, offset: int) -> tuple[Iterator[bytes], bytes | None]:
         return _started(self.inner.get_stream(path, offset))

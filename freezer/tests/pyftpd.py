@@ -133,6 +133,7 @@ def main() -> None:
                         help="cut the data connection of the first download longer than this many bytes")
     parser.add_argument("--cut-reset", action="store_true", help="cut with a TCP reset instead of 426")
     parser.add_argument("--refuse-first", type=int, default=0, help="answer 421 to the first N connections")
+    parser.add_argument("--max-cons", type=int, default=0, help="answer 421 beyond this many connections at once")
     args = parser.parse_args()
     authorizer = DummyAuthorizer()
     authorizer.add_user(args.user, args.password, args.root, perm=READ_ONLY if args.read_only else FULL_PERMISSIONS)
@@ -140,6 +141,7 @@ def main() -> None:
     handler.authorizer = authorizer
     handler.banner = "freezer test server"
     server = FTPServer((args.host, 0), handler)
+    server.max_cons = args.max_cons or server.max_cons
     print(server.address[1], flush=True)
     server.serve_forever()
 

@@ -150,7 +150,7 @@ class TestFtpErrors(ServerAgentTest):
         """A timeout may pass: it is retried, unlike a refusal."""
         silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody ever answers
         self.addCleanup(silent.close)
-        proc = self.run_with(ftp_port=str(silent.getsockname()[1]), ftp_timeout="1")
+        proc = self.run_with(ftp_port=str(silent.getsockname()[1]), ftp_timeout="1", storage_retry_time="0")
         self.assertOneLineError(proc, "did not answer in time", "--ftp-timeout")
         self.assertEqual(2, proc.stderr.count("retrying in"), proc.stderr)
 

@@ -28,7 +28,7 @@ class TestBlackholedServer(QuietFailure):
         write(f"{self.source}/f", "x")
 
     def backup_to(self, *options: str):
-        self.storage_args = lambda: ["--container", "backups", *options]
+        self.storage_args = lambda: ["--container", "backups", "--storage-retry-time", "0", *options]
         return self.agent("--path-to-backup", self.source, expect=None)
 
     def test_ftp_names_ftp_timeout(self):

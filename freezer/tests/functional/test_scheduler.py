@@ -145,7 +145,7 @@ class TestRetriesAndFailures(SchedulerTest):
     def test_retries_until_server_accepts(self):
         # 421 is transient: the agent itself tries 3 connections, then the scheduler runs it again.
         server = self.useFixture(servers.PyFtpd(self.tmp, False, "--refuse-first", "3"))
-        job = spec_job("b", "ftp", server, self.source, self.tmp + "/log")
+        job = spec_job("b", "ftp", server, self.source, self.tmp + "/log", storage_retry_time=0)
         job["job_actions"][0].update(max_retries=3, max_retries_interval=0.2)
         path = self.add_job("job.json", job)
         self.run_once()
