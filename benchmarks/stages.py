@@ -3,7 +3,8 @@
 ``python -m benchmarks.stages [--size-mib N] [--repeat N] [--work-dir D]`` makes a data set and
 prints the median CPU seconds (user+sys) of: tar at each end, with default and with the agent's
 arguments; the Python copies the agent makes; SHA-256; the agent's start-up. A tar stage counts
-its own process (wait4), a Python stage this process only.
+its own process (wait4), a Python stage this process only. The level MAC's two parts (its scrypt
+key, once per chain; its HMAC, once per level) show what authentication adds to a backup.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from benchmarks import dataset
 from benchmarks.run import AGENT, MIB, compile_package, sha256_cpu_per_mib
-from freezer.engine import tar
+from freezer.engine import auth, tar
 
 
 def _reaped_cpu(proc: subprocess.Popen) -> float:
@@ -112,9 +113,18 @@ def stages(work: str, source: str, stream: str) -> dict[str, Callable[[], float]
             lambda: copy_from_pipe(stream, os.path.join(work, "copy"), True)),
         "Python: file to pipe (restore's copy)": lambda: own_cpu(lambda: copy_to_pipe(stream)),
         "SHA-256 of the stream (hashlib)": lambda: sha256_cpu_per_mib() * stream_mib,
+        "level MAC: scrypt key (once per chain)": lambda: own_cpu(
+            lambda: auth._key.__wrapped__(b"passphrase", auth.Kdf.new())),
+        "level MAC: HMAC of a header (key ready)": lambda: own_cpu(_sign_with_a_ready_key),
         "agent start-up (--version)": lambda: _reaped_cpu(
             subprocess.Popen([AGENT, "--version"], stdout=subprocess.DEVNULL)),
     }
+
+
+def _sign_with_a_ready_key() -> None:
+    kdf = auth.Kdf("00" * auth.SALT_SIZE)
+    facts = auth.Facts("host_name", 1, 2, 1, "zstd", True, 1 << 30, "0" * 64)
+    auth.sign(b"passphrase", kdf, facts, auth.Parent(0, 1, "0" * 64), "0" * 64)
 
 
 def measure(work: str, size_mib: int, repeat: int) -> dict[str, float]:
