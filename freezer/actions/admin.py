@@ -40,10 +40,15 @@ class AdminJob(Job):
                            removed_partials=[backups.partial_path(*partial) for partial in gone.partials])
 
     def _prune_timestamps(self, backups: BackupSet) -> None:
-        """Timestamp markers of backups older than the oldest chain kept are no longer needed."""
+        """Keep the timestamp claims of complete backups in the chains kept, and the young ones (a
+        backup may be running); the others, of removed chains or of backups that never completed, go."""
         chains = backups.chains()
-        if chains:
-            backups.prune_timestamps(chains[0].l0_ts)
+        if not chains:
+            return
+        oldest = chains[0].l0_ts
+        complete = {ref.ts for chain in chains for ref in chain.backups}
+        young_after = time.time() - self.conf.remove_incomplete_after * 3600
+        backups.prune_timestamps(lambda ts: ts >= oldest and (ts in complete or ts > young_after))
 
     def _remove_leftovers(self, backups: BackupSet) -> Leftovers:
         """Levels that never completed and stray partial uploads older than --remove-incomplete-after."""

@@ -176,10 +176,10 @@ class BackupSet:
         """
         return self.storage.claim(f"{self._timestamps_root()}/{ts}")
 
-    def prune_timestamps(self, before: int) -> list[int]:
-        """Remove the timestamp markers older than ``before``; the ones removed."""
+    def prune_timestamps(self, keep: Callable[[int], bool]) -> list[int]:
+        """Remove the timestamp markers that ``keep`` says are no longer needed; the ones removed."""
         root = self._timestamps_root()
-        old = [int(name) for name in self.storage.listdir(root) if name.isdigit() and int(name) < before]
+        old = [int(name) for name in self.storage.listdir(root) if name.isdigit() and not keep(int(name))]
         for ts in old:
             self.storage.rmtree(f"{root}/{ts}")
         return old

@@ -32,7 +32,7 @@ class TestConnectionLimit(AgentTestCase):
         self.assertGreater(retried, 0, "the server's limit was never met: the test proves nothing")
 
     def test_no_patience_keeps_three_attempts(self):
-        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--refuse-first", "5"))
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--refuse-first", "1000"))
         write(f"{self.source}/f", "x")
         proc = subprocess.run([AGENT, "--action", "backup", "--storage", "ftp", "--ftp-host", "127.0.0.1",
                                "--ftp-port", str(server.port), "--ftp-username", server.username,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 from freezer.tests.functional.base import AGENT, describe_tree, local_date, write
 from freezer.tests.functional.test_local import LocalAgentTest
@@ -46,8 +47,9 @@ class TestConcurrentIncrementals(LocalAgentTest):
                                ".timestamps")
         self.assertEqual(1, len(os.listdir(markers)))
         first = os.listdir(markers)[0]
-        os.utime(self.source)
-        self.backup("--no-incremental", "--hostname", self._hostname())
+        time.sleep(1.1)
+        self.backup("--no-incremental")
+        time.sleep(1.1)  # the cutoff (now) after both timestamps
         self.agent("--action", "admin", "--remove-older-than", "0", "--remove-incomplete-after", "0")
         self.assertNotIn(first, os.listdir(markers))
 
