@@ -163,8 +163,11 @@ def _long_members(index_file: str) -> list[str]:
 
 
 def _name_bytes(line: bytes) -> int:
-    """The length of a name as tar printed it (escape quoting: ``\\303`` is one byte)."""
-    return len(_ESCAPE.sub(b"_", line.rstrip(b"\n")))
+    """The length of a name as tar printed it (escape quoting: ``\\303`` is one byte).
+
+    A directory's trailing slash does not count: tar drops it to make the directory.
+    """
+    return len(_ESCAPE.sub(b"_", line.rstrip(b"\n").rstrip(b"/")))
 
 
 def _shortened(name: str) -> str:
