@@ -201,6 +201,7 @@ class BackupJob(Job):
             LOG.warning("%s", warning)
         counts = {"files": index.count(), "bytes_read": tar.bytes_read(pipeline.all_stderr_of(0))}
         pipeline.close()
+        tar.check_name_lengths(source, warnings, index.path)
         return digest, warnings, counts
 
     def _metadata(self, ref: BackupRef, source: str, digest: Digest, parent: BackupRef | None) -> dict:

@@ -7,6 +7,7 @@ Restore: chunks -> decrypted in process -> decompressor | tar --extract --increm
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,7 @@ from freezer.engine import cipher, codecs
 from freezer.engine.streams import Pipeline
 from freezer.storage.base import FreezerError
 
+LOG = logging.getLogger(__name__)
 NAME = "tar"
 DEREFERENCE = {
     "": [],
@@ -30,6 +32,20 @@ TAR_CHANGED_WHILE_READING = 1
 # restore) stops at the end marker, so the padding of a bigger record could be left unread and the
 # process writing it (pigz, say) killed by SIGPIPE, as verify was with 64 KiB records.
 READ_RECORD = "--blocking-factor=128"
+# A member is opened by its name below --directory, and Linux's PATH_MAX (4096) counts the final NUL:
+# tar writes names of 4096 bytes to about 4200 but cannot extract them, and longer ones it cannot even
+# stat in incremental mode ("Cannot stat: File name too long", a warning). Backups refuse both.
+LONGEST_NAME = 4095
+# Every xattr namespace and ACLs are stored; on extract tar sets only user.* unless told. security.*
+# (SELinux labels, file capabilities) and trusted.* need root to be set, so as root we ask for all of
+# them. No --selinux: the label is already the xattr security.selinux, and tar built without
+# libselinux warns about the option on every run.
+ATTRIBUTES = ["--xattrs", "--acls"]
+ALL_XATTRS = "--xattrs-include=*"
+# Holes are found with SEEK_DATA/SEEK_HOLE, and only in files with fewer blocks than their size, so
+# dense files cost nothing more. With --format=posix tar writes sparse format 1.0 (GNU.sparse.* pax
+# records), which every GNU tar since 1.16 extracts sparse, upstream freezer's plain ``tar -x`` too.
+SPARSE = "--sparse"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +70,7 @@ def create_command(source: str, snapshot: str, options: TarOptions) -> list[str]
         raise FreezerError(f"unknown --dereference-symlink {options.dereference!r}: use soft, hard or all")
     argv = ["tar", "--create", "--file=-", f"--directory={directory}",
             f"--listed-incremental={snapshot}", "--ignore-failed-read", "--no-check-device",
-            "--xattrs", "--acls", "--format=posix"]
+            *ATTRIBUTES, "--format=posix", SPARSE]
     argv += DEREFERENCE[options.dereference]
     argv += ["--one-file-system", "--warning=no-xdev"] if options.one_file_system else []
     if options.index_file:
@@ -69,8 +85,9 @@ def extract_command(target: str) -> list[str]:
 
     ``--verbose`` lists each member's name as stored, so a refused one can be named.
     """
+    xattrs = [*ATTRIBUTES, ALL_XATTRS] if os.geteuid() == 0 else ATTRIBUTES
     return ["tar", "--extract", "--file=-", READ_RECORD, "--read-full-records", "--incremental",
-            f"--directory={target}", "--preserve-permissions", "--xattrs", "--acls", "--warning=no-timestamp",
+            f"--directory={target}", "--preserve-permissions", *xattrs, "--warning=no-timestamp",
             "--verbose"]
 
 
@@ -113,6 +130,48 @@ def bytes_read(stderr: str) -> int | None:
 
 
 _TOTALS = re.compile(r"^Total bytes written: ([0-9]+)", re.M)
+
+
+def check_name_lengths(source: str, warnings: list[str], index_file: str) -> None:
+    """Fail the backup when a path below ``source`` is too long to back up or to restore."""
+    stored = _long_members(index_file)
+    for name in stored:
+        LOG.warning("too long for tar to restore: %s", name)
+    names = [match.group(1) for match in map(_NOT_STATED.match, warnings) if match] + stored
+    if not names:
+        return
+    more = f" and {len(names) - 1} more (listed above)" if len(names) > 1 else ""
+    raise FreezerError(f"{_shortened(names[0])}{more} below {source}: longer than GNU tar can back up "
+                       f"and restore ({LONGEST_NAME} bytes below --path-to-backup); rename it, or leave it "
+                       "out with --exclude")
+
+
+_NOT_STATED = re.compile(r"^(?:tar: )?(.+?): (?:Warning: )?Cannot \w+: File name too long$")
+_ESCAPE = re.compile(rb"\\(?:[0-7]{3}|.)")
+
+
+def _long_members(index_file: str) -> list[str]:
+    """Members of ``index_file`` (tar's --verbose list) whose stored name is over ``LONGEST_NAME`` bytes."""
+    found = []
+    if not os.path.exists(index_file):
+        return found
+    with open(index_file, "rb") as handle:
+        for line in handle:
+            if len(line) > LONGEST_NAME and _name_bytes(line) > LONGEST_NAME:
+                found.append(line.rstrip(b"\n").decode("utf-8", "replace"))
+    return found
+
+
+def _name_bytes(line: bytes) -> int:
+    """The length of a name as tar printed it (escape quoting: ``\\303`` is one byte).
+
+    A directory's trailing slash does not count: tar drops it to make the directory.
+    """
+    return len(_ESCAPE.sub(b"_", line.rstrip(b"\n").rstrip(b"/")))
+
+
+def _shortened(name: str) -> str:
+    return name if len(name) <= 160 else f"{name[:60]}...{name[-90:]}"
 
 
 def _optional(command: list[str] | None) -> list[list[str]]:
