@@ -29,6 +29,8 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     bare_host,
+    checked_entries,
+    checked_names,
     container_root,
     host_and_port,
     network_error,
@@ -346,7 +348,7 @@ class SftpStorage(Storage):
                 raise self._translate(listing, f"list {remote}") from listing
             else:
                 self._made_dirs.add(remote)  # it exists: no mkdir for it again
-            names.append(sorted(listing))
+            names.append(checked_names(listing, remote, self.settings.where))
         return names
 
     def rmtree(self, path: str) -> None:
@@ -361,8 +363,10 @@ class SftpStorage(Storage):
 
     def _rmtree(self, remote: str) -> None:
         sftp = self._client()
-        for entry in sftp.listdir_attr(remote):
-            child = posixpath.join(remote, entry.filename)
+        listing = sftp.listdir_attr(remote)
+        entries = checked_entries(((entry.filename, entry) for entry in listing), remote, self.settings.where)
+        for name, entry in entries:
+            child = posixpath.join(remote, name)
             if stat.S_ISDIR(entry.st_mode):
                 self._rmtree(child)
             else:
