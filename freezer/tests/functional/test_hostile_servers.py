@@ -141,3 +141,80 @@ class TestCheckedNames(testtools.TestCase):
     def test_too_many_names_is_an_error(self):
         self.useFixture(fixtures.MonkeyPatch("freezer.storage.base.MAX_LISTING", 10))
         self.assertRaises(base.ListingTooLong, base.checked_names, (str(n) for n in range(11)), "/d", "server")
+
+
+class TestCorruptedCopy(AgentTestCase):
+    """``[storage:NAME]`` copies: a corrupted first copy is passed over for the next one, and said so."""
+
+    def setUp(self):
+        super().setUp()
+        self.copies = [os.path.join(self.tmp, name) for name in ("first", "second")]
+        self.ini = os.path.join(self.tmp, "job.ini")
+        write(self.ini, "".join(f"[storage:{os.path.basename(path)}]\nstorage = local\ncontainer = {path}\n\n"
+                                for path in self.copies))
+        make_tree(self.source)
+        self.backup()
+        self.target = os.path.join(self.tmp, "restored")
+
+    def storage_args(self):
+        return ["--config", self.ini]
+
+    def corrupt(self, container: str) -> None:
+        for parent, _dirs, names in os.walk(os.path.join(container, "data")):
+            if "data" in names:
+                with open(os.path.join(parent, "data"), "r+b") as handle:
+                    handle.seek(100)
+                    byte = handle.read(1)
+                    handle.seek(100)
+                    handle.write(bytes([byte[0] ^ 0xFF]))
+
+    def test_restore_falls_back_to_the_next_copy(self):
+        expected = describe_tree(self.source)
+        self.corrupt(self.copies[0])
+        proc = self.agent("--action", "restore", "--restore-abs-path", self.target)
+        self.assertSameTree(expected, self.target)
+        self.assertIn("restore from [storage:first]", proc.stderr)
+        self.assertIn("trying [storage:second]", proc.stderr)
+
+    def test_every_copy_corrupted_names_them_and_how_to_pick_one(self):
+        for copy in self.copies:
+            self.corrupt(copy)
+        proc = self.agent("--action", "restore", "--restore-abs-path", self.target, expect=None)
+        self.assertOneLineError(proc, "every copy", "[storage:first]", "[storage:second]", "sha256",
+                                "move another one first")
+        self.assertFalse(os.path.exists(self.target))
+
+
+class TestConsistencyBeforeCommit(AgentTestCase):
+    """A restore failing ``--consistency-check`` leaves nothing in the target."""
+
+    def setUp(self):
+        super().setUp()
+        self.container = os.path.join(self.tmp, "store")
+        make_tree(self.source)
+        self.target = os.path.join(self.tmp, "restored")
+
+    def storage_args(self):
+        return ["--storage", "local", "--container", self.container]
+
+    def test_wrong_checksum_leaves_no_file(self):
+        self.backup("--consistency-check")
+        proc = self.agent("--action", "restore", "--restore-abs-path", self.target,
+                          "--consistency-checksum", "0" * 64, expect=None)
+        self.assertOneLineError(proc, "consistency check failed", "nothing was restored")
+        self.assertFalse(os.path.exists(self.target))
+
+    def test_recorded_checksum_mismatch_leaves_the_empty_target_empty(self):
+        self.backup("--consistency-check")
+        for parent, _dirs, names in os.walk(os.path.join(self.container, "metadata")):
+            if "metadata" in names:
+                path = os.path.join(parent, "metadata")
+                with open(path, encoding="utf-8") as handle:
+                    record = handle.read()
+                checksum = record.split('"consistency_checksum": "')[1][:64]
+                write(path, record.replace(checksum, "1" * 64))
+        os.makedirs(self.target)
+        proc = self.agent("--action", "restore", "--restore-abs-path", self.target, "--consistency-check",
+                          expect=None)
+        self.assertOneLineError(proc, "consistency check failed", "1" * 64)
+        self.assertEqual([], os.listdir(self.target))
