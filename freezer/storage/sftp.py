@@ -355,6 +355,9 @@ class SftpStorage(Storage):
         remote = self._abs(path)
         self._made_dirs = {d for d in self._made_dirs if not (d == remote or d.startswith(remote + "/"))}
         try:
+            if stat.S_ISLNK(self._client().lstat(remote).st_mode):
+                self._client().remove(remote)  # a link in the container goes, never what it points to
+                return
             self._rmtree(remote)
         except FileNotFoundError:
             return

@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import os
+import pwd
 import subprocess
 import time
 
@@ -11,8 +12,9 @@ import testtools
 
 from freezer.common import dates
 from freezer.storage import base, ftp, registry
-from freezer.tests import hostile_ftp
+from freezer.tests import hostile_ftp, servers
 from freezer.tests.functional.base import AGENT, AgentTestCase, describe_tree, make_tree, write
+from freezer.tests.sshd import Sshd
 
 HOSTNAME = "host"
 # Entries a lying server puts in every listing below the container: none may lead the agent outside it.
@@ -218,3 +220,31 @@ class TestConsistencyBeforeCommit(AgentTestCase):
                           expect=None)
         self.assertOneLineError(proc, "consistency check failed", "1" * 64)
         self.assertEqual([], os.listdir(self.target))
+
+
+class TestSftpSymlinkInContainer(AgentTestCase):
+    """A symlink in the container on an SFTP server: admin removes the link, never what it points to."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.tmp))
+        make_tree(self.source)
+        self.backup()
+
+    def storage_args(self):
+        return [*self.server.agent_options(), "--hostname", HOSTNAME]
+
+    def test_admin_removes_the_link_only(self):
+        user = pwd.getpwnam(servers.TEST_USER)
+        dead = int(time.time()) - 10 * 86400
+        sibling = os.path.join(self.server.root, "sibling")
+        write(os.path.join(sibling, f"0_{dead}", "keep.txt"), "not the agent's")
+        for path in (sibling, os.path.join(sibling, f"0_{dead}"), os.path.join(sibling, f"0_{dead}", "keep.txt")):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        link = os.path.join(self.server.container(), "metadata", "tar", f"{HOSTNAME}_{self.backup_name}", str(dead))
+        os.symlink(sibling, link)
+        os.lchown(link, user.pw_uid, user.pw_gid)
+        proc = self.agent("--action", "admin", "--remove-older-than", "365", expect=None)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertTrue(os.path.exists(os.path.join(sibling, f"0_{dead}", "keep.txt")), proc.stderr)
+        self.assertFalse(os.path.lexists(link))
