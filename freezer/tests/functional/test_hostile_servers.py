@@ -53,6 +53,11 @@ class HostileTest(AgentTestCase):
 
 
 class TestLyingListings(HostileTest):
+    """Names that leave the directory; ``TestDuplicateNames`` runs the same cases with a name listed twice."""
+
+    def lies(self) -> tuple[str, ...]:
+        return LIES
+
     def setUp(self):
         super().setUp()
         make_tree(self.source)
@@ -60,8 +65,7 @@ class TestLyingListings(HostileTest):
         self.dead = self.l0 - 10 * 86400  # a level 0 that never completed, for admin to remove
         write(os.path.join(self.container, "data", "tar", f"{HOSTNAME}_{self.backup_name}", str(self.dead),
                            f"0_{self.dead}", "data"), "partial")
-        self.server = self.serve(lie_under="/backups",
-                                 extra_lines=(*LIES, f"size=1; {self.l0}", f"type=dir; {self.l0}"))
+        self.server = self.serve(lie_under="/backups", extra_lines=self.lies())
 
     def assertNothingOutside(self):
         self.assertEqual(["keep.txt"], os.listdir(self.sibling))
@@ -74,7 +78,7 @@ class TestLyingListings(HostileTest):
         self.assertNotIn("unexpected", proc.stderr)
         self.assertIn(dates.show(self.l0), proc.stdout)
         self.assertEqual(4, len(proc.stdout.splitlines()))  # header, rule, the backup, the dead level 0
-        self.assertIn("not file names", proc.stderr)
+        self.assertEqual(self.lies() is LIES, "not file names" in proc.stderr)
         self.assertNothingOutside()
 
     def test_admin_removes_only_inside_the_container(self):
@@ -93,6 +97,13 @@ class TestLyingListings(HostileTest):
         self.assertEqual(0, proc.returncode, proc.stderr)
         self.assertSameTree(expected, target)
         self.assertNothingOutside()
+
+
+class TestDuplicateNames(TestLyingListings):
+    """A real chain's name listed again, without a type fact."""
+
+    def lies(self) -> tuple[str, ...]:
+        return (f"size=1; {self.l0}", f"type=dir; {self.l0}")
 
 
 class TestStallingServers(HostileTest):
