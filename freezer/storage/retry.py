@@ -84,11 +84,11 @@ class Retrying(Storage):
 
     def listdir(self, path: str) -> list[str]:
         """The driver's listing, its names checked here too: object stores' keys are never path-checked."""
-        return checked_names(self._retry(f"list {path}", lambda: self.inner.listdir(path)), path, self.describe())
+        return checked_names(self._retry(f"list {path}", lambda: self.inner.listdir(path)), path, self.kind)
 
     def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
         listings = self._retry(f"list {len(paths)} directories", lambda: self.inner.listdirs(paths))
-        return [checked_names(names, path, self.describe()) for path, names in zip(paths, listings, strict=True)]
+        return [checked_names(names, path, self.kind) for path, names in zip(paths, listings, strict=True)]
 
     def rmtree(self, path: str) -> None:
         self._retry(f"remove {path}", lambda: self.inner.rmtree(path))
