@@ -93,7 +93,8 @@ def plain_name(name: object) -> bool:
 def checked_entries(entries: Iterable[tuple[str, K]], directory: str, where: str) -> list[tuple[str, K]]:
     """The (name, kind) pairs a server listed, each name once and none that leaves ``directory``.
 
-    Every driver's listing passes here. A name listed twice keeps the pair that has a kind (not None).
+    Every driver's listing passes here; the order is the server's. A name listed twice keeps the pair
+    that has a kind (not None).
     """
     kept: dict[str, K] = {}
     odd: list[str] = []
@@ -113,7 +114,7 @@ def checked_entries(entries: Iterable[tuple[str, K]], directory: str, where: str
     if odd:
         LOG.warning("%s listed names in %s that are not file names (%s): ignored", where, directory,
                     ", ".join(odd))
-    return sorted(kept.items(), key=lambda pair: pair[0])
+    return list(kept.items())
 
 
 def checked_names(names: Iterable[str], directory: str, where: str) -> list[str]:

@@ -404,8 +404,8 @@ class FtpStorage(Storage):
             raise self._translate(exc, f"list {remote}") from exc
         except BaseException as exc:
             raise self._translate(exc, f"list {remote}") from exc
-        entries = checked_entries(((name, kind) for name, kind in entries if kind not in ("cdir", "pdir")),
-                                  remote, self.settings.where)
+        entries = sorted(checked_entries(((name, kind) for name, kind in entries if kind not in ("cdir", "pdir")),
+                                         remote, self.settings.where), key=lambda entry: entry[0])
         self._learn_dirs(remote, entries)
         return entries
 

@@ -348,7 +348,7 @@ class SftpStorage(Storage):
                 raise self._translate(listing, f"list {remote}") from listing
             else:
                 self._made_dirs.add(remote)  # it exists: no mkdir for it again
-            names.append(checked_names(listing, remote, self.settings.where))
+            names.append(sorted(checked_names(listing, remote, self.settings.where)))
         return names
 
     def rmtree(self, path: str) -> None:

@@ -150,6 +150,7 @@ class TestCheckedNames(testtools.TestCase):
         entries = [("/x", "dir"), ("..", "dir"), ("a", None), ("a", "file"), ("b/c", None), ("", None),
                    ("\\..", "dir"), ("ok", "dir")]
         self.assertEqual([("a", "file"), ("ok", "dir")], base.checked_entries(entries, "/d", "server"))
+        self.assertEqual(["b", "a"], base.checked_names(["b", "a", "b"], "/d", "server"))  # the server's order
 
     def test_too_many_names_is_an_error(self):
         self.useFixture(fixtures.MonkeyPatch("freezer.storage.base.MAX_LISTING", 10))
