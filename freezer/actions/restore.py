@@ -20,6 +20,7 @@ from freezer.storage.layout import (
     BackupSet,
 )
 from freezer.storage.metadata import Metadata
+from freezer.storage.multiple import MultiStorage
 
 LOG = logging.getLogger(__name__)
 
@@ -31,6 +32,28 @@ class RestoreJob(Job):
     def run(self) -> dict:
         require(self.conf, "restore_abs_path", "backup_name")
         target = os.path.abspath(os.path.expanduser(self.conf.restore_abs_path))
+        if not isinstance(self.storage, MultiStorage) or len(self.storage.storages) < 2:
+            return self._restore(target)
+        _check_target(target, self.conf.overwrite)  # the same for every copy: not worth trying each
+        return self._restore_from_copies(target, self.storage)
+
+    def _restore_from_copies(self, target: str, copies: MultiStorage) -> dict:
+        """``[storage:NAME]`` copies: each level from the first copy, and all again from the next copy
+        when one fails (a corrupted copy must not stop a restore that another copy can do)."""
+        last = len(copies.storages) - 1
+        for index in range(last + 1):
+            self.storage = copies.preferring(index)
+            try:
+                return self._restore(target)
+            except FreezerError as exc:
+                if index == last:
+                    raise _no_copy_left(exc, copies) from None
+                LOG.warning("restore from %s failed: %s; trying %s first", copies.copy_name(index), exc,
+                            copies.copy_name(index + 1))
+        raise AssertionError("unreachable")
+
+    def _restore(self, target: str) -> dict:
+        """Restore from ``self.storage`` into ``target``."""
         until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
             if self.conf.restore_from_date else None
         backups = self.backups()
@@ -57,13 +80,14 @@ class RestoreJob(Job):
             self._check_data_first(backups, plan, records)
         with self.progress.showing(line.render):
             size, files = self._apply_all(backups, plan, records, area, line)
-        checked = self._check_consistency(target, records[plan[-1]])
+        checked = self._checked(area, records[plan[-1]])
+        area.commit()
         return self.result(**checked, level=plan[-1].level, time_stamp=plan[-1].ts, size=size,
                            restore_abs_path=target, levels_applied=len(plan), levels=levels, files=files)
 
     def _apply_all(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata],
                    area: RestoreTarget, line: RestoreLine) -> tuple[int, int]:
-        """Apply every level with symlinks held; move into place only when all of them went in."""
+        """Apply every level with symlinks held; the caller moves them into place (``area.commit``)."""
         guard = SymlinkGuard(area.open())
         size = files = 0
         for index, ref in enumerate(plan):
@@ -80,7 +104,6 @@ class RestoreJob(Job):
                     raise _restore_failed(exc, plan, index, area) from exc
                 raise
         guard.release()
-        area.commit()
         return size, files
 
     def _check_data_first(self, backups: BackupSet, plan: list[BackupRef], records: dict[BackupRef, Metadata]) -> None:
@@ -128,7 +151,17 @@ class RestoreJob(Job):
             raise refused
         return expected or digest.size, members
 
-    def _check_consistency(self, target: str, newest: Metadata) -> dict:
+    def _checked(self, area: RestoreTarget, newest: Metadata) -> dict:
+        """The consistency check on the files before they are moved into the target: a mismatch never lands."""
+        try:
+            return self._check_consistency(area.path, newest, area.target)
+        except consistency.ConsistencyError as exc:
+            area.discard()
+            state = (f"nothing was restored ({area.target} is as it was)" if area.staged else
+                     f"the files stay in {area.target} (restored in place, --overwrite)")
+            raise type(exc)(f"{exc}; {state}") from None
+
+    def _check_consistency(self, restored: str, newest: Metadata, target: str) -> dict:
         """``--consistency-checksum`` (or ``--consistency-check``: the recorded one) against the restored files."""
         expected = self.conf.consistency_checksum
         if not expected and self.conf.consistency_check:
@@ -139,7 +172,7 @@ class RestoreJob(Job):
                     "(it was made without --consistency-check)")
         if not expected:
             return {}
-        consistency.compare(target, expected, target)
+        consistency.compare(restored, expected, target)
         LOG.info("consistency check passed: %s", expected)
         return {"consistency_checksum": expected.strip().lower()}
 
@@ -178,6 +211,17 @@ def _restore_failed(exc: FreezerError, plan: list[BackupRef], index: int, area: 
                  f"--restore-from-date {dates.show(last_good.ts).replace(' ', 'T')} for the state "
                  "before it")
     error = FreezerError(f"restore failed at {what}: {exc}; {state}")
+    error.exit_code = exc.exit_code
+    return error
+
+
+def _no_copy_left(exc: FreezerError, copies: MultiStorage) -> FreezerError:
+    """The error when every copy failed: the last one's failure, and how to read a copy first."""
+    names = ", ".join(f"[{name}]" for name in copies.names)
+    error = FreezerError(f"restore failed from every copy ({names}); from the last, "
+                         f"{copies.copy_name(len(copies.names) - 1)}: {exc} (the warnings above give the "
+                         "others'; reads go to the first [storage:NAME] section of --config: move another "
+                         "one first to read its copy)")
     error.exit_code = exc.exit_code
     return error
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import abc
+import logging
 import posixpath
 import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
+
+LOG = logging.getLogger(__name__)
+K = TypeVar("K")
+#: most names one directory listing may hold. A container holds one directory per chain or level, so a
+#: listing past this is a server lying or the wrong --container; 500000 names stay under some 150 MB.
+MAX_LISTING = 500_000
 
 
 class FreezerError(Exception):
@@ -62,6 +70,56 @@ class PermissionDenied(StorageError):
 
 class NoSpace(StorageError):
     """The storage is full or over quota."""
+
+
+class ListingTooLong(StorageError):
+    """A directory listing holds more names than ``MAX_LISTING``."""
+
+
+def listing_too_long(directory: str, where: str) -> ListingTooLong:
+    """The error for a listing cut at ``MAX_LISTING`` names."""
+    return ListingTooLong(f"{where} lists more than {MAX_LISTING} names in {directory}: not a freezer "
+                          "container (check --container) or a server that lies")
+
+
+def plain_name(name: object) -> bool:
+    """True for one path component a listing may hold: not empty, ``.``, ``..``, nor with ``/``, ``\\`` or NUL.
+
+    A freezer container never holds a backslash; refusing it keeps Windows servers' other separator out.
+    """
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\x00")
+
+
+def checked_entries(entries: Iterable[tuple[str, K]], directory: str, where: str) -> list[tuple[str, K]]:
+    """The (name, kind) pairs a server listed, each name once and none that leaves ``directory``.
+
+    Every driver's listing passes here; the order is the server's. A name listed twice keeps the pair
+    that has a kind (not None).
+    """
+    kept: dict[str, K] = {}
+    odd: list[str] = []
+    seen = 0
+    for name, kind in entries:
+        seen += 1
+        if seen > 2 * MAX_LISTING:
+            raise listing_too_long(directory, where)
+        if not plain_name(name):
+            odd += [repr(name)] if name not in (".", "..") else []
+            del odd[5:]
+            continue
+        if kept.get(name) is None:
+            kept[name] = kind
+        if len(kept) > MAX_LISTING:
+            raise listing_too_long(directory, where)
+    if odd:
+        LOG.warning("%s listed names in %s that are not file names (%s): ignored", where, directory,
+                    ", ".join(odd))
+    return list(kept.items())
+
+
+def checked_names(names: Iterable[str], directory: str, where: str) -> list[str]:
+    """``checked_entries`` for a listing of bare names."""
+    return [name for name, _ in checked_entries(((name, None) for name in names), directory, where)]
 
 
 def temporary_name(path: str) -> str:

@@ -14,9 +14,11 @@ import logging
 import posixpath
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 
 from freezer.storage.base import (
+    MAX_LISTING,
     AuthError,
     ConnectError,
     NoSpace,
@@ -27,8 +29,10 @@ from freezer.storage.base import (
     StorageError,
     TLSError,
     bare_host,
+    checked_entries,
     container_root,
     host_and_port,
+    listing_too_long,
     network_error,
     server_url,
     temporary_name,
@@ -44,6 +48,12 @@ SOCKET_BUFFER = 4 << 20
 MISSING_CODES = ("450", "550")
 FULL_CODES = ("452", "552")
 REASON_WAIT = 5.0  # seconds to wait for the server's reply after it cut a data connection
+MAX_REPLY = 64 << 10  # bytes of one control reply, its continuation lines included
+MAX_LISTING_BYTES = MAX_LISTING * 64  # an MLSD line of a freezer container is under 60 bytes
+
+
+class SessionDied(ConnectError):
+    """The server's session process died (vsftpd's ``500 OOPS``): a new connection may well work."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +79,60 @@ class FtpSettings:
         return host_and_port(self.host, self.port)
 
 
-class _SessionReusingFTP_TLS(ftplib.FTP_TLS):
+class _DeadlineReplies:
+    """Each control reply read whole within the socket's timeout, and refused unless it looks like FTP.
+
+    ftplib's timeout is per read: a server dribbling a byte at a time would hold a command forever.
+    """
+
+    _pending = b""
+    _pending_sock = None
+
+    def getmultiline(self) -> str:
+        budget = self.sock.gettimeout() or self.timeout
+        deadline = time.monotonic() + budget
+        try:
+            line = self._line_by(deadline)
+            if not (line[:3].isascii() and line[:3].isdigit()):
+                raise ftplib.error_proto(f"not an FTP reply: {line[:40]!r}")
+            return self._rest_of(line, deadline) if line[3:4] == "-" else line
+        finally:
+            self.sock.settimeout(budget)
+
+    def _rest_of(self, reply: str, deadline: float) -> str:
+        """A multi-line reply from its first line on, up to the line with its code and a space."""
+        while True:
+            line = self._line_by(deadline)
+            reply += "\n" + line
+            if len(reply) > MAX_REPLY:
+                raise ftplib.error_proto(f"a reply longer than {MAX_REPLY} bytes: {reply[:40]!r}")
+            if line[:3] == reply[:3] and line[3:4] != "-":
+                return reply
+
+    def _line_by(self, deadline: float) -> str:
+        """One line of the reply, read before ``deadline``, without its line end."""
+        if self._pending_sock is not self.sock:
+            self._pending, self._pending_sock = b"", self.sock
+        while b"\n" not in self._pending:
+            if len(self._pending) > self.maxline:
+                raise ftplib.error_proto(f"a reply line longer than {self.maxline} bytes")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the server's reply did not end in time")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(8192)
+            if not data:
+                raise EOFError
+            self._pending += data
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.rstrip(b"\r").decode(self.encoding, "surrogateescape")
+
+
+class _FTP(_DeadlineReplies, ftplib.FTP):
+    """Plain FTP with whole-reply deadlines."""
+
+
+class _SessionReusingFTP_TLS(_DeadlineReplies, ftplib.FTP_TLS):
     """FTP_TLS whose data connections resume the control connection's TLS session."""
 
     def ntransfercmd(self, cmd, rest=None):
@@ -144,7 +207,7 @@ class FtpStorage(Storage):
 
     def _new_client(self) -> ftplib.FTP:
         if not self.settings.tls:
-            return ftplib.FTP(timeout=self.settings.timeout)
+            return _FTP(timeout=self.settings.timeout)
         cls = _ImplicitFTP_TLS if self.settings.implicit_tls else _SessionReusingFTP_TLS
         return cls(context=self._tls_context(), timeout=self.settings.timeout)
 
@@ -331,7 +394,7 @@ class FtpStorage(Storage):
                     self._absent_dirs.add(remote)
                     return []
                 self._binary_mode = False  # ftplib lists in ASCII
-                entries = [(posixpath.basename(n), None) for n in ftp.nlst(remote)]
+                entries = [(_nlst_name(name, remote), None) for name in ftp.nlst(remote)]
                 if not entries:
                     return []  # vsftpd lists a missing directory as an empty one: learn nothing from it
         except (ftplib.error_temp, ftplib.error_perm) as exc:
@@ -341,25 +404,39 @@ class FtpStorage(Storage):
             raise self._translate(exc, f"list {remote}") from exc
         except BaseException as exc:
             raise self._translate(exc, f"list {remote}") from exc
+        entries = sorted(checked_entries(((name, kind) for name, kind in entries if kind not in ("cdir", "pdir")),
+                                         remote, self.settings.where), key=lambda entry: entry[0])
         self._learn_dirs(remote, entries)
-        return sorted((name, kind) for name, kind in entries
-                      if kind not in ("cdir", "pdir") and name not in (".", ".."))
+        return entries
 
-    def _mlsd(self, ftp: ftplib.FTP, remote: str) -> list[tuple[str, str | None]]:
+    def _mlsd(self, ftp: ftplib.FTP, remote: str) -> Iterator[tuple[str, str | None]]:
         """MLSD read in binary mode, so no TYPE A / TYPE I pair is spent around each listing.
 
         The server's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it is typed None.
         """
         conn = self._binary().transfercmd(f"MLSD {remote}")
         with conn:
-            listing = bytearray()
-            while data := conn.recv(BLOCK_SIZE):
-                listing += data
+            listing = self._read_listing(conn, remote)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
         ftp.voidresp()
-        return [entry for line in bytes(listing).decode(ftp.encoding, "replace").splitlines()
-                if (entry := _mlsd_entry(line)) is not None]
+        lines = (line.decode(ftp.encoding, "replace") for line in _lines(listing))
+        return (entry for line in lines if (entry := _mlsd_entry(line)) is not None)
+
+    def _read_listing(self, conn: socket.socket, remote: str) -> bytearray:
+        """A listing's bytes, whole within --ftp-timeout and at most ``MAX_LISTING_BYTES`` of them."""
+        deadline = time.monotonic() + self.settings.timeout
+        listing = bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the listing of {remote} did not end in time")
+            conn.settimeout(remaining)
+            if not (data := conn.recv(BLOCK_SIZE)):
+                return listing
+            listing += data
+            if len(listing) > MAX_LISTING_BYTES:
+                raise listing_too_long(remote, self.settings.where)
 
     def _learn_dirs(self, remote: str, entries: list[tuple[str, str | None]]) -> None:
         """A directory that could be listed exists, and so do its ancestors and its typed subdirectories."""
@@ -476,6 +553,11 @@ class FtpStorage(Storage):
             return exc
         where = self.settings.where
         reply = _reply(exc) if isinstance(exc, ftplib.Error) else ""
+        if isinstance(exc, ftplib.error_proto):
+            return StorageError(f"{where} does not answer like an FTP server during {action} ({reply}): "
+                                "check --ftp-host and --ftp-port")
+        if reply.startswith("500 OOPS"):
+            return SessionDied(f"the session on {where} died during {action} ({reply})")
         if reply.startswith(FULL_CODES) or (reply.startswith("451") and _says_full(reply)):
             return NoSpace(f"{where} is out of space during {action} ({reply}): free space on the server")
         if missing and reply.startswith(MISSING_CODES):
@@ -527,6 +609,23 @@ def _server_reason(ftp: ftplib.FTP) -> ftplib.Error | None:
     except (OSError, EOFError):
         pass
     return None
+
+
+def _nlst_name(name: str, remote: str) -> str:
+    """A name of an NLST reply, which may carry the directory listed in front; any other path stays as
+    it is, for ``checked_entries`` to refuse."""
+    prefix = remote.rstrip("/") + "/"
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def _lines(data: bytearray) -> Iterator[bytes]:
+    """The lines of ``data`` one at a time (a list of them all would be several times its size)."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield bytes(data[start:end])
+        start = end + 1
 
 
 def _mlsd_entry(line: str) -> tuple[str, str | None] | None:

@@ -34,7 +34,7 @@ LONG_CHAIN = 30
 _NUMBER = "(?:0|[1-9][0-9]{0,19})"
 _L0_DIR = re.compile(_NUMBER)
 _LEVEL_DIR = re.compile(rf"({_NUMBER})_({_NUMBER})")
-_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{8}$")  # base.temporary_name
+_PARTIAL = re.compile(r"^\.[^/]+\.partial-[0-9a-f]{8}$")  # base.temporary_name; one name, never a path
 
 
 class SlotTaken(FreezerError):

@@ -64,7 +64,7 @@ class LocalStorage(Storage):
     def rmtree(self, path: str) -> None:
         with self._errors(path):
             full = self._full(path)
-            if os.path.isdir(full):
+            if os.path.isdir(full) and not os.path.islink(full):  # a link goes, never what it points to
                 shutil.rmtree(full)
             elif os.path.lexists(full):
                 os.unlink(full)

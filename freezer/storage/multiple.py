@@ -58,13 +58,23 @@ class MultiStorage(Storage):
 
     kind = "multiple"
 
-    def __init__(self, storages: list[Storage]):
+    def __init__(self, storages: list[Storage], names: Sequence[str] = ()):
         if not storages:
             raise StorageError("no [storage:NAME] section gives a storage")
         self.storages = storages
+        self.names = list(names) or [f"storage:{index + 1}" for index in range(len(storages))]
 
     def describe(self) -> str:
         return " + ".join(storage.describe() for storage in self.storages)
+
+    def copy_name(self, index: int) -> str:
+        """``[storage:NAME] (where)`` of copy ``index``, for messages."""
+        return f"[{self.names[index]}] ({self.storages[index].describe()})"
+
+    def preferring(self, index: int) -> MultiStorage:
+        """The same storages, reads going to copy ``index`` first (then the others, in order)."""
+        order = [index] + [other for other in range(len(self.storages)) if other != index]
+        return MultiStorage([self.storages[i] for i in order], [self.names[i] for i in order])
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         if isinstance(chunks, (list, tuple)):

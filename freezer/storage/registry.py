@@ -34,7 +34,7 @@ def build(conf) -> Storage:
     if sections:  # [storage:NAME] sections in --config: every one of them, as upstream
         from freezer.storage.multiple import MultiStorage
 
-        return MultiStorage([build(section) for section in sections])
+        return MultiStorage([build(section) for section in sections], [section.section for section in sections])
     names = ", ".join(BUILDERS)
     if not conf.storage:
         raise FreezerError(f"--storage is required: choose one of {names}")

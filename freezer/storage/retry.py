@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from freezer.storage.base import ConnectError, Storage, StorageError
+from freezer.storage.base import ConnectError, Storage, StorageError, checked_names
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,10 +107,12 @@ class Retrying(Storage):
         return _started(self.inner.get_stream(path, offset))
 
     def listdir(self, path: str) -> list[str]:
-        return self._retry(f"list {path}", lambda: self.inner.listdir(path))
+        """The driver's listing, its names checked here too: object stores' keys are never path-checked."""
+        return checked_names(self._retry(f"list {path}", lambda: self.inner.listdir(path)), path, self.kind)
 
     def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
-        return self._retry(f"list {len(paths)} directories", lambda: self.inner.listdirs(paths))
+        listings = self._retry(f"list {len(paths)} directories", lambda: self.inner.listdirs(paths))
+        return [checked_names(names, path, self.kind) for path, names in zip(paths, listings, strict=True)]
 
     def rmtree(self, path: str) -> None:
         self._retry(f"remove {path}", lambda: self.inner.rmtree(path))

@@ -29,6 +29,8 @@ from freezer.storage.base import (
     Storage,
     StorageError,
     bare_host,
+    checked_entries,
+    checked_names,
     container_root,
     host_and_port,
     network_error,
@@ -346,13 +348,16 @@ class SftpStorage(Storage):
                 raise self._translate(listing, f"list {remote}") from listing
             else:
                 self._made_dirs.add(remote)  # it exists: no mkdir for it again
-            names.append(sorted(listing))
+            names.append(sorted(checked_names(listing, remote, self.settings.where)))
         return names
 
     def rmtree(self, path: str) -> None:
         remote = self._abs(path)
         self._made_dirs = {d for d in self._made_dirs if not (d == remote or d.startswith(remote + "/"))}
         try:
+            if stat.S_ISLNK(self._client().lstat(remote).st_mode):
+                self._client().remove(remote)  # a link in the container goes, never what it points to
+                return
             self._rmtree(remote)
         except FileNotFoundError:
             return
@@ -361,8 +366,10 @@ class SftpStorage(Storage):
 
     def _rmtree(self, remote: str) -> None:
         sftp = self._client()
-        for entry in sftp.listdir_attr(remote):
-            child = posixpath.join(remote, entry.filename)
+        listing = sftp.listdir_attr(remote)
+        entries = checked_entries(((entry.filename, entry) for entry in listing), remote, self.settings.where)
+        for name, entry in entries:
+            child = posixpath.join(remote, name)
             if stat.S_ISDIR(entry.st_mode):
                 self._rmtree(child)
             else:
