@@ -12,7 +12,7 @@ import time
 from freezer import __version__, consistency
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
-from freezer.engine import tar
+from freezer.engine import hardlinks, incremental, tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage.base import FreezerError, Storage
@@ -56,20 +56,31 @@ class BackupJob(Job):
         if self.conf.sync:
             os.sync()  # --sync (upstream's default): flush file system buffers before reading
         checksum = self._consistency_checksum(self.read_from or source)
-        ref = self._claim(backups, plan, ts)
-        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
         try:
-            digest, warnings, metadata, counts = self._write(backups, plan, ref, source, checksum)
-        except SlotTaken:
-            raise  # the slot holds another backup's metadata: leave it alone
-        except BaseException:
-            _remove_quietly(backups, ref)
-            raise
+            ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
+        except hardlinks.SplitLink as exc:
+            LOG.warning("%s: starting a new chain (level 0)", exc)
+            plan = LevelPlan(0, None, None)
+            ts = max(ts + 1, int(time.time()))
+            ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
         return self.result(**self._record(source, ref), l0_time_stamp=ref.l0_ts,
                            size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
                            parent=ref_fields(plan.parent), **counts,
                            **({"consistency_checksum": checksum} if checksum else {}))
+
+    def _claim_and_write(self, backups: BackupSet, plan: LevelPlan, ts: int, source: str,
+                         checksum: str | None) -> tuple[BackupRef, tuple[Digest, list[str], dict, dict]]:
+        """Claim a slot for ``plan`` and write the backup into it; give the slot back if that fails."""
+        ref = self._claim(backups, plan, ts)
+        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
+        try:
+            return ref, self._write(backups, plan, ref, source, checksum)
+        except SlotTaken:
+            raise  # the slot holds another backup's metadata: leave it alone
+        except BaseException:
+            _remove_quietly(backups, ref)
+            raise
 
     def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
         """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
@@ -90,8 +101,11 @@ class BackupJob(Job):
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
+                since = incremental.read(snapshot).time
             digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
                                                          snapshot, ref, plan.parent)
+            if plan.parent:
+                hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
             self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
         metadata = self._metadata(ref, source, digest)
         if checksum:

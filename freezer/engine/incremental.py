@@ -72,10 +72,15 @@ def parse(data: bytes, where: str = "snapshot") -> Snapshot:
     return Snapshot(header + newline, (fields[0], fields[1]), directories)
 
 
+def read(path: str) -> Snapshot:
+    """The snapshot file at ``path``."""
+    with open(path, "rb") as handle:
+        return parse(handle.read(), path)
+
+
 def forget_devices(path: str) -> int:
     """Rewrite the snapshot file at ``path`` with every directory's device 0; return how many it holds."""
-    with open(path, "rb") as handle:
-        snapshot = parse(handle.read(), path)
+    snapshot = read(path)
     for directory in snapshot.directories:
         directory.device = NO_DEVICE
     with open(path, "wb") as handle:
