@@ -62,7 +62,7 @@ def parse(data: bytes, where: str = "snapshot") -> Snapshot:
     try:
         while at < len(fields) - 1:
             entries_end = fields.index(b"", at + 6)
-            if fields[entries_end + 1] != b"":
+            if fields[entries_end + 1] != b"" or entries_end + 2 > len(fields) - 1:
                 raise ValueError(at)
             directories.append(Directory(fields[at], (fields[at + 1], fields[at + 2]), fields[at + 3],
                                          fields[at + 4], fields[at + 5], fields[at + 6:entries_end]))
