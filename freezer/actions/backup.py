@@ -58,7 +58,7 @@ class BackupJob(Job):
         checksum = self._consistency_checksum(self.read_from or source)
         try:
             ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
-        except hardlinks.SplitLink as exc:
+        except incremental.NewChain as exc:
             LOG.warning("%s: starting a new chain (level 0)", exc)
             plan = LevelPlan(0, None, None)
             ts = max(ts + 1, int(time.time()))
@@ -101,11 +101,12 @@ class BackupJob(Job):
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
-                since = incremental.read(snapshot).time
+                since = incremental.prepare(snapshot, plan.parent.level)  # NewChain: not built on it
             digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
                                                          snapshot, ref, plan.parent)
             if plan.parent:
                 hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
+            incremental.forget_devices(snapshot)  # stored so, it says this level holds no rename
             self.storage.put_stream(backups.engine_metadata_path(ref), file_chunks(snapshot))
         metadata = self._metadata(ref, source, digest)
         if checksum:

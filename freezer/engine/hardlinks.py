@@ -14,10 +14,9 @@ import stat
 from collections.abc import Iterator
 
 from freezer.engine import incremental
-from freezer.storage.base import FreezerError
 
 
-class SplitLink(FreezerError):
+class SplitLink(incremental.NewChain):
     """A level would store one name of a hard-linked file but not another."""
 
 

@@ -8,7 +8,8 @@ new directory given a deleted one's inode, make renames that extraction cannot r
 its look-up compares the device number, and ``--no-check-device`` (always given) makes the match by
 path compare inode numbers only. So a snapshot whose devices are all 0 (no file system has device 0)
 keeps every unchanged directory incremental and makes every moved or replaced one new: it is dumped
-whole, and the stream carries no rename for any tar (or upstream freezer) to replay.
+whole, and the stream carries no rename for any tar (or upstream freezer) to replay. The snapshots
+we store have devices 0 too, which marks a level as free of renames.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import dataclasses
 
 from freezer.storage.base import FreezerError
 
-NO_DEVICE = b"0"
+NO_DEVICE = b"0"  # in every directory record of a snapshot we store: its level and its parent's hold no rename
 _VERSION_2 = b"-2\n"
+
+
+class NewChain(FreezerError):
+    """The next level cannot build on its parent safely: the backup starts a new chain instead."""
 
 
 @dataclasses.dataclass
@@ -76,6 +81,20 @@ def read(path: str) -> Snapshot:
     """The snapshot file at ``path``."""
     with open(path, "rb") as handle:
         return parse(handle.read(), path)
+
+
+def prepare(path: str, parent_level: int) -> tuple[bytes, bytes]:
+    """Make the parent level's snapshot at ``path`` ready for tar (devices forgotten); return its time.
+
+    NewChain if the parent is an incremental level written with devices (by upstream freezer or an
+    older agent): it may hold a rename a restore cannot replay, and so would every level after it.
+    """
+    snapshot = read(path)
+    if parent_level > 0 and any(d.device != NO_DEVICE for d in snapshot.directories):
+        raise NewChain(f"level {parent_level} was written by an agent that let tar record directory renames, "
+                       "which a restore may not replay")
+    forget_devices(path)
+    return snapshot.time
 
 
 def forget_devices(path: str) -> int:

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 
-from freezer.engine import cipher, codecs, incremental
+from freezer.engine import cipher, codecs
 from freezer.engine.streams import Pipeline
 from freezer.storage.base import FreezerError
 
@@ -80,8 +80,6 @@ def start_backup(source: str, snapshot: str, options: TarOptions) -> Pipeline:
         raise FreezerError(f"--path-to-backup {source} does not exist")
     if options.encrypt_pass_file:
         codecs.check_pass_file(options.encrypt_pass_file)
-    if os.path.exists(snapshot):
-        incremental.forget_devices(snapshot)  # a moved or replaced directory is stored whole, never as a rename
     stages = [create_command(source, snapshot, options)]
     stages += _optional(codecs.compress_command(options.compression))
     return Pipeline(stages, feed_input=False, read_output=True,

@@ -11,10 +11,12 @@ freezer.tests.functional.test_chain_fidelity``
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 
 from freezer.tests import mutations
-from freezer.tests.functional.base import local_date
+from freezer.tests.functional.base import local_date, write
 from freezer.tests.functional.test_local import LocalAgentTest
 
 _START, _STOP = (int(n) for n in os.environ.get("FREEZER_CHAIN_SEEDS", "0:20").split(":"))
@@ -62,3 +64,65 @@ def _seed_test(seed: int):
 
 for _seed in SEEDS:
     setattr(TestChainFidelity, f"test_seed_{_seed:03d}", _seed_test(_seed))
+
+
+class TestChainDecisions(LocalAgentTest):
+    """What the backup does where tar alone would leave a chain that cannot be restored."""
+
+    def setUp(self):
+        super().setUp()
+        for name in ("a/x/f", "b/y/g"):
+            write(os.path.join(self.source, name), name)
+
+    def backup_and_check(self) -> tuple[dict, list[str]]:
+        """Back up; restore that backup and compare; return its result and the agent's warnings."""
+        expected = mutations.describe(self.source)
+        out = os.path.join(self.tmp, "result.json")
+        proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--max-level", "9",
+                          "--metadata-out", out)
+        with open(out, encoding="utf-8") as handle:
+            result = json.load(handle)
+        target = os.path.join(self.tmp, f"restore-{result['time_stamp']}")
+        self.restore(target, "--restore-from-date", local_date(result["time_stamp"]))
+        self.assertEqual([], mutations.differences(expected, mutations.describe(target)))
+        return result, [line for line in proc.stderr.splitlines() if "WARNING" in line]
+
+    def test_swapped_directories_stay_incremental(self):
+        self.backup_and_check()
+        os.rename(f"{self.source}/a", f"{self.source}/t")
+        os.rename(f"{self.source}/b", f"{self.source}/a")
+        os.rename(f"{self.source}/t", f"{self.source}/b")
+        result, warnings = self.backup_and_check()
+        self.assertEqual((1, []), (result["level"], warnings))
+
+    def test_split_hard_link_starts_a_new_chain(self):
+        os.link(f"{self.source}/a/x/f", f"{self.source}/b/linked")
+        self.backup_and_check()
+        os.rename(f"{self.source}/a/x", f"{self.source}/a/moved")
+        result, warnings = self.backup_and_check()
+        self.assertEqual(0, result["level"])
+        self.assertEqual(1, len(warnings), warnings)
+        for words in ("a/moved/f is stored but its hard link b/linked is not", "starting a new chain (level 0)"):
+            self.assertIn(words, warnings[0])
+        self.assertEqual(["0", "0"], [os.path.basename(p).split("_")[0] for p in self.level_dirs()])
+
+    def test_level_written_with_devices_starts_a_new_chain(self):
+        self.backup_and_check()
+        write(f"{self.source}/c", "c")
+        self.backup_and_check()
+        snapshot = os.path.join(self.level_dirs()[-1], "engine_metadata")
+        with open(snapshot, "rb") as handle:  # as upstream freezer or an older agent stored it
+            data = handle.read().replace(b"\x000\x00", f"\x00{os.stat(self.source).st_dev}\x00".encode())
+        with open(snapshot, "wb") as handle:
+            handle.write(data)
+        result, warnings = self.backup_and_check()
+        self.assertEqual(0, result["level"])
+        self.assertEqual(1, len(warnings), warnings)
+        for words in ("level 1 was written by an agent that let tar record directory renames",
+                      "starting a new chain (level 0)"):
+            self.assertIn(words, warnings[0])
+
+    def level_dirs(self) -> list[str]:
+        """Every level's directory under data/, oldest first."""
+        return sorted(glob.glob(f"{self.container}/data/tar/*_{self.backup_name}/*/*_*"),
+                      key=lambda path: int(path.rsplit("_", 1)[1]))
