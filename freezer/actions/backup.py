@@ -101,7 +101,8 @@ class BackupJob(Job):
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 _download(self.storage, backups.engine_metadata_path(plan.parent), snapshot)
-                since = incremental.prepare(snapshot, plan.parent.level)  # NewChain: not built on it
+                since = incremental.prepare(snapshot, plan.parent.level,  # NewChain: not built on it
+                                            backups.engine_metadata_path(plan.parent))
             digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
                                                          snapshot, ref, plan.parent)
             if plan.parent:

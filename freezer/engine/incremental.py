@@ -83,25 +83,33 @@ def read(path: str) -> Snapshot:
         return parse(handle.read(), path)
 
 
-def prepare(path: str, parent_level: int) -> tuple[bytes, bytes]:
-    """Make the parent level's snapshot at ``path`` ready for tar (devices forgotten); return its time.
+def prepare(path: str, parent_level: int, name: str) -> tuple[bytes, bytes]:
+    """Make the parent level's snapshot at ``path`` (stored as ``name``) ready for tar; return its time.
 
-    NewChain if the parent is an incremental level written with devices (by upstream freezer or an
-    older agent): it may hold a rename a restore cannot replay, and so would every level after it.
+    NewChain if it is not a whole snapshot, or if the parent is an incremental level written with
+    devices (by upstream freezer or an older agent): that level may hold a rename a restore cannot
+    replay, and so would fail every level built on it.
     """
-    snapshot = read(path)
+    try:
+        snapshot = read(path)
+    except FreezerError as exc:
+        raise NewChain(str(exc).replace(path, name, 1)) from None
     if parent_level > 0 and any(d.device != NO_DEVICE for d in snapshot.directories):
         raise NewChain(f"level {parent_level} was written by an agent that let tar record directory renames, "
                        "which a restore may not replay")
-    forget_devices(path)
+    _write_without_devices(path, snapshot)
     return snapshot.time
 
 
 def forget_devices(path: str) -> int:
     """Rewrite the snapshot file at ``path`` with every directory's device 0; return how many it holds."""
     snapshot = read(path)
+    _write_without_devices(path, snapshot)
+    return len(snapshot.directories)
+
+
+def _write_without_devices(path: str, snapshot: Snapshot) -> None:
     for directory in snapshot.directories:
         directory.device = NO_DEVICE
     with open(path, "wb") as handle:
         handle.write(snapshot.to_bytes())
-    return len(snapshot.directories)

@@ -6,7 +6,7 @@ import subprocess
 import fixtures
 import testtools
 
-from freezer.engine import hardlinks, incremental
+from freezer.engine import hardlinks, incremental, tar
 from freezer.storage.base import FreezerError
 
 SAMPLE = (b"GNU tar-1.34-2\n1796587217\x00849071132\x00"
@@ -85,3 +85,32 @@ class TestSplitLinks(testtools.TestCase):
         os.unlink(f"{self.source}/b/linked")
         os.link(f"{self.source}/a/f", f"{self.tmp}/outside")
         self.level_1(lambda: os.rename(f"{self.source}/a", f"{self.source}/c"))
+
+
+class TestPrepare(testtools.TestCase):
+    def prepare(self, data: bytes, level: int) -> tuple[tuple[bytes, bytes], bytes]:
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, "snapshot")
+        with open(path, "wb") as handle:
+            handle.write(data)
+        since = incremental.prepare(path, level, "data/tar/h_b/1/1_2/engine_metadata")
+        with open(path, "rb") as handle:
+            return since, handle.read()
+
+    def test_level_0_with_devices_is_built_on(self):
+        self.assertEqual(((b"1796587217", b"849071132"), SAMPLE.replace(b"\x0065024\x00", b"\x000\x00")),
+                         self.prepare(SAMPLE, 0))
+
+    def test_level_without_devices_is_built_on(self):
+        data = SAMPLE.replace(b"\x0065024\x00", b"\x000\x00")
+        self.assertEqual(data, self.prepare(data, 3)[1])
+
+    def test_level_with_devices_starts_a_new_chain(self):
+        error = self.assertRaises(incremental.NewChain, self.prepare, SAMPLE, 1)
+        self.assertIn("level 1 was written by an agent that let tar record directory renames", str(error))
+
+    def test_broken_snapshot_starts_a_new_chain(self):
+        error = self.assertRaises(incremental.NewChain, self.prepare, b"garbage", 2)
+        self.assertIn("data/tar/h_b/1/1_2/engine_metadata is not a GNU tar snapshot file", str(error))
+
+    def test_tar_matches_directories_without_devices(self):
+        self.assertIn("--no-check-device", tar.create_command("/", "snap", tar.TarOptions()))
