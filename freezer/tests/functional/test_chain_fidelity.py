@@ -2,7 +2,8 @@
 
 Each seed builds a tree, backs it up with the real agent (level 0, then a level after each round of
 changes from ``freezer.tests.mutations``) and restores every level with ``--restore-from-date``,
-comparing it with the source as it was when that level was taken.
+and with plain GNU tar as upstream freezer restores, comparing each with the source as it was when
+that level was taken.
 
 The suite runs SEEDS x LEVELS; a longer manual run:
 ``FREEZER_CHAIN_SEEDS=0:200 FREEZER_CHAIN_LEVELS=8 python -m testtools.run \
@@ -14,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import subprocess
 
 from freezer.tests import mutations
 from freezer.tests.functional.base import local_date, write
@@ -52,7 +54,21 @@ class TestChainFidelity(LocalAgentTest):
         if proc.returncode:
             return f"{what}: restore failed: {proc.stderr.strip().splitlines()[-1:]}"
         problems = mutations.differences(expected, mutations.describe(target))
+        problems += [f"plain GNU tar: {line}" for line in self.check_plain_tar(index, result, expected)]
         return f"{what}:\n    " + "\n    ".join(problems) if problems else None
+
+    def check_plain_tar(self, index: int, result: dict, expected: dict) -> list[str]:
+        """What ``tar -x --incremental`` of the chain's levels in order (upstream's restore) gets wrong."""
+        target = os.path.join(self.tmp, f"plain-{index}")
+        os.mkdir(target)
+        chain = glob.glob(f"{self.container}/data/tar/*_{self.backup_name}/{result['l0_time_stamp']}/*_*")
+        for level in sorted(chain, key=lambda path: int(path.rsplit("_", 1)[1])):
+            if int(level.rsplit("_", 1)[1]) <= result["time_stamp"]:
+                proc = subprocess.run(["tar", "--extract", "--incremental", f"--file={level}/data",
+                                       f"--directory={target}"], capture_output=True, text=True)
+                if proc.returncode:
+                    return [f"tar failed on {os.path.basename(level)}: {proc.stderr.strip()}"]
+        return mutations.differences(expected, mutations.describe(target))
 
 
 def _seed_test(seed: int):
