@@ -13,7 +13,7 @@ from freezer import __version__, consistency
 from freezer.actions import authenticity
 from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
-from freezer.engine import auth, tar
+from freezer.engine import auth, hardlinks, incremental, tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage import metadata as level_metadata
@@ -60,20 +60,31 @@ class BackupJob(Job):
         if self.conf.sync:
             os.sync()  # --sync (upstream's default): flush file system buffers before reading
         checksum = self._consistency_checksum(self.read_from or source)
-        ref = self._claim(backups, plan, ts)
-        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
         try:
-            digest, warnings, metadata, counts = self._write(backups, plan, ref, source, checksum)
-        except SlotTaken:
-            raise  # the slot holds another backup's metadata: leave it alone
-        except BaseException:
-            _remove_quietly(backups, ref)
-            raise
+            ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
+        except incremental.NewChain as exc:
+            LOG.warning("%s: starting a new chain (level 0)", exc)
+            plan, self.parent_record = LevelPlan(0, None, None), None
+            ts = max(ts + 1, int(time.time()))
+            ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
         LOG.info("backup %s complete: %d bytes", ref.relpath, digest.size)
         return self.result(**self._record(source, ref), l0_time_stamp=ref.l0_ts,
                            size=digest.size, sha256=metadata["data_sha256"], warnings=warnings,
                            parent=ref_fields(plan.parent), **counts,
                            **({"consistency_checksum": checksum} if checksum else {}))
+
+    def _claim_and_write(self, backups: BackupSet, plan: LevelPlan, ts: int, source: str,
+                         checksum: str | None) -> tuple[BackupRef, tuple[Digest, list[str], dict, dict]]:
+        """Claim a slot for ``plan`` and write the backup into it; give the slot back if that fails."""
+        ref = self._claim(backups, plan, ts)
+        LOG.info("backing up %s to %s as level %d", source, self.storage.describe(), ref.level)
+        try:
+            return ref, self._write(backups, plan, ref, source, checksum)
+        except SlotTaken:
+            raise  # the slot holds another backup's metadata: leave it alone
+        except BaseException:
+            _remove_quietly(backups, ref)
+            raise
 
     def _claim(self, backups: BackupSet, plan: LevelPlan, ts: int) -> BackupRef:
         """Take a slot no other backup has, from ``ts`` on; a level 0 starts its own chain."""
@@ -98,8 +109,13 @@ class BackupJob(Job):
             snapshot = os.path.join(workdir, "snapshot")
             if plan.parent:
                 self._parent_snapshot(backups, plan.parent, snapshot, secret)
+                since = incremental.prepare(snapshot, plan.parent.level,  # NewChain: not built on it
+                                            backups.engine_metadata_path(plan.parent))
             digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
                                                          snapshot, ref, plan.parent)
+            if plan.parent:
+                hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
+            incremental.forget_devices(snapshot)  # stored so, it says this level holds no rename
             engine_digest = Digest()
             self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
         metadata = self._metadata(ref, source, digest, plan.parent)

@@ -53,8 +53,8 @@ class SymlinkGuard:
         """Make again each held link whose placeholder is still there, untouched."""
         held, self.held = self.held, {}
         for directory, names in _by_directory(held).items():
-            if not self._inside(directory):
-                continue
+            if not os.path.isdir(directory) or not self._inside(directory):
+                continue  # a later level removed the directory, and its links with it
             with _times_kept(directory):
                 for name in names:
                     _restore_link(held[os.path.join(directory, name)])
