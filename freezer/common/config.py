@@ -19,7 +19,7 @@ from oslo_config import cfg
 from oslo_utils import strutils
 
 from freezer import __version__
-from freezer.common import cli, upstream
+from freezer.common import cli, inputs, upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -192,6 +192,8 @@ SECRET_ENV = frozenset({env_var for _file, env_var in SECRET_SOURCES.values()} |
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "OS_TOKEN", "OS_AUTH_TOKEN",
     "OS_APPLICATION_CREDENTIAL_SECRET", "ST_KEY", "SWIFT_KEY", "SSH_ASKPASS_PASSWORD", "SSHPASS",
 })
+#: the most read of a password file: its first line is all that counts, and a device never ends
+SECRET_FILE_MAX = 64 * 1024
 SECRET_SUFFIXES = ("PASSWORD", "PASSPHRASE", "SECRET", "SECRET_KEY", "SECRET_ACCESS_KEY", "TOKEN")
 
 
@@ -238,6 +240,7 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     if conf.action not in ACTIONS:
         raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")
     upstream.check(conf)
+    inputs.check(conf)
     return conf
 
 
@@ -245,10 +248,7 @@ def read_ini(path: str) -> dict[str, str]:
     """Options from every section of an ini file except ``[storage:*]``."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise FreezerError(f"cannot read --config {path}: {exc.strerror}") from exc
+        parser.read_string(inputs.read_config_text(path), path)
     except configparser.Error as exc:
         raise FreezerError(f"--config {path} is not a valid ini file: {exc.message.splitlines()[0]}") from exc
     values = {}
@@ -283,8 +283,8 @@ def coerce(opt: cfg.Opt, value):
     if isinstance(opt, cfg.BoolOpt):
         return _boolean(opt, value)
     try:
-        return opt.type(str(value) if isinstance(value, bool) else value)
-    except (ValueError, TypeError) as exc:
+        return inputs.finite(opt.type(str(value) if isinstance(value, bool) else value), f"{opt.dest} (--{opt.name})")
+    except (ValueError, TypeError, OverflowError) as exc:
         raise FreezerError(f"{opt.dest} (--{opt.name}): {cli.why_invalid(opt.type, str(value), exc)}") from exc
 
 
@@ -344,12 +344,18 @@ def resolve_secrets(conf: cfg.ConfigOpts) -> None:
 
 
 def read_first_line(path: str, flag: str) -> str:
-    """The first line of a secret file given with ``flag``; one clear error if unreadable."""
+    """The first line of a secret file given with ``flag`` (read bounded); one clear error if unusable."""
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.readline().rstrip("\r\n")
+        with open(os.path.expanduser(path), "rb") as handle:
+            line = handle.read(SECRET_FILE_MAX).split(b"\n", 1)[0].rstrip(b"\r")
     except OSError as exc:
         raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
+    if b"\0" in line:
+        raise FreezerError(f"{flag} {path} holds NUL bytes: give a text file whose first line is the secret")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FreezerError(f"{flag} {path}: the first line is not UTF-8 text") from None
 
 
 @dataclasses.dataclass(frozen=True)
