@@ -106,3 +106,11 @@ class TestChecks(testtools.TestCase):
         self.assertEqual(b"a" * 1023, inputs.read_secret_line(path, "--auth-key-file"))  # as openssl reads it
         error = self.assertRaises(FreezerError, inputs.read_secret_line, "/dev/null", "--auth-key-file")
         self.assertIn("--auth-key-file /dev/null: the first line is empty", str(error))
+
+
+class TestCipherPassphrase(testtools.TestCase):
+    def test_dev_zero_is_refused_after_a_bounded_read(self):
+        from freezer.engine import cipher
+
+        error = self.assertRaises(FreezerError, cipher.read_passphrase, "/dev/zero")
+        self.assertIn("--encrypt-pass-file /dev/zero holds NUL bytes", str(error))
