@@ -67,17 +67,25 @@ def check_host(option: str, value: str) -> None:
         pass
     if len(bare) > MAX_HOST:
         raise FreezerError(f"invalid {option} ({len(bare)} characters): a host name has at most {MAX_HOST}")
+    why = _host_problem(bare)
+    if why:
+        raise FreezerError(f"invalid {option} {value!r}: not a host name ({why})")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a DNS name, or None."""
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if not host or any(not label for label in labels):
+        return "an empty label"
+    if any(len(label) > 63 for label in labels):
+        return "a label longer than 63 characters"
+    if any(c.isspace() for c in host):
+        return "white space"
     try:
-        bare.encode("idna")
-    except UnicodeError as exc:
-        raise FreezerError(f"invalid {option} {value!r}: not a host name ({_idna_reason(exc)})") from None
-    if not bare or any(c.isspace() for c in bare):
-        raise FreezerError(f"invalid {option} {value!r}: not a host name")
-
-
-def _idna_reason(exc: UnicodeError) -> str:
-    detail = str(exc)
-    return "a label longer than 63 characters" if "too long" in detail else "characters a host name cannot hold"
+        host.encode("idna")
+    except UnicodeError:
+        return "characters a host name cannot hold"
+    return None
 
 
 def _check_text(option: str, value: str) -> None:
@@ -105,7 +113,7 @@ def read_secret_line(path: str, option: str) -> bytes:
             head = handle.read(SECRET_LINE_MAX)
     except OSError as exc:
         raise FreezerError(f"cannot read {option} {path}: {exc.strerror}") from exc
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    line = head.split(b"\n", 1)[0]  # as openssl: a carriage return stays part of the secret
     if b"\0" in line:
         raise FreezerError(f"{option} {path} holds NUL bytes: give a text file whose first line is the secret")
     if not line:

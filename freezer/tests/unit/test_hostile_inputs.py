@@ -93,6 +93,9 @@ class TestChecks(testtools.TestCase):
     def test_hosts_accepted(self):
         for host in ("example.com", "127.0.0.1", "::1", "[::1]", "fe80::1%eth0", "bücher.example"):
             inputs.check_host("--ftp-host", host)
+        for host, why in (("a..b", "an empty label"), ("a b", "white space"), ("x" * 64, "longer than 63")):
+            error = self.assertRaises(FreezerError, inputs.check_host, "--ftp-host", host)
+            self.assertIn(why, str(error))
 
     def test_minus_one_is_the_only_negative_rate(self):
         self.assertIsNone(upstream.byte_rate("-1", "--upload-limit"))
