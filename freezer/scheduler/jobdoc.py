@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jsonschema
 
@@ -97,6 +98,8 @@ def parse(text: str, name: str) -> dict:
 
 def load(path: str) -> dict:
     """Read and prepare the job file at ``path``."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise FreezerError(f"{path}: not a regular file: not a job document")  # a FIFO would block the daemon
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)

@@ -1,6 +1,9 @@
 """Job documents, schedules and action ini files (pure logic)."""
 
 import datetime
+import os
+import shutil
+import tempfile
 
 import testtools
 
@@ -130,3 +133,14 @@ class TestHostileSchedules(testtools.TestCase):
             inner = inner["x"]
         error = self.assertRaises(FreezerError, jobdoc.prepare, document, "job j1")
         self.assertIn("job j1: JSON nested more than 32 levels", str(error))
+
+    def test_fifo_and_huge_files_refused_without_blocking(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        fifo = os.path.join(directory, "fifo.json")
+        os.mkfifo(fifo)
+        self.assertIn("not a regular file", str(self.assertRaises(FreezerError, jobdoc.load, fifo)))
+        huge = os.path.join(directory, "huge.json")
+        with open(huge, "w") as out:
+            out.write(" " * (jobdoc.MAX_FILE_BYTES + 1))
+        self.assertIn("larger than 1024 KiB", str(self.assertRaises(FreezerError, jobdoc.load, huge)))
