@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 
-from freezer.common import upstream
-from freezer.common.config import child_environment
+from freezer.common import config, upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -19,7 +18,10 @@ class CommandFailed(FreezerError):
 
 
 def run(conf) -> dict:
-    """Run ``--command`` with ``/bin/sh -c``; stderr passes through, its last line names a failure."""
+    """Run ``--command`` with ``/bin/sh -c``; stderr passes through, its last line names a failure.
+
+    The command gets the operator's environment without the agent's own secrets (config.exec_environment).
+    """
     command = upstream.verbatim(conf, "command")
     if not command:
         raise FreezerError("--command is required for --action exec")
@@ -27,7 +29,8 @@ def run(conf) -> dict:
     stdout = sys.stderr if conf.metadata_out == "-" else None  # keep the JSON result alone on stdout
     try:
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=subprocess.PIPE, env=child_environment())
+                                stderr=subprocess.PIPE,
+                                env=config.exec_environment(config.agent_secrets(conf)))
     except OSError as exc:
         raise FreezerError(f"--action exec: cannot start /bin/sh: {exc.strerror}") from exc
     last_line = _relay(proc.stderr)

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 
-from freezer.common import upstream
+from freezer.common import config, upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def _set(nice: int, ionice_class: tuple[str, ...], option: str) -> None:
     if ionice is None:
         LOG.warning("%s: ionice not found (util-linux): I/O priority unchanged", option)
         return
-    proc = subprocess.run([ionice, *ionice_class, "-p", str(os.getpid())], capture_output=True, text=True)
+    proc = subprocess.run([ionice, *ionice_class, "-p", str(os.getpid())], capture_output=True, text=True,
+                          env=config.child_environment())
     if proc.returncode != 0:
         LOG.warning("%s: ionice failed: %s", option, proc.stderr.strip() or f"exit {proc.returncode}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -162,9 +163,12 @@ def _checker(opt: cfg.Opt):
     """An argparse ``type`` that accepts what the option's oslo type accepts, with a clear message."""
     def convert(value: str):
         try:
-            return opt.type(value)
-        except (ValueError, TypeError) as exc:
+            converted = opt.type(value)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise argparse.ArgumentTypeError(why_invalid(opt.type, value, exc)) from exc
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise argparse.ArgumentTypeError(f"invalid value {value!r}: expected a finite number")
+        return converted
     convert.__name__ = opt.name
     return convert
 

@@ -19,7 +19,7 @@ from oslo_config import cfg
 from oslo_utils import strutils
 
 from freezer import __version__
-from freezer.common import cli, upstream
+from freezer.common import cli, inputs, upstream
 from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -190,25 +190,60 @@ SECRET_SOURCES = {
     "os_password": ("os_password_file", "OS_PASSWORD"),
 }
 
-# Environment variables that hold secrets: the agent may read them, the tools it runs (tar,
-# compressors, openssl, LVM tools) never see them. Names ending like SECRET_SUFFIXES count too.
+# Environment variables that hold the agent's own secrets: it may read them; an exec action's
+# command never sees them (nor any variable holding a secret's value, see exec_environment).
 SECRET_ENV = frozenset({env_var for _file, env_var in SECRET_SOURCES.values()} | {
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "OS_TOKEN", "OS_AUTH_TOKEN",
     "OS_APPLICATION_CREDENTIAL_SECRET", "ST_KEY", "SWIFT_KEY", "SSH_ASKPASS_PASSWORD", "SSHPASS",
 })
-SECRET_SUFFIXES = ("PASSWORD", "PASSPHRASE", "SECRET", "SECRET_KEY", "SECRET_ACCESS_KEY", "TOKEN")
+#: what the tools the agent runs for its own work (tar, compressors, openssl, LVM tools, ionice)
+#: get of its environment: where programs are, language, time zone, home and temporary directory
+CHILD_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR",
+                       "LVM_SYSTEM_DIR"})
+CHILD_ENV_PREFIXES = ("LC_",)
+#: the most read of a password file: its first line is all that counts, and a device never ends
+SECRET_FILE_MAX = 64 * 1024
+#: a secret shorter than this is kept out only as a whole value, not as part of one
+MIN_SECRET_PART = 6
 
 
 def child_environment(environ: dict | None = None) -> dict[str, str]:
-    """The environment for a child process: the agent's, without its secrets."""
+    """The environment of a tool the agent runs for its own work: only the CHILD_ENV variables."""
     source = os.environ if environ is None else environ
-    return {name: value for name, value in source.items() if not is_secret_variable(name)}
+    kept = {name: value for name, value in source.items()
+            if name in CHILD_ENV or name.startswith(CHILD_ENV_PREFIXES)}
+    kept.setdefault("PATH", os.defpath)
+    return kept
+
+
+def exec_environment(secrets: Sequence[str], environ: dict | None = None) -> dict[str, str]:
+    """An exec action's environment: the operator's, without SECRET_ENV and any variable holding a secret."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items()
+            if not is_secret_variable(name) and not holds_secret(value, secrets)}
 
 
 def is_secret_variable(name: str) -> bool:
-    """A variable listed in SECRET_ENV, or named like a password, passphrase, secret or token."""
-    upper = name.upper()
-    return upper in SECRET_ENV or upper.endswith(SECRET_SUFFIXES)
+    """A variable the agent reads its own secrets from (SECRET_ENV)."""
+    return name.upper() in SECRET_ENV
+
+
+def holds_secret(value: str, secrets: Sequence[str]) -> bool:
+    """True when ``value`` is one of ``secrets``, or holds one of at least MIN_SECRET_PART characters."""
+    return any(secret and (value == secret or (len(secret) >= MIN_SECRET_PART and secret in value))
+               for secret in secrets)
+
+
+def agent_secrets(conf) -> list[str]:
+    """Every secret the agent holds: secret options and the first line of its pass and key files."""
+    found = secret_values(conf)
+    for dest in inputs.SECRET_FILE_OPTIONS:
+        if conf[dest]:
+            try:
+                found.append(inputs.read_secret_line(conf[dest], inputs.flag(dest)).decode("utf-8", "replace"))
+            except FreezerError:
+                continue  # an unreadable file holds nothing to hide
+    return found
 
 
 def all_opts() -> list[cfg.Opt]:
@@ -242,6 +277,7 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     if conf.action not in ACTIONS:
         raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")
     upstream.check(conf)
+    inputs.check(conf)
     return conf
 
 
@@ -249,10 +285,7 @@ def read_ini(path: str) -> dict[str, str]:
     """Options from every section of an ini file except ``[storage:*]``."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as exc:
-        raise FreezerError(f"cannot read --config {path}: {exc.strerror}") from exc
+        parser.read_string(inputs.read_config_text(path), path)
     except configparser.Error as exc:
         raise FreezerError(f"--config {path} is not a valid ini file: {exc.message.splitlines()[0]}") from exc
     values = {}
@@ -287,8 +320,8 @@ def coerce(opt: cfg.Opt, value):
     if isinstance(opt, cfg.BoolOpt):
         return _boolean(opt, value)
     try:
-        return opt.type(str(value) if isinstance(value, bool) else value)
-    except (ValueError, TypeError) as exc:
+        return inputs.finite(opt.type(str(value) if isinstance(value, bool) else value), f"{opt.dest} (--{opt.name})")
+    except (ValueError, TypeError, OverflowError) as exc:
         raise FreezerError(f"{opt.dest} (--{opt.name}): {cli.why_invalid(opt.type, str(value), exc)}") from exc
 
 
@@ -348,12 +381,18 @@ def resolve_secrets(conf: cfg.ConfigOpts) -> None:
 
 
 def read_first_line(path: str, flag: str) -> str:
-    """The first line of a secret file given with ``flag``; one clear error if unreadable."""
+    """The first line of a secret file given with ``flag`` (read bounded); one clear error if unusable."""
     try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.readline().rstrip("\r\n")
+        with open(os.path.expanduser(path), "rb") as handle:
+            line = handle.read(SECRET_FILE_MAX).split(b"\n", 1)[0].rstrip(b"\r")
     except OSError as exc:
         raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
+    if b"\0" in line:
+        raise FreezerError(f"{flag} {path} holds NUL bytes: give a text file whose first line is the secret")
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FreezerError(f"{flag} {path}: the first line is not UTF-8 text") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import configparser
 
-from freezer.common import config
+from freezer.common import config, inputs
 from freezer.storage.base import FreezerError
 
 
@@ -37,8 +37,7 @@ class SectionConf:
 def read(path: str, conf) -> list[SectionConf]:
     """The ``[storage:NAME]`` sections of ``path``, in file order, as option views."""
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
-    with open(path, encoding="utf-8") as handle:  # read_ini has already reported an unreadable file
-        parser.read_file(handle)
+    parser.read_string(inputs.read_config_text(path), path)  # read_ini has already reported a bad file
     sections = []
     for section in parser.sections():
         if not section.lower().startswith("storage:"):
@@ -49,6 +48,8 @@ def read(path: str, conf) -> list[SectionConf]:
             if opt is None:
                 raise FreezerError(f"--config {path}: [{section}] has unknown option {key!r}")
             values[opt.dest] = config.coerce(opt, raw)
+            if opt.dest in inputs.HOST_OPTIONS and values[opt.dest]:
+                inputs.check_host(f"[{section}] {opt.dest}", values[opt.dest])
         _secrets_from_files(values, section)
         if not values.get("storage"):
             raise FreezerError(f"--config {path}: [{section}] needs storage = local, ftp, sftp, s3...")

@@ -10,6 +10,7 @@ go with them live here too: --low-priority, --cross-mount-points and --verify-sc
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 from oslo_config import cfg
@@ -157,8 +158,10 @@ def byte_rate(value: str | int | None, option: str) -> int | None:
         number = float(digits)
     except ValueError:
         raise FreezerError(f"bad value for {option}: {value!r} (bytes per second, e.g. 500K or 10M)") from None
-    if number < 0:
+    if number == -1 and factor == 1:
         return None
+    if not math.isfinite(number) or number < 0:
+        raise FreezerError(f"bad value for {option}: {value!r}: give bytes per second (e.g. 500K) or -1 for no limit")
     if number * factor < 1:
         raise FreezerError(f"{option} {value} is below 1 byte per second: give -1 for no limit")
     return int(number * factor)

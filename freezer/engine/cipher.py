@@ -26,13 +26,21 @@ class NotEncrypted(FreezerError):
 
 
 def read_passphrase(path: str) -> bytes:
-    """The passphrase as ``-pass file:PATH`` takes it: the first line, without its newline."""
+    """The passphrase as ``-pass file:PATH`` takes it: the first line, without its newline.
+
+    At most PASS_MAX bytes are read (a device such as /dev/zero never ends); a NUL byte is refused,
+    since openssl would cut the passphrase there and derive another key.
+    """
     try:
         with open(path, "rb") as handle:
             line = handle.read(PASS_MAX)
     except OSError as exc:
         raise FreezerError(f"cannot read --encrypt-pass-file {path}: {exc.strerror}") from exc
-    return line.split(b"\n", 1)[0]
+    line = line.split(b"\n", 1)[0]
+    if b"\0" in line:
+        raise FreezerError(f"--encrypt-pass-file {path} holds NUL bytes: give a text file whose first line "
+                           "is the passphrase")
+    return line
 
 
 def derive_key(passphrase: bytes, salt: bytes) -> tuple[bytes, bytes]:

@@ -147,13 +147,24 @@ def run_due_jobs(jobs_dir: str, stopping: list[bool], policy: Policy) -> None:
     for path in job_files(jobs_dir):
         try:
             job = load_job(path, policy)
-            due = schedule.next_run(job.get("job_schedule"), read_state(path).get("last_run"), time.time())
+            due = next_run(path, job)
         except FreezerError as exc:
             skip_invalid(path, exc, every_time=False)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug in one job's handling must not stop the others
+            LOG.error("%s: unexpected %s: %s: job skipped", path, type(exc).__name__, exc)
             continue
         if due is not None and due <= time.time() and not stopping:
             run_job_file(path, job, sleep=lambda seconds: _retry_pause(seconds, stopping),
                          allow_exec=policy.allow_exec)
+
+
+def next_run(path: str, job: dict) -> float | None:
+    """When the job of ``path`` is due next (None: never again); a bad schedule names the file."""
+    try:
+        return schedule.next_run(job.get("job_schedule"), read_state(path).get("last_run"), time.time())
+    except FreezerError as exc:
+        raise FreezerError(f"{_label(path, job)}: job_schedule: {exc}") from None
 
 
 def _retry_pause(seconds: float, stopping: list[bool]) -> None:
@@ -175,7 +186,7 @@ def status(jobs_dir: str, policy: Policy) -> int:
         state = read_state(path)
         try:
             job = load_job(path, policy)
-            due = schedule.next_run(job.get("job_schedule"), state.get("last_run"), time.time())
+            due = next_run(path, job)
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due)) if due else "never"
         except FreezerError as exc:
             when = f"invalid: {exc}"

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import subprocess
 import threading
 import time
@@ -23,6 +24,8 @@ from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger("freezer.scheduler")
 TIME_NULL = -1
+
+
 @dataclasses.dataclass
 class Tracked:
     """A job this scheduler knows: its document, whether it is scheduled, when it last ran."""
@@ -53,7 +56,11 @@ class Running:
 
 
 class ApiScheduler:
-    """Runs one job at a time; the main thread polls and handles events, a worker runs the job."""
+    """Runs one job at a time; the main thread polls and handles events, a worker runs the job.
+
+    The main thread alone changes ``jobs`` and ``running``: the worker hands each finished run back
+    through ``finished``, which the main loop drains (``collect``).
+    """
 
     def __init__(self, api: FreezerApi, capabilities: dict, jobs_dir: str, agent: str | None = None,
                  allow_exec: bool = True):
@@ -65,6 +72,7 @@ class ApiScheduler:
         self.jobs: dict[str, Tracked] = {}
         self.running: Running | None = None
         self.stopping: list[bool] = []
+        self.finished: queue.SimpleQueue[tuple[Tracked, Running]] = queue.SimpleQueue()
 
     # -- the loop -------------------------------------------------------------------------------
     def serve(self, interval: float, stopping: list[bool]) -> None:
@@ -74,6 +82,7 @@ class ApiScheduler:
         self.api.register(self.capabilities)
         next_poll = 0.0
         while not stopping:
+            self.collect()
             if time.monotonic() >= next_poll:
                 self.poll()
                 next_poll = time.monotonic() + interval
@@ -81,6 +90,19 @@ class ApiScheduler:
             _pause(0.2, lambda: bool(stopping))
         if self.running and self.running.thread:
             self.running.thread.join()
+        self.collect()
+
+    def collect(self) -> None:
+        """Finish the runs the worker handed back (report, reschedule or drop the job) in this thread."""
+        while True:
+            try:
+                tracked, run = self.finished.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._finish(tracked, run)
+            finally:
+                self.running = None
 
     def poll(self) -> None:
         """Read this client's jobs, handle their events, forget the ones freezer-api no longer has."""
@@ -90,8 +112,12 @@ class ApiScheduler:
             LOG.error("%s", exc)
             return
         LOG.debug("polled freezer-api: %d jobs for this client", len(docs))
+        docs = [doc for doc in docs if isinstance(doc, dict) and isinstance(doc.get("job_id"), str)]
         for doc in docs:
-            self.on_job(doc)
+            try:
+                self.on_job(doc)
+            except Exception as exc:  # noqa: BLE001 - one strange document must not stop the others
+                LOG.error("job %s: unexpected %s: %s: job skipped", doc["job_id"], type(exc).__name__, exc)
         listed = {doc["job_id"] for doc in docs}
         for job_id in [job_id for job_id in self.jobs if job_id not in listed]:
             if self.running and self.running.job_id == job_id:
@@ -188,8 +214,9 @@ class ApiScheduler:
         if self.running is not None or self.stopping:
             return
         now = time.time()
-        for tracked in self.jobs.values():
+        for tracked in list(self.jobs.values()):
             if tracked.active and self._due(tracked, now):
+                tracked.last_run = now
                 self.running = Running(tracked.doc["job_id"])
                 self.running.thread = threading.Thread(target=self._run, args=(tracked, self.running),
                                                        name=f"job-{self.running.job_id}", daemon=True)
@@ -200,7 +227,7 @@ class ApiScheduler:
         try:
             due = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, now)
         except FreezerError as exc:
-            LOG.error("job %s: %s", tracked.doc["job_id"], exc)
+            LOG.error("job %s: job_schedule: %s: job stopped", tracked.doc["job_id"], exc)
             tracked.active = False
             self._report_actions(tracked.doc, [runner.ActionResult(0, "failed", error=f"job_schedule: {exc}")])
             self._set(tracked.doc, status="stop", result="fail")
@@ -213,19 +240,17 @@ class ApiScheduler:
         except Exception:  # noqa: BLE001 - a bug must not kill the loop silently
             LOG.exception("job %s: unexpected error", run.job_id)
         finally:
-            self.running = None
+            self.finished.put((tracked, run))
 
     def _run_job(self, tracked: Tracked, run: Running) -> None:
         doc = tracked.doc
-        started = time.time()
-        tracked.last_run = started
+        started = tracked.last_run or time.time()
         self._set(doc, status="running", result="", time_started=int(started), time_ended=TIME_NULL)
         LOG.info("job %s running", run.job_id)
         self._session(doc, start=True)
         result = self._execute(doc, run)
         doc["job_schedule"].update(result=result, time_ended=int(time.time()))
         self._session(doc, start=False)
-        self._finish(tracked, run)
 
     def _execute(self, doc: dict, run: Running) -> str:
         """Run the actions; record each backup; report failures; the job's result (success, fail or aborted)."""
@@ -290,6 +315,8 @@ class ApiScheduler:
     def _finish(self, tracked: Tracked, run: Running) -> None:
         """After a run: removed, completed (stopped, aborted or schedule over) or scheduled again."""
         job_id = run.job_id
+        if not tracked.doc["job_schedule"].get("result"):
+            tracked.doc["job_schedule"]["result"] = "fail"  # a run cut short by a bug
         LOG.info("job %s finished: %s", job_id, tracked.doc["job_schedule"]["result"])
         if run.remove:
             self._set(tracked.doc, status="removed")
@@ -299,7 +326,10 @@ class ApiScheduler:
             tracked.active = False
             self._set(tracked.doc, status="stop")
             return
-        over = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, time.time()) is None
+        try:
+            over = schedule.next_run(tracked.doc["job_schedule"], tracked.last_run, time.time()) is None
+        except FreezerError:
+            over = True  # the schedule was readable when the job started; now it is not: run it no more
         if run.stop or run.abort or over:
             tracked.active = False
             self._set(tracked.doc, status="completed")

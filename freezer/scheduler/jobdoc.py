@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jsonschema
 
 from freezer.common.config import ACTIONS, STORAGES
-from freezer.scheduler import actionvalues
+from freezer.scheduler import actionvalues, schedule
 from freezer.storage.base import FreezerError
 
 CAPABILITY_KEYS = (("supported_actions", "action"), ("supported_modes", "mode"),
                    ("supported_storages", "storage"), ("supported_engines", "engine_name"))
+#: a job document is five levels deep (job, job_actions, action, freezer_action, value); deeper is refused
+MAX_DEPTH = 32
+#: the largest job file read; real ones are a few KiB
+MAX_FILE_BYTES = 1 << 20
 INTERVAL_PATTERN = r"^\s*(continuous|\d+\s+(second|minute|hour|day|week)s?)\s*$"
 
 FREEZER_ACTION = {
@@ -85,18 +90,27 @@ def parse(text: str, name: str) -> dict:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FreezerError(_describe_json_error(exc, name)) from exc
+    except RecursionError:
+        raise FreezerError(f"{name}: JSON nested more than {MAX_DEPTH} levels deep: not a job document") from None
     job_id = document.get("job_id") if isinstance(document, dict) else None
     return prepare(document, f"{name} (job {job_id})" if job_id else name)
 
 
 def load(path: str) -> dict:
     """Read and prepare the job file at ``path``."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise FreezerError(f"{path}: not a regular file: not a job document")  # a FIFO would block the daemon
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FreezerError(f"cannot read job file {path}: {exc}") from exc
-    return parse(text, path)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise FreezerError(f"cannot read job file {path}: {exc.strerror}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise FreezerError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB: not a job document")
+    try:
+        return parse(data.decode("utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise FreezerError(f"{path}: not UTF-8 text (byte {exc.start}): not a job document") from None
 
 
 def prepare(document, name: str) -> dict:
@@ -104,9 +118,28 @@ def prepare(document, name: str) -> dict:
 
     Every entry point (job files, freezer-api) passes through here before any other check.
     """
+    if too_deep(document, MAX_DEPTH):
+        raise FreezerError(f"{name}: JSON nested more than {MAX_DEPTH} levels deep: not a job document")
     job = actionvalues.normalize_job(document, name)
     validate(job, name)
+    try:
+        schedule.check(job.get("job_schedule"))
+    except FreezerError as exc:
+        raise FreezerError(f"{name}: job_schedule: {exc}") from None
     return job
+
+
+def too_deep(document, limit: int) -> bool:
+    """True when lists and objects nest more than ``limit`` levels (walked without recursion)."""
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return False
 
 
 def validate(document: dict, name: str) -> None:

@@ -12,21 +12,40 @@ CRON_FIELDS = (("schedule_month", 1, 12), ("schedule_day", 1, 31), ("schedule_da
                ("schedule_hour", 0, 23), ("schedule_minute", 0, 59))
 DAY_NAMES = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 SEARCH_LIMIT_MINUTES = 366 * 24 * 60
+MAX_INTERVAL = 10 * 366 * 86400
 
 
 def interval_seconds(text: str) -> int:
     """``"5 minutes"`` -> 300; ``"continuous"`` -> 0."""
-    match = re.fullmatch(r"\s*(?:(continuous)|(\d+)\s+(second|minute|hour|day|week)s?)\s*", text or "")
+    match = re.fullmatch(r"\s*(?:(continuous)|(\d+)\s+(second|minute|hour|day|week)s?)\s*", text or "",
+                         re.ASCII)
     if not match:
         raise FreezerError(f"bad schedule_interval {text!r}: use 'N minutes|hours|days|weeks' or 'continuous'")
-    return 0 if match.group(1) else int(match.group(2)) * UNIT_SECONDS[match.group(3)]
+    if match.group(1):
+        return 0
+    seconds = int(match.group(2)) * UNIT_SECONDS[match.group(3)]
+    if not 0 < seconds <= MAX_INTERVAL:
+        raise FreezerError(f"bad schedule_interval {text!r}: give 1 second to 10 years, or 'continuous'")
+    return seconds
+
+
+def check(schedule: dict | None) -> None:
+    """Raise FreezerError naming the first unusable field of a ``job_schedule``, before it is ever due."""
+    schedule = schedule or {}
+    for field in ("schedule_date", "schedule_start_date", "schedule_end_date"):
+        if schedule.get(field):
+            parse_date(schedule[field], field)
+    if schedule.get("schedule_interval"):
+        interval_seconds(schedule["schedule_interval"])
+    for name, low, high in CRON_FIELDS:
+        _cron_values(schedule.get(name), low, high, name)
 
 
 def parse_date(text: str, field: str) -> float:
     """An ISO date (``2026-11-25T10:00:00``, optional zone) as epoch seconds; naive means local."""
     try:
         return datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, OverflowError, OSError) as exc:
         raise FreezerError(f"bad {field} {text!r}: use YYYY-MM-DDThh:mm:ss") from exc
 
 
@@ -76,19 +95,22 @@ def _cron_values(spec, low: int, high: int, name: str) -> set[int]:
         return set(range(low, high + 1))
     values: set[int] = set()
     for part in str(spec).lower().split(","):
-        match = re.fullmatch(r"(\*|\w+)(?:-(\w+))?(?:/(\d+))?", part.strip())
+        match = re.fullmatch(r"(\*|\w+)(?:-(\w+))?(?:/(\d+))?", part.strip(), re.ASCII)
         if not match:
             raise FreezerError(f"bad {name} {spec!r}")
         first, last, step = match.groups()
-        lo = low if first == "*" else _cron_number(first, name)
-        hi = high if first == "*" else _cron_number(last, name) if last else (high if step else lo)
+        lo = low if first == "*" else _cron_number(first, name, low, high)
+        hi = high if first == "*" else _cron_number(last, name, low, high) if last else (high if step else lo)
+        if int(step or 1) == 0 or hi < lo:
+            raise FreezerError(f"bad {name} {spec!r}: {'a step must be 1 or more' if hi >= lo else 'empty range'}")
         values.update(range(lo, hi + 1, int(step or 1)))
     return values
 
 
-def _cron_number(text: str, name: str) -> int:
+def _cron_number(text: str, name: str, low: int, high: int) -> int:
+    """A cron value (or day name) within ``low``-``high``."""
     if text in DAY_NAMES:
         return DAY_NAMES[text]
-    if not text.isdigit():
-        raise FreezerError(f"bad {name} value {text!r}")
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise FreezerError(f"bad {name} value {text!r}: expected {low}-{high}")
     return int(text)

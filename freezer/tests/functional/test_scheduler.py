@@ -321,6 +321,36 @@ class TestDaemon(SchedulerTest):
         proc = self.scheduler("stop", expect=2)
         self.assertIn("--pid-file", proc.stderr)
 
+    def test_hostile_job_files_appearing_while_it_runs_are_refused_the_others_run(self):
+        log = os.path.join(self.tmp, "scheduler.log")
+        local = {"action": "info", "storage": "local", "container": self.tmp + "/local"}
+        first = self.add_job("a.json", {"job_actions": [{"freezer_action": local}]})
+        proc = subprocess.Popen([SCHEDULER, "--no-api", "--jobs-dir", self.jobs, "--poll", "0.2", "--pid-file",
+                                 self.pid_file, "--log-file", log, "--no-daemon", "start"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(proc.wait, 60)
+        self.addCleanup(proc.terminate)
+        self.assertEqual("completed", self.wait_for_state(first)["status"])
+        zero = self.add_job("b-zero.json", {"job_id": "z1", "job_schedule": {"schedule_minute": "*/0"},
+                                            "job_actions": [{"freezer_action": local}]})
+        interval = self.add_job("c-interval.json", {"job_schedule": {"schedule_interval": "0 minutes"},
+                                                    "job_actions": [{"freezer_action": local}]})
+        deep = self.add_job("d-deep.json", '{"job_actions": ' + "[" * 50000 + "]" * 50000 + "}")
+        last = self.add_job("e.json", {"job_actions": [{"freezer_action": local}]})
+        self.assertEqual("completed", self.wait_for_state(last)["status"])
+        self.assertIsNone(proc.poll(), "the daemon died")
+        for path, words in ((zero, "(job z1): job_schedule: bad schedule_minute '*/0'"),
+                            (interval, "job_schedule: bad schedule_interval '0 minutes'"),
+                            (deep, "JSON nested more than 32 levels deep")):
+            state = self.wait_for_state(path)
+            self.assertEqual("invalid", state["status"])
+            self.assertTrue(state["error"].startswith(path), state["error"])
+            self.assertIn(words, state["error"])
+        with open(log) as handle:
+            text = handle.read()
+        self.assertNotIn("Traceback", text)
+        self.assertIn(f"{zero} (job z1): job_schedule", text)
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -21,11 +21,16 @@ class SnapshotTest(LocalAgentTest):
         make_tree(self.source)
         self.mounts = os.path.join(self.tmp, "mounts")
         os.makedirs(self.mounts)
-        bin_dir = os.path.join(self.tmp, "bin")
+        bin_dir = self.bin_dir = os.path.join(self.tmp, "bin")
         fakelvm.install(bin_dir)
         self.log = os.path.join(self.tmp, "lvm.log")
         self.env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LVM_LOG": self.log,
                     "FAKE_LVM_ORIGIN": self.volume}
+
+    def agent(self, *args, env=None, **kwargs):
+        """The agent, its FAKE_LVM_* settings handed to the fake tools (which see none of its environment)."""
+        fakelvm.configure(self.bin_dir, env or {})
+        return super().agent(*args, env=env, **kwargs)
 
     def snapshot_backup(self, *args, expect=0, fail=None, extra_env=None):
         env = dict(self.env, FAKE_LVM_FAIL=fail or "", **(extra_env or {}))
@@ -62,8 +67,12 @@ class SnapshotTest(LocalAgentTest):
             self.assertIn("--size 5G", handle.read())
 
     def test_failed_backup_still_unmounts_and_removes(self):
-        proc = self.snapshot_backup("--encrypt-pass-file", f"{self.tmp}/no-such-file", expect=None)
-        self.assertOneLineError(proc, "--encrypt-pass-file")
+        for tool in ("gzip", "pigz"):  # the compressor fails once the snapshot is mounted
+            with open(os.path.join(self.bin_dir, tool), "w", encoding="utf-8") as script:
+                script.write("#!/bin/sh\necho 'simulated failure' >&2\nexit 3\n")
+            os.chmod(os.path.join(self.bin_dir, tool), 0o755)
+        proc = self.snapshot_backup("--compression", "gzip", expect=None)
+        self.assertOneLineError(proc)
         self.assertEqual(["findmnt", "lvs", "lvcreate", "mount", "umount", "lvremove"], self.calls())
         self.assertEqual([], os.listdir(self.mounts))
 

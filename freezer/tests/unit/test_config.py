@@ -108,13 +108,22 @@ class TestHostKeySettings(testtools.TestCase):
 
 
 class TestChildEnvironment(testtools.TestCase):
-    def test_secrets_left_out_the_rest_kept(self):
-        environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "ACCESS_KEY": "id",
-                   "FREEZER_FTP_PASSWORD": "a", "FREEZER_SSH_PASSWORD": "b", "SECRET_KEY": "c", "OS_PASSWORD": "d",
-                   "AWS_SECRET_ACCESS_KEY": "e", "AWS_SESSION_TOKEN": "f", "OS_TOKEN": "g",
-                   "MY_DB_PASSWORD": "h", "github_token": "i"}
-        self.assertEqual({"PATH": "/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "ACCESS_KEY": "id"},
+    def test_tools_get_only_the_allowed_variables(self):
+        environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "UTC", "HOME": "/root",
+                   "ACCESS_KEY": "id", "FREEZER_FTP_PASSWORD": "a", "SECRET_KEY": "c", "OS_PASSWORD": "d",
+                   "MY_DB_PASSWORD": "h", "github_token": "i", "DB_PASSWD": "j", "GITHUB_PAT": "k",
+                   "TAR_OPTIONS": "--exclude=*", "XZ_OPT": "--format=lzma", "LD_PRELOAD": "/tmp/x.so"}
+        self.assertEqual({"PATH": "/usr/bin", "LANG": "C.UTF-8", "LC_TIME": "C", "TZ": "UTC", "HOME": "/root"},
                          config.child_environment(environ))
+        self.assertEqual({"PATH": os.defpath}, config.child_environment({"DB_PASSWD": "j"}))
+
+    def test_exec_keeps_the_operators_variables_not_the_agents_secrets(self):
+        environ = {"PATH": "/usr/bin", "DB_PASSWD": "db-pass", "GITHUB_PAT": "ghp_x", "PGPASSWORD": "pg",
+                   "FREEZER_FTP_PASSWORD": "ftp-secret", "OS_PASSWORD": "os", "SECRET_KEY": "s3",
+                   "COPY": "ftp-secret", "URL": "ftp://u:ftp-secret@host/", "SHORT": "a-b", "PASS_LINE": "pass phrase"}
+        kept = config.exec_environment(["ftp-secret", "a", "pass phrase"], environ)
+        self.assertEqual({"PATH": "/usr/bin", "DB_PASSWD": "db-pass", "GITHUB_PAT": "ghp_x", "PGPASSWORD": "pg",
+                          "SHORT": "a-b"}, kept)
 
     def test_every_secret_the_agent_reads_is_listed(self):
         for _file_option, env_var in config.SECRET_SOURCES.values():

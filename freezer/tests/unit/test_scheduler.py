@@ -1,6 +1,9 @@
 """Job documents, schedules and action ini files (pure logic)."""
 
 import datetime
+import os
+import shutil
+import tempfile
 
 import testtools
 
@@ -89,3 +92,55 @@ class TestDisableExec(testtools.TestCase):
         self.assertEqual(["failed"], [r.status for r in results])
         self.assertIn("--disable-exec", results[0].error)
         self.assertEqual(0, results[0].attempts)
+
+
+class TestHostileSchedules(testtools.TestCase):
+    """Schedules that used to kill the daemon are refused with one line naming the field."""
+
+    def test_cron_step_zero_refused(self):
+        error = self.assertRaises(FreezerError, schedule.next_run, {"schedule_minute": "*/0"}, None, 0)
+        self.assertIn("schedule_minute '*/0': a step must be 1 or more", str(error))
+
+    def test_zero_interval_refused(self):
+        for text in ("0 minutes", "0 seconds", "00 weeks"):
+            error = self.assertRaises(FreezerError, schedule.interval_seconds, text)
+            self.assertIn("1 second to 10 years", str(error))
+        self.assertEqual(0, schedule.interval_seconds("continuous"))
+
+    def test_out_of_range_and_huge_ranges_refused(self):
+        for spec in ("0-99999999999", "61", "5-2", "\u00b2", "\u0663"):
+            error = self.assertRaises(FreezerError, schedule.next_run, {"schedule_minute": spec}, None, 0)
+            self.assertIn("schedule_minute", str(error))
+
+    def test_job_with_bad_schedule_refused_naming_file_and_job(self):
+        text = ('{"job_id": "j9", "job_schedule": {"schedule_hour": "*/0"}, '
+                '"job_actions": [{"freezer_action": {"action": "backup"}}]}')
+        error = self.assertRaises(FreezerError, jobdoc.parse, text, "x.json")
+        self.assertEqual("x.json (job j9): job_schedule: bad schedule_hour '*/0': a step must be 1 or more",
+                         str(error))
+
+    def test_deeply_nested_json_refused_naming_file(self):
+        for depth in (100, 100000):
+            text = '{"job_actions": [{"freezer_action": {}}], "x": ' + "[" * depth + "]" * depth + "}"
+            error = self.assertRaises(FreezerError, jobdoc.parse, text, "deep.json")
+            self.assertIn("deep.json: JSON nested more than 32 levels deep", str(error))
+
+    def test_deep_document_from_freezer_api_refused(self):
+        document = {"job_id": "j1", "job_actions": [{"freezer_action": {}}]}
+        inner = document
+        for _ in range(5000):
+            inner["x"] = {}
+            inner = inner["x"]
+        error = self.assertRaises(FreezerError, jobdoc.prepare, document, "job j1")
+        self.assertIn("job j1: JSON nested more than 32 levels", str(error))
+
+    def test_fifo_and_huge_files_refused_without_blocking(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        fifo = os.path.join(directory, "fifo.json")
+        os.mkfifo(fifo)
+        self.assertIn("not a regular file", str(self.assertRaises(FreezerError, jobdoc.load, fifo)))
+        huge = os.path.join(directory, "huge.json")
+        with open(huge, "w") as out:
+            out.write(" " * (jobdoc.MAX_FILE_BYTES + 1))
+        self.assertIn("larger than 1024 KiB", str(self.assertRaises(FreezerError, jobdoc.load, huge)))

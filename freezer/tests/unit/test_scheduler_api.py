@@ -1,5 +1,6 @@
 """The API mode's pure logic: upstream's config file and command line, capabilities, freezer-api's nulls."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -76,3 +77,72 @@ class TestPrivateFiles(testtools.TestCase):
         for name in ("job_1.conf", "job.json.state"):
             self.assertEqual(0o600, os.stat(os.path.join(directory, name)).st_mode & 0o777, name)
         self.assertEqual(["job.json.state", "job_1.conf"], sorted(os.listdir(directory)))
+
+
+class FakeApi:
+    """freezer-api as the daemon sees it: a list of jobs, and the reports it receives."""
+
+    def __init__(self, docs: list[dict]):
+        self.docs = docs
+        self.reports: list[dict] = []
+        self.reasons: list[str | None] = []
+
+    def register(self, capabilities: dict) -> None:
+        pass
+
+    def active_jobs(self) -> list[dict]:
+        return [json.loads(json.dumps(doc)) for doc in self.docs]
+
+    def report(self, doc: dict) -> None:
+        self.reports.append(json.loads(json.dumps(doc["job_schedule"])))
+
+    def report_action(self, doc: dict, index: int, error: str | None) -> None:
+        self.reasons.append(error)
+
+    def record_backup(self, record: dict, job_id: str) -> None:
+        pass
+
+
+def api_job(job_id: str, **schedule_fields) -> dict:
+    return {"job_id": job_id, "job_schedule": dict(schedule_fields),
+            "job_actions": [{"freezer_action": {"action": "info", "storage": "local", "container": "/nonexistent"}}]}
+
+
+class TestApiDaemon(testtools.TestCase):
+    """The API daemon: one owner for its job table, and schedules that must not kill it."""
+
+    def scheduler(self, docs: list[dict]):
+        from freezer.scheduler import daemon
+
+        jobs_dir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, jobs_dir)
+        agent = os.path.join(jobs_dir, "fake-agent")
+        with open(agent, "w") as out:
+            out.write("#!/bin/sh\necho '{}'\n")
+        os.chmod(agent, 0o755)
+        caps = options.parse(["start"]).capabilities
+        return daemon.ApiScheduler(FakeApi(docs), caps, jobs_dir, agent=agent)
+
+    def test_cron_step_zero_stops_that_job_only(self):
+        scheduler = self.scheduler([api_job("bad", schedule_minute="*/0"), api_job("good")])
+        scheduler.poll()
+        scheduler.start_due()  # raised ValueError from the main loop before
+        self.assertEqual("good", scheduler.running.job_id)
+        scheduler.running.thread.join()
+        scheduler.collect()
+        self.assertFalse(scheduler.jobs["bad"].active)
+        self.assertIn("job_schedule: bad schedule_minute '*/0'", scheduler.api.reasons[0])
+
+    def test_worker_hands_the_run_back_to_the_main_loop(self):
+        scheduler = self.scheduler([api_job("one")])
+        scheduler.poll()
+        scheduler.start_due()
+        run = scheduler.running
+        run.remove = True  # freezer-api deleted the job while it ran
+        run.thread.join()
+        self.assertIn("one", scheduler.jobs)  # the worker changed neither the table nor `running`
+        self.assertIs(run, scheduler.running)
+        scheduler.collect()
+        self.assertNotIn("one", scheduler.jobs)
+        self.assertIsNone(scheduler.running)
+        self.assertEqual("removed", scheduler.api.reports[-1]["status"])

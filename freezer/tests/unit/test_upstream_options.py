@@ -22,6 +22,7 @@ SAMPLES = {
     "hostname": "host1", "snapshot": "true", "max-segment-size": "1048576", "upload-limit": "10240",
     "download-limit": "2097152", "max-priority": "true",
     "restore-from-date": "2026-01-01T00:00:00", "remove-from-date": "2026-01-01T00:00:00",
+    "encrypt-pass-file": os.path.join(HERE, "upstream_options.txt"),  # read when the options are
 }
 TYPED = {"IntOpt": "7", "FloatOpt": "1.5", "BoolOpt": "true"}
 
