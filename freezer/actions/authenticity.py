@@ -12,7 +12,7 @@ import logging
 
 from oslo_config import cfg
 
-from freezer.common import dates
+from freezer.common import dates, inputs
 from freezer.engine import auth
 from freezer.storage.base import FreezerError
 from freezer.storage.layout import BackupRef
@@ -24,9 +24,9 @@ LOG = logging.getLogger(__name__)
 def mac_secret(conf: cfg.ConfigOpts) -> bytes | None:
     """The secret that keys every level's MAC, or None when the backups are not authenticated."""
     if conf.auth_key_file:
-        return auth.read_secret(conf.auth_key_file, "--auth-key-file")
+        return inputs.read_secret_line(conf.auth_key_file, "--auth-key-file")
     if conf.encrypt_pass_file:
-        return auth.read_secret(conf.encrypt_pass_file, "--encrypt-pass-file")
+        return inputs.read_secret_line(conf.encrypt_pass_file, "--encrypt-pass-file")
     return None
 
 

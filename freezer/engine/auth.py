@@ -90,18 +90,6 @@ class Facts:
     data_sha256: str
 
 
-def read_secret(path: str, flag: str) -> bytes:
-    """The first line of a key or pass file, as ``openssl -pass file:`` reads it."""
-    try:
-        with open(os.path.expanduser(path), "rb") as handle:
-            line = handle.read(1023).split(b"\n", 1)[0]
-    except OSError as exc:
-        raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
-    if not line:
-        raise FreezerError(f"{flag} {path}: the first line is empty")
-    return line
-
-
 def derive_in_background(secret: bytes, kdf: Kdf) -> threading.Thread:
     """Start deriving the MAC key while the data streams; ``sign`` then finds it ready."""
     worker = threading.Thread(target=_key, args=(secret, kdf), name="mac-key", daemon=True)
