@@ -225,6 +225,7 @@ class TestAuthKeyFile(AuthenticityTest):
 
 class TestInPlaceRestore(AuthenticityTest):
     def test_changed_data_is_caught_before_tar_writes_into_the_target(self):
+        write(f"{self.source}/a-first.bin", os.urandom(8 << 20))  # many chunks: tar would write it early
         self.encrypted_chain(1)
         level = self.levels()[0]
         data = bytearray(level.read_data())
