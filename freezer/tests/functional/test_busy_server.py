@@ -37,7 +37,7 @@ class TestConnectionLimit(AgentTestCase):
         proc = subprocess.run([AGENT, "--action", "backup", "--storage", "ftp", "--ftp-host", "127.0.0.1",
                                "--ftp-port", str(server.port), "--ftp-username", server.username,
                                "--ftp-password", server.password, "--container", "backups", "--backup-name", "b",
-                               "--path-to-backup", self.source, "--storage-retry-time", "240"],
+                               "--path-to-backup", self.source, "--storage-retry-time", "0"],
                               capture_output=True, text=True, timeout=120)
         self.assertNotEqual(0, proc.returncode)
         self.assertEqual(2, proc.stderr.count("retrying in"), proc.stderr)
