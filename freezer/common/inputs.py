@@ -121,19 +121,24 @@ def read_secret_line(path: str, option: str) -> bytes:
     return line
 
 
-def read_config_text(path: str) -> str:
-    """The text of a ``--config`` file: UTF-8, at most MAX_CONFIG_BYTES."""
+def read_text(path: str, limit: int, what: str) -> str:
+    """The UTF-8 text of a small file (``what``: how errors name it), reading at most ``limit`` bytes."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
-        raise FreezerError(f"cannot read --config {path}: {exc.strerror}") from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise FreezerError(f"--config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not an ini file")
+        raise FreezerError(f"cannot read {what}: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise FreezerError(f"{what} is larger than {limit // 1024} KiB")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FreezerError(f"--config {path} is not a text file (not UTF-8 at byte {exc.start})") from None
+        raise FreezerError(f"{what} is not a text file (not UTF-8 at byte {exc.start})") from None
+
+
+def read_config_text(path: str) -> str:
+    """The text of a ``--config`` file: UTF-8, at most MAX_CONFIG_BYTES."""
+    text = read_text(path, MAX_CONFIG_BYTES, f"--config {path}")
     if "\0" in text:
         raise FreezerError(f"--config {path} is not a text file (it holds NUL bytes)")
     return text

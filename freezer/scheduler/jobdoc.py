@@ -7,6 +7,7 @@ import os
 
 import jsonschema
 
+from freezer.common import inputs
 from freezer.common.config import ACTIONS, STORAGES
 from freezer.scheduler import actionvalues, schedule
 from freezer.storage.base import FreezerError
@@ -100,17 +101,7 @@ def load(path: str) -> dict:
     """Read and prepare the job file at ``path``."""
     if os.path.exists(path) and not os.path.isfile(path):
         raise FreezerError(f"{path}: not a regular file: not a job document")  # a FIFO would block the daemon
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise FreezerError(f"cannot read job file {path}: {exc.strerror}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise FreezerError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB: not a job document")
-    try:
-        return parse(data.decode("utf-8"), path)
-    except UnicodeDecodeError as exc:
-        raise FreezerError(f"{path}: not UTF-8 text (byte {exc.start}): not a job document") from None
+    return parse(inputs.read_text(path, MAX_FILE_BYTES, f"job file {path}"), path)
 
 
 def prepare(document, name: str) -> dict:
