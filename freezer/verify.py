@@ -15,8 +15,8 @@ from freezer.actions import authenticity
 from freezer.common import dates
 from freezer.engine import codecs, tar
 from freezer.engine.streams import Digest, Pipeline, PipelineError
+from freezer.errors import FreezerError, NotFound, StorageError
 from freezer.job import Job, require
-from freezer.storage.base import FreezerError, NotFound, StorageError
 from freezer.storage.layout import BackupRef, BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from freezer.engine.streams import which
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd", "none")
 CIPHER = "aes-256-cfb"

@@ -17,17 +17,19 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 
-from freezer.storage.base import (
-    MAX_LISTING,
+from freezer.errors import (
     AuthError,
     ConnectError,
     NoSpace,
     NotFound,
     PermissionDenied,
     ServerBusy,
-    Storage,
     StorageError,
     TLSError,
+)
+from freezer.storage.base import (
+    MAX_LISTING,
+    Storage,
     bare_host,
     checked_entries,
     container_root,

@@ -7,7 +7,8 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 
-from freezer.storage.base import NoSpace, NotFound, PermissionDenied, Storage, StorageError, temporary_name
+from freezer.errors import NoSpace, NotFound, PermissionDenied, StorageError
+from freezer.storage.base import Storage, temporary_name
 
 READ_CHUNK = 1 << 20
 

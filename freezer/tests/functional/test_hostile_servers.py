@@ -10,6 +10,7 @@ import time
 import fixtures
 import testtools
 
+from freezer import errors
 from freezer.common import dates
 from freezer.storage import base, ftp, registry
 from freezer.tests import hostile_ftp, servers
@@ -154,7 +155,7 @@ class TestCheckedNames(testtools.TestCase):
 
     def test_too_many_names_is_an_error(self):
         self.useFixture(fixtures.MonkeyPatch("freezer.storage.base.MAX_LISTING", 10))
-        self.assertRaises(base.ListingTooLong, base.checked_names, (str(n) for n in range(11)), "/d", "server")
+        self.assertRaises(errors.ListingTooLong, base.checked_names, (str(n) for n in range(11)), "/d", "server")
 
 
 class TestCorruptedCopy(AgentTestCase):

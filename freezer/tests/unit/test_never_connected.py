@@ -5,7 +5,7 @@ import socket
 import testtools
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from freezer.storage.base import never_connected
+from freezer.errors import never_connected
 from freezer.tests.servers import free_port
 
 
