@@ -19,13 +19,26 @@ def _threads() -> str:
     return str(max(1, os.cpu_count() or 1))
 
 
+CHOOSE_ANOTHER = "install it or choose another --compression"
+TO_READ = "install it to read this backup"
+
+
+def _tool(*names: str, hint: str = CHOOSE_ANOTHER) -> str:
+    """The first of ``names`` on PATH (the parallel ones first); FreezerError naming them when none is."""
+    tool = which(*names)
+    if tool is None:
+        others = f" (nor {', '.join(names[:-1])})" if len(names) > 1 else ""
+        raise FreezerError(f"{names[-1]} is not installed{others}: {hint}")
+    return tool
+
+
 def compress_command(name: str) -> list[str] | None:
     """The compressor for ``--compression NAME``; None for ``none``."""
     if name == "gzip":
-        tool = which("pigz", "gzip")
+        tool = _tool("pigz", "gzip")
         return [tool, "-c", "-6"] + (["-p", _threads()] if tool == "pigz" else [])
     if name == "bzip2":
-        tool = which("lbzip2", "pbzip2", "bzip2")
+        tool = _tool("lbzip2", "pbzip2", "bzip2")
         return [tool, "-c", "-9"]
     if name == "xz":
         return ["xz", "-c", "-6", f"-T{_threads()}"]
@@ -39,9 +52,9 @@ def compress_command(name: str) -> list[str] | None:
 def decompress_command(name: str) -> list[str] | None:
     """The decompressor for data written with ``--compression NAME``."""
     if name == "gzip":
-        return [which("pigz", "gzip"), "-d", "-c"]
+        return [_tool("pigz", "gzip", hint=TO_READ), "-d", "-c"]
     if name == "bzip2":
-        return [which("lbzip2", "pbzip2", "bzip2"), "-d", "-c"]
+        return [_tool("lbzip2", "pbzip2", "bzip2", hint=TO_READ), "-d", "-c"]
     if name == "xz":
         return ["xz", "-d", "-c", f"-T{_threads()}"]
     if name == "zstd":
