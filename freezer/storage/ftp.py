@@ -331,10 +331,12 @@ class FtpStorage(Storage):
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
         except OSError as exc:
-            conn.close()
+            conn.close()  # before waiting for the server's reason: it answers once the data connection ends
             raise _server_reason(ftp) or exc
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        conn.close()
         ftp.voidresp()
         return written
 
