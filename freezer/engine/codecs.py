@@ -1,6 +1,7 @@
-"""Command lines for compression and encryption stages.
+"""Command lines for the compression stages, and the pass file check.
 
-Outputs are the standard formats, so a backup can be restored by hand with
+Encryption and decryption run in the agent (freezer/engine/cipher.py): no child process is given the
+pass file. Outputs are the standard formats, so a backup can be restored by hand with
 ``openssl enc -d -aes-256-cfb -md sha256 -pass file:F | zstd -d | tar -x``.
 """
 
@@ -12,7 +13,6 @@ from freezer.engine.streams import which
 from freezer.errors import FreezerError
 
 COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd", "none")
-CIPHER = "aes-256-cfb"
 
 
 def _threads() -> str:
@@ -74,9 +74,3 @@ def check_pass_file(path: str) -> None:
     if not first_line:
         raise FreezerError(f"--encrypt-pass-file {path} is empty: put the passphrase on its first line")
 
-
-def decrypt_command(pass_file: str) -> list[str]:
-    """``openssl enc -d`` for data freezer/engine/cipher.py (or upstream's openssl) encrypted."""
-    check_pass_file(pass_file)
-    return ["openssl", "enc", "-d", f"-{CIPHER}", "-md", "sha256",
-            "-bufsize", "1048576", "-pass", f"file:{pass_file}"]
