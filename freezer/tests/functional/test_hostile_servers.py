@@ -13,9 +13,10 @@ import testtools
 from freezer import errors
 from freezer.common import dates
 from freezer.storage import base, ftp, registry
-from freezer.tests import hostile_ftp, servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
+from freezer.tests import hostile_ftp
 from freezer.tests.functional.base import AGENT, AgentTestCase, describe_tree, make_tree, write
-from freezer.tests.sshd import Sshd
 
 HOSTNAME = "host"
 # Entries a lying server puts in every listing below the container: none may lead the agent outside it.

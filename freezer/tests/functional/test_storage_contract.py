@@ -14,8 +14,8 @@ import testtools
 
 from freezer import errors
 from freezer.storage import base, ftp, local, registry, sftp
-from freezer.tests import servers
-from freezer.tests.sshd import Sshd
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 
 ODD_NAME = "dir with spaces/naïve ☃ #1%.bin"
 

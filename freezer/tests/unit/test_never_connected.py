@@ -6,7 +6,7 @@ import testtools
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from freezer.errors import never_connected
-from freezer.tests.servers import free_port
+from freezer.testing.servers import free_port
 
 
 class TestNeverConnected(testtools.TestCase):
