@@ -1,4 +1,4 @@
-"""freezer-agent: options -> storage (factory) -> job -> result."""
+"""freezer-agent: options -> storage (built by storage/registry.py) -> job -> result."""
 
 from __future__ import annotations
 
