@@ -16,8 +16,8 @@ import tempfile
 
 from benchmarks import dataset
 from benchmarks.run import AGENT
-from freezer.tests.servers import PyFtpd
-from freezer.tests.sshd import Sshd
+from freezer.testing.servers import PyFtpd
+from freezer.testing.sshd import Sshd
 
 RATE = 250
 

@@ -33,8 +33,8 @@ from typing import NamedTuple
 
 import freezer
 from benchmarks import dataset, peers, raw, wan
-from freezer.tests.servers import PyFtpd
-from freezer.tests.sshd import Sshd
+from freezer.testing.servers import PyFtpd
+from freezer.testing.sshd import Sshd
 
 AGENT = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
 MIB = 1 << 20

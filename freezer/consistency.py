@@ -13,7 +13,7 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 BLOCK = 1 << 20
 

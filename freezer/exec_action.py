@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from freezer.common import config, upstream
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 #: the actions that write to a backup name's chains
 WRITERS = ("backup", "admin")

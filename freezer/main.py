@@ -1,4 +1,4 @@
-"""freezer-agent: options -> storage (factory) -> job -> result."""
+"""freezer-agent: options -> storage (built by storage/registry.py) -> job -> result."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from oslo_config import cfg
 
 from freezer import job, lock, priority, summary
 from freezer.common import cli, config, logs, upstream
+from freezer.errors import FreezerError, reason
 from freezer.storage import registry
-from freezer.storage.base import FreezerError, Storage, reason
+from freezer.storage.base import Storage
 
 LOG = logging.getLogger("freezer")
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 from freezer.common import config, upstream
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 HIGHEST_NICE = -19  # what upstream sets

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from freezer.common.config import child_environment
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 TOOLS = ("findmnt", "lvs", "lvcreate", "lvremove", "mount", "umount")

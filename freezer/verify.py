@@ -9,14 +9,15 @@ writing any. Every problem is reported, not just the first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import suppress
 
 from freezer.actions import authenticity
 from freezer.common import dates
 from freezer.engine import codecs, tar
-from freezer.engine.streams import Digest, Pipeline, PipelineError
+from freezer.engine.streams import Digest, Pipeline, PipelineError, prefetch
+from freezer.errors import FreezerError, NotFound, StorageError
 from freezer.job import Job, require
-from freezer.storage.base import FreezerError, NotFound, StorageError
 from freezer.storage.layout import BackupRef, BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 
@@ -95,16 +96,23 @@ class VerifyJob(Job):
             problems.append(f"engine metadata (needed by the next level): {exc}")
 
     def _list(self, path: str, metadata: Metadata, problems: list[str]) -> int | None:
-        """Stream the data through the restore codecs into ``tar --list``; the member count, or None."""
+        """Stream the data through the restore codecs into ``tar --list``; the member count, or None.
+
+        Decryption runs in the agent, as a restore's does (tar.plain_chunks): no child sees the pass file.
+        """
         try:
+            pass_file = self._pass_file(metadata)
             stages = self._stages(metadata)
         except FreezerError as exc:
             problems.append(str(exc))
             return None
         pipeline = Pipeline(stages, feed_input=True, read_output=False, keep_output=True)
         digest = Digest()
+        stored = digest.tap(self.storage.get_stream(path))
+        # Decryption holds the GIL: in a thread of its own, reading and hashing overlap it.
+        source = prefetch(stored) if pass_file else stored
         try:
-            _feed_all(pipeline, digest.tap(self.storage.get_stream(path)))
+            undecoded = _feed_all(pipeline, tar.plain_chunks(source, pass_file), source)
         except StorageError as exc:
             pipeline.abort()
             problems.append(f"download of {path} failed: {exc}")
@@ -119,6 +127,10 @@ class VerifyJob(Job):
         elif not metadata.data_sha256:
             LOG.warning("%s has no recorded sha256 (written by upstream freezer?): only its stream was checked",
                         path)
+        if undecoded is not None:
+            pipeline.abort()
+            problems.append(f"the stream does not decode: {undecoded}")
+            return None
         try:
             pipeline.wait()
         except PipelineError as exc:
@@ -130,27 +142,39 @@ class VerifyJob(Job):
         pipeline.close()
         return members
 
+    def _pass_file(self, metadata: Metadata) -> str | None:
+        """The pass file that decrypts this level's data; None when it is not encrypted."""
+        if not metadata.encryption:
+            return None
+        if not self.conf.encrypt_pass_file:
+            raise FreezerError("encrypted: give its passphrase with --encrypt-pass-file to check the stream")
+        codecs.check_pass_file(self.conf.encrypt_pass_file)
+        return self.conf.encrypt_pass_file
+
     def _stages(self, metadata: Metadata) -> list[list[str]]:
-        stages = []
-        if metadata.encryption:
-            if not self.conf.encrypt_pass_file:
-                raise FreezerError("encrypted: give its passphrase with --encrypt-pass-file to check the stream")
-            stages.append(codecs.decrypt_command(self.conf.encrypt_pass_file))
         decompress = codecs.decompress_command(metadata.compression)
-        if decompress:
-            stages.append(decompress)
-        return stages + [LIST_COMMAND]
+        return ([decompress] if decompress else []) + [LIST_COMMAND]
 
 
-def _feed_all(pipeline: Pipeline, chunks) -> None:
-    """Write every chunk to the pipeline; once a stage has died, keep reading (the digest needs all)."""
-    broken = False
-    for chunk in chunks:
-        if broken:
-            continue
-        try:
-            pipeline.stdin.write(chunk)
-        except BrokenPipeError:
-            broken = True
+def _feed_all(pipeline: Pipeline, chunks: Iterator[bytes], stored: Iterator[bytes]) -> FreezerError | None:
+    """Write the plain ``chunks`` to the pipeline, then read what is left of ``stored`` (the digest needs all).
+
+    Once a stage has died, or the data does not decrypt, nothing more is decrypted or written. Returns
+    why the data did not decrypt (no ``Salted__`` header, say), or None; a storage error is raised.
+    """
+    undecoded = None
+    try:
+        for chunk in chunks:
+            try:
+                pipeline.stdin.write(chunk)
+            except BrokenPipeError:
+                break
+    except StorageError:
+        raise
+    except FreezerError as exc:
+        undecoded = exc
+    for _chunk in stored:
+        pass
     with suppress(BrokenPipeError, OSError):
         pipeline.stdin.close()
+    return undecoded

@@ -7,7 +7,7 @@ import time
 
 from freezer.actions.base import Job, require
 from freezer.common import dates
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 from freezer.storage.layout import (
     BackupSet,
     Leftovers,

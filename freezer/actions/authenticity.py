@@ -14,7 +14,7 @@ from oslo_config import cfg
 
 from freezer.common import dates, inputs
 from freezer.engine import auth
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 from freezer.storage.layout import BackupRef
 from freezer.storage.metadata import Metadata
 

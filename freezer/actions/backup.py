@@ -15,9 +15,10 @@ from freezer.actions.base import Job, ref_fields, require
 from freezer.common import config
 from freezer.engine import auth, hardlinks, incremental, tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
+from freezer.errors import FreezerError
 from freezer.progress import BackupLine, LineCounter
 from freezer.storage import metadata as level_metadata
-from freezer.storage.base import FreezerError, Storage
+from freezer.storage.base import Storage
 from freezer.storage.layout import (
     BackupRef,
     BackupSet,

@@ -10,7 +10,8 @@ from oslo_config import cfg
 
 from freezer import progress
 from freezer.common import dates
-from freezer.storage.base import FreezerError, Storage
+from freezer.errors import FreezerError
+from freezer.storage.base import Storage
 from freezer.storage.layout import (
     BackupRef,
     BackupSet,

@@ -6,7 +6,8 @@ import logging
 
 from freezer.actions.base import Job
 from freezer.common import dates
-from freezer.storage.base import NotFound, Storage
+from freezer.errors import NotFound
+from freezer.storage.base import Storage
 from freezer.storage.layout import (
     ENGINE,
     LONG_CHAIN,

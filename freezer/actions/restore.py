@@ -12,9 +12,9 @@ from freezer.common import dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
 from freezer.engine.streams import Digest, PipelineError, ahead, prefetch, verified
+from freezer.errors import FreezerError, NotFound
 from freezer.progress import RestoreLine
 from freezer.restore_target import RestoreTarget
-from freezer.storage.base import FreezerError, NotFound
 from freezer.storage.layout import (
     BackupRef,
     BackupSet,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from oslo_config import cfg, types
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 #: --help groups, in the order shown; options not in HELP_GROUP go to the last one.
 GROUPS = (

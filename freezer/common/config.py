@@ -20,7 +20,7 @@ from oslo_utils import strutils
 
 from freezer import __version__
 from freezer.common import cli, inputs, upstream
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 STORAGES = ("local", "ssh", "sftp", "ftp", "ftps", "s3", "swift")

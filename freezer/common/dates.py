@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
 

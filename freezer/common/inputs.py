@@ -10,7 +10,7 @@ import math
 import os
 
 from freezer.common import upstream
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 #: the longest host name DNS allows (RFC 1035: 255 octets on the wire, 253 characters written)
 MAX_HOST = 253

@@ -9,7 +9,7 @@ from __future__ import annotations
 import configparser
 
 from freezer.common import config, inputs
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 
 class SectionConf:

@@ -15,7 +15,7 @@ import os
 
 from oslo_config import cfg
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import os
 import re
 import threading
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 FORMAT = 1
 KDF = "scrypt"

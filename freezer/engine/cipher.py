@@ -12,7 +12,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 MAGIC = b"Salted__"
 SALT_SIZE = 8

@@ -1,6 +1,7 @@
-"""Command lines for compression and encryption stages.
+"""Command lines for the compression stages, and the pass file check.
 
-Outputs are the standard formats, so a backup can be restored by hand with
+Encryption and decryption run in the agent (freezer/engine/cipher.py): no child process is given the
+pass file. Outputs are the standard formats, so a backup can be restored by hand with
 ``openssl enc -d -aes-256-cfb -md sha256 -pass file:F | zstd -d | tar -x``.
 """
 
@@ -9,23 +10,35 @@ from __future__ import annotations
 import os
 
 from freezer.engine.streams import which
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 COMPRESSIONS = ("gzip", "bzip2", "xz", "zstd", "none")
-CIPHER = "aes-256-cfb"
 
 
 def _threads() -> str:
     return str(max(1, os.cpu_count() or 1))
 
 
+CHOOSE_ANOTHER = "install it or choose another --compression"
+TO_READ = "install it to read this backup"
+
+
+def _tool(*names: str, hint: str = CHOOSE_ANOTHER) -> str:
+    """The first of ``names`` on PATH (the parallel ones first); FreezerError naming them when none is."""
+    tool = which(*names)
+    if tool is None:
+        others = f" (nor {', '.join(names[:-1])})" if len(names) > 1 else ""
+        raise FreezerError(f"{names[-1]} is not installed{others}: {hint}")
+    return tool
+
+
 def compress_command(name: str) -> list[str] | None:
     """The compressor for ``--compression NAME``; None for ``none``."""
     if name == "gzip":
-        tool = which("pigz", "gzip")
+        tool = _tool("pigz", "gzip")
         return [tool, "-c", "-6"] + (["-p", _threads()] if tool == "pigz" else [])
     if name == "bzip2":
-        tool = which("lbzip2", "pbzip2", "bzip2")
+        tool = _tool("lbzip2", "pbzip2", "bzip2")
         return [tool, "-c", "-9"]
     if name == "xz":
         return ["xz", "-c", "-6", f"-T{_threads()}"]
@@ -39,9 +52,9 @@ def compress_command(name: str) -> list[str] | None:
 def decompress_command(name: str) -> list[str] | None:
     """The decompressor for data written with ``--compression NAME``."""
     if name == "gzip":
-        return [which("pigz", "gzip"), "-d", "-c"]
+        return [_tool("pigz", "gzip", hint=TO_READ), "-d", "-c"]
     if name == "bzip2":
-        return [which("lbzip2", "pbzip2", "bzip2"), "-d", "-c"]
+        return [_tool("lbzip2", "pbzip2", "bzip2", hint=TO_READ), "-d", "-c"]
     if name == "xz":
         return ["xz", "-d", "-c", f"-T{_threads()}"]
     if name == "zstd":
@@ -61,9 +74,3 @@ def check_pass_file(path: str) -> None:
     if not first_line:
         raise FreezerError(f"--encrypt-pass-file {path} is empty: put the passphrase on its first line")
 
-
-def decrypt_command(pass_file: str) -> list[str]:
-    """``openssl enc -d`` for data freezer/engine/cipher.py (or upstream's openssl) encrypted."""
-    check_pass_file(pass_file)
-    return ["openssl", "enc", "-d", f"-{CIPHER}", "-md", "sha256",
-            "-bufsize", "1048576", "-pass", f"file:{pass_file}"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 NO_DEVICE = b"0"  # in every directory record of a snapshot we store: its level and its parent's hold no rename
 _VERSION_2 = b"-2\n"

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 from freezer.common.config import child_environment
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 CHUNK_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from freezer.engine import cipher, codecs
 from freezer.engine.streams import Pipeline
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 NAME = "tar"

@@ -13,7 +13,7 @@ import difflib
 from oslo_utils import strutils
 
 from freezer.common import config
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 #: fields freezer-api keeps in a freezer_action for its own reports; never options of the agent
 REPORT_KEYS = frozenset({"result", "time_elapsed", "report_date", "last_error", "last_error_date"})

@@ -6,7 +6,7 @@ import logging
 import socket
 import time
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
 PAGE = 10

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from freezer.common import logs
+from freezer.errors import FreezerError
 from freezer.scheduler import files, jobdoc, options, runner, schedule
-from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger("freezer.scheduler")
 

@@ -18,9 +18,9 @@ import subprocess
 import threading
 import time
 
+from freezer.errors import FreezerError
 from freezer.scheduler import files, jobdoc, runner, schedule
 from freezer.scheduler.api import FreezerApi
-from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger("freezer.scheduler")
 TIME_NULL = -1

@@ -9,8 +9,8 @@ import jsonschema
 
 from freezer.common import inputs
 from freezer.common.config import ACTIONS, STORAGES
+from freezer.errors import FreezerError
 from freezer.scheduler import actionvalues, schedule
-from freezer.storage.base import FreezerError
 
 CAPABILITY_KEYS = (("supported_actions", "action"), ("supported_modes", "mode"),
                    ("supported_storages", "storage"), ("supported_engines", "engine_name"))

@@ -10,7 +10,7 @@ from oslo_config import cfg
 
 from freezer import __version__
 from freezer.common.config import ACTIONS, STORAGES
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 DEFAULT_JOBS_DIR = os.environ.get("FREEZER_SCHEDULER_CONF_D", "/etc/freezer/scheduler/conf.d")
 # freezer-api 19.0.0 refuses a client that lists a storage it does not know (sftp): upstream's list.

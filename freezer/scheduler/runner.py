@@ -14,8 +14,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from freezer.errors import FreezerError
 from freezer.scheduler import actionvalues
-from freezer.storage.base import FreezerError
 
 LOG = logging.getLogger(__name__)
 #: statuses of an action that did its work; freezer-agent exits 1 for the second (e.g. unreadable files skipped)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
 CRON_FIELDS = (("schedule_month", 1, 12), ("schedule_day", 1, 31), ("schedule_day_of_week", 0, 6),

@@ -1,14 +1,13 @@
-"""FTP and FTPS storage on stdlib ftplib.
+"""FTP and FTPS storage on stdlib ftplib: the driver.
 
 Transfers stream through ``transfercmd`` sockets in large blocks; uploads go to a
-temporary name renamed into place (RNFR/RNTO). FTPS is explicit (AUTH TLS) or
-implicit, verifies the server certificate, protects data (PROT P) and resumes the
-control connection's TLS session on data connections, as vsftpd requires.
+temporary name renamed into place (RNFR/RNTO). Connections and TLS are in
+freezer/storage/ftp_client.py, the translation of replies into the storage error
+family in freezer/storage/ftp_errors.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ftplib
 import logging
 import posixpath
@@ -17,26 +16,19 @@ import ssl
 import time
 from collections.abc import Iterable, Iterator
 
+from freezer.errors import AuthError, PermissionDenied, StorageError, TLSError
 from freezer.storage.base import (
     MAX_LISTING,
-    AuthError,
-    ConnectError,
-    NoSpace,
-    NotFound,
-    PermissionDenied,
-    ServerBusy,
     Storage,
-    StorageError,
-    TLSError,
     bare_host,
     checked_entries,
     container_root,
-    host_and_port,
     listing_too_long,
-    network_error,
     server_url,
     temporary_name,
 )
+from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
+from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -45,116 +37,7 @@ BLOCK_SIZE = 1 << 20
 # for long links: benchmarks/wan.py relays at user level, so it cannot show TCP's own windows,
 # and ftplib over its 40 ms, 200 Mbit/s link already reaches 94% of the line (performance.rst).
 SOCKET_BUFFER = 4 << 20
-MISSING_CODES = ("450", "550")
-FULL_CODES = ("452", "552")
-REASON_WAIT = 5.0  # seconds to wait for the server's reply after it cut a data connection
-MAX_REPLY = 64 << 10  # bytes of one control reply, its continuation lines included
 MAX_LISTING_BYTES = MAX_LISTING * 64  # an MLSD line of a freezer container is under 60 bytes
-
-
-class SessionDied(ConnectError):
-    """The server's session process died (vsftpd's ``500 OOPS``): a new connection may well work."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FtpSettings:
-    """How to reach the server; ``password`` is never shown."""
-
-    host: str
-    port: int
-    username: str
-    password: str = dataclasses.field(repr=False)
-    container: str
-    tls: bool = False
-    implicit_tls: bool = False
-    cacert: str | None = None
-    insecure: bool = False
-    keyfile: str | None = None
-    certfile: str | None = None
-    active: bool = False
-    timeout: float = 60.0
-
-    @property
-    def where(self) -> str:
-        return host_and_port(self.host, self.port)
-
-
-class _DeadlineReplies:
-    """Each control reply read whole within the socket's timeout, and refused unless it looks like FTP.
-
-    ftplib's timeout is per read: a server dribbling a byte at a time would hold a command forever.
-    """
-
-    _pending = b""
-    _pending_sock = None
-
-    def getmultiline(self) -> str:
-        budget = self.sock.gettimeout() or self.timeout
-        deadline = time.monotonic() + budget
-        try:
-            line = self._line_by(deadline)
-            if not (line[:3].isascii() and line[:3].isdigit()):
-                raise ftplib.error_proto(f"not an FTP reply: {line[:40]!r}")
-            return self._rest_of(line, deadline) if line[3:4] == "-" else line
-        finally:
-            self.sock.settimeout(budget)
-
-    def _rest_of(self, reply: str, deadline: float) -> str:
-        """A multi-line reply from its first line on, up to the line with its code and a space."""
-        while True:
-            line = self._line_by(deadline)
-            reply += "\n" + line
-            if len(reply) > MAX_REPLY:
-                raise ftplib.error_proto(f"a reply longer than {MAX_REPLY} bytes: {reply[:40]!r}")
-            if line[:3] == reply[:3] and line[3:4] != "-":
-                return reply
-
-    def _line_by(self, deadline: float) -> str:
-        """One line of the reply, read before ``deadline``, without its line end."""
-        if self._pending_sock is not self.sock:
-            self._pending, self._pending_sock = b"", self.sock
-        while b"\n" not in self._pending:
-            if len(self._pending) > self.maxline:
-                raise ftplib.error_proto(f"a reply line longer than {self.maxline} bytes")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the server's reply did not end in time")
-            self.sock.settimeout(remaining)
-            data = self.sock.recv(8192)
-            if not data:
-                raise EOFError
-            self._pending += data
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.rstrip(b"\r").decode(self.encoding, "surrogateescape")
-
-
-class _FTP(_DeadlineReplies, ftplib.FTP):
-    """Plain FTP with whole-reply deadlines."""
-
-
-class _SessionReusingFTP_TLS(_DeadlineReplies, ftplib.FTP_TLS):
-    """FTP_TLS whose data connections resume the control connection's TLS session."""
-
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
-
-
-class _ImplicitFTP_TLS(_SessionReusingFTP_TLS):
-    """FTPS where TLS starts with the connection (port 990)."""
-
-    def connect(self, host="", port=0, timeout=-999, source_address=None):
-        self.host, self.port = host, port
-        if timeout != -999:
-            self.timeout = timeout
-        raw = socket.create_connection((host, port), self.timeout)
-        self.af = raw.family
-        self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
 
 
 class FtpStorage(Storage):
@@ -188,10 +71,10 @@ class FtpStorage(Storage):
 
     def _connect(self) -> ftplib.FTP:
         s = self.settings
-        ftp = self._new_client()
+        ftp = new_client(s)
         try:
             ftp.connect(s.host, s.port, timeout=s.timeout)
-            _keepalive(ftp.sock)
+            keepalive(ftp.sock)
             if s.tls and not s.implicit_tls:
                 self._auth_tls(ftp)
             self._login(ftp)
@@ -200,41 +83,16 @@ class FtpStorage(Storage):
             ftp.set_pasv(not s.active)
             ftp.voidcmd("TYPE I")
         except BaseException as exc:
-            _close_quietly(ftp)
+            close_quietly(ftp)
             raise self._translate(exc, "connect") from exc
         LOG.info("connected to %s", self.describe())
         return ftp
-
-    def _new_client(self) -> ftplib.FTP:
-        if not self.settings.tls:
-            return _FTP(timeout=self.settings.timeout)
-        cls = _ImplicitFTP_TLS if self.settings.implicit_tls else _SessionReusingFTP_TLS
-        return cls(context=self._tls_context(), timeout=self.settings.timeout)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        s = self.settings
-        context = ssl.create_default_context()
-        try:
-            if s.cacert:
-                context.load_verify_locations(cafile=s.cacert)
-            if s.certfile:
-                context.load_cert_chain(s.certfile, s.keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            raise TLSError(f"cannot load --ftp-cacert/--ftp-certfile/--ftp-keyfile: {exc}") from exc
-        if s.insecure:
-            LOG.warning("--ftp-insecure: the certificate of %s is NOT verified", s.where)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        # TLS 1.3 session tickets arrive after the handshake; some servers (vsftpd)
-        # then refuse the data connection. 1.2 resumes the control session reliably.
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
     def _auth_tls(self, ftp: ftplib.FTP_TLS) -> None:
         try:
             ftp.auth()
         except ftplib.error_perm as exc:
-            raise TLSError(f"{self.settings.where} does not offer TLS (AUTH TLS refused: {_reply(exc)}); "
+            raise TLSError(f"{self.settings.where} does not offer TLS (AUTH TLS refused: {reply_of(exc)}); "
                            "use --storage ftp only on a trusted network") from exc
 
     def _login(self, ftp: ftplib.FTP) -> None:
@@ -242,7 +100,7 @@ class FtpStorage(Storage):
         try:
             ftp.login(s.username or "anonymous", s.password or "")
         except ftplib.error_perm as exc:
-            raise AuthError(f"login to {s.where} as {s.username!r} refused ({_reply(exc)}): "
+            raise AuthError(f"login to {s.where} as {s.username!r} refused ({reply_of(exc)}): "
                             "check --ftp-username and --ftp-password") from exc
 
     def _resolve_root(self, ftp: ftplib.FTP) -> str:
@@ -265,13 +123,13 @@ class FtpStorage(Storage):
             try:
                 self._ftp.quit()
             except (*ftplib.all_errors, EOFError):
-                _close_quietly(self._ftp)
+                close_quietly(self._ftp)
             self._ftp = None
 
     def reset(self) -> None:
         """Drop the connection; the next operation reconnects."""
         if self._ftp is not None:
-            _close_quietly(self._ftp)
+            close_quietly(self._ftp)
             self._ftp = None
         self._known_dirs.clear()
         self._absent_dirs.clear()
@@ -329,10 +187,12 @@ class FtpStorage(Storage):
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
         except OSError as exc:
+            conn.close()  # before waiting for the server's reason: it answers once the data connection ends
+            raise server_reason(ftp) or exc
+        except BaseException:
             conn.close()
-            raise _server_reason(ftp) or exc
-        finally:
-            conn.close()
+            raise
+        conn.close()
         ftp.voidresp()
         return written
 
@@ -387,10 +247,10 @@ class FtpStorage(Storage):
             try:
                 entries = self._mlsd(ftp, remote)
             except ftplib.error_perm as exc:
-                if not _reply(exc).startswith(("500", "501", "502", "504")):
+                if not reply_of(exc).startswith(("500", "501", "502", "504")):
                     raise
                 # pyftpdlib answers 501 for a missing directory: one CWD spares the NLST's four round trips.
-                if _reply(exc).startswith("501") and not self._is_dir(remote):
+                if reply_of(exc).startswith("501") and not self._is_dir(remote):
                     self._absent_dirs.add(remote)
                     return []
                 self._binary_mode = False  # ftplib lists in ASCII
@@ -398,7 +258,7 @@ class FtpStorage(Storage):
                 if not entries:
                     return []  # vsftpd lists a missing directory as an empty one: learn nothing from it
         except (ftplib.error_temp, ftplib.error_perm) as exc:
-            if _reply(exc).startswith(MISSING_CODES):
+            if reply_of(exc).startswith(MISSING_CODES):
                 self._absent_dirs.add(remote)
                 return []
             raise self._translate(exc, f"list {remote}") from exc
@@ -534,7 +394,7 @@ class FtpStorage(Storage):
         except ftplib.error_perm as exc:
             if not self._is_dir(remote):
                 raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
-                                       f"({_reply(exc)}): check --container and its permissions") from exc
+                                       f"({reply_of(exc)}): check --container and its permissions") from exc
         self._know_dir(remote)
 
     def _is_dir(self, remote: str) -> bool:
@@ -548,67 +408,7 @@ class FtpStorage(Storage):
     # -- errors -----------------------------------------------------------
 
     def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
-        """Map a low-level failure to the storage error family, naming host and option."""
-        if isinstance(exc, (StorageError, KeyboardInterrupt, GeneratorExit)):
-            return exc
-        where = self.settings.where
-        reply = _reply(exc) if isinstance(exc, ftplib.Error) else ""
-        if isinstance(exc, ftplib.error_proto):
-            return StorageError(f"{where} does not answer like an FTP server during {action} ({reply}): "
-                                "check --ftp-host and --ftp-port")
-        if reply.startswith("500 OOPS"):
-            return SessionDied(f"the session on {where} died during {action} ({reply})")
-        if reply.startswith(FULL_CODES) or (reply.startswith("451") and _says_full(reply)):
-            return NoSpace(f"{where} is out of space during {action} ({reply}): free space on the server")
-        if missing and reply.startswith(MISSING_CODES):
-            return NotFound(f"{action}: no such file on {where} ({reply})")
-        if reply.startswith(("550", "553", "532")):
-            return PermissionDenied(f"{action} refused by {where} ({reply}): check --container and its permissions")
-        if reply.startswith("530"):
-            return AuthError(f"{where} refused {action} ({reply}): check --ftp-username and --ftp-password")
-        if _handshake_refused(exc) and not self.settings.certfile:
-            return TLSError(f"TLS with {where} refused during {action} ({exc.reason}): if the server wants a "
-                            "client certificate, give --ftp-certfile and --ftp-keyfile")
-        if isinstance(exc, ftplib.Error):
-            hint = " (the server gave up writing: its disk may be full)" if reply.startswith(("426", "451")) \
-                and action.startswith("upload") else ""
-            # 4xx is "try again later" in RFC 959: 421 busy, 425/426 data connection failed or cut.
-            error = ServerBusy if reply.startswith("4") else StorageError
-            return error(f"{action} failed on {where}: {reply}{hint}")
-        return _network_error(exc, where, action)
-
-
-def _network_error(exc: BaseException, where: str, action: str) -> BaseException:
-    if isinstance(exc, ssl.SSLEOFError):
-        return ConnectError(f"connection to {where} lost during {action}: {exc.reason or exc}")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return TLSError(f"certificate of {where} refused: {exc.verify_message}; "
-                        "add its CA with --ftp-cacert (or, unsafely, --ftp-insecure)")
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"TLS with {where} failed during {action}: {exc.reason or exc}")
-    return network_error(exc, where, action, "--ftp")
-
-
-def _handshake_refused(exc: BaseException) -> bool:
-    """The server ended the TLS handshake with an alert (as servers do to clients without a certificate)."""
-    return (isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLCertVerificationError)
-            and "ALERT_HANDSHAKE_FAILURE" in str(exc.reason or ""))
-
-
-def _says_full(reply: str) -> bool:
-    return any(word in reply.lower() for word in ("no space", "disk full", "quota", "storage"))
-
-
-def _server_reason(ftp: ftplib.FTP) -> ftplib.Error | None:
-    """The reply a server sent when it cut a data connection (a full disk, say), if it sent one."""
-    try:
-        ftp.sock.settimeout(REASON_WAIT)
-        ftp.voidresp()
-    except ftplib.Error as reply:
-        return reply
-    except (OSError, EOFError):
-        pass
-    return None
+        return translate(exc, action, self.settings, missing)
 
 
 def _nlst_name(name: str, remote: str) -> str:
@@ -639,25 +439,6 @@ def _mlsd_entry(line: str) -> tuple[str, str | None] | None:
             value = value.lower()
             return name, "dir" if value == "dir" else "file" if value == "file" else value or None
     return name, None
-
-
-def _reply(exc: BaseException) -> str:
-    return str(exc.args[0] if exc.args else exc).strip()
-
-
-def _keepalive(sock: socket.socket) -> None:
-    """TCP keepalive on the control connection, so NAT does not drop it in long transfers."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
-        if hasattr(socket, option):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
-def _close_quietly(ftp: ftplib.FTP) -> None:
-    try:
-        ftp.close()
-    except OSError:
-        pass
 
 
 def _settings(conf, tls: bool) -> FtpSettings:

@@ -17,7 +17,8 @@ import re
 
 import paramiko
 
-from freezer.storage.base import HostKeyError, host_and_port
+from freezer.errors import HostKeyError
+from freezer.storage.base import host_and_port
 
 LOG = logging.getLogger(__name__)
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"

@@ -18,8 +18,9 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from freezer.errors import FreezerError, NotFound
 from freezer.storage import metadata
-from freezer.storage.base import FreezerError, NotFound, Storage
+from freezer.storage.base import Storage
 
 LOG = logging.getLogger(__name__)
 ENGINE = "tar"

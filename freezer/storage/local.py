@@ -7,7 +7,8 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 
-from freezer.storage.base import NoSpace, NotFound, PermissionDenied, Storage, StorageError, temporary_name
+from freezer.errors import NoSpace, NotFound, PermissionDenied, StorageError
+from freezer.storage.base import Storage, temporary_name
 
 READ_CHUNK = 1 << 20
 
@@ -51,8 +52,13 @@ class LocalStorage(Storage):
         with self._errors(path):
             handle = open(self._full(path), "rb")
         with handle:
-            handle.seek(offset)
-            while chunk := handle.read(READ_CHUNK):
+            with self._errors(path):
+                handle.seek(offset)
+            while True:
+                with self._errors(path):  # not around the yield: the consumer's own errors stay its own
+                    chunk = handle.read(READ_CHUNK)
+                if not chunk:
+                    return
                 yield chunk
 
     def listdir(self, path: str) -> list[str]:

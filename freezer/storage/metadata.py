@@ -12,7 +12,7 @@ import json
 import re
 
 from freezer.engine import auth, codecs
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 #: A metadata file is a few hundred bytes; anything much larger is not one.
 MAX_BYTES = 64 * 1024

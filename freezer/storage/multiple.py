@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from freezer.storage.base import NotFound, Storage, StorageError
+from freezer.errors import NotFound, StorageError
+from freezer.storage.base import Storage
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from freezer.storage.base import FreezerError, Storage
+from freezer.errors import FreezerError
+from freezer.storage.base import Storage
 
 # --storage name -> "module:function" building the bare driver from the options.
 BUILDERS = {

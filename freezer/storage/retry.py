@@ -1,6 +1,6 @@
 """Retry with backoff after a transient failure, around any network driver.
 
-Which failures are transient is the error's own ``transient`` flag (freezer/storage/base.py):
+Which failures are transient is the error's own ``transient`` flag (freezer/errors.py):
 a refused connection or a wrong password fails at once, a timeout or a dropped connection is retried.
 """
 
@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
-from freezer.storage.base import ConnectError, Storage, StorageError, checked_names
+from freezer.errors import ConnectError, StorageError
+from freezer.storage.base import Storage, checked_names
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

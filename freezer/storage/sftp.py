@@ -19,22 +19,16 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import paramiko
 
+from freezer.errors import AuthError, ConnectError, NoSpace, NotFound, PermissionDenied, StorageError, reason
 from freezer.storage import sftp_requests, sftp_stripes
 from freezer.storage.base import (
-    AuthError,
-    ConnectError,
-    NoSpace,
-    NotFound,
-    PermissionDenied,
     Storage,
-    StorageError,
     bare_host,
     checked_entries,
     checked_names,
     container_root,
     host_and_port,
     network_error,
-    reason,
     server_url,
     temporary_name,
 )

@@ -10,9 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from freezer.storage import chunking
-from freezer.storage.base import (
-    CLAIM_MARKER,
+from freezer.errors import (
     AuthError,
     ConnectError,
     FreezerError,
@@ -20,13 +18,14 @@ from freezer.storage.base import (
     NotFound,
     PermissionDenied,
     ServerBusy,
-    Storage,
     StorageError,
     TLSError,
     Unreachable,
     never_connected,
     reason,
 )
+from freezer.storage import chunking
+from freezer.storage.base import CLAIM_MARKER, Storage
 
 LOG = logging.getLogger(__name__)
 READ_CHUNK = 1024 * 1024

@@ -19,8 +19,8 @@ import threading
 import fixtures
 import requests
 
+from freezer.testing.servers import free_port, wait_for_port
 from freezer.tests.openstack import REPO, _stop
-from freezer.tests.servers import free_port, wait_for_port
 
 WEB_UI_PATCH = os.path.join(REPO, "contrib", "freezer-web-ui-ftp.patch")
 LOCAL_SETTINGS = """# written by freezer.tests.horizon

@@ -19,7 +19,7 @@ import time
 import urllib.request
 import uuid
 
-from freezer.tests.servers import free_port, wait_for_port
+from freezer.testing.servers import free_port, wait_for_port
 
 S3_ACCESS_KEY = "freezer-test-access"
 S3_SECRET_KEY = "freezer-test-Secret-1"

@@ -23,7 +23,7 @@ import time
 import fixtures
 import requests
 
-from freezer.tests.servers import free_port, wait_for_port
+from freezer.testing.servers import free_port, wait_for_port
 
 BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -23,7 +23,7 @@ def storage_options(kind: str, workdir: str) -> Iterator[list[str]]:
     if kind == "local":
         yield ["--storage", "local", "--container", os.path.join(workdir, "backups")]
         return
-    from freezer.tests import servers
+    from freezer.testing import servers
 
     with servers.for_storage(kind, os.path.join(workdir, "server")) as server:
         yield server.agent_options()

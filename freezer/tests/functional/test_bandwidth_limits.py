@@ -13,10 +13,11 @@ import testtools
 from freezer.common import config
 from freezer.storage import registry
 from freezer.storage.throttle import Throttled
-from freezer.tests import objectstores, servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
+from freezer.tests import objectstores
 from freezer.tests.functional.base import write
 from freezer.tests.functional.test_ftp import ServerAgentTest
-from freezer.tests.sshd import Sshd
 
 LIMIT = 1024 * 1024  # bytes per second
 SIZE = 3 * 1024 * 1024

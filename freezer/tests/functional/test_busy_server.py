@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from freezer.tests import servers
+from freezer.testing import servers
 from freezer.tests.functional.base import AGENT, AgentTestCase, write
 
 AGENTS, SERVER_LIMIT = 20, 4

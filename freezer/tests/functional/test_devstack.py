@@ -19,9 +19,9 @@ import subprocess
 import sysconfig
 import unittest
 
+from freezer.testing.servers import free_port
 from freezer.tests.functional import test_scheduler_api as api_tests
 from freezer.tests.openstack import ADMIN_PASSWORD, PROJECT, REPO
-from freezer.tests.servers import free_port
 
 DEVSTACK_DIR = os.environ.get("DEVSTACK_DIR") or os.path.join(REPO, "..", "shared", "third_party", "devstack")
 DRIVER = os.path.join(REPO, "freezer", "tests", "devstack_phases.sh")

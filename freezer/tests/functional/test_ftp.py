@@ -8,7 +8,7 @@ import fixtures
 import testtools
 
 from freezer.storage import ftp as ftp_storage
-from freezer.tests import servers
+from freezer.testing import servers
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 

@@ -10,11 +10,13 @@ import time
 import fixtures
 import testtools
 
+from freezer import errors
 from freezer.common import dates
 from freezer.storage import base, ftp, registry
-from freezer.tests import hostile_ftp, servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
+from freezer.tests import hostile_ftp
 from freezer.tests.functional.base import AGENT, AgentTestCase, describe_tree, make_tree, write
-from freezer.tests.sshd import Sshd
 
 HOSTNAME = "host"
 # Entries a lying server puts in every listing below the container: none may lead the agent outside it.
@@ -154,7 +156,7 @@ class TestCheckedNames(testtools.TestCase):
 
     def test_too_many_names_is_an_error(self):
         self.useFixture(fixtures.MonkeyPatch("freezer.storage.base.MAX_LISTING", 10))
-        self.assertRaises(base.ListingTooLong, base.checked_names, (str(n) for n in range(11)), "/d", "server")
+        self.assertRaises(errors.ListingTooLong, base.checked_names, (str(n) for n in range(11)), "/d", "server")
 
 
 class TestCorruptedCopy(AgentTestCase):

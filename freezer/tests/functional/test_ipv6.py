@@ -2,9 +2,9 @@
 
 import os
 
-from freezer.tests import servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree
-from freezer.tests.sshd import Sshd
 
 LOOPBACK6 = "::1"
 

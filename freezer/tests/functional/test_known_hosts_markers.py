@@ -2,8 +2,8 @@
 
 import os
 
+from freezer.testing.sshd import Sshd, keygen
 from freezer.tests.functional.base import AgentTestCase, write
-from freezer.tests.sshd import Sshd, keygen
 
 #: a key nobody holds, for lines about other hosts
 OTHER_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"

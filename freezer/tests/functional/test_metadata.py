@@ -5,7 +5,7 @@ import glob
 import json
 import os
 
-from freezer.tests import servers
+from freezer.testing import servers
 from freezer.tests.functional.base import describe_tree, write
 from freezer.tests.functional.test_ftp import ServerAgentTest
 from freezer.tests.functional.test_local import LocalAgentTest

@@ -3,7 +3,7 @@
 import os
 import shutil
 
-from freezer.tests import servers
+from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 
 

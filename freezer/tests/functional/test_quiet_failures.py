@@ -4,9 +4,9 @@ import glob
 import os
 import subprocess
 
-from freezer.tests import servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import AGENT, AgentTestCase, write
-from freezer.tests.sshd import Sshd
 
 NOISE = ("Traceback", "Exception ignored", "Exception in thread")
 

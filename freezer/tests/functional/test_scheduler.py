@@ -6,9 +6,9 @@ import subprocess
 import sys
 import time
 
-from freezer.tests import servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import AgentTestCase, write
-from freezer.tests.sshd import Sshd
 
 SCHEDULER = os.path.join(os.path.dirname(sys.executable), "freezer-scheduler")
 

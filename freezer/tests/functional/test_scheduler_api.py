@@ -18,11 +18,11 @@ import sys
 import tempfile
 import time
 
-from freezer.tests import servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import AgentTestCase, write
 from freezer.tests.functional.test_scheduler import as_strings, spec_job
 from freezer.tests.openstack import OpenStack
-from freezer.tests.sshd import Sshd
 
 SCHEDULER = os.path.join(os.path.dirname(sys.executable), "freezer-scheduler")
 ALL_STORAGES = "local,swift,ssh,s3,ftp,ftps,sftp"

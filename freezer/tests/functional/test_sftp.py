@@ -9,14 +9,14 @@ import fixtures
 import paramiko
 import testtools
 
+from freezer.errors import StorageError
 from freezer.storage import sftp as sftp_storage
 from freezer.storage import sftp_stripes
-from freezer.storage.base import StorageError
+from freezer.testing.servers import free_port
+from freezer.testing.sshd import Sshd, keygen
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
 from freezer.tests.functional.test_scheduler import SchedulerTest, spec_job
-from freezer.tests.servers import free_port
-from freezer.tests.sshd import Sshd, keygen
 
 
 class SshdAgentTest(AgentTestCase):

@@ -12,9 +12,10 @@ import os
 import fixtures
 import testtools
 
+from freezer import errors
 from freezer.storage import base, ftp, local, registry, sftp
-from freezer.tests import servers
-from freezer.tests.sshd import Sshd
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 
 ODD_NAME = "dir with spaces/naïve ☃ #1%.bin"
 
@@ -56,8 +57,8 @@ class StorageContract:
         self.assertEqual(["sub", "x"], self.storage.listdir("d"))
 
     def test_missing_file(self):
-        self.assertRaises(base.NotFound, self.storage.size, "missing")
-        self.assertRaises(base.NotFound, lambda: list(self.storage.get_stream("missing")))
+        self.assertRaises(errors.NotFound, self.storage.size, "missing")
+        self.assertRaises(errors.NotFound, lambda: list(self.storage.get_stream("missing")))
 
     def test_rmtree(self):
         self.storage.put_bytes("t/a/1", b"1")

@@ -65,6 +65,22 @@ class VerifyTest(LocalAgentTest):
         self.assertOneLineError(proc, "MAC does not match", "--encrypt-pass-file")
         self.assertOneLineError(self.verify(expect=None), "--encrypt-pass-file")
 
+    def test_encrypted_data_is_decrypted_in_the_agent(self):
+        pass_file = os.path.join(self.tmp, "pass")
+        write(pass_file, "right horse battery\n")
+        self.backup_name = "encrypted"
+        self.backup("--encrypt-pass-file", pass_file)
+        # An openssl that always fails: verify must not need it (nor show it the pass file).
+        bin_dir = os.path.join(self.tmp, "no-openssl")
+        write(os.path.join(bin_dir, "openssl"), "#!/bin/sh\nexit 1\n", mode=0o755)
+        out = os.path.join(self.tmp, "verified.json")
+        self.agent("--action", "verify", "--encrypt-pass-file", pass_file, "--metadata-out", out,
+                   env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        with open(out, encoding="utf-8") as handle:
+            result = json.load(handle)
+        self.assertEqual([[]], [row["problems"] for row in result["levels"]])
+        self.assertGreater(result["levels"][0]["members"], 0)
+
 
 class VerifyJobTest(SchedulerTest):
     """The scheduler runs exec and verify as job actions, in order, after the backup."""

@@ -13,8 +13,8 @@ import paramiko
 import testtools
 
 from benchmarks import wan
-from freezer.tests import servers
-from freezer.tests.sshd import Sshd
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 
 LINK = wan.Link.parse("100ms,8mbit")  # 1 MB/s: 256 KiB take 0.26 s on the line each way
 PAYLOAD = 256 << 10

@@ -26,12 +26,12 @@ from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
-from freezer.tests import servers
+from freezer.testing import servers
+from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import describe_tree, make_tree
 from freezer.tests.functional.test_scheduler_api import ApiTestCase
 from freezer.tests.horizon import Horizon, patched_freezer_ui
 from freezer.tests.openstack import SCHEDULER_PASSWORD, SCHEDULER_USER, OpenStack
-from freezer.tests.sshd import Sshd
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FTP_FIELDS = ("ftp_host", "ftp_port", "ftp_username", "ftp_password")

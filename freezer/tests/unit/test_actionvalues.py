@@ -3,8 +3,8 @@
 import testtools
 
 from freezer.common import cli, config
+from freezer.errors import FreezerError
 from freezer.scheduler import actionvalues, jobdoc, options, runner
-from freezer.storage.base import FreezerError
 
 #: the spelling of an exec action that each entry point must see through
 EXEC_SPELLINGS = ({"action": "exec"}, {"ACTION": "exec"}, {" action": "exec"}, {"Action": "exec"},

@@ -6,7 +6,7 @@ import fixtures
 import testtools
 
 from freezer.common import config
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 
 class TestConfig(testtools.TestCase):

@@ -4,6 +4,7 @@ import socket
 
 import testtools
 
+from freezer import errors
 from freezer.storage import base
 
 # Failures whose text is empty (or paramiko's dangling "Server connection dropped: ").
@@ -23,9 +24,9 @@ class TestNetworkError(testtools.TestCase):
 
     def test_reason_is_never_empty(self):
         for exc in BARE:
-            self.assertTrue(base.reason(exc).strip(), repr(exc))
-        self.assertEqual("the server closed the connection", base.reason(EOFError()))
-        self.assertEqual("Server connection dropped", base.reason(OSError("Server connection dropped: ")))
+            self.assertTrue(errors.reason(exc).strip(), repr(exc))
+        self.assertEqual("the server closed the connection", errors.reason(EOFError()))
+        self.assertEqual("Server connection dropped", errors.reason(OSError("Server connection dropped: ")))
 
     def test_timeout_names_the_option_of_the_storage(self):
         message = str(base.network_error(TimeoutError(), "h:22", "connect", "--ftp", timeout_option="--ssh-timeout"))

@@ -8,7 +8,7 @@ import fixtures
 import testtools
 
 from freezer.common import config, inputs, upstream
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 LONG_HOST = "a" * 300
 LONG_LABEL = "a" * 70 + ".example.com"

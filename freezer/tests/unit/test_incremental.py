@@ -7,7 +7,7 @@ import fixtures
 import testtools
 
 from freezer.engine import hardlinks, incremental, tar
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 SAMPLE = (b"GNU tar-1.34-2\n1796587217\x00849071132\x00"
           b"0\x001796587217\x00248183963\x0065024\x002146692\x00./d2/d\x00Yf\x00Nk\x00\x00\x00"

@@ -7,7 +7,7 @@ import testtools
 
 from freezer import lock
 from freezer.common import config
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 
 class TestLockPlace(testtools.TestCase):

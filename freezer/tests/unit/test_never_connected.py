@@ -5,8 +5,8 @@ import socket
 import testtools
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from freezer.storage.base import never_connected
-from freezer.tests.servers import free_port
+from freezer.errors import never_connected
+from freezer.testing.servers import free_port
 
 
 class TestNeverConnected(testtools.TestCase):

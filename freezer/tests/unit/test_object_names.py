@@ -2,8 +2,8 @@
 
 import testtools
 
+from freezer.errors import FreezerError
 from freezer.storage import s3
-from freezer.storage.base import FreezerError
 
 
 class TestS3Names(testtools.TestCase):

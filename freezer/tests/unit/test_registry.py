@@ -3,8 +3,8 @@
 import testtools
 
 from freezer.common import config
+from freezer.errors import FreezerError
 from freezer.storage import ftp, local, registry, s3, sftp, swift
-from freezer.storage.base import FreezerError
 from freezer.storage.retry import Retrying
 
 OPTIONS = {

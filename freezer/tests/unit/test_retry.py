@@ -5,7 +5,7 @@ import logging
 import fixtures
 import testtools
 
-from freezer.storage.base import (
+from freezer.errors import (
     AuthError,
     ConnectError,
     HostKeyError,

@@ -7,8 +7,8 @@ import tempfile
 
 import testtools
 
+from freezer.errors import FreezerError
 from freezer.scheduler import jobdoc, runner, schedule
-from freezer.storage.base import FreezerError
 
 GOOD = '{"job_actions": [{"freezer_action": {"action": "backup", "storage": "ftp"}}]}'
 

@@ -7,8 +7,8 @@ import tempfile
 
 import testtools
 
+from freezer.errors import FreezerError
 from freezer.scheduler import jobdoc, options
-from freezer.storage.base import FreezerError
 
 
 def conf_file(text: str) -> str:

@@ -146,6 +146,15 @@ class TestCodecs(testtools.TestCase):
     def test_unknown_compression(self):
         self.assertRaises(codecs.FreezerError, codecs.compress_command, "lzma9")
 
+    def test_missing_compressor_is_one_error_naming_the_binary(self):
+        empty = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.EnvironmentVariable("PATH", empty))
+        for name, binary in (("gzip", "gzip"), ("bzip2", "bzip2")):
+            for build in (codecs.compress_command, codecs.decompress_command):
+                error = self.assertRaises(codecs.FreezerError, build, name)
+                self.assertIn(binary, str(error))
+                self.assertIn("not installed", str(error))
+
 
 class TestSecretMask(testtools.TestCase):
     def test_mask_replaces_every_secret(self):

@@ -6,7 +6,7 @@ import fixtures
 import testtools
 
 from freezer.engine import tar
-from freezer.storage.base import FreezerError
+from freezer.errors import FreezerError
 
 
 class TestNameLengths(testtools.TestCase):

@@ -10,8 +10,8 @@ import fixtures
 import testtools
 
 from freezer.common import config, upstream
+from freezer.errors import FreezerError
 from freezer.scheduler import jobdoc, runner
-from freezer.storage.base import FreezerError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

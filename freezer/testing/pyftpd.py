@@ -1,4 +1,4 @@
-"""A pyftpdlib server for tests: ``python -m freezer.tests.pyftpd --root DIR ...``.
+"""A pyftpdlib server for tests: ``python -m freezer.testing.pyftpd --root DIR ...``.
 
 Prints its port on the first line of stdout, then serves until killed.
 """

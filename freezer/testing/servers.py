@@ -248,7 +248,7 @@ class PyFtpd(_Server):
 
     def _setUp(self):
         self.root = served_dir(self.workdir, "ftp-root")
-        argv = [sys.executable, "-m", "freezer.tests.pyftpd", "--root", self.root,
+        argv = [sys.executable, "-m", "freezer.testing.pyftpd", "--root", self.root,
                 "--user", self.username, "--password", self.password, "--host", self.host, *self.flags]
         if self.tls:
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
@@ -323,7 +323,7 @@ def for_storage(kind: str, workdir: str) -> Iterator[_Server]:
     """A running server for ``kind`` (ftp, ftps, sftp), for the demo."""
     makers = {"ftp": lambda: PyFtpd(workdir), "ftps": lambda: PyFtpd(workdir, True)}
     if kind == "sftp":
-        from freezer.tests.sshd import Sshd
+        from freezer.testing.sshd import Sshd
 
         makers["sftp"] = lambda: Sshd(workdir)
     if kind not in makers:

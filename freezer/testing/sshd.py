@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from freezer.tests.servers import (
+from freezer.testing.servers import (
     TEST_PASSWORD,
     TEST_USER,
     _Server,
