@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import difflib
 
-from oslo_utils import strutils
-
 from freezer.common import config
 from freezer.errors import FreezerError
 
@@ -81,6 +79,8 @@ def _option_value(opt, value, where: str):
 
 
 def _field_value(value, kind: str, where: str):
+    from oslo_utils import strutils  # imported when needed: it costs 0.19 s of start-up
+
     text = str(value).strip()
     try:
         if kind == "boolean":
