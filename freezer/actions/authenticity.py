@@ -21,6 +21,11 @@ from freezer.storage.metadata import Metadata
 LOG = logging.getLogger(__name__)
 
 
+def authenticated(conf: cfg.ConfigOpts) -> bool:
+    """True when levels carry (and restores check) a MAC; no file is read."""
+    return bool(conf.auth_key_file or conf.encrypt_pass_file)
+
+
 def mac_secret(conf: cfg.ConfigOpts) -> bytes | None:
     """The secret that keys every level's MAC, or None when the backups are not authenticated."""
     if conf.auth_key_file:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -42,6 +43,11 @@ class BackupJob(Job):
     """Back up ``--path-to-backup`` as the next level of the newest chain."""
 
     parent_record: Metadata | None = None  # the metadata of the level this one builds on
+
+    @functools.cached_property
+    def mac_secret(self) -> bytes | None:
+        """The MAC's secret, read once per run."""
+        return authenticity.mac_secret(self.conf)
 
     def run(self) -> dict:
         require(self.conf, "path_to_backup", "backup_name")
@@ -102,7 +108,7 @@ class BackupJob(Job):
     def _write(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, source: str,
                checksum: str | None) -> tuple[Digest, list[str], dict, dict]:
         """Upload data and engine metadata into the claimed slot, then the metadata that makes it exist."""
-        secret = authenticity.mac_secret(self.conf)
+        secret = self.mac_secret
         kdf = authenticity.chain_kdf(self.parent_record if plan.parent else None)
         if secret:
             auth.derive_in_background(secret, kdf)
@@ -172,7 +178,7 @@ class BackupJob(Job):
         except BadMetadata as exc:
             return str(exc)
         changed = settings_change(record, self.conf.compression, bool(self.conf.encrypt_pass_file))
-        secret = authenticity.mac_secret(self.conf)
+        secret = self.mac_secret
         if changed is None and secret and record.auth is not None:
             try:
                 authenticity.check_level(secret, backups.prefix, parent, record)

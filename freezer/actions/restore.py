@@ -76,7 +76,7 @@ class RestoreJob(Job):
                                restore_abs_path=target, levels=levels)
         line = RestoreLine(plan, records)
         area = RestoreTarget(target)
-        if not area.staged and authenticity.mac_secret(self.conf):
+        if not area.staged and authenticity.authenticated(self.conf):
             self._check_data_first(backups, plan, records)
         with self.progress.showing(line.render):
             size, files = self._apply_all(backups, plan, records, area, line)

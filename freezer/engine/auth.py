@@ -92,9 +92,17 @@ class Facts:
 
 def derive_in_background(secret: bytes, kdf: Kdf) -> threading.Thread:
     """Start deriving the MAC key while the data streams; ``sign`` then finds it ready."""
-    worker = threading.Thread(target=_key, args=(secret, kdf), name="mac-key", daemon=True)
+    worker = threading.Thread(target=_derive_quietly, args=(secret, kdf), name="mac-key", daemon=True)
     worker.start()
     return worker
+
+
+def _derive_quietly(secret: bytes, kdf: Kdf) -> None:
+    """A failure here is left for ``sign``, which derives again in the caller and reports it."""
+    try:
+        _key(secret, kdf)
+    except (ValueError, MemoryError):
+        pass
 
 
 def sign(secret: bytes, kdf: Kdf, facts: Facts, parent: Parent | None, engine_sha256: str) -> LevelAuth:

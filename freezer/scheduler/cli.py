@@ -76,9 +76,7 @@ class Policy:
 def load_job(path: str, policy: Policy) -> dict:
     """The prepared job of ``path``, refused (FreezerError) if it is invalid or outside ``policy``."""
     job = jobdoc.load(path)
-    why = jobdoc.unsupported(job, policy.capabilities)
-    if why is None and not policy.allow_exec:
-        why = jobdoc.exec_refused(job)
+    why = jobdoc.refusal(job, policy.capabilities, policy.allow_exec)
     if why:
         raise FreezerError(f"{_label(path, job)}: {why}")
     return job

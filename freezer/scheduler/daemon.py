@@ -136,9 +136,7 @@ class ApiScheduler:
             job = jobdoc.prepare(doc, name)
         except FreezerError as exc:
             return None, str(exc)
-        why = jobdoc.unsupported(job, self.capabilities)
-        if why is None and not self.allow_exec:
-            why = jobdoc.exec_refused(job)
+        why = jobdoc.refusal(job, self.capabilities, self.allow_exec)
         return job, (f"{name}: {why}" if why else None)
 
     # -- events ---------------------------------------------------------------------------------

@@ -143,6 +143,14 @@ def validate(document: dict, name: str) -> None:
         raise FreezerError(f"{name}: bad field {field}: {error.message}")
 
 
+def refusal(job: dict, capabilities: dict, allow_exec: bool) -> str | None:
+    """Why this host will not run a prepared job (``[capabilities]``, ``--disable-exec``), or None."""
+    why = unsupported(job, capabilities)
+    if why is None and not allow_exec:
+        why = exec_refused(job)
+    return why
+
+
 def unsupported(job: dict, capabilities: dict) -> str | None:
     """Why a prepared job is outside this host's ``[capabilities]``, or None when it is within."""
     for index, action in enumerate(job["job_actions"]):
