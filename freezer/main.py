@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job, lock, priority, summary
+from freezer import job
+from freezer.actions import lock, priority, summary
 from freezer.common import cli, config, logs, upstream
 from freezer.errors import FreezerError, reason
 from freezer.storage import registry
@@ -32,7 +33,7 @@ def make_storage(conf: cfg.ConfigOpts) -> Storage:
 def run(conf: cfg.ConfigOpts) -> dict:
     """Run the action of ``conf`` and return its result document."""
     if conf.action == "exec":  # a job step: no storage involved
-        from freezer import exec_action
+        from freezer.actions import exec_action
 
         return exec_action.run(conf)
     with lock.held(conf):  # --lock-path: one writer per backup name
@@ -44,13 +45,13 @@ def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
-            from freezer import snapshot
+            from freezer.actions import snapshot
 
             with snapshot.of_path(conf) as mounted:
                 return job.BackupJob(conf, storage, read_from=mounted.path,
                                      before_commit=mounted.check_intact).run()
         if conf.action == "verify":
-            from freezer import verify
+            from freezer.actions import verify
 
             return verify.VerifyJob(conf, storage).run()
         return job.JOBS[conf.action](conf, storage).run()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from freezer import progress
+from freezer.actions import progress
 from freezer.common import dates
 from freezer.errors import FreezerError
 from freezer.storage.base import Storage

@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "engine": {"common"},
     "storage": {"engine", "common"},
     "agent": {"actions", "storage", "engine", "common", "version"},
-    "actions": {"agent", "storage", "engine", "common", "version"},
+    "actions": {"storage", "engine", "common", "version"},
     "scheduler": {"common", "version"},
     "testing": set(),
     "tools": {"testing"},
@@ -49,7 +49,7 @@ def room(module: str) -> str:
         return "version"
     if parts[1] in ("common", "engine", "storage", "actions", "scheduler", "testing", "tools", "errors"):
         return parts[1]
-    return "agent"  # main.py, job.py, verify.py and the helpers of one run at the package root
+    return "agent"  # the entry points at the package root: main.py and job.py
 
 
 def imports(path: str, modules: dict[str, str], top_level_only: bool) -> set[str]:
