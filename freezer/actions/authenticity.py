@@ -15,7 +15,7 @@ from oslo_config import cfg
 from freezer.common import dates, inputs
 from freezer.engine import auth
 from freezer.errors import FreezerError
-from freezer.storage.layout import BackupRef
+from freezer.storage.chains import BackupRef
 from freezer.storage.metadata import Metadata
 
 LOG = logging.getLogger(__name__)

@@ -20,17 +20,16 @@ from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.errors import FreezerError
 from freezer.storage import metadata as level_metadata
 from freezer.storage.base import Storage
-from freezer.storage.layout import (
+from freezer.storage.chains import (
     BackupRef,
-    BackupSet,
     LevelPlan,
     LevelPolicy,
-    SlotTaken,
     group_chains,
     next_timestamp,
     plan_level,
     settings_change,
 )
+from freezer.storage.layout import BackupSet, SlotTaken
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)

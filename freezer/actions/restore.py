@@ -14,10 +14,8 @@ from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
 from freezer.engine.streams import Digest, PipelineError, ahead, prefetch, verified
 from freezer.errors import FreezerError, NotFound
-from freezer.storage.layout import (
-    BackupRef,
-    BackupSet,
-)
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 from freezer.storage.metadata import Metadata
 from freezer.storage.multiple import MultiStorage
 

@@ -18,7 +18,8 @@ from freezer.common import dates
 from freezer.engine import codecs, tar
 from freezer.engine.streams import Digest, Pipeline, PipelineError, prefetch
 from freezer.errors import FreezerError, NotFound, StorageError
-from freezer.storage.layout import BackupRef, BackupSet
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
