@@ -8,7 +8,7 @@ import time
 from freezer.actions.base import Job, require
 from freezer.common import dates
 from freezer.errors import FreezerError
-from freezer.storage.chains import chains_to_remove
+from freezer.storage.chains import Chain, chains_to_remove
 from freezer.storage.layout import BackupSet
 from freezer.storage.leftovers import Leftovers, leftovers
 
@@ -30,16 +30,17 @@ class AdminJob(Job):
                 backups.remove_chain(chain)
         gone = self._remove_leftovers(backups)
         if not self.conf.dry_run:
-            self._prune_timestamps(backups)
+            kept = backups.chains()
+            self._prune_timestamps(backups, kept)
+            backups.rewrite_index([ref for chain in kept for ref in chain.backups])
         return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run,
                            removed_incomplete=[{"l0_time_stamp": r.l0_ts, "level": r.level, "time_stamp": r.ts}
                                                for r in gone.levels],
                            removed_partials=[backups.partial_path(*partial) for partial in gone.partials])
 
-    def _prune_timestamps(self, backups: BackupSet) -> None:
+    def _prune_timestamps(self, backups: BackupSet, chains: list[Chain]) -> None:
         """Keep the timestamp claims of complete backups in the chains kept, and the young ones (a
         backup may be running); the others, of removed chains or of backups that never completed, go."""
-        chains = backups.chains()
         if not chains:
             return
         oldest = chains[0].l0_ts

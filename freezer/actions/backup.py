@@ -134,6 +134,7 @@ class BackupJob(Job):
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
+        backups.add_to_index(ref, level_metadata.from_document(metadata))
         return digest, warnings, metadata, counts
 
     def _consistency_checksum(self, source: str) -> str | None:

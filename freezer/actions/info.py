@@ -9,6 +9,7 @@ from freezer.common import dates
 from freezer.errors import NotFound
 from freezer.storage.base import Storage
 from freezer.storage.chains import LONG_CHAIN, BackupRef, Chain, long_chains, restore_length
+from freezer.storage.index import Summary
 from freezer.storage.layout import ENGINE, BackupSet
 from freezer.storage.leftovers import incomplete_levels
 from freezer.storage.metadata import BadMetadata
@@ -25,7 +26,9 @@ class InfoJob(Job):
             return self.result(names=[_name_row(self.storage, host, name) for host, name in backup_names(self.storage)])
         backups = self.backups()
         chains = backups.chains()
-        rows = [_info_row(backups, ref) for chain in chains for ref in chain.backups]
+        refs = [ref for chain in chains for ref in chain.backups]
+        summaries = backups.summaries(refs)
+        rows = [_info_row(ref, summaries[ref]) for ref in refs]
         long = [_long_chain_row(chain) for chain in long_chains(chains)]
         if long:
             LOG.warning("%s", long_chain_warning(self.conf.backup_name, long))
@@ -73,7 +76,7 @@ def _name_row(storage: Storage, host: str, name: str) -> dict:
     backups = BackupSet(storage, host, name)
     chains = backups.chains()
     refs = [ref for chain in chains for ref in chain.backups]
-    sizes = [_info_row(backups, ref)["size"] for ref in refs]
+    sizes = [_info_row(ref, summary)["size"] for ref, summary in backups.summaries(refs).items()]
     newest = max((ref.ts for ref in refs), default=None)
     return {"hostname": host, "backup_name": name, "chains": len(chains), "levels": len(refs),
             "newest": dates.show(newest) if newest else None, "newest_time_stamp": newest,
@@ -82,16 +85,13 @@ def _name_row(storage: Storage, host: str, name: str) -> dict:
 
 
 
-def _info_row(backups: BackupSet, ref: BackupRef) -> dict:
+def _info_row(ref: BackupRef, summary: Summary | BadMetadata) -> dict:
     """One backup as ``--action info`` lists it; bad metadata marks it unreadable, not the listing."""
     row = {"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts, "date": dates.show(ref.ts)}
-    try:
-        metadata = backups.read_metadata(ref)
-    except BadMetadata as exc:
-        LOG.warning("%s", exc)
-        return {**row, "size": None, "compression": None, "encryption": None, "unreadable": str(exc)}
-    return {**row, "size": metadata.data_size, "compression": metadata.compression,
-            "encryption": metadata.encryption}
+    if isinstance(summary, BadMetadata):
+        LOG.warning("%s", summary)
+        return {**row, "size": None, "compression": None, "encryption": None, "unreadable": str(summary)}
+    return {**row, "size": summary.data_size, "compression": summary.compression, "encryption": summary.encryption}
 
 
 

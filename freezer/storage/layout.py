@@ -17,8 +17,8 @@ import logging
 import re
 from collections.abc import Callable
 
-from freezer.errors import FreezerError
-from freezer.storage import metadata
+from freezer.errors import FreezerError, NotFound
+from freezer.storage import index, metadata
 from freezer.storage.base import Storage
 from freezer.storage.chains import BackupRef, Chain, group_chains, restore_plan
 from freezer.storage.leftovers import TREES, LevelFiles
@@ -171,6 +171,51 @@ class BackupSet:
                                "so this one is not recorded (are two agents writing this --backup-name?)")
         body = json.dumps(metadata, sort_keys=True).encode("utf-8")
         self.storage.put_bytes(self.metadata_path(ref), body)
+
+    def summaries(self, refs: list[BackupRef]) -> dict[BackupRef, index.Summary | metadata.BadMetadata]:
+        """What info shows of each of ``refs`` (complete levels): from the index, else from each ``metadata``.
+
+        One read of the index whatever the history; only the levels it lacks cost a read each.
+        """
+        found: dict = self._read_index(refs)
+        for ref in refs:
+            if ref not in found:
+                try:
+                    found[ref] = index.Summary.of(self.read_metadata(ref))
+                except metadata.BadMetadata as exc:
+                    found[ref] = exc
+        return found
+
+    def add_to_index(self, ref: BackupRef, record: metadata.Metadata) -> None:
+        """Record a level just written in the index; a failure only costs later infos a read per level."""
+        try:
+            self._write_index({**self._read_index(None), ref: index.Summary.of(record)})
+        except (FreezerError, OSError) as exc:
+            LOG.warning("could not update the index %s (info reads each level instead): %s",
+                        self._index_path(), exc)
+
+    def rewrite_index(self, refs: list[BackupRef]) -> None:
+        """The index made to hold exactly ``refs`` (the complete levels left by admin), written if it changed."""
+        current = self._read_index(None)
+        wanted = {ref: current[ref] for ref in refs if ref in current}
+        for ref in refs:
+            if ref not in wanted:
+                with contextlib.suppress(metadata.BadMetadata):
+                    wanted[ref] = index.Summary.of(self.read_metadata(ref))
+        if wanted != current:
+            self._write_index(wanted)
+
+    def _index_path(self) -> str:
+        return f"data/{self.engine}/{self.prefix}/{index.NAME}"
+
+    def _read_index(self, refs: list[BackupRef] | None) -> dict[BackupRef, index.Summary]:
+        try:
+            return index.decode(self._read_small(self._index_path(), index.MAX_BYTES), refs)
+        except NotFound:
+            return {}
+
+    def _write_index(self, entries: dict[BackupRef, index.Summary]) -> None:
+        self.storage.put_bytes(self._index_path(), index.encode(entries))
 
     def claim(self, ref: BackupRef) -> bool:
         """Take ``ref``'s data directory for this backup alone; False if another backup has it."""
