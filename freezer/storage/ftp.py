@@ -14,9 +14,10 @@ import posixpath
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from freezer.errors import AuthError, PermissionDenied, StorageError, TLSError
+from freezer.storage import ftp_stat
 from freezer.storage.base import (
     MAX_LISTING,
     Storage,
@@ -55,6 +56,7 @@ class FtpStorage(Storage):
         # What this session already told the server, so a long link does not pay the round trip twice.
         self._binary_mode = False
         self._utf8_asked = False
+        self._stat_lists = True  # until the server answers STAT <dir> with something else than a listing
 
     def describe(self) -> str:
         s = self.settings
@@ -239,6 +241,28 @@ class FtpStorage(Storage):
 
     def listdir(self, path: str) -> list[str]:
         return [name for name, _ in self._entries(self._abs(path))]
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        """Several directories in one round trip per ``ftp_stat.BATCH_BYTES`` of paths, where the server allows."""
+        remotes = [self._abs(path) for path in paths]
+        if not remotes or not self._stat_lists or not all(map(ftp_stat.batchable, remotes)):
+            return super().listdirs(paths)
+        try:
+            listings = ftp_stat.list_dirs(self._client(), remotes)
+        except ftp_stat.Unusable as exc:
+            LOG.info("%s: listing one directory at a time (%s)", self.settings.where, exc)
+            self.reset()  # replies may still be on their way: the session is out of step
+            self._stat_lists = False
+            return super().listdirs(paths)
+        except BaseException as exc:
+            raise self._translate(exc, "list directories") from exc
+        names = []
+        for remote, entries in zip(remotes, listings, strict=True):
+            entries = sorted(checked_entries(entries, remote, self.settings.where))
+            if entries:
+                self._learn_dirs(remote, entries)
+            names.append([name for name, _ in entries])
+        return names
 
     def _entries(self, remote: str) -> list[tuple[str, str | None]]:
         """(name, 'file'|'dir'|None) of a directory; empty when absent."""

@@ -1,0 +1,105 @@
+"""Several FTP directories listed in one round trip: ``STAT <dir>`` commands pipelined on the control connection.
+
+``STAT`` with a path (RFC 959) answers with the directory's ``ls -l`` listing in the reply itself, so no
+data connection is opened and many can be sent before the first reply is read. pyftpdlib, vsftpd and
+ProFTPD answer it; a server that does not, or a listing this module cannot read exactly, makes the
+caller list those directories one MLSD at a time instead (``Unusable``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import re
+import socket
+from collections.abc import Iterator
+
+#: bytes of STAT commands sent before the first reply is read: far below the socket buffers on both
+#: sides, so our writing always ends even while the server waits for us to read its replies
+BATCH_BYTES = 16 << 10
+#: one ``ls -l`` line: type and mode, links, owner, group, size, month, day, time or year, then the name
+_LS_LINE = re.compile(r"^([-dl])[-rwxsStTl]{9}[.+@]?\s+\d+\s+\S+\s+\S+\s+\d+\s+[A-Za-z]{3}\s+\d{1,2}\s+"
+                      r"(?:\d{1,2}:\d{2}|\d{4})\s(.+)$")
+_KINDS = {"d": "dir", "-": "file", "l": None}
+#: characters a server may take as a glob or an ``ls`` option in STAT's argument: such paths are not batched
+_UNSAFE = re.compile(r"[*?\[\]{}~\s\\]|^-|/-")
+
+
+class Unusable(Exception):
+    """The server's STAT replies cannot be taken for listings: list one directory at a time."""
+
+
+def batchable(remote: str) -> bool:
+    """True when ``remote`` means only itself to a server that globs or parses options in STAT."""
+    return remote.startswith("/") and not _UNSAFE.search(remote)
+
+
+def list_dirs(ftp: ftplib.FTP, remotes: list[str]) -> list[list[tuple[str, str | None]]]:
+    """(name, 'dir'|'file'|None) of each directory, ``BATCH_BYTES`` of STAT commands per round trip;
+    [] when absent. Unusable when a reply is not a listing: the connection is then out of step.
+    """
+    listings = []
+    for batch in _batches(remotes):
+        with _corked(ftp.sock):
+            for remote in batch:
+                ftp.putcmd(f"STAT {remote}")
+        listings += [_listing(_reply(ftp), remote) for remote in batch]
+    return listings
+
+
+def _batches(remotes: list[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    size = 0
+    for remote in remotes:
+        if batch and size + len(remote) > BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(remote)
+        size += len(remote) + 7
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def _corked(sock: socket.socket) -> Iterator[None]:
+    """The commands written in the block leave in one segment, not one then the rest a round trip later
+    (Nagle's algorithm holds small writes until the first is acknowledged)."""
+    cork = getattr(socket, "TCP_CORK", None)
+    if cork is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+
+
+def _reply(ftp: ftplib.FTP) -> str:
+    """The next reply whole, its code a 4xx or 5xx one included."""
+    try:
+        return ftp.getresp()
+    except (ftplib.error_temp, ftplib.error_perm) as exc:
+        return str(exc.args[0]) if exc.args else ""
+    except ftplib.Error as exc:
+        raise Unusable(str(exc)) from exc
+
+
+def _listing(reply: str, remote: str) -> list[tuple[str, str | None]]:
+    """The entries of one STAT reply; a missing directory (450/550) lists nothing."""
+    code = reply[:3]
+    if code in ("450", "550"):
+        return []
+    lines = reply.split("\n")
+    if code not in ("211", "212", "213") or len(lines) < 2:
+        raise Unusable(f"STAT {remote} answered {reply[:60]!r}")
+    entries = []
+    for line in lines[1:-1]:
+        match = _LS_LINE.match(line.removeprefix(" "))
+        if not match:
+            raise Unusable(f"STAT {remote} gave a line that is not an ls -l entry: {line[:60]!r}")
+        kind = _KINDS[match.group(1)]
+        name = match.group(2).partition(" -> ")[0] if match.group(1) == "l" else match.group(2)
+        if name not in (".", ".."):
+            entries.append((name, kind))
+    return entries
