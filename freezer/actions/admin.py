@@ -8,9 +8,9 @@ import time
 from freezer.actions.base import Job, require
 from freezer.common import dates
 from freezer.errors import FreezerError
-from freezer.storage.chains import Chain, chains_to_remove
+from freezer.storage.chains import BackupRef, Chain, chains_to_remove, group_chains
 from freezer.storage.layout import BackupSet
-from freezer.storage.leftovers import Leftovers, leftovers
+from freezer.storage.leftovers import Leftovers, LevelFiles, complete_levels, leftovers
 
 LOG = logging.getLogger(__name__)
 
@@ -23,14 +23,18 @@ class AdminJob(Job):
         require(self.conf, "backup_name")
         cutoff = self._cutoff()
         backups = self.backups()
-        doomed = chains_to_remove(backups.chains(), cutoff)
+        inventory = backups.inventory()  # one listing of each tree serves every step below
+        chains = group_chains(complete_levels(inventory))
+        doomed = chains_to_remove(chains, cutoff)
         for chain in doomed:
             LOG.info("removing chain %s (%d backups)", dates.show(chain.l0_ts), len(chain.backups))
             if not self.conf.dry_run:
                 backups.remove_chain(chain)
-        gone = self._remove_leftovers(backups)
+        removed = {chain.l0_ts for chain in doomed}
+        gone = self._remove_leftovers(backups, {ref: files for ref, files in inventory.items()
+                                                if ref.l0_ts not in removed})
         if not self.conf.dry_run:
-            kept = backups.chains()
+            kept = [chain for chain in chains if chain.l0_ts not in removed]
             self._prune_timestamps(backups, kept)
             backups.rewrite_index([ref for chain in kept for ref in chain.backups])
         return self.result(removed=[c.l0_ts for c in doomed], cutoff=cutoff, dry_run=self.conf.dry_run,
@@ -48,9 +52,9 @@ class AdminJob(Job):
         young_after = time.time() - self.conf.remove_incomplete_after * 3600
         backups.prune_timestamps(lambda ts: ts >= oldest and (ts in complete or ts > young_after))
 
-    def _remove_leftovers(self, backups: BackupSet) -> Leftovers:
+    def _remove_leftovers(self, backups: BackupSet, inventory: dict[BackupRef, LevelFiles]) -> Leftovers:
         """Levels that never completed and stray partial uploads older than --remove-incomplete-after."""
-        found = leftovers(backups.inventory(), int(time.time()), self.conf.remove_incomplete_after)
+        found = leftovers(inventory, int(time.time()), self.conf.remove_incomplete_after)
         for ref in found.levels:
             LOG.info("removing incomplete backup %s (%s)", ref.relpath, dates.show(ref.ts))
         for partial in found.partials:

@@ -8,10 +8,10 @@ from freezer.actions.base import Job
 from freezer.common import dates
 from freezer.errors import NotFound
 from freezer.storage.base import Storage
-from freezer.storage.chains import LONG_CHAIN, BackupRef, Chain, long_chains, restore_length
+from freezer.storage.chains import LONG_CHAIN, BackupRef, Chain, group_chains, long_chains, restore_length
 from freezer.storage.index import Summary
 from freezer.storage.layout import ENGINE, BackupSet
-from freezer.storage.leftovers import incomplete_levels
+from freezer.storage.leftovers import complete_levels, incomplete_levels
 from freezer.storage.metadata import BadMetadata
 
 LOG = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ class InfoJob(Job):
         if not self.conf.backup_name:
             return self.result(names=[_name_row(self.storage, host, name) for host, name in backup_names(self.storage)])
         backups = self.backups()
-        chains = backups.chains()
+        inventory = backups.inventory()  # one listing of each tree: the backups and the incomplete levels
+        chains = group_chains(complete_levels(inventory))
         refs = [ref for chain in chains for ref in chain.backups]
         summaries = backups.summaries(refs)
         rows = [_info_row(ref, summaries[ref]) for ref in refs]
@@ -33,7 +34,7 @@ class InfoJob(Job):
         if long:
             LOG.warning("%s", long_chain_warning(self.conf.backup_name, long))
         incomplete = [{"l0_time_stamp": ref.l0_ts, "level": ref.level, "time_stamp": ref.ts,
-                       "date": dates.show(ref.ts)} for ref in incomplete_levels(backups.inventory())]
+                       "date": dates.show(ref.ts)} for ref in incomplete_levels(inventory)]
         if not rows and not incomplete:
             raise NotFound(f"no backup named {self.conf.backup_name!r} for --hostname {self.conf.hostname} in "
                            f"{self.storage.describe()}: --action info without --backup-name lists the backups there")

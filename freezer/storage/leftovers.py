@@ -38,6 +38,11 @@ class Leftovers:
 
 
 
+def complete_levels(inventory: Mapping[BackupRef, LevelFiles]) -> list[BackupRef]:
+    """Levels whose ``metadata`` exists: the backups, as ``BackupSet.list_backups`` finds them."""
+    return sorted(ref for ref, files in inventory.items() if files.complete)
+
+
 def incomplete_levels(inventory: Mapping[BackupRef, LevelFiles]) -> list[BackupRef]:
     """Levels that have a directory but no ``metadata``: in progress, or left by a dead agent."""
     return sorted(ref for ref, files in inventory.items() if not files.complete)
