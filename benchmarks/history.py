@@ -61,7 +61,7 @@ def measure(argv: list[str], action: str, counter) -> dict:
     started = time.monotonic()
     try:
         with counter() as wire:
-            job.JOBS[action](conf, storage).run()
+            job.job_class(action)(conf, storage).run()
     finally:
         storage.close()
     return {"calls": storage.total, "requests": wire.requests, "round_trips": wire.round_trips,

@@ -54,7 +54,7 @@ def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
             from freezer.actions import verify
 
             return verify.VerifyJob(conf, storage).run()
-        return job.JOBS[conf.action](conf, storage).run()
+        return job.job_class(conf.action)(conf, storage).run()
     finally:
         storage.close()
 
