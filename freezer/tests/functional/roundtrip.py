@@ -33,10 +33,12 @@ class RoundTripTests:
 
     def walk(self, path: str = "") -> list[tuple[str, bool]]:
         """Every (path, is_leaf) below ``path`` in the container, hidden uploads included; not the
-        timestamp claims (``.timestamps``), which outlive their backups until admin prunes them."""
+        timestamp claims (``.timestamps``), which outlive their backups until admin prunes them, nor
+        the index of a backup name (``.index``, a cache beside the chains)."""
         view = self.server_view()
         try:
-            return [(p, leaf) for p, leaf in _walk(view, path) if "/.timestamps" not in p]
+            return [(p, leaf) for p, leaf in _walk(view, path)
+                    if "/.timestamps" not in p and not p.endswith("/.index")]
         finally:
             view.close()
 
