@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import freezer
-from benchmarks import dataset, peers, raw, wan
+from benchmarks import dataset, history, peers, raw, wan
 from freezer.testing.servers import PyFtpd
 from freezer.testing.sshd import Sshd
 
@@ -502,12 +502,15 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--wan", metavar="RTT,RATE", help="add ftp and sftp over a long link, e.g. 40ms,200mbit")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
+    parser.add_argument("--history", metavar="N,N", help="also info/admin round trips for N stored backups")
     args = parser.parse_args()
     if args.wan:
         wan.Link.parse(args.wan)  # a typo fails now, not after the loopback rows
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
                    tuple(s for s in args.storages.split(",") if s), args.work_dir, args.wan, args.wan_size_mib)
     print(table(rows))
+    if args.history:
+        history.main_(["--backups", args.history])
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"size_mib": args.size_mib, "cores": os.cpu_count(), "rows": rows}, out, indent=2)
