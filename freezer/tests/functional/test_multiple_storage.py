@@ -47,7 +47,7 @@ class MultipleStorageTest(AgentTestCase):
         with open(calls, encoding="utf-8") as handle:
             self.assertEqual(["--create"], handle.read().split())
         local, remote = self.files(self.local), self.files(self.ftp_root)
-        self.assertEqual(3, len(local))  # data, engine_metadata, metadata
+        self.assertEqual(4, len(local))  # data, engine_metadata, metadata and the index
         self.assertEqual(local, remote)
 
     def test_restore_takes_the_storage_that_has_the_backup(self):
