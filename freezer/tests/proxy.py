@@ -3,7 +3,8 @@
 Put it between a driver and a real server (SeaweedFS, Swift): traffic passes untouched until
 ``cut_after(n)``; then the connection that carries the n-th byte from the server is reset, as a
 dropped link would be, the next ``reset_next`` connections are reset as soon as they open (the link
-is still down), and later connections pass untouched again.
+is still down), and later connections pass untouched again. ``link_down(n)`` resets the next ``n``
+connections as they open; ``connections`` counts every connection opened through the proxy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class CuttingProxy(fixtures.Fixture):
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.cuts = 0
+        self.connections = 0
         self._budget: int | None = None
         self._reset_next = 0
         self._resets_armed = 0
@@ -44,6 +46,11 @@ class CuttingProxy(fixtures.Fixture):
             self._budget = server_bytes
             self._resets_armed = reset_next
 
+    def link_down(self, connections: int) -> None:
+        """Reset the next ``connections`` connections as soon as they open."""
+        with self._lock:
+            self._reset_next = connections
+
     def _stop(self) -> None:
         self._listener.close()
         for sock in self._sockets:
@@ -55,6 +62,7 @@ class CuttingProxy(fixtures.Fixture):
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
             if self._take_reset():
                 _reset(client)
                 continue

@@ -8,7 +8,7 @@ from freezer.storage import registry, s3
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, DroppedConnections, StorageContract
 from freezer.tests.proxy import CuttingProxy
 
 PART = 5 * 1024 * 1024
@@ -55,7 +55,7 @@ class TestS3Contract(StorageContract, testtools.TestCase):
         self.assertEqual(["backups/host1/a/b"], keys)
 
 
-class TestS3CutDownload(CutDownload, testtools.TestCase):
+class TestS3CutDownload(CutDownload, DroppedConnections, testtools.TestCase):
     def make_cut_driver(self):
         server = objectstores.seaweed()
         proxy = self.useFixture(CuttingProxy("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1])))

@@ -246,3 +246,49 @@ class CutDownload:
         self.assertEqual(1, proxy.cuts)
         self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(received).hexdigest())
         self.assertIn("resuming at byte", logs.output)
+
+
+class DroppedConnections:
+    """The Retrying wrapper is the only retry layer: a dropped connection costs one more, not a client
+    library's retries on top of the wrapper's (boto3 and swiftclient are set not to retry).
+
+    The subclass returns ``(bare driver, proxy)`` from ``make_cut_driver``, as for CutDownload.
+    """
+
+    def make_cut_driver(self):
+        raise NotImplementedError
+
+    def start(self):
+        driver, proxy = self.make_cut_driver()
+        storage = registry.wrap(driver, backoff=0.01)
+        self.addCleanup(storage.close)
+        storage.put_bytes("kept", b"kept")
+        return storage, proxy
+
+    def connections_for(self, storage, proxy, operation) -> int:
+        """Connections ``operation`` opens from a closed client."""
+        storage.reset()
+        before = proxy.connections
+        operation()
+        return proxy.connections - before
+
+    def test_one_dropped_connection_costs_one_more(self):
+        storage, proxy = self.start()
+        for operation in (lambda: storage.get_bytes("kept"), lambda: storage.put_bytes("new", b"new"),
+                          lambda: storage.put_stream("big", (b"x" * (1 << 20) for _ in range(12)))):
+            clean = self.connections_for(storage, proxy, operation)
+            proxy.link_down(1)
+            self.assertEqual(clean + 1, self.connections_for(storage, proxy, operation))
+        self.assertEqual(b"new", storage.get_bytes("new"))
+        self.assertEqual(12 << 20, storage.size("big"))
+
+    def test_link_down_costs_one_connection_per_attempt(self):
+        storage, proxy = self.start()
+        for operation in (lambda: storage.size("kept"), lambda: storage.put_bytes("new", b"new")):
+            storage.reset()
+            proxy.link_down(100)
+            before = proxy.connections
+            error = self.assertRaises(errors.ConnectError, operation)
+            self.assertTrue(error.transient, error)
+            self.assertEqual(storage.attempts, proxy.connections - before)
+            proxy.link_down(0)

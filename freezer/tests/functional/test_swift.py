@@ -8,7 +8,7 @@ from freezer.storage import registry, swift
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, DroppedConnections, StorageContract
 from freezer.tests.proxy import CuttingProxy
 
 SEGMENT = 4 * 1024 * 1024
@@ -61,11 +61,7 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         self.assertEqual(block * 9, self.storage.get_bytes("dlo"))
 
 
-class TestSwiftCutDownload(CutDownload, testtools.TestCase):
-    # swiftclient resumes a cut body itself (Range) and tries each request 3 times: the link stays
-    # down for those 3, so the agent's own resume is what saves the download.
-    resets_after_cut = 3
-
+class TestSwiftCutDownload(CutDownload, DroppedConnections, testtools.TestCase):
     def make_cut_driver(self):
         server = objectstores.swift()
         proxy = self.useFixture(CuttingProxy("127.0.0.1", server.port))
