@@ -1,8 +1,10 @@
 """The one place that builds a storage: ``--storage`` name -> bare driver -> wrappers.
 
 Drivers' ``*_from_conf`` return the bare driver; ``build`` and ``wrap`` add retries (with resumed
-downloads) to every network driver, so each behaves the same whichever protocol it speaks. Tests
-build drivers through ``wrap`` too, and reach the bare driver with ``unwrap``.
+downloads) to every network driver, so each behaves the same whichever protocol it speaks. That
+wrapper is the only retry layer: drivers set their client libraries (boto3, swiftclient) not to
+retry, so one failure is never retried by two loops. Tests build drivers through ``wrap`` too, and
+reach the bare driver with ``unwrap``.
 """
 
 from __future__ import annotations
