@@ -3,8 +3,9 @@
 Put it between a driver and a real server (SeaweedFS, Swift): traffic passes untouched until
 ``cut_after(n)``; then the connection that carries the n-th byte from the server is reset, as a
 dropped link would be, the next ``reset_next`` connections are reset as soon as they open (the link
-is still down), and later connections pass untouched again. ``link_down(n)`` resets the next ``n``
-connections as they open; ``connections`` counts every connection opened through the proxy.
+is still down), and later connections pass untouched again. ``cut_upload_after(n)`` does the same
+for the n-th byte sent to the server, ``link_down(n)`` resets the next ``n`` connections as they
+open, and ``connections`` counts every connection opened through the proxy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class CuttingProxy(fixtures.Fixture):
         self.cuts = 0
         self.connections = 0
         self._budget: int | None = None
+        self._upload_budget: int | None = None
         self._reset_next = 0
         self._resets_armed = 0
         self._lock = threading.Lock()
@@ -45,6 +47,11 @@ class CuttingProxy(fixtures.Fixture):
         with self._lock:
             self._budget = server_bytes
             self._resets_armed = reset_next
+
+    def cut_upload_after(self, client_bytes: int) -> None:
+        """Reset the connection that carries byte ``client_bytes`` (counted from now) to the server."""
+        with self._lock:
+            self._upload_budget = client_bytes
 
     def link_down(self, connections: int) -> None:
         """Reset the next ``connections`` connections as soon as they open."""
@@ -78,7 +85,7 @@ class CuttingProxy(fixtures.Fixture):
     def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         try:
             while data := source.recv(BUFFER):
-                allowed = self._allowance(len(data)) if from_server else len(data)
+                allowed = self._allowance(len(data)) if from_server else self._upload_allowance(len(data))
                 sink.sendall(data[:allowed])
                 if allowed < len(data):
                     _reset(sink)
@@ -100,6 +107,18 @@ class CuttingProxy(fixtures.Fixture):
             allowed, self._budget = self._budget, None
             self.cuts += 1
             self._reset_next, self._resets_armed = self._resets_armed, 0
+            return allowed
+
+    def _upload_allowance(self, size: int) -> int:
+        """How many of ``size`` client bytes may pass before the cut."""
+        with self._lock:
+            if self._upload_budget is None:
+                return size
+            if size <= self._upload_budget:
+                self._upload_budget -= size
+                return size
+            allowed, self._upload_budget = self._upload_budget, None
+            self.cuts += 1
             return allowed
 
     def _take_reset(self) -> bool:

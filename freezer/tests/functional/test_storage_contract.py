@@ -255,6 +255,9 @@ class DroppedConnections:
     The subclass returns ``(bare driver, proxy)`` from ``make_cut_driver``, as for CutDownload.
     """
 
+    #: connections a driver opens to reconnect after a reset (Swift logs in again, then stores)
+    reconnect_cost = 1
+
     def make_cut_driver(self):
         raise NotImplementedError
 
@@ -282,6 +285,18 @@ class DroppedConnections:
         self.assertEqual(b"new", storage.get_bytes("new"))
         self.assertEqual(12 << 20, storage.size("big"))
 
+    def test_upload_cut_midway_sends_the_failed_part_again(self):
+        storage, proxy = self.start()
+        data = os.urandom(12 << 20)
+        clean = self.connections_for(storage, proxy, lambda: storage.put_stream("big", _chunks(data)))
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        proxy.cut_upload_after(7 << 20)
+        cut = self.connections_for(storage, proxy, lambda: storage.put_stream("big", _chunks(data)))
+        self.assertEqual(1, proxy.cuts)
+        self.assertEqual(1, logs.output.count("retrying in"), logs.output)
+        self.assertEqual(clean + self.reconnect_cost, cut)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(storage.get_bytes("big")).hexdigest())
+
     def test_link_down_costs_one_connection_per_attempt(self):
         storage, proxy = self.start()
         for operation in (lambda: storage.size("kept"), lambda: storage.put_bytes("new", b"new")):
@@ -292,3 +307,7 @@ class DroppedConnections:
             self.assertTrue(error.transient, error)
             self.assertEqual(storage.attempts, proxy.connections - before)
             proxy.link_down(0)
+
+
+def _chunks(data: bytes):
+    return (data[start:start + (1 << 20)] for start in range(0, len(data), 1 << 20))

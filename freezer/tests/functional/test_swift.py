@@ -62,6 +62,8 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
 
 
 class TestSwiftCutDownload(CutDownload, DroppedConnections, testtools.TestCase):
+    reconnect_cost = 2  # a new Connection logs in (auth URL), then stores
+
     def make_cut_driver(self):
         server = objectstores.swift()
         proxy = self.useFixture(CuttingProxy("127.0.0.1", server.port))
