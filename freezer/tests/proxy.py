@@ -28,8 +28,7 @@ class CuttingProxy(fixtures.Fixture):
         self.upstream = (upstream_host, upstream_port)
         self.cuts = 0
         self.connections = 0
-        self._budget: int | None = None
-        self._upload_budget: int | None = None
+        self._budgets: dict[bool, int | None] = {True: None, False: None}  # from the server?: bytes left
         self._reset_next = 0
         self._resets_armed = 0
         self._lock = threading.Lock()
@@ -45,13 +44,13 @@ class CuttingProxy(fixtures.Fixture):
         """Reset the connection that carries byte ``server_bytes`` (counted from now) from the server,
         then the ``reset_next`` connections opened after it."""
         with self._lock:
-            self._budget = server_bytes
+            self._budgets[True] = server_bytes
             self._resets_armed = reset_next
 
     def cut_upload_after(self, client_bytes: int) -> None:
         """Reset the connection that carries byte ``client_bytes`` (counted from now) to the server."""
         with self._lock:
-            self._upload_budget = client_bytes
+            self._budgets[False] = client_bytes
 
     def link_down(self, connections: int) -> None:
         """Reset the next ``connections`` connections as soon as they open."""
@@ -85,7 +84,7 @@ class CuttingProxy(fixtures.Fixture):
     def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         try:
             while data := source.recv(BUFFER):
-                allowed = self._allowance(len(data)) if from_server else self._upload_allowance(len(data))
+                allowed = self._allowance(len(data), from_server)
                 sink.sendall(data[:allowed])
                 if allowed < len(data):
                     _reset(sink)
@@ -96,30 +95,20 @@ class CuttingProxy(fixtures.Fixture):
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
-    def _allowance(self, size: int) -> int:
-        """How many of ``size`` server bytes may pass before the cut."""
+    def _allowance(self, size: int, from_server: bool) -> int:
+        """How many of ``size`` bytes one way (from the server, or to it) may pass before the cut."""
         with self._lock:
-            if self._budget is None:
+            budget = self._budgets[from_server]
+            if budget is None:
                 return size
-            if size <= self._budget:
-                self._budget -= size
+            if size <= budget:
+                self._budgets[from_server] = budget - size
                 return size
-            allowed, self._budget = self._budget, None
+            self._budgets[from_server] = None
             self.cuts += 1
-            self._reset_next, self._resets_armed = self._resets_armed, 0
-            return allowed
-
-    def _upload_allowance(self, size: int) -> int:
-        """How many of ``size`` client bytes may pass before the cut."""
-        with self._lock:
-            if self._upload_budget is None:
-                return size
-            if size <= self._upload_budget:
-                self._upload_budget -= size
-                return size
-            allowed, self._upload_budget = self._upload_budget, None
-            self.cuts += 1
-            return allowed
+            if from_server:
+                self._reset_next, self._resets_armed = self._resets_armed, 0
+            return budget
 
     def _take_reset(self) -> bool:
         with self._lock:
