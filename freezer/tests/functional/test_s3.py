@@ -49,6 +49,16 @@ class TestS3Contract(StorageContract, testtools.TestCase):
         self.assertIn("Name", self.server.client().list_buckets()["Buckets"][0])
         self.assertEqual(["x"], self.storage.listdir(""))
 
+    def test_keys_on_the_server(self):
+        """The layout upstream freezer and earlier agents read: keys below the prefix, claims as ``.claim``."""
+        self.assertTrue(self.storage.claim("data/1_2"))
+        self.storage.put_stream("data/1_2/big", (b"x" * (1 << 20) for _ in range(11)))
+        self.storage.put_bytes("metadata/1_2/metadata", b"{}")
+        keys = [o["Key"] for o in self.server.client().list_objects_v2(Bucket=self.bucket)["Contents"]]
+        self.assertEqual(["backups/host1/data/1_2/.claim", "backups/host1/data/1_2/big",
+                          "backups/host1/metadata/1_2/metadata"], sorted(keys))
+        self.assertEqual(11 << 20, self.storage.size("data/1_2/big"))
+
     def test_prefix_keeps_keys_apart(self):
         self.storage.put_bytes("a/b", b"1")
         keys = [o["Key"] for o in self.server.client().list_objects_v2(Bucket=self.bucket)["Contents"]]

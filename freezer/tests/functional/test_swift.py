@@ -1,5 +1,6 @@
 """Swift storage against a Swift all-in-one on 127.0.0.1: conformance, round trips and errors."""
 
+import json
 import os
 
 import testtools
@@ -41,6 +42,23 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         self.storage.rmtree("d")
         self.assertEqual([], self.segments())
         self.assertEqual([], self.storage.listdir(""))
+
+    def test_names_on_the_server(self):
+        """The layout upstream freezer and earlier agents read: objects below the prefix, segments of
+        ``key`` as ``key/<upload>/<8 digits>`` in ``<container>_segments``, claims as ``.claim-<token>``."""
+        self.assertTrue(self.storage.claim("data/1_2"))
+        self.storage.put_stream("data/1_2/big", (b"x" * (1 << 20) for _ in range(9)))
+        names = sorted(entry["name"] for entry in self.driver._listing("", self.container, ""))
+        self.assertEqual(2, len(names), names)
+        self.assertRegex(names[0], r"^backups/data/1_2/\.claim-[0-9a-f]{32}$")
+        self.assertEqual("backups/data/1_2/big", names[1])
+        segments = sorted(entry["name"] for entry in self.segments())
+        self.assertEqual(3, len(segments), segments)
+        for number, name in enumerate(segments):
+            self.assertRegex(name, rf"^backups/data/1_2/big/[0-9a-f]{{32}}/{number:08d}$")
+        _, manifest = self.driver.conn.get_object(self.container, names[1], query_string="multipart-manifest=get")
+        self.assertEqual([f"/{self.container}_segments/{name}" for name in segments],
+                         [segment["name"] for segment in json.loads(manifest)])
 
     def test_failed_segmented_upload_leaves_no_segments(self):
         self.storage.put_bytes("keep", b"earlier")
