@@ -38,8 +38,8 @@ def first_line(path: str, option: str, limit: int = SECRET_FILE_MAX) -> bytes:
 
 
 def password_line(path: str, option: str) -> str:
-    """A password file's first line as text, without a trailing carriage return (may be empty)."""
-    line = first_line(path, option).removesuffix(b"\r")
+    """A password file's first line as text, without trailing carriage returns (may be empty)."""
+    line = first_line(path, option).rstrip(b"\r")
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
