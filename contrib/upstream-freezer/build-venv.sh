@@ -14,6 +14,11 @@ if [ ! -f "$src/setup.cfg" ]; then
   exit 3
 fi
 
+# one build at a time: test workers running in parallel may all find the venv missing
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
 stamp=$( { cat "$src.PIN" 2>/dev/null || true; cat "$here"/*.patch; } | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/freezer-agent" ] && [ "$(cat "$venv/upstream-patches.sha256" 2>/dev/null)" = "$stamp" ]; then
   exit 0
