@@ -13,7 +13,7 @@ from oslo_config import cfg
 
 from freezer import job
 from freezer.actions import lock, priority, summary
-from freezer.common import cli, config, logs, upstream
+from freezer.common import cli, config, logs, settings, upstream
 from freezer.errors import FreezerError, reason
 from freezer.storage import registry
 from freezer.storage.base import Storage
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
     logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])
     try:
-        conf = config.build(argv)
+        conf = settings.load(argv)  # options, [storage:NAME] sections and secrets, read once
         check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
         priority.apply(conf)

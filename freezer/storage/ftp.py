@@ -21,7 +21,6 @@ from freezer.storage import ftp_stat
 from freezer.storage.base import (
     MAX_LISTING,
     Storage,
-    bare_host,
     checked_entries,
     container_root,
     listing_too_long,
@@ -465,23 +464,6 @@ def _mlsd_entry(line: str) -> tuple[str, str | None] | None:
     return name, None
 
 
-def _settings(conf, tls: bool) -> FtpSettings:
-    storage = "ftps" if tls else "ftp"
-    if not conf.ftp_host:
-        raise StorageError(f"--storage {storage} needs --ftp-host")
-    default_port = 990 if (tls and conf.ftp_implicit_tls) else 21
-    return FtpSettings(host=bare_host(conf.ftp_host), port=conf.ftp_port or default_port,
-                       username=conf.ftp_username or "", password=conf.ftp_password or "",
-                       container=conf.container, tls=tls, implicit_tls=conf.ftp_implicit_tls,
-                       cacert=conf.ftp_cacert, insecure=conf.ftp_insecure, keyfile=conf.ftp_keyfile,
-                       certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout)
-
-
-def ftp_from_conf(conf) -> FtpStorage:
-    """``--storage ftp``: the bare driver (freezer/storage/registry.py adds retries)."""
-    return FtpStorage(_settings(conf, tls=False))
-
-
-def ftps_from_conf(conf) -> FtpStorage:
-    """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
-    return FtpStorage(_settings(conf, tls=True))
+def from_settings(settings: FtpSettings) -> FtpStorage:
+    """``--storage ftp`` or ``ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(settings)
