@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from freezer.errors import FreezerError, NotFound
+from freezer.errors import ConnectError, FreezerError, NotFound, StorageError
 from freezer.storage import index, metadata
 from freezer.storage.base import Storage
 from freezer.storage.chains import BackupRef, Chain, group_chains, restore_plan
@@ -209,9 +209,15 @@ class BackupSet:
         return f"data/{self.engine}/{self.prefix}/{index.NAME}"
 
     def _read_index(self, refs: list[BackupRef] | None) -> dict[BackupRef, index.Summary]:
+        """The index's entries (of ``refs`` only, if given); {} when it is absent or cannot be read."""
         try:
             return index.decode(self._read_small(self._index_path(), index.MAX_BYTES), refs)
         except NotFound:
+            return {}
+        except StorageError as exc:
+            if isinstance(exc, ConnectError):
+                raise  # the storage is gone: every read after this one would fail too
+            LOG.info("cannot read the index %s (%s): reading each level's metadata", self._index_path(), exc)
             return {}
 
     def _write_index(self, entries: dict[BackupRef, index.Summary]) -> None:
