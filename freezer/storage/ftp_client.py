@@ -38,6 +38,7 @@ class FtpSettings:
     certfile: str | None = None
     active: bool = False
     timeout: float = 60.0
+    connections: int = 0  # --ftp-connections; 0: auto (freezer/storage/ftp_parallel.py)
 
     @property
     def where(self) -> str:

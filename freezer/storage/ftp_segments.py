@@ -1,0 +1,143 @@
+"""One level's data over several FTP connections: segment files up, ranges or segments down.
+
+No common FTP server lets several connections write one file at offsets: pyftpdlib refuses a
+REST beyond the current size (554) and REST on a new file (550); vsftpd allows both, but a driver
+that only works on some servers is worse than one layout everywhere. So a parallel upload stores
+the data as a *directory* of the same name, holding segment files named by their byte offset
+(16 digits), uploaded into a temporary directory renamed into place at the end. Downloads read a
+plain file in ranges (REST, RETR, then ABOR once the range is in) and a directory segment by segment.
+See doc/source/ftp-parallel.rst for the trade-off (upstream freezer cannot read such a level).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from freezer.errors import StorageError
+from freezer.storage.ftp_client import FtpSettings
+from freezer.storage.ftp_errors import translate
+from freezer.storage.ftp_parallel import InOrder, Worker
+from freezer.storage.ftp_session import finish_download, finish_upload, start_transfer
+
+LOG = logging.getLogger("freezer.storage.ftp")
+T = TypeVar("T")
+SEGMENT_SIZE = 32 << 20  # bytes: moving one costs ~3 round trips, so 32 MiB keeps a 100 ms link ~75% busy
+SEGMENT_ATTEMPTS = 3  # tries of one segment, each on a fresh connection, before the transfer fails
+SOCKET_BUFFER = 4 << 20
+READ_SIZE = 1 << 20
+
+
+def segment_name(directory: str, offset: int) -> str:
+    return posixpath.join(directory, f"{offset:016d}")
+
+
+def store_segments(workers: list[Worker], directory: str, parts: Iterable[bytes], settings: FtpSettings) -> int:
+    """Upload ``parts`` as segment files of ``directory``, ``len(workers)`` at a time; bytes written."""
+    def jobs() -> Iterator[tuple[str, bytes]]:
+        offset = 0
+        for part in parts:
+            yield segment_name(directory, offset), part
+            offset += len(part)
+
+    def run(worker: Worker, job: tuple[str, bytes]) -> int:
+        name, data = job
+        return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(ftp, name, data))
+
+    return sum(InOrder(jobs(), workers, run, ahead=len(workers)))
+
+
+def _store_one(ftp, name: str, data: bytes) -> int:
+    conn = start_transfer(ftp, f"STOR {name}")
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        conn.sendall(memoryview(data))
+    except BaseException:
+        conn.close()
+        raise
+    finish_upload(ftp, conn)
+    stored = ftp.size(name)
+    if stored is not None and stored != len(data):
+        raise StorageError(f"the server stored {stored} of the {len(data)} bytes sent to {name} (is its disk full?)")
+    return len(data)
+
+
+def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], settings: FtpSettings) -> Iterator[bytes]:
+    """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order."""
+    def run(worker: Worker, job: tuple[str, int, int | None]) -> bytes:
+        remote, start, length = job
+        return _attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
+
+    yield from InOrder(iter(ranges), workers, run, ahead=len(workers))
+
+
+def _fetch_one(ftp, remote: str, start: int, length: int | None) -> bytes:
+    conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        data = _read_range(conn, length) if length is not None else _read_all(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if length is not None and len(data) < length:
+        conn.close()
+        raise StorageError(f"{remote} ended at {start + len(data)}, before byte {start + length}")
+    finish_download(ftp, conn, whole=length is None)
+    return data
+
+
+def _read_range(conn: socket.socket, length: int) -> bytes:
+    buffer = bytearray(length)
+    view, got = memoryview(buffer), 0
+    while got < length and (n := conn.recv_into(view[got:], min(READ_SIZE, length - got))):
+        got += n
+    return bytes(buffer[:got]) if got < length else bytes(buffer)
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    pieces = []
+    while data := conn.recv(READ_SIZE):
+        pieces.append(data)
+    return b"".join(pieces)
+
+
+def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T]) -> T:
+    """``operation(client)``, tried again on a fresh connection after a transient failure."""
+    for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+        try:
+            return operation(worker.client())
+        except BaseException as exc:
+            worker.drop()
+            error = translate(exc, action, settings)
+            if not isinstance(error, StorageError) or not error.transient or attempt == SEGMENT_ATTEMPTS:
+                raise error from exc
+            LOG.warning("%s: %s; retrying this segment (attempt %d)", action, error, attempt + 1)
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def file_ranges(remote: str, size: int, offset: int) -> list[tuple[str, int, int | None]]:
+    """A plain file from ``offset`` in SEGMENT_SIZE ranges; the last one reads to the end."""
+    starts = list(range(offset, size, SEGMENT_SIZE))
+    return [(remote, start, SEGMENT_SIZE if start + SEGMENT_SIZE < size else None) for start in starts]
+
+
+def segment_ranges(remote: str, names: list[str], offset: int) -> list[tuple[str, int, int | None]]:
+    """A segment directory's files from ``offset`` on: whole files, the first one from inside."""
+    starts = sorted(int(name) for name in names)
+    ranges = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else None
+        if end is not None and end <= offset:
+            continue
+        ranges.append((segment_name(remote, start), max(0, offset - start), None))
+    return ranges
+
+
+def is_segment_listing(names: list[str]) -> bool:
+    """The names of a segment directory: offsets, the first 0."""
+    return bool(names) and all(len(n) == 16 and n.isdigit() for n in names) and min(names) == "0" * 16
