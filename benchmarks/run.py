@@ -375,11 +375,19 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
 WAN_CONFIGS = (("none", False), ("zstd", False))
 
 
-def wan_rows(bench: Bench, link: wan.Link) -> None:
-    """ftp and sftp through the delaying relay: the raw transport and the agent over the same link."""
+def wan_rows(bench: Bench, link: wan.Link, storages: tuple[str, ...] = ("ftp", "sftp")) -> None:
+    """ftp and sftp through the delaying relay: the raw transport and the agent over the same link.
+
+    The raw ftplib rows also validate the relay: their ``x bound`` is their time against one stream's
+    model, size / min(rate, window / round trip), so about 1 when the relay's window works.
+    """
     bench.add("wan", "backup", "line rate alone (size / rate)", bench.size * MIB / link.rate, link=str(link))
-    _wan_ftp_rows(bench, link)
-    _wan_sftp_rows(bench, link)
+    bench.add("wan", "backup", "one TCP stream, min(rate, W/RTT)", bench.size * MIB / link.one_stream(),
+              link=str(link))
+    if "ftp" in storages:
+        _wan_ftp_rows(bench, link)
+    if "sftp" in storages:
+        _wan_sftp_rows(bench, link)
 
 
 def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
@@ -389,9 +397,12 @@ def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
         with wan.relay_process(("127.0.0.1", ftp_server.port), link, ftp=True) as port:
             server = _through(ftp_server, port)
             put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path))
-            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link))
+            one_stream = bench.size * MIB / link.one_stream()
+            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link),
+                      bound_s=one_stream)
             get = bench.timed(lambda: raw.ftp_get(server, os.path.join(bench.work, "download.tar")))
-            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link))
+            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link),
+                      bound_s=one_stream)
             bench.freezer("ftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         ftp_server.cleanUp()
@@ -436,7 +447,8 @@ def make_bench(work: str, size_mib: int, repeat: int) -> Bench:
 
 def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
             storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None,
-            wan_link: str | None = None, wan_size_mib: int | None = None) -> list[dict]:
+            wan_links: tuple[str, ...] = (), wan_size_mib: int | None = None,
+            wan_storages: tuple[str, ...] = ("ftp", "sftp")) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
     compile_package()
     try:
@@ -457,9 +469,10 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
         incremental_rows(bench)
         if rss_check_mib:
             rss_rows(bench, rss_check_mib)
-        if wan_link:
+        if wan_links:
             far = make_bench(os.path.join(work, "wan"), wan_size_mib or size_mib, repeat)
-            wan_rows(far, wan.Link.parse(wan_link))
+            for link in wan_links:
+                wan_rows(far, wan.Link.parse(link), wan_storages)
             bench.rows += far.rows
         return bench.rows
     finally:
@@ -500,13 +513,16 @@ def main() -> int:
     parser.add_argument("--storages", default="local,ftp,ftps,sftp")
     parser.add_argument("--work-dir", help="where data, stores and servers live (e.g. /dev/shm: no disk noise)")
     parser.add_argument("--json")
-    parser.add_argument("--wan", metavar="RTT,RATE", help="add ftp and sftp over a long link, e.g. 40ms,200mbit")
+    parser.add_argument("--wan", metavar="RTT,RATE[,WINDOW]", action="append", default=[],
+                        help="add ftp and sftp over a long link, e.g. 100ms,1gbit,4mib (repeat for several links)")
+    parser.add_argument("--wan-storages", default="ftp,sftp", help="which storages the --wan rows measure")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     args = parser.parse_args()
-    if args.wan:
-        wan.Link.parse(args.wan)  # a typo fails now, not after the loopback rows
+    for link in args.wan:
+        wan.Link.parse(link)  # a typo fails now, not after the loopback rows
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
-                   tuple(s for s in args.storages.split(",") if s), args.work_dir, args.wan, args.wan_size_mib)
+                   tuple(s for s in args.storages.split(",") if s), args.work_dir, tuple(args.wan), args.wan_size_mib,
+                   tuple(s for s in args.wan_storages.split(",") if s))
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:
