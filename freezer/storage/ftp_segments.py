@@ -52,6 +52,7 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[bytes]
 
 
 def _store_one(ftp, name: str, data: bytes) -> int:
+    started = time.monotonic()
     conn = start_transfer(ftp, f"STOR {name}")
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
@@ -63,6 +64,7 @@ def _store_one(ftp, name: str, data: bytes) -> int:
     stored = ftp.size(name)
     if stored is not None and stored != len(data):
         raise StorageError(f"the server stored {stored} of the {len(data)} bytes sent to {name} (is its disk full?)")
+    LOG.debug("segment %s: %d bytes up in %.2f s", name, len(data), time.monotonic() - started)
     return len(data)
 
 
@@ -76,6 +78,7 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
 
 
 def _fetch_one(ftp, remote: str, start: int, length: int | None) -> bytes:
+    started = time.monotonic()
     conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
@@ -87,6 +90,7 @@ def _fetch_one(ftp, remote: str, start: int, length: int | None) -> bytes:
         conn.close()
         raise StorageError(f"{remote} ended at {start + len(data)}, before byte {start + length}")
     finish_download(ftp, conn, whole=length is None)
+    LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, len(data), time.monotonic() - started)
     return data
 
 
