@@ -25,7 +25,8 @@ from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nlst_name, read_listing
 from freezer.storage.ftp_parallel import Pool, connections_for, connections_option
-from freezer.storage.ftp_session import open_session
+from freezer.storage.ftp_segments import SegmentedReads
+from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -36,7 +37,7 @@ SOCKET_BUFFER = segments.SOCKET_BUFFER
 __all__ = ["MAX_LISTING_BYTES", "FtpStorage", "ftp_from_conf", "ftps_from_conf"]
 
 
-class FtpStorage(KnownDirectories, Storage):
+class FtpStorage(KnownDirectories, SegmentedReads, Storage):
     """Backups in a directory of an FTP or FTPS server."""
 
     kind = "ftp"
@@ -53,6 +54,8 @@ class FtpStorage(KnownDirectories, Storage):
         self._utf8_asked = False
         self._round_trip = 0.0  # seconds, measured at login: picks --ftp-connections auto
         self._pool = Pool(settings)
+        self._sizes: dict[str, int] = {}  # what size() found, so get_stream knows a large file
+        self._segments: dict[str, list[str]] = {}  # the segment names of each path listed; [] for none
 
     def describe(self) -> str:
         s = self.settings
@@ -90,10 +93,7 @@ class FtpStorage(KnownDirectories, Storage):
     def close(self) -> None:
         self._pool.close()
         if self._ftp is not None:
-            try:
-                self._ftp.quit()
-            except (*ftplib.all_errors, EOFError):
-                close_quietly(self._ftp)
+            say_goodbye(self._ftp)
             self._ftp = None
 
     def reset(self) -> None:
@@ -104,6 +104,8 @@ class FtpStorage(KnownDirectories, Storage):
             self._ftp = None
         self._known_dirs.clear()
         self._absent_dirs.clear()
+        self._sizes.clear()
+        self._segments.clear()
 
     # -- operations -------------------------------------------------------
 
@@ -117,8 +119,11 @@ class FtpStorage(KnownDirectories, Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
+        self._sizes.pop(target, None)
+        self._segments.pop(target, None)
         connections = self._connections()
         if connections > 1:
+            self._pool.warm(connections)  # logging in while tar fills the first segments
             pieces = parts(chunks, segments.SEGMENT_SIZE)
             head = list(itertools.islice(pieces, 2))
             if len(head) > 1:
@@ -173,7 +178,7 @@ class FtpStorage(KnownDirectories, Storage):
     def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
         ftp = self._binary()
         written = 0
-        conn = ftp.transfercmd(f"STOR {remote}")
+        conn = start_transfer(ftp, f"STOR {remote}")
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             for chunk in chunks:
@@ -194,11 +199,11 @@ class FtpStorage(KnownDirectories, Storage):
     def _rename(self, source: str, target: str) -> None:
         ftp = self._client()
         try:
-            ftp.rename(source, target)
+            rename(ftp, source, target)
         except ftplib.error_perm:
             # Some servers refuse RNTO onto an existing file: remove it, then rename.
             ftp.delete(target)
-            ftp.rename(source, target)
+            rename(ftp, source, target)
 
     def _discard(self, remote: str, tree: bool = False) -> None:
         """Best-effort removal of a partial upload, on a fresh connection if needed."""
@@ -211,7 +216,7 @@ class FtpStorage(KnownDirectories, Storage):
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         remote = self._abs(path)
         connections = self._connections()
-        ranges = self._parallel_ranges(remote, offset) if connections > 1 else None
+        ranges = self._parallel_ranges(remote, offset, connections)
         if ranges is None:
             try:
                 yield from self._get_plain(remote, offset)
@@ -227,27 +232,10 @@ class FtpStorage(KnownDirectories, Storage):
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}") from exc
 
-    def _parallel_ranges(self, remote: str, offset: int) -> list[tuple[str, int, int | None]] | None:
-        """How to read ``remote`` over several connections; None when one is enough (a small file)."""
-        try:
-            size = self._binary().size(remote)
-        except ftplib.error_perm:
-            return self._segment_ranges(remote, offset) or None
-        except BaseException as exc:
-            raise self._translate(exc, f"size of {remote}") from exc
-        if size is None or size - offset < 2 * segments.SEGMENT_SIZE:
-            return None
-        return segments.file_ranges(remote, size, offset)
-
-    def _segment_ranges(self, remote: str, offset: int) -> list[tuple[str, int, int | None]]:
-        """The segments of data stored as a directory (a parallel upload); empty for anything else."""
-        names = [name for name, _ in self._entries(remote)]
-        return segments.segment_ranges(remote, names, offset) if segments.is_segment_listing(names) else []
-
     def _get_plain(self, remote: str, offset: int) -> Iterator[bytes]:
         try:
             ftp = self._binary()
-            conn = ftp.transfercmd(f"RETR {remote}", rest=offset or None)
+            conn = start_transfer(ftp, f"RETR {remote}", rest=offset or None)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
@@ -304,7 +292,7 @@ class FtpStorage(KnownDirectories, Storage):
 
         The server's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it is typed None.
         """
-        conn = self._binary().transfercmd(f"MLSD {remote}")
+        conn = start_transfer(self._binary(), f"MLSD {remote}")
         with conn:
             listing = read_listing(conn, remote, self.settings)
             if isinstance(conn, ssl.SSLSocket):
@@ -317,6 +305,8 @@ class FtpStorage(KnownDirectories, Storage):
         self._rmtree(self._abs(path))
 
     def _rmtree(self, remote: str) -> None:
+        self._sizes.clear()
+        self._segments.clear()
         ftp = self._client()
         for name, kind in self._entries(remote):
             child = posixpath.join(remote, name)
@@ -341,13 +331,17 @@ class FtpStorage(KnownDirectories, Storage):
         try:
             result = self._binary().size(remote)
         except ftplib.error_perm as exc:
-            if not (ranges := self._segment_ranges(remote, 0)):
+            if not (names := self._segment_names(remote)):
                 raise self._translate(exc, f"size of {remote}", missing=True) from exc
-            result = sum(self._binary().size(name) for name, _, _ in ranges)
+            last = int(max(names))  # segments are named by offset: the last one's size ends the data
+            result = last + self._binary().size(segments.segment_name(remote, last))
         except BaseException as exc:
             raise self._translate(exc, f"size of {remote}", missing=True) from exc
         if result is None:
             raise StorageError(f"{self.settings.where} did not report the size of {remote}")
+        self._sizes[remote] = result
+        if self._connections() > 1 and (result >= 2 * segments.SEGMENT_SIZE or self._segments.get(remote)):
+            self._pool.warm(self._connections())  # a restore reads it next
         return result
 
     def claim(self, path: str) -> bool:

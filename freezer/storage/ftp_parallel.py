@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 from freezer.errors import StorageError
 from freezer.storage.ftp_client import FtpSettings, close_quietly
-from freezer.storage.ftp_session import open_session
+from freezer.storage.ftp_session import open_session, say_goodbye
 
 LOG = logging.getLogger("freezer.storage.ftp")
 J = TypeVar("J")
@@ -60,10 +60,7 @@ class Worker:
 
     def quit(self) -> None:
         if self.ftp is not None:
-            try:
-                self.ftp.quit()
-            except (*ftplib.all_errors, EOFError):
-                close_quietly(self.ftp)
+            say_goodbye(self.ftp)
             self.ftp = None
 
 
@@ -74,9 +71,31 @@ class Pool:
         self.settings = settings
         self.workers: list[Worker] = []
         self.limit = MAX_CONNECTIONS  # lowered when the server refuses a connection
+        self._warming: threading.Thread | None = None
+
+    def warm(self, wanted: int) -> None:
+        """Start logging ``wanted`` workers in, in the background, while the transfer gets ready."""
+        if self._warming is None and len(self.workers) < min(wanted, self.limit):
+            self._warming = threading.Thread(target=self._quietly_grow, args=(wanted,), daemon=True)
+            self._warming.start()
+
+    def _quietly_grow(self, wanted: int) -> None:
+        try:
+            self._grow(wanted)
+        except StorageError:
+            pass  # take() meets the refusal again and raises it
+
+    def _wait_warm(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
 
     def take(self, wanted: int) -> list[Worker]:
         """Up to ``wanted`` connected workers: fewer when the server takes no more (421, refusals)."""
+        self._wait_warm()
+        return self._grow(wanted)
+
+    def _grow(self, wanted: int) -> list[Worker]:
         wanted = min(wanted, self.limit)
         new = [Worker(self.settings) for _ in range(wanted - len(self.workers))]
         errors = _connect_all(new)
@@ -91,11 +110,13 @@ class Pool:
         return self.workers[:wanted]
 
     def close(self) -> None:
+        self._wait_warm()
         for worker in self.workers:
             worker.quit()
         self.workers = []
 
     def drop(self) -> None:
+        self._wait_warm()
         for worker in self.workers:
             worker.drop()
         self.workers = []

@@ -145,3 +145,38 @@ def segment_ranges(remote: str, names: list[str], offset: int) -> list[tuple[str
 def is_segment_listing(names: list[str]) -> bool:
     """The names of a segment directory: offsets, the first 0."""
     return bool(names) and all(len(n) == 16 and n.isdigit() for n in names) and min(names) == "0" * 16
+
+
+class SegmentedReads:
+    """Mixin of the FTP driver: which paths are segment directories and how large files are, per session.
+
+    The driver provides ``_entries(remote)``, ``_sizes`` and ``_segments``.
+    """
+
+    _sizes: dict[str, int]
+    _segments: dict[str, list[str]]
+
+    def _parallel_ranges(self, remote: str, offset: int, connections: int) -> list[tuple[str, int, int | None]] | None:
+        """How to read ``remote`` over several connections, when size() found it large; else None.
+
+        Without a size() first, no SIZE is spent: small files (metadata) are read in one RETR.
+        """
+        if connections < 2:
+            return None
+        if self._segments.get(remote):
+            return self._segment_ranges(remote, offset)
+        size = self._sizes.get(remote)
+        if size is None or size - offset < 2 * SEGMENT_SIZE:
+            return None
+        return file_ranges(remote, size, offset)
+
+    def _segment_ranges(self, remote: str, offset: int) -> list[tuple[str, int, int | None]]:
+        """The segments of data stored as a directory (a parallel upload); empty for anything else."""
+        names = self._segment_names(remote)
+        return segment_ranges(remote, names, offset) if names else []
+
+    def _segment_names(self, remote: str) -> list[str]:
+        if remote not in self._segments:
+            names = [name for name, _ in self._entries(remote)]
+            self._segments[remote] = names if is_segment_listing(names) else []
+        return self._segments[remote]

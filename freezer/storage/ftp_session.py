@@ -67,24 +67,52 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None) -> socket
         return ftp.transfercmd(cmd, rest)
     epsv = ftp.af == socket.AF_INET6
     lines = ["EPSV" if epsv else "PASV"] + ([f"REST {rest}"] if rest else []) + [cmd]
-    ftp.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(ftp.encoding))
-    reply = ftp.getresp()
+    send_together(ftp, lines)
+    try:
+        reply = ftp.getresp()
+    except ftplib.Error:
+        for _ in lines[1:]:
+            ftp.getmultiline()  # the replies to the commands that followed
+        raise
     host, port = (ftplib.parse229(reply, ftp.sock.getpeername()) if epsv else _pasv_address(ftp, reply))
     conn = socket.create_connection((host, port), ftp.timeout, source_address=ftp.source_address)
     try:
-        if rest:
-            reply = ftp.getresp()
-            if not reply.startswith("3"):
-                raise ftplib.error_reply(reply)
+        rest_reply = ftp.getmultiline() if rest else "350"
         reply = ftp.getresp()
-        if not reply.startswith("1"):
-            raise ftplib.error_reply(reply)
+        # A refused REST must not let the transfer start from byte 0.
+        for answer, expected in ((rest_reply, "3"), (reply, "1")):
+            if not answer.startswith(expected):
+                raise ftplib.error_reply(answer)
         if getattr(ftp, "_prot_p", False):
             conn = ftp.context.wrap_socket(conn, server_hostname=ftp.host, session=ftp.sock.session)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def send_together(ftp: ftplib.FTP, lines: list[str]) -> None:
+    """Several commands in one write: the server answers them in order, the client pays one round trip."""
+    ftp.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(ftp.encoding))
+
+
+def rename(ftp: ftplib.FTP, source: str, target: str) -> None:
+    """RNFR and RNTO in one round trip; the first refusal raised once both replies are in."""
+    send_together(ftp, [f"RNFR {source}", f"RNTO {target}"])
+    for reply in [ftp.getmultiline(), ftp.getmultiline()]:
+        if reply[:1] == "4":
+            raise ftplib.error_temp(reply)
+        if reply[:1] == "5":
+            raise ftplib.error_perm(reply)
+
+
+def say_goodbye(ftp: ftplib.FTP) -> None:
+    """QUIT without waiting for the answer (a round trip each on a long link), then close."""
+    try:
+        ftp.sock.sendall(b"QUIT\r\n")
+    except (OSError, AttributeError):
+        pass
+    close_quietly(ftp)
 
 
 def _pasv_address(ftp: ftplib.FTP, reply: str) -> tuple[str, int]:
