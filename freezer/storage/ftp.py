@@ -127,7 +127,7 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
             pieces = parts(chunks, segments.SEGMENT_SIZE)
             head = list(itertools.islice(pieces, 2))
             if len(head) > 1:
-                return self._put_segments(target, itertools.chain(head, pieces), connections)
+                return self._put_segments(target, _handed_over(head, pieces), connections)
             chunks = head
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
@@ -386,3 +386,10 @@ def ftp_from_conf(conf) -> FtpStorage:
 def ftps_from_conf(conf) -> FtpStorage:
     """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
     return FtpStorage(_settings(conf, tls=True))
+
+
+def _handed_over(head: list[bytes], rest: Iterable[bytes]) -> Iterator[bytes]:
+    """``head`` then ``rest``, letting go of each part of ``head`` once it is handed out."""
+    while head:
+        yield head.pop(0)
+    yield from rest

@@ -1,0 +1,169 @@
+"""FTP and FTPS over several connections (freezer/storage/ftp_segments.py) against pyftpdlib and vsftpd."""
+
+from __future__ import annotations
+
+import os
+
+import fixtures
+import testtools
+
+from freezer.errors import StorageError
+from freezer.storage import ftp as ftp_storage
+from freezer.storage import ftp_segments
+from freezer.testing import servers
+from freezer.tests.functional.base import AgentTestCase, describe_tree, write
+
+SEGMENT = 256 << 10  # small segments, so a few MiB make many of them
+DATA = 5 * SEGMENT + 12345
+
+
+class ParallelStorageTests:
+    """A storage with four connections, on the server ``make_server`` starts."""
+
+    def make_server(self, tmp: str):
+        raise NotImplementedError
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.server = self.useFixture(self.make_server(self.tmp))
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.data = os.urandom(DATA)
+
+    def storage(self, connections: int = 4) -> ftp_storage.FtpStorage:
+        s = self.server
+        ca = getattr(getattr(s, "ca", None), "ca_file", None)
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=s.port, username=s.username, password=s.password,
+                                           container="backups", tls=s.storage == "ftps", cacert=ca,
+                                           implicit_tls=getattr(s, "implicit", False), connections=connections)
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return storage
+
+    def chunks(self):
+        return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
+
+    def test_a_large_stream_is_stored_as_segments_and_read_back_in_order(self):
+        storage = self.storage()
+        self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        names = storage.listdir("level/data")
+        self.assertGreater(len(names), 3)
+        self.assertTrue(ftp_segments.is_segment_listing(names), names)
+        self.assertEqual(["data"], storage.listdir("level"))  # the temporary directory was renamed
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual(self.data[SEGMENT + 7:], b"".join(storage.get_stream("level/data", SEGMENT + 7)))
+
+    def test_one_connection_reads_what_several_stored(self):
+        self.storage().put_stream("level/data", self.chunks())
+        single = self.storage(connections=1)
+        self.assertEqual(DATA, single.size("level/data"))
+        self.assertEqual(self.data, b"".join(single.get_stream("level/data")))
+
+    def test_a_plain_file_is_read_in_ranges_and_stays_a_file(self):
+        self.storage(connections=1).put_stream("level/data", self.chunks())
+        storage = self.storage()
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertIsNotNone(storage._parallel_ranges(storage._abs("level/data"), 3, 4))
+        self.assertEqual(self.data[3:], b"".join(storage.get_stream("level/data", 3)))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_small_stream_stays_one_plain_file(self):
+        storage = self.storage()
+        storage.put_stream("level/metadata", [b"{}"])
+        self.assertEqual(2, storage.size("level/metadata"))
+        self.assertEqual(b"{}", b"".join(storage.get_stream("level/metadata")))
+
+    def test_removing_a_level_removes_its_segments(self):
+        storage = self.storage()
+        storage.put_stream("level/data", self.chunks())
+        storage.rmtree("level")
+        self.assertEqual([], storage.listdir(""))
+
+
+class TestPyftpdParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.PyFtpd(tmp)
+
+
+class TestPyftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.PyFtpd(tmp, True)
+
+
+class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp)
+
+
+class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp, True)
+
+
+class TestParallelFaults(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.data = os.urandom(DATA)
+
+    def storage(self, server, connections: int = 4) -> ftp_storage.FtpStorage:
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                           password=server.password, container="backups", connections=connections)
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return storage
+
+    def test_a_server_limiting_connections_gets_fewer_and_the_transfer_still_completes(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--max-cons", "2"))
+        storage = self.storage(server, connections=6)
+        self.assertEqual(DATA, storage.put_stream("level/data", [self.data]))
+        self.assertEqual(1, storage._pool.limit)  # the main connection and one more: the server's two
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_cut_segment_is_fetched_again_on_a_fresh_connection(self):
+        honest = servers.PyFtpd(self.tmp)
+        honest.setUp()
+        try:
+            self.storage(honest).put_stream("level/data", [self.data])
+        finally:
+            honest.cleanUp()
+        cutting = self.useFixture(servers.PyFtpd(self.tmp, False, "--cut-download-after", str(SEGMENT // 2)))
+        storage = self.storage(cutting)
+        logged = self.useFixture(fixtures.FakeLogger(level="WARNING"))
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertIn("retrying this segment", logged.output)
+
+    def test_a_server_losing_bytes_fails_the_upload_and_leaves_no_segments(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--lose-after", "1000"))
+        storage = self.storage(server)
+        error = self.assertRaises(StorageError, storage.put_stream, "level/data", [self.data])
+        self.assertIn("stored 1000 of the", str(error))
+        self.assertEqual([], storage.listdir("level"))
+
+
+class TestAgentOverSeveralConnections(AgentTestCase):
+    """The agent end to end with --ftp-connections: a level larger than two 32 MiB segments."""
+
+    def storage_args(self):
+        return self.server.agent_options() + ["--ftp-connections", "3"]
+
+    def round_trip(self, server) -> None:
+        self.server = self.useFixture(server)
+        write(f"{self.source}/big.bin", os.urandom(70 << 20))
+        write(f"{self.source}/small", "x")
+        self.backup("--compression", "none")
+        levels = [d for d, _, files in os.walk(self.server.root) if os.path.basename(d) == "data" and files]
+        self.assertEqual(1, len(levels), "the level's data is a directory of segments")
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_pyftpdlib(self):
+        self.round_trip(servers.PyFtpd(self.tmp))
+
+    def test_vsftpd_ftps(self):
+        self.round_trip(servers.Vsftpd(self.tmp, True))
