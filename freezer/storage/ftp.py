@@ -126,9 +126,10 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
             self._pool.warm(connections)  # logging in while tar fills the first segments
             pieces = parts(chunks, segments.SEGMENT_SIZE)
             head = list(itertools.islice(pieces, 2))
-            if len(head) > 1:
-                return self._put_segments(target, _handed_over(head, pieces), connections)
-            chunks = head
+            workers = self._pool.take(connections) if len(head) > 1 else []
+            if workers:
+                return self._put_segments(target, segments.handed_over(head, pieces), workers)
+            chunks = segments.handed_over(head, pieces)  # small, or the server takes no more connections
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
@@ -140,13 +141,13 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
             raise self._translate(exc, f"upload {target}") from exc
         return written
 
-    def _put_segments(self, target: str, pieces: Iterable[bytes], connections: int) -> int:
+    def _put_segments(self, target: str, pieces: Iterable[bytes], workers: list) -> int:
         """Data of more than one segment: a directory of segment files, uploaded in parallel."""
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
             self._client().mkd(temp)
-            written = segments.store_segments(self._pool.take(connections), temp, pieces, self.settings)
+            written = segments.store_segments(workers, temp, pieces, self.settings)
             self._rename(temp, target)
         except BaseException as exc:
             self._discard(temp, tree=True)
@@ -224,8 +225,13 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
             except NotFound:
                 if not (ranges := self._segment_ranges(remote, offset)):
                     raise
+        if not (workers := self._pool.take(connections)):  # the server takes no more: this connection alone
+            plain = ranges[0][0] == remote
+            for name, start, _ in [(remote, offset, None)] if plain else ranges:
+                yield from self._get_plain(name, start)
+            return
         try:
-            yield from segments.fetch(self._pool.take(connections), ranges, self.settings)
+            yield from segments.fetch(workers, ranges, self.settings)
         except GeneratorExit:
             self._pool.drop()  # their transfers still run
             raise
@@ -386,10 +392,3 @@ def ftp_from_conf(conf) -> FtpStorage:
 def ftps_from_conf(conf) -> FtpStorage:
     """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
     return FtpStorage(_settings(conf, tls=True))
-
-
-def _handed_over(head: list[bytes], rest: Iterable[bytes]) -> Iterator[bytes]:
-    """``head`` then ``rest``, letting go of each part of ``head`` once it is handed out."""
-    while head:
-        yield head.pop(0)
-    yield from rest

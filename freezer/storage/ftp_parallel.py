@@ -91,7 +91,7 @@ class Pool:
             self._warming = None
 
     def take(self, wanted: int) -> list[Worker]:
-        """Up to ``wanted`` connected workers: fewer when the server takes no more (421, refusals)."""
+        """Up to ``wanted`` connected workers: fewer, maybe none, when the server takes no more (421)."""
         self._wait_warm()
         return self._grow(wanted)
 
@@ -102,11 +102,9 @@ class Pool:
         self.workers += [worker for worker, error in zip(new, errors, strict=True) if error is None]
         refused = [error for error in errors if error is not None]
         if refused:
-            self.limit = max(1, len(self.workers))
+            self.limit = len(self.workers)
             LOG.info("%s took %d more connection(s), not %d (%s): going on with %d",
                      self.settings.where, len(new) - len(refused), len(new), refused[0], len(self.workers))
-        if not self.workers:
-            raise refused[0]
         return self.workers[:wanted]
 
     def close(self) -> None:

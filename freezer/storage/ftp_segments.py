@@ -88,6 +88,7 @@ def _fetch_one(ftp, remote: str, start: int, length: int | None) -> bytes:
         raise
     if length is not None and len(data) < length:
         conn.close()
+        ftp.voidresp()  # a server that cut the transfer says so (426): a transient error, tried again
         raise StorageError(f"{remote} ended at {start + len(data)}, before byte {start + length}")
     finish_download(ftp, conn, whole=length is None)
     LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, len(data), time.monotonic() - started)
@@ -145,6 +146,13 @@ def segment_ranges(remote: str, names: list[str], offset: int) -> list[tuple[str
 def is_segment_listing(names: list[str]) -> bool:
     """The names of a segment directory: offsets, the first 0."""
     return bool(names) and all(len(n) == 16 and n.isdigit() for n in names) and min(names) == "0" * 16
+
+
+def handed_over(head: list[bytes], rest: Iterable[bytes]) -> Iterator[bytes]:
+    """``head`` then ``rest``, letting go of each part of ``head`` once it is handed out."""
+    while head:
+        yield head.pop(0)
+    yield from rest
 
 
 class SegmentedReads:
