@@ -354,6 +354,8 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
         remote = self._abs(path)
         try:
             self._makedirs(posixpath.dirname(remote))
+            if self._connections() > 1:
+                self._pool.warm(self._connections())  # a backup: its data follows
             self._client().mkd(remote)
         except ftplib.error_perm as exc:
             # 550 means "exists" as well as "refused": a directory there now is someone else's claim.

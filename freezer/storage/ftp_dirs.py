@@ -6,7 +6,7 @@ import ftplib
 import posixpath
 
 from freezer.errors import PermissionDenied
-from freezer.storage.ftp_errors import reply_of
+from freezer.storage import ftp_session
 
 
 class KnownDirectories:
@@ -27,25 +27,24 @@ class KnownDirectories:
         self._known_dirs.update(posixpath.join(remote, name) for name, kind in entries if kind == "dir")
 
     def _makedirs(self, remote: str) -> None:
-        """Make ``remote`` and its parents, spending round trips only on directories not known to exist.
+        """Make ``remote`` and its parents not known to exist, every MKD in one write: one round trip.
 
-        With more than one unknown (none known absent), MKD the deepest first: most backups find all but
-        the last there.
+        A refusal is an existing directory on most servers (550): only the deepest one's is checked (CWD).
         """
         missing = self._unknown_part(remote)
         if not missing:
             return
-        if len(missing) > 1 and self._absent_dirs.isdisjoint(missing):
-            try:
-                self._client().mkd(remote)
-                self._know_dir(remote)
-                return
-            except ftplib.error_perm:
-                if self._is_dir(remote):
-                    self._know_dir(remote)
-                    return
-        for current in missing:
-            self._make_one(current)
+        ftp = self._client()
+        ftp_session.send_together(ftp, [f"MKD {directory}" for directory in missing])
+        replies = [ftp.getmultiline() for _ in missing]
+        if busy := next((reply for reply in replies if reply.startswith("4")), None):
+            raise ftplib.error_temp(busy)
+        if not replies[-1].startswith("2") and not self._is_dir(remote):
+            refusal = next(reply for reply in replies if not reply.startswith("2"))
+            raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
+                                   f"({refusal}): check --container and its permissions")
+        for directory in missing:
+            self._know_dir(directory)
 
     def _know_dir(self, remote: str) -> None:
         self._known_dirs.add(remote)
@@ -59,15 +58,6 @@ class KnownDirectories:
             missing.append(current)
             current = posixpath.dirname(current)
         return missing[::-1]
-
-    def _make_one(self, remote: str) -> None:
-        try:
-            self._client().mkd(remote)
-        except ftplib.error_perm as exc:
-            if not self._is_dir(remote):
-                raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
-                                       f"({reply_of(exc)}): check --container and its permissions") from exc
-        self._know_dir(remote)
 
     def _is_dir(self, remote: str) -> bool:
         ftp = self._client()
