@@ -121,6 +121,7 @@ class Bench:
         self.codecs: dict[tuple[str, bool, bool], Measured] = {}
         self.tar_create = self.tar_extract = Measured(0.0, 0.0)
         self.sha256_cpu_mib = sha256_cpu_per_mib()
+        self.compressions: tuple[str, ...] = ()  # --compressions: only these, unencrypted (empty: every config)
 
     def timed(self, action: Callable[[], object], repeat: int | None = None) -> Measured:
         """Best of ``repeat`` runs (the disk and CPU here are shared), and the least CPU of them.
@@ -185,6 +186,8 @@ class Bench:
         restore, the download, the decoding codecs and tar --extract; both add sha256.
         """
         pass_file = os.path.join(self.work, "pass")
+        if self.compressions:
+            configs = tuple((c, e) for c, e in configs if c in self.compressions and not e)
         for compression, encrypt in configs:
             name = f"{compression}{'-enc' if encrypt else ''}"
             args = ["--compression", compression] + (["--encrypt-pass-file", pass_file] if encrypt else [])
@@ -448,11 +451,12 @@ def make_bench(work: str, size_mib: int, repeat: int) -> Bench:
 def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
             storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None,
             wan_links: tuple[str, ...] = (), wan_size_mib: int | None = None,
-            wan_storages: tuple[str, ...] = ("ftp", "sftp")) -> list[dict]:
+            wan_storages: tuple[str, ...] = ("ftp", "sftp"), compressions: tuple[str, ...] = ()) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
     compile_package()
     try:
         bench = make_bench(work, size_mib, repeat)
+        bench.compressions = compressions
         tar_rows(bench)
         if "local" in storages:
             local_rows(bench)
@@ -471,6 +475,7 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
             rss_rows(bench, rss_check_mib)
         if wan_links:
             far = make_bench(os.path.join(work, "wan"), wan_size_mib or size_mib, repeat)
+            far.compressions = compressions
             for link in wan_links:
                 wan_rows(far, wan.Link.parse(link), wan_storages)
             bench.rows += far.rows
@@ -504,6 +509,10 @@ def _shown(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -516,13 +525,14 @@ def main() -> int:
     parser.add_argument("--wan", metavar="RTT,RATE[,WINDOW]", action="append", default=[],
                         help="add ftp and sftp over a long link, e.g. 100ms,1gbit,4mib (repeat for several links)")
     parser.add_argument("--wan-storages", default="ftp,sftp", help="which storages the --wan rows measure")
+    parser.add_argument("--compressions", default="", help="only these compressions, unencrypted (e.g. none)")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     args = parser.parse_args()
     for link in args.wan:
         wan.Link.parse(link)  # a typo fails now, not after the loopback rows
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
                    tuple(s for s in args.storages.split(",") if s), args.work_dir, tuple(args.wan), args.wan_size_mib,
-                   tuple(s for s in args.wan_storages.split(",") if s))
+                   _names(args.wan_storages), _names(args.compressions))
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:
