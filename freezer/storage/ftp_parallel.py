@@ -47,8 +47,11 @@ class Worker:
     def __init__(self, settings: FtpSettings):
         self.settings = settings
         self.ftp: ftplib.FTP | None = None
+        self.cancelled = False  # its pool let it go: no reconnecting, the transfer is over
 
     def client(self) -> ftplib.FTP:
+        if self.cancelled:
+            raise StorageError("the transfer was abandoned")
         if self.ftp is None:
             self.ftp, _ = open_session(self.settings)
         return self.ftp
@@ -110,12 +113,14 @@ class Pool:
     def close(self) -> None:
         self._wait_warm()
         for worker in self.workers:
+            worker.cancelled = True
             worker.quit()
         self.workers = []
 
     def drop(self) -> None:
         self._wait_warm()
         for worker in self.workers:
+            worker.cancelled = True
             worker.drop()
         self.workers = []
 

@@ -118,7 +118,8 @@ def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Cal
         except BaseException as exc:
             worker.drop()
             error = translate(exc, action, settings)
-            if not isinstance(error, StorageError) or not error.transient or attempt == SEGMENT_ATTEMPTS:
+            last = attempt == SEGMENT_ATTEMPTS or worker.cancelled
+            if not isinstance(error, StorageError) or not error.transient or last:
                 raise error from exc
             LOG.warning("%s: %s; retrying this segment (attempt %d)", action, error, attempt + 1)
             time.sleep(attempt)

@@ -101,6 +101,11 @@ class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
         return servers.Vsftpd(tmp, True)
 
 
+class TestVsftpdImplicitFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp, implicit=True)
+
+
 class TestParallelFaults(testtools.TestCase):
     def setUp(self):
         super().setUp()
