@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator
 from freezer.errors import NotFound, StorageError
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import Storage, bare_host, checked_entries, container_root, server_url, temporary_name
-from freezer.storage.chunking import parts
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
@@ -124,12 +123,13 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
         connections = self._connections()
         if connections > 1:
             self._pool.warm(connections)  # logging in while tar fills the first segments
-            pieces = parts(chunks, segments.SEGMENT_SIZE)
+            pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
             head = list(itertools.islice(pieces, 2))
             workers = self._pool.take(connections) if len(head) > 1 else []
             if workers:
                 return self._put_segments(target, segments.handed_over(head, pieces), workers)
-            chunks = segments.handed_over(head, pieces)  # small, or the server takes no more connections
+            # Small, or the server takes no more connections: one plain file.
+            chunks = (chunk for group in segments.handed_over(head, pieces) for chunk in group)
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:

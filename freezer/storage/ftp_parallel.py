@@ -48,6 +48,7 @@ class Worker:
         self.settings = settings
         self.ftp: ftplib.FTP | None = None
         self.cancelled = False  # its pool let it go: no reconnecting, the transfer is over
+        self.unchecked: tuple[str, int] | None = None  # the last segment stored, its size not yet asked
 
     def client(self) -> ftplib.FTP:
         if self.cancelled:

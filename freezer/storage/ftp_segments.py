@@ -11,9 +11,11 @@ See doc/source/ftp-parallel.rst for the trade-off (upstream freezer cannot read 
 
 from __future__ import annotations
 
+import ftplib
 import logging
 import posixpath
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -36,78 +38,140 @@ def segment_name(directory: str, offset: int) -> str:
     return posixpath.join(directory, f"{offset:016d}")
 
 
-def store_segments(workers: list[Worker], directory: str, parts: Iterable[bytes], settings: FtpSettings) -> int:
-    """Upload ``parts`` as segment files of ``directory``, ``len(workers)`` at a time; bytes written."""
-    def jobs() -> Iterator[tuple[str, bytes]]:
+def groups(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Chunks gathered, not joined (no copy), in lists of ``size`` bytes or a little more; the last may be
+    smaller, and an empty stream gives one empty list."""
+    group: list[bytes] = []
+    held, produced = 0, False
+    for chunk in chunks:
+        group.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield group
+            group, held, produced = [], 0, True
+    if group or not produced:
+        yield group
+
+
+def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
+    """Upload ``parts`` as segment files of ``directory``, ``len(workers)`` at a time; bytes written.
+
+    Each segment's stored size is asked for with the worker's next transfer (SIZE sent with its PASV
+    and STOR), and at the end for the last one of each worker, all at once.
+    """
+    def jobs() -> Iterator[tuple[str, list[bytes], int]]:
         offset = 0
         for part in parts:
-            yield segment_name(directory, offset), part
-            offset += len(part)
+            size = sum(len(chunk) for chunk in part)
+            yield segment_name(directory, offset), part, size
+            offset += size
 
-    def run(worker: Worker, job: tuple[str, bytes]) -> int:
-        name, data = job
-        return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(ftp, name, data))
+    def run(worker: Worker, job: tuple[str, list[bytes], int]) -> int:
+        name, pieces, size = job
+        return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(worker, ftp, name, pieces, size))
 
-    return sum(InOrder(jobs(), workers, run, ahead=len(workers)))
+    for worker in workers:
+        worker.unchecked = None
+    written = sum(InOrder(jobs(), workers, run, ahead=len(workers)))
+    _check_last(workers)
+    return written
 
 
-def _store_one(ftp, name: str, data: bytes) -> int:
+def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int) -> int:
     started = time.monotonic()
-    conn = start_transfer(ftp, f"STOR {name}")
+    unchecked = worker.unchecked
+    replies: list[str] = []
+    conn = start_transfer(ftp, f"STOR {name}", first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-        conn.sendall(memoryview(data))
+        for piece in pieces:
+            conn.sendall(piece)
     except BaseException:
         conn.close()
         raise
     finish_upload(ftp, conn)
-    stored = ftp.size(name)
-    if stored is not None and stored != len(data):
-        raise StorageError(f"the server stored {stored} of the {len(data)} bytes sent to {name} (is its disk full?)")
-    LOG.debug("segment %s: %d bytes up in %.2f s", name, len(data), time.monotonic() - started)
-    return len(data)
+    if unchecked:
+        _check_size(*unchecked, replies[0])
+    worker.unchecked = (name, size)
+    LOG.debug("segment %s: %d bytes up in %.2f s", name, size, time.monotonic() - started)
+    return size
+
+
+def _check_size(name: str, size: int, reply: str) -> None:
+    """A segment's SIZE reply against the bytes sent: a server that lost some fails the upload."""
+    if reply[:1] == "4":
+        raise ftplib.error_temp(reply)
+    if reply[:1] == "5":
+        raise ftplib.error_perm(reply)
+    stored = int(reply[3:].strip()) if reply.startswith("213") else None
+    if stored is not None and stored != size:
+        raise StorageError(f"the server stored {stored} of the {size} bytes sent to {name} (is its disk full?)")
+
+
+def _check_last(workers: list[Worker]) -> None:
+    """The last segment of each worker checked, every SIZE at the same time."""
+    errors: list[BaseException] = []
+
+    def check(worker: Worker) -> None:
+        try:
+            ftp = worker.client()
+            name, size = worker.unchecked
+            ftp.putcmd(f"SIZE {name}")
+            _check_size(name, size, ftp.getmultiline())
+            worker.unchecked = None
+        except BaseException as exc:  # raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(w,), daemon=True) for w in workers if w.unchecked]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], settings: FtpSettings) -> Iterator[bytes]:
-    """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order."""
-    def run(worker: Worker, job: tuple[str, int, int | None]) -> bytes:
+    """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order.
+
+    Each range is kept as the chunks it arrived in: no copy of a segment is ever made.
+    """
+    def run(worker: Worker, job: tuple[str, int, int | None]) -> list[bytes]:
         remote, start, length = job
         return _attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
 
-    yield from InOrder(iter(ranges), workers, run, ahead=len(workers))
+    for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers)):
+        yield from pieces
 
 
-def _fetch_one(ftp, remote: str, start: int, length: int | None) -> bytes:
+def _fetch_one(ftp, remote: str, start: int, length: int | None) -> list[bytes]:
     started = time.monotonic()
     conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        data = _read_range(conn, length) if length is not None else _read_all(conn)
+        pieces, got = _read(conn, length)
     except BaseException:
         conn.close()
         raise
-    if length is not None and len(data) < length:
+    if length is not None and got < length:
         conn.close()
         ftp.voidresp()  # a server that cut the transfer says so (426): a transient error, tried again
-        raise StorageError(f"{remote} ended at {start + len(data)}, before byte {start + length}")
+        raise StorageError(f"{remote} ended at {start + got}, before byte {start + length}")
     finish_download(ftp, conn, whole=length is None)
-    LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, len(data), time.monotonic() - started)
-    return data
+    LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, got, time.monotonic() - started)
+    return pieces
 
 
-def _read_range(conn: socket.socket, length: int) -> bytes:
-    buffer = bytearray(length)
-    view, got = memoryview(buffer), 0
-    while got < length and (n := conn.recv_into(view[got:], min(READ_SIZE, length - got))):
-        got += n
-    return bytes(buffer[:got]) if got < length else bytes(buffer)
-
-
-def _read_all(conn: socket.socket) -> bytes:
-    pieces = []
-    while data := conn.recv(READ_SIZE):
+def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
+    """The chunks of a data connection up to ``length`` bytes (None: to its end), and their total."""
+    pieces, got = [], 0
+    while length is None or got < length:
+        want = READ_SIZE if length is None else min(READ_SIZE, length - got)
+        if not (data := conn.recv(want)):
+            break
         pieces.append(data)
-    return b"".join(pieces)
+        got += len(data)
+    return pieces, got
 
 
 def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T]) -> T:

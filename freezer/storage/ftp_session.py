@@ -57,17 +57,24 @@ def _login(ftp: ftplib.FTP, s: FtpSettings) -> None:
                         "check --ftp-username and --ftp-password") from exc
 
 
-def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None) -> socket.socket:
+def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: str | None = None,
+                   replies: list[str] | None = None) -> socket.socket:
     """The data connection of ``cmd`` (RETR/STOR path), its PASV/EPSV, REST and command sent at once.
 
-    Active mode, or any surprise, falls back to ftplib's one command per round trip. After a
-    failure the control connection may hold unread replies: the caller drops it.
+    ``first``, a command sent ahead of them, has its reply appended to ``replies``, unjudged.
+    Active mode falls back to ftplib's one command per round trip. After a failure the control
+    connection may hold unread replies: the caller drops it.
     """
     if not ftp.passiveserver:
+        if first:
+            ftp.putcmd(first)
+            replies.append(ftp.getmultiline())
         return ftp.transfercmd(cmd, rest)
     epsv = ftp.af == socket.AF_INET6
     lines = ["EPSV" if epsv else "PASV"] + ([f"REST {rest}"] if rest else []) + [cmd]
-    send_together(ftp, lines)
+    send_together(ftp, ([first] if first else []) + lines)
+    if first:
+        replies.append(ftp.getmultiline())
     try:
         reply = ftp.getresp()
     except ftplib.Error:
