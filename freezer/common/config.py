@@ -127,7 +127,7 @@ FTP_OPTS = [
                  help="Seconds to wait for the server on connect and on each reply."),
     cfg.StrOpt("ftp-connections", dest="ftp_connections", default="auto",
                help="ftp/ftps: connections moving one backup's data: a number up to 16, or auto "
-                    "(1 on a LAN, 4 when the login's round trip exceeds 5 ms)."),
+                    "(1 on a LAN, 4 when the login's round trip exceeds 25 ms)."),
     cfg.StrOpt("ftp-known-hosts", dest="ftp_known_hosts",
                help="sftp: known hosts file (default: --ssh-known-hosts); accept-new records new hosts here."),
     cfg.StrOpt("ftp-host-key-policy", dest="ftp_host_key_policy", choices=HOST_KEY_POLICIES,

@@ -14,7 +14,7 @@ import time
 
 from freezer.errors import AuthError, TLSError
 from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
-from freezer.storage.ftp_errors import reply_of, translate
+from freezer.storage.ftp_errors import REASON_WAIT, reply_of, translate
 
 LOG = logging.getLogger("freezer.storage.ftp")
 
@@ -82,7 +82,11 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: st
             ftp.getmultiline()  # the replies to the commands that followed
         raise
     host, port = (ftplib.parse229(reply, ftp.sock.getpeername()) if epsv else _pasv_address(ftp, reply))
-    conn = socket.create_connection((host, port), ftp.timeout, source_address=ftp.source_address)
+    try:
+        conn = socket.create_connection((host, port), ftp.timeout, source_address=ftp.source_address)
+    except OSError:
+        _raise_server_reason(ftp, len(lines) - 1)  # a server that gave up on the command says why
+        raise
     try:
         rest_reply = ftp.getmultiline() if rest else "350"
         reply = ftp.getresp()
@@ -120,6 +124,19 @@ def say_goodbye(ftp: ftplib.FTP) -> None:
     except (OSError, AttributeError):
         pass
     close_quietly(ftp)
+
+
+def _raise_server_reason(ftp: ftplib.FTP, replies: int) -> None:
+    """Read up to ``replies`` pending replies, within REASON_WAIT, raising the first refusal among them."""
+    budget = ftp.sock.gettimeout()
+    ftp.sock.settimeout(REASON_WAIT)
+    try:
+        for _ in range(replies):
+            ftp.getresp()
+    except (OSError, EOFError):
+        pass
+    finally:
+        ftp.sock.settimeout(budget)
 
 
 def _pasv_address(ftp: ftplib.FTP, reply: str) -> tuple[str, int]:
