@@ -122,14 +122,14 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
         self._segments.pop(target, None)
         connections = self._connections()
         if connections > 1:
-            self._pool.warm(connections)  # logging in while tar fills the first segments
-            pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
-            head = list(itertools.islice(pieces, 2))
-            workers = self._pool.take(connections) if len(head) > 1 else []
-            if workers:
-                return self._put_segments(target, segments.handed_over(head, pieces), workers)
-            # Small, or the server takes no more connections: one plain file.
-            chunks = (chunk for group in segments.handed_over(head, pieces) for chunk in group)
+            # Workers first (logged in since the claim): a server that takes no more gets a plain
+            # upload of a stream not yet read, which the retry wrapper can still replay.
+            if workers := self._pool.take(connections):
+                pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
+                head = list(itertools.islice(pieces, 2))
+                if len(head) > 1:
+                    return self._put_segments(target, segments.handed_over(head, pieces), workers)
+                chunks = (chunk for group in head for chunk in group)  # small: one plain file
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
