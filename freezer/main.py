@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from freezer import job, lock, priority, summary
-from freezer.common import cli, config, logs, upstream
+from freezer import job
+from freezer.actions import lock, priority, summary
+from freezer.common import cli, config, logs, settings, upstream
 from freezer.errors import FreezerError, reason
 from freezer.storage import registry
 from freezer.storage.base import Storage
@@ -32,7 +33,7 @@ def make_storage(conf: cfg.ConfigOpts) -> Storage:
 def run(conf: cfg.ConfigOpts) -> dict:
     """Run the action of ``conf`` and return its result document."""
     if conf.action == "exec":  # a job step: no storage involved
-        from freezer import exec_action
+        from freezer.actions import exec_action
 
         return exec_action.run(conf)
     with lock.held(conf):  # --lock-path: one writer per backup name
@@ -44,13 +45,13 @@ def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
     storage = make_storage(conf)
     try:
         if conf.snapshot and conf.action == "backup" and not conf.dry_run:
-            from freezer import snapshot
+            from freezer.actions import snapshot
 
             with snapshot.of_path(conf) as mounted:
                 return job.BackupJob(conf, storage, read_from=mounted.path,
                                      before_commit=mounted.check_intact).run()
         if conf.action == "verify":
-            from freezer import verify
+            from freezer.actions import verify
 
             return verify.VerifyJob(conf, storage).run()
         return job.JOBS[conf.action](conf, storage).run()
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # until the options are read, warnings (e.g. unknown keys in --config) reach stderr with the same prefix
     logs.setup(None, debug, "--quiet" in argv or "-q" in argv, [])
     try:
-        conf = config.build(argv)
+        conf = settings.load(argv)  # options, [storage:NAME] sections and secrets, read once
         check_destinations(conf)
         mask = logs.setup(conf.log_file, conf.debug, conf.quiet, config.secret_values(conf))
         priority.apply(conf)

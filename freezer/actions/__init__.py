@@ -1,1 +1,1 @@
-"""The agent's actions, one module each, over any Storage."""
+"""The agent's actions, one module each, over any Storage, and the helpers of one run (lock, priority, ...)."""

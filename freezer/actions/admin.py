@@ -8,12 +8,9 @@ import time
 from freezer.actions.base import Job, require
 from freezer.common import dates
 from freezer.errors import FreezerError
-from freezer.storage.layout import (
-    BackupSet,
-    Leftovers,
-    chains_to_remove,
-    leftovers,
-)
+from freezer.storage.chains import chains_to_remove
+from freezer.storage.layout import BackupSet
+from freezer.storage.leftovers import Leftovers, leftovers
 
 LOG = logging.getLogger(__name__)
 

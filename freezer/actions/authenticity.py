@@ -12,10 +12,10 @@ import logging
 
 from oslo_config import cfg
 
-from freezer.common import dates, inputs
+from freezer.common import credentials, dates
 from freezer.engine import auth
 from freezer.errors import FreezerError
-from freezer.storage.layout import BackupRef
+from freezer.storage.chains import BackupRef
 from freezer.storage.metadata import Metadata
 
 LOG = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ def authenticated(conf: cfg.ConfigOpts) -> bool:
 def mac_secret(conf: cfg.ConfigOpts) -> bytes | None:
     """The secret that keys every level's MAC, or None when the backups are not authenticated."""
     if conf.auth_key_file:
-        return inputs.read_secret_line(conf.auth_key_file, "--auth-key-file")
+        return credentials.key_line(conf.auth_key_file, "--auth-key-file")
     if conf.encrypt_pass_file:
-        return inputs.read_secret_line(conf.encrypt_pass_file, "--encrypt-pass-file")
+        return credentials.key_line(conf.encrypt_pass_file, "--encrypt-pass-file")
     return None
 
 

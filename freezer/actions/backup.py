@@ -10,27 +10,26 @@ import sys
 import tempfile
 import time
 
-from freezer import __version__, consistency
-from freezer.actions import authenticity
+from freezer import __version__
+from freezer.actions import authenticity, consistency
 from freezer.actions.base import Job, ref_fields, require
+from freezer.actions.progress import BackupLine, LineCounter
 from freezer.common import config
 from freezer.engine import auth, hardlinks, incremental, tar
 from freezer.engine.streams import Digest, ahead, file_chunks, prefetch
 from freezer.errors import FreezerError
-from freezer.progress import BackupLine, LineCounter
 from freezer.storage import metadata as level_metadata
 from freezer.storage.base import Storage
-from freezer.storage.layout import (
+from freezer.storage.chains import (
     BackupRef,
-    BackupSet,
     LevelPlan,
     LevelPolicy,
-    SlotTaken,
     group_chains,
     next_timestamp,
     plan_level,
     settings_change,
 )
+from freezer.storage.layout import BackupSet, SlotTaken
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)

@@ -8,14 +8,12 @@ from collections.abc import Callable
 
 from oslo_config import cfg
 
-from freezer import progress
+from freezer.actions import progress
 from freezer.common import dates
 from freezer.errors import FreezerError
 from freezer.storage.base import Storage
-from freezer.storage.layout import (
-    BackupRef,
-    BackupSet,
-)
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 
 LOG = logging.getLogger(__name__)
 

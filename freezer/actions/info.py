@@ -8,16 +8,9 @@ from freezer.actions.base import Job
 from freezer.common import dates
 from freezer.errors import NotFound
 from freezer.storage.base import Storage
-from freezer.storage.layout import (
-    ENGINE,
-    LONG_CHAIN,
-    BackupRef,
-    BackupSet,
-    Chain,
-    incomplete_levels,
-    long_chains,
-    restore_length,
-)
+from freezer.storage.chains import LONG_CHAIN, BackupRef, Chain, long_chains, restore_length
+from freezer.storage.layout import ENGINE, BackupSet
+from freezer.storage.leftovers import incomplete_levels
 from freezer.storage.metadata import BadMetadata
 
 LOG = logging.getLogger(__name__)

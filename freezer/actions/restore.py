@@ -5,20 +5,17 @@ from __future__ import annotations
 import logging
 import os
 
-from freezer import consistency
-from freezer.actions import authenticity
+from freezer.actions import authenticity, consistency
 from freezer.actions.base import Job, ref_fields, require
+from freezer.actions.progress import RestoreLine
+from freezer.actions.restore_target import RestoreTarget
 from freezer.common import dates
 from freezer.engine import confine, tar
 from freezer.engine.confine import SymlinkGuard
 from freezer.engine.streams import Digest, PipelineError, ahead, prefetch, verified
 from freezer.errors import FreezerError, NotFound
-from freezer.progress import RestoreLine
-from freezer.restore_target import RestoreTarget
-from freezer.storage.layout import (
-    BackupRef,
-    BackupSet,
-)
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 from freezer.storage.metadata import Metadata
 from freezer.storage.multiple import MultiStorage
 

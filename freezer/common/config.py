@@ -8,7 +8,6 @@ The command line wins over the ini file.
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import functools
 import logging
 import os
@@ -18,7 +17,8 @@ from collections.abc import Sequence
 from oslo_config import cfg
 
 from freezer import __version__
-from freezer.common import cli, inputs, upstream
+from freezer.common import cli, credentials, inputs, upstream
+from freezer.common.credentials import SECRET_SOURCES
 from freezer.errors import FreezerError
 
 LOG = logging.getLogger(__name__)
@@ -183,15 +183,6 @@ SWIFT_OPTS = [
     cfg.BoolOpt("insecure", default=False, help="swift: do not verify TLS certificates (not for production)."),
 ]
 
-# Secrets that may come from a file or the environment instead of the command line:
-# option -> (file option, environment variable)
-SECRET_SOURCES = {
-    "ftp_password": ("ftp_password_file", "FREEZER_FTP_PASSWORD"),
-    "ssh_password": ("ssh_password_file", "FREEZER_SSH_PASSWORD"),
-    "secret_key": ("secret_key_file", "SECRET_KEY"),
-    "os_password": ("os_password_file", "OS_PASSWORD"),
-}
-
 # Environment variables that hold the agent's own secrets: it may read them; an exec action's
 # command never sees them (nor any variable holding a secret's value, see exec_environment).
 SECRET_ENV = frozenset({env_var for _file, env_var in SECRET_SOURCES.values()} | {
@@ -203,8 +194,6 @@ SECRET_ENV = frozenset({env_var for _file, env_var in SECRET_SOURCES.values()} |
 CHILD_ENV = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "TMPDIR",
                        "LVM_SYSTEM_DIR"})
 CHILD_ENV_PREFIXES = ("LC_",)
-#: the most read of a password file: its first line is all that counts, and a device never ends
-SECRET_FILE_MAX = 64 * 1024
 #: a secret shorter than this is kept out only as a whole value, not as part of one
 MIN_SECRET_PART = 6
 
@@ -242,7 +231,7 @@ def agent_secrets(conf) -> list[str]:
     for dest in inputs.SECRET_FILE_OPTIONS:
         if conf[dest]:
             try:
-                found.append(inputs.read_secret_line(conf[dest], inputs.flag(dest)).decode("utf-8", "replace"))
+                found.append(credentials.key_line(conf[dest], inputs.flag(dest)).decode("utf-8", "replace"))
             except FreezerError:
                 continue  # an unreadable file holds nothing to hide
     return found
@@ -259,7 +248,12 @@ def help_text() -> str:
 
 
 def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
-    """Parse ``argv`` and the ``--config`` ini file into a fresh ConfigOpts."""
+    """``argv`` and the ``--config`` ini file, checked; no ``[storage:NAME]`` sections or secrets (settings.load)."""
+    return check(parse(argv))
+
+
+def parse(argv: Sequence[str] | None) -> cfg.ConfigOpts:
+    """Parse ``argv`` and the ``--config`` ini file into a fresh ConfigOpts (not checked yet)."""
     normalized = upstream.normalize_argv(list(argv or []))  # upstream's short and old spellings
     cli.check(normalized, all_opts())
     conf = cfg.ConfigOpts()
@@ -272,10 +266,11 @@ def build(argv: Sequence[str] | None) -> cfg.ConfigOpts:
     conf.freezer_verbatim = upstream.verbatim_from_argv(list(argv or []))
     if conf.config:
         apply_ini(conf, read_ini(conf.config))
-        from freezer.common import storage_sections
+    return conf
 
-        conf.freezer_storages = storage_sections.read(conf.config, conf)  # [storage:NAME]: several at once
-    resolve_secrets(conf)
+
+def check(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """``conf`` once every value a check may read is in it; the first unusable value fails with one line."""
     if conf.action not in ACTIONS:
         raise FreezerError(f"unknown --action {conf.action!r}: choose one of {', '.join(ACTIONS)}")
     upstream.check(conf)
@@ -372,59 +367,6 @@ def apply_ini(conf: cfg.ConfigOpts, values: dict) -> list[str]:
     if unknown:
         LOG.warning("ignoring unknown options in --config: %s", ", ".join(sorted(unknown)))
     return unknown
-
-
-def resolve_secrets(conf: cfg.ConfigOpts) -> None:
-    """Fill secret options left empty from their file option, then the environment."""
-    for option, (file_option, env_var) in SECRET_SOURCES.items():
-        if conf[option]:
-            continue
-        path = conf[file_option]
-        if path:
-            conf.set_override(option, read_first_line(path, "--" + file_option.replace("_", "-")))
-        elif os.environ.get(env_var):
-            conf.set_override(option, os.environ[env_var])
-
-
-def read_first_line(path: str, flag: str) -> str:
-    """The first line of a secret file given with ``flag`` (read bounded); one clear error if unusable."""
-    try:
-        with open(os.path.expanduser(path), "rb") as handle:
-            line = handle.read(SECRET_FILE_MAX).split(b"\n", 1)[0].rstrip(b"\r")
-    except OSError as exc:
-        raise FreezerError(f"cannot read {flag} {path}: {exc.strerror}") from exc
-    if b"\0" in line:
-        raise FreezerError(f"{flag} {path} holds NUL bytes: give a text file whose first line is the secret")
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FreezerError(f"{flag} {path}: the first line is not UTF-8 text") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class HostKeySettings:
-    """The known_hosts file and policy an ssh/sftp storage uses, and the options that set them."""
-
-    known_hosts: str
-    policy: str
-    known_hosts_option: str
-    policy_option: str
-
-
-def host_key_settings(conf, storage: str) -> HostKeySettings:
-    """``sftp`` reads ``ftp_known_hosts``/``ftp_host_key_policy``, each falling back to the ``ssh_`` one."""
-    known_hosts, known_hosts_option = _first_set(conf, storage, "known_hosts")
-    policy, policy_option = _first_set(conf, storage, "host_key_policy")
-    policy = "strict" if policy == "reject" else policy
-    return HostKeySettings(known_hosts, policy, known_hosts_option, policy_option)
-
-
-def _first_set(conf, storage: str, name: str) -> tuple[str, str]:
-    """``ftp_<name>`` if set and the storage is sftp, else ``ssh_<name>``; with the option's flag."""
-    flag = name.replace("_", "-")
-    if storage == "sftp" and conf[f"ftp_{name}"]:
-        return conf[f"ftp_{name}"], f"--ftp-{flag}"
-    return conf[f"ssh_{name}"], f"--ssh-{flag}"
 
 
 def incremental(conf: cfg.ConfigOpts) -> bool:

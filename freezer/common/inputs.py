@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 
-from freezer.common import upstream
+from freezer.common import credentials, upstream
 from freezer.errors import FreezerError
 
 #: the longest host name DNS allows (RFC 1035: 255 octets on the wire, 253 characters written)
 MAX_HOST = 253
-#: openssl reads at most this much of a pass file's first line (``-pass file:``)
-SECRET_LINE_MAX = 1023
 #: the largest ``--config`` file read; real ones are a few KiB
 MAX_CONFIG_BYTES = 1 << 20
 #: options whose value is a name written into the storage layout and logs
@@ -40,7 +37,7 @@ def check(conf) -> None:
         upstream.byte_rate(conf[dest], flag(dest))
     for dest in SECRET_FILE_OPTIONS:
         if conf[dest] and conf.action in SECRET_FILE_ACTIONS:
-            read_secret_line(conf[dest], flag(dest))
+            credentials.key_line(conf[dest], flag(dest))
 
 
 def flag(dest: str) -> str:
@@ -70,6 +67,17 @@ def check_host(option: str, value: str) -> None:
     why = _host_problem(bare)
     if why:
         raise FreezerError(f"invalid {option} {value!r}: not a host name ({why})")
+
+
+def host_and_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets: ``[::1]:21``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bare_host(host: str) -> str:
+    """The host as sockets want it: ``[::1]`` (as users often write it) becomes ``::1``."""
+    host = (host or "").strip()
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _host_problem(host: str) -> str | None:
@@ -104,21 +112,6 @@ def finite(value, option: str):
     if isinstance(value, float) and not math.isfinite(value):
         raise FreezerError(f"{option}: invalid value {str(value)!r}: expected a finite number")
     return value
-
-
-def read_secret_line(path: str, option: str) -> bytes:
-    """The first line of a secret file, reading at most SECRET_LINE_MAX bytes (a device never ends)."""
-    try:
-        with open(os.path.expanduser(path), "rb") as handle:
-            head = handle.read(SECRET_LINE_MAX)
-    except OSError as exc:
-        raise FreezerError(f"cannot read {option} {path}: {exc.strerror}") from exc
-    line = head.split(b"\n", 1)[0]  # as openssl: a carriage return stays part of the secret
-    if b"\0" in line:
-        raise FreezerError(f"{option} {path} holds NUL bytes: give a text file whose first line is the secret")
-    if not line:
-        raise FreezerError(f"{option} {path}: the first line is empty: put the secret on it")
-    return line
 
 
 def read_text(path: str, limit: int, what: str) -> str:

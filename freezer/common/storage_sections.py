@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import configparser
 
-from freezer.common import config, inputs
+from freezer.common import config, credentials, inputs
 from freezer.errors import FreezerError
 
 
@@ -58,7 +58,8 @@ def read(path: str, conf) -> list[SectionConf]:
 
 
 def _secrets_from_files(values: dict, section: str) -> None:
-    """A section's ``*_password_file`` (or ``secret_key_file``) gives its password."""
-    for option, (file_option, _env) in config.SECRET_SOURCES.items():
-        if not values.get(option) and values.get(file_option):
-            values[option] = config.read_first_line(values[file_option], f"[{section}] {file_option}")
+    """A section's ``*_password_file`` (or ``secret_key_file``) gives its password; else the job's is used."""
+    for option, (file_option, _env) in credentials.SECRET_SOURCES.items():
+        found = credentials.secret(values.get, option, f"[{section}] {file_option}", environ={})
+        if found is not None:
+            values[option] = found

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from freezer.common.inputs import bare_host, host_and_port  # noqa: F401  (drivers import them from here)
 from freezer.errors import ConnectError, ListingTooLong, Unreachable, reason
 
 LOG = logging.getLogger(__name__)
@@ -78,17 +79,6 @@ CLAIM_MARKER = ".claim"
 def container_root(container: str, login_dir: str) -> str:
     """``--container`` as an absolute server path: as given, or below the login directory."""
     return posixpath.normpath(posixpath.join(login_dir, container))
-
-
-def host_and_port(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets: ``[::1]:21``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def bare_host(host: str) -> str:
-    """The host as sockets want it: ``[::1]`` (as users often write it) becomes ``::1``."""
-    host = (host or "").strip()
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def server_url(kind: str, username: str, where: str, container: str) -> str:

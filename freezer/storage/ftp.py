@@ -18,12 +18,12 @@ from collections.abc import Iterable, Iterator
 
 from freezer.errors import NotFound, StorageError
 from freezer.storage import ftp_segments as segments
-from freezer.storage.base import Storage, bare_host, checked_entries, container_root, server_url, temporary_name
+from freezer.storage.base import Storage, checked_entries, container_root, server_url, temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nlst_name, read_listing
-from freezer.storage.ftp_parallel import Pool, connections_for, connections_option
+from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
 
@@ -33,7 +33,7 @@ BLOCK_SIZE = 1 << 20
 # autotuning the socket: enough for about 4 MiB per round trip, 100 MiB/s at 40 ms. Longer links
 # get several connections (freezer/storage/ftp_segments.py, --ftp-connections).
 SOCKET_BUFFER = segments.SOCKET_BUFFER
-__all__ = ["MAX_LISTING_BYTES", "FtpStorage", "ftp_from_conf", "ftps_from_conf"]
+__all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
 class FtpStorage(KnownDirectories, SegmentedReads, Storage):
@@ -373,24 +373,6 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
         return translate(exc, action, self.settings, missing)
 
 
-def _settings(conf, tls: bool) -> FtpSettings:
-    storage = "ftps" if tls else "ftp"
-    if not conf.ftp_host:
-        raise StorageError(f"--storage {storage} needs --ftp-host")
-    default_port = 990 if (tls and conf.ftp_implicit_tls) else 21
-    return FtpSettings(host=bare_host(conf.ftp_host), port=conf.ftp_port or default_port,
-                       username=conf.ftp_username or "", password=conf.ftp_password or "",
-                       container=conf.container, tls=tls, implicit_tls=conf.ftp_implicit_tls,
-                       cacert=conf.ftp_cacert, insecure=conf.ftp_insecure, keyfile=conf.ftp_keyfile,
-                       certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout,
-                       connections=connections_option(getattr(conf, "ftp_connections", None)))
-
-
-def ftp_from_conf(conf) -> FtpStorage:
-    """``--storage ftp``: the bare driver (freezer/storage/registry.py adds retries)."""
-    return FtpStorage(_settings(conf, tls=False))
-
-
-def ftps_from_conf(conf) -> FtpStorage:
-    """``--storage ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
-    return FtpStorage(_settings(conf, tls=True))
+def from_settings(settings: FtpSettings) -> FtpStorage:
+    """``--storage ftp`` or ``ftps``: the bare driver (freezer/storage/registry.py adds retries)."""
+    return FtpStorage(settings)

@@ -1,4 +1,4 @@
-"""FTP and FTPS connections: settings, clients with whole-reply deadlines, TLS.
+"""FTP and FTPS connections: clients with whole-reply deadlines, TLS.
 
 FTPS is explicit (AUTH TLS) or implicit, verifies the server certificate, and resumes the control
 connection's TLS session on data connections, as vsftpd requires. The driver is freezer/storage/ftp.py;
@@ -7,42 +7,17 @@ error translation is freezer/storage/ftp_errors.py.
 
 from __future__ import annotations
 
-import dataclasses
 import ftplib
 import logging
 import socket
 import ssl
 import time
 
+from freezer.common.settings import FtpSettings
 from freezer.errors import TLSError
-from freezer.storage.base import host_and_port
 
 LOG = logging.getLogger("freezer.storage.ftp")
 MAX_REPLY = 64 << 10  # bytes of one control reply, its continuation lines included
-
-
-@dataclasses.dataclass(frozen=True)
-class FtpSettings:
-    """How to reach the server; ``password`` is never shown."""
-
-    host: str
-    port: int
-    username: str
-    password: str = dataclasses.field(repr=False)
-    container: str
-    tls: bool = False
-    implicit_tls: bool = False
-    cacert: str | None = None
-    insecure: bool = False
-    keyfile: str | None = None
-    certfile: str | None = None
-    active: bool = False
-    timeout: float = 60.0
-    connections: int = 0  # --ftp-connections; 0: auto (freezer/storage/ftp_parallel.py)
-
-    @property
-    def where(self) -> str:
-        return host_and_port(self.host, self.port)
 
 
 class DeadlineReplies:

@@ -26,16 +26,6 @@ WAN_CONNECTIONS = 4  # auto on a long link: 4 windows of 4 MiB fill 1 Gbit/s up 
 LAN_ROUND_TRIP = 0.025
 
 
-def connections_option(value: str | int | None) -> int:
-    """``--ftp-connections`` as a number, 0 for auto."""
-    text = str(value if value is not None else "auto").strip().lower()
-    if text == "auto":
-        return 0
-    if not text.isdigit() or int(text) < 1:
-        raise StorageError(f"--ftp-connections {value!r}: expected auto or a number from 1 to {MAX_CONNECTIONS}")
-    return min(int(text), MAX_CONNECTIONS)
-
-
 def connections_for(setting: int, round_trip: float) -> int:
     """``--ftp-connections``: a number (capped), or 0 for auto, chosen by the round trip measured at login."""
     if setting > 0:

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 
+from freezer.common.settings import LocalSettings
 from freezer.errors import NoSpace, NotFound, PermissionDenied, StorageError
 from freezer.storage.base import Storage, temporary_name
 
@@ -135,6 +136,6 @@ def _fsync_dir(path: str) -> None:
 
 
 
-def from_conf(conf) -> LocalStorage:
-    """``--storage local``: ``--container`` is a local directory."""
-    return LocalStorage(conf.container)
+def from_settings(settings: LocalSettings) -> LocalStorage:
+    """``--storage local``: the container is the directory."""
+    return LocalStorage(settings.container)

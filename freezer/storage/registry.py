@@ -1,8 +1,10 @@
 """The one place that builds a storage: ``--storage`` name -> bare driver -> wrappers.
 
-Drivers' ``*_from_conf`` return the bare driver; ``build`` and ``wrap`` add retries (with resumed
-downloads) to every network driver, so each behaves the same whichever protocol it speaks. Tests
-build drivers through ``wrap`` too, and reach the bare driver with ``unwrap``.
+Each name has a settings builder (freezer/common/settings.py: options and environment -> typed
+settings) and a driver factory (settings -> bare driver); drivers never see the options. ``build``
+and ``wrap`` add retries (with resumed downloads) to every network driver, so each behaves the same
+whichever protocol it speaks. Tests build drivers through ``wrap`` too, and reach the bare driver
+with ``unwrap``.
 """
 
 from __future__ import annotations
@@ -10,18 +12,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from freezer.common import settings
 from freezer.errors import FreezerError
 from freezer.storage.base import Storage
 
-# --storage name -> "module:function" building the bare driver from the options.
+# --storage name -> (settings builder, "module:function" building the bare driver from those settings)
 BUILDERS = {
-    "local": "freezer.storage.local:from_conf",
-    "ftp": "freezer.storage.ftp:ftp_from_conf",
-    "ftps": "freezer.storage.ftp:ftps_from_conf",
-    "sftp": "freezer.storage.sftp:sftp_from_conf",
-    "ssh": "freezer.storage.sftp:ssh_from_conf",
-    "s3": "freezer.storage.s3:from_conf",
-    "swift": "freezer.storage.swift:from_conf",
+    "local": (settings.local, "freezer.storage.local:from_settings"),
+    "ftp": (settings.ftp, "freezer.storage.ftp:from_settings"),
+    "ftps": (settings.ftps, "freezer.storage.ftp:from_settings"),
+    "sftp": (settings.sftp, "freezer.storage.sftp:sftp_from_settings"),
+    "ssh": (settings.ssh, "freezer.storage.sftp:ssh_from_settings"),
+    "s3": (settings.s3, "freezer.storage.s3:from_settings"),
+    "swift": (settings.swift, "freezer.storage.swift:from_settings"),
 }
 
 # Drivers with no connection to lose: a local or mounted directory fails the same way on every
@@ -45,7 +48,7 @@ def build(conf) -> Storage:
         raise FreezerError("--container is required: the directory on the storage that holds backups")
     from freezer.storage import throttle
 
-    driver = wrap(_builder(conf.storage)(conf), patience=conf.storage_retry_time)
+    driver = wrap(bare(conf), patience=conf.storage_retry_time)
     return throttle.limited(driver, conf)  # --upload-limit, --download-limit
 
 
@@ -65,8 +68,15 @@ def unwrap(storage: Storage) -> Storage:
     return storage
 
 
-def _builder(name: str):
-    module_name, function = BUILDERS[name].split(":")
+def bare(conf) -> Storage:
+    """The bare driver ``conf.storage`` names, given the settings built from ``conf``."""
+    build_settings, factory_path = BUILDERS[conf.storage]
+    factory = _factory(factory_path, conf.storage)  # a driver missing from this build is said first
+    return factory(build_settings(conf))
+
+
+def _factory(path: str, name: str):
+    module_name, function = path.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

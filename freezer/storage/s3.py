@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import posixpath
-import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
+from freezer.common.settings import S3Settings
 from freezer.errors import (
     AuthError,
     ConnectError,
@@ -33,41 +31,9 @@ MIN_PART = 5 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
 AUTH_CODES = {"SignatureDoesNotMatch": "--secret-key", "InvalidAccessKeyId": "--access-key",
               "InvalidToken": "--access-key", "ExpiredToken": "--access-key"}
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SPACE_CODES = {"QuotaExceeded", "XMinioStorageFull", "EntityTooLarge", "InsufficientStorage"}
 BUSY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
               "ServiceUnavailable", "InternalError", "TooManyRequests"}
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Where the bucket is and how to sign for it."""
-
-    bucket: str
-    prefix: str
-    endpoint: str | None
-    access_key: str | None
-    secret_key: str | None = None
-    region: str = "us-east-1"
-    cacert: str | None = None
-    timeout: float = 60.0
-    part_size: int = 32 * 1024 * 1024
-
-    def __repr__(self) -> str:
-        return f"S3Settings(bucket={self.bucket!r}, prefix={self.prefix!r}, endpoint={self.endpoint!r})"
-
-    @property
-    def where(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}" + (f" at {self.endpoint}" if self.endpoint else "")
-
-
-def split_container(container: str) -> tuple[str, str]:
-    """``bucket/some/prefix`` → (``bucket``, ``some/prefix``)."""
-    bucket, _, prefix = container.strip("/").partition("/")
-    if not BUCKET_NAME.fullmatch(bucket):
-        raise FreezerError(f"--container must start with a bucket name (3-63 characters: a-z, 0-9, '.', '-'), "
-                           f"got {bucket!r}: bucket[/prefix]")
-    return bucket, prefix.strip("/")
 
 
 class S3Storage(Storage):
@@ -314,20 +280,10 @@ def _client_error(exc, action: str, path: str, s: S3Settings) -> Exception:
     return kind(f"S3 {action} {path} failed: {code or status}: {error.get('Message', '')}".rstrip(": "))
 
 
-def settings_from_conf(conf) -> S3Settings:
-    """S3 settings from options, then the environment (ACCESS_KEY, SECRET_KEY, ENDPOINT)."""
-    bucket, prefix = split_container(conf.container)
-    return S3Settings(bucket=bucket, prefix=prefix,
-                      endpoint=conf.endpoint or os.environ.get("ENDPOINT") or None,
-                      access_key=conf.access_key or os.environ.get("ACCESS_KEY") or None,
-                      secret_key=conf.secret_key or None, region=conf.s3_region, cacert=conf.s3_cacert,
-                      timeout=conf.s3_timeout, part_size=conf.max_segment_size)
-
-
-def from_conf(conf) -> Storage:
+def from_settings(settings: S3Settings) -> Storage:
     """``--storage s3``."""
     try:
         import boto3  # noqa: F401
     except ModuleNotFoundError as exc:
         raise FreezerError("--storage s3 needs boto3: pip install boto3") from exc
-    return S3Storage(settings_from_conf(conf))
+    return S3Storage(settings)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import getpass
 import logging
 import os
 import posixpath
@@ -19,15 +18,14 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import paramiko
 
+from freezer.common.settings import SftpSettings
 from freezer.errors import AuthError, ConnectError, NoSpace, NotFound, PermissionDenied, StorageError, reason
 from freezer.storage import sftp_requests, sftp_stripes
 from freezer.storage.base import (
     Storage,
-    bare_host,
     checked_entries,
     checked_names,
     container_root,
-    host_and_port,
     network_error,
     server_url,
     temporary_name,
@@ -57,33 +55,6 @@ OPENSSH_REQUEST = 128 << 10
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
-
-
-@dataclasses.dataclass(frozen=True)
-class SftpSettings:
-    """How to reach and log in to the server; secrets are never shown."""
-
-    host: str
-    port: int
-    username: str
-    container: str
-    password: str | None = dataclasses.field(default=None, repr=False)
-    key_file: str | None = None
-    key_passphrase: str | None = dataclasses.field(default=None, repr=False)
-    known_hosts: str = "~/.ssh/known_hosts"
-    host_key_policy: str = "accept-new"
-    known_hosts_option: str = "--ssh-known-hosts"
-    host_key_policy_option: str = "--ssh-host-key-policy"
-    timeout: float = 60.0
-    option_prefix: str = "--ftp"
-
-    @property
-    def where(self) -> str:
-        return host_and_port(self.host, self.port)
-
-    def option(self, name: str) -> str:
-        """The option a user changes, in the spelling they used (--ftp-host or --ssh-host)."""
-        return f"{self.option_prefix}-{name}"
 
 
 class SftpStorage(Storage):
@@ -171,7 +142,7 @@ class SftpStorage(Storage):
             tried.append("password")
             if self._try(lambda: transport.auth_password(s.username, s.password)):
                 return
-        for agent_key in _agent_keys():
+        for agent_key in _agent_keys(s):
             tried.append("ssh-agent")
             if self._try(lambda k=agent_key: transport.auth_publickey(s.username, k)):
                 return
@@ -498,8 +469,8 @@ def _load_key(s: SftpSettings) -> paramiko.PKey:
         raise AuthError(f"cannot load --ssh-key {s.key_file} (wrong passphrase or format): {reason(exc)}") from exc
 
 
-def _agent_keys() -> list:
-    if not os.environ.get("SSH_AUTH_SOCK"):
+def _agent_keys(s: SftpSettings) -> list:
+    if not s.agent_socket:
         return []
     try:
         return list(paramiko.Agent().get_keys())
@@ -512,35 +483,11 @@ def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect")
     return network_error(exc, s.where, action, s.option_prefix, timeout_option="--ssh-timeout")
 
 
-# --storage name -> the prefix of the options that reach the server
-SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
+def sftp_from_settings(settings: SftpSettings) -> SftpStorage:
+    """``--storage sftp`` (the spec's ``--ftp-*``), bare: the registry wraps it."""
+    return SftpStorage(settings, "sftp")
 
 
-def from_conf(conf, kind: str) -> SftpStorage:
-    """``--storage sftp`` (the spec's ``--ftp-*``) or ``ssh`` (upstream's ``--ssh-*``), bare: the registry wraps it."""
-    from freezer.common.config import host_key_settings, read_first_line
-
-    prefix = SPELLINGS[kind]
-    host_keys = host_key_settings(conf, kind)
-    if not conf[f"{prefix}_host"]:
-        raise StorageError(f"--storage {kind} needs --{prefix}-host")
-    passphrase_file = conf.ssh_key_passphrase_file
-    settings = SftpSettings(
-        host=bare_host(conf[f"{prefix}_host"]), port=conf[f"{prefix}_port"] or 22,
-        username=conf[f"{prefix}_username"] or getpass.getuser(), password=conf[f"{prefix}_password"],
-        container=conf.container, key_file=conf.ssh_key,
-        key_passphrase=read_first_line(passphrase_file, "--ssh-key-passphrase-file") if passphrase_file else None,
-        known_hosts=host_keys.known_hosts, host_key_policy=host_keys.policy,
-        known_hosts_option=host_keys.known_hosts_option, host_key_policy_option=host_keys.policy_option,
-        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}")
-    return SftpStorage(settings, kind)
-
-
-def sftp_from_conf(conf) -> SftpStorage:
-    """``--storage sftp``."""
-    return from_conf(conf, "sftp")
-
-
-def ssh_from_conf(conf) -> SftpStorage:
-    """``--storage ssh``."""
-    return from_conf(conf, "ssh")
+def ssh_from_settings(settings: SftpSettings) -> SftpStorage:
+    """``--storage ssh`` (upstream's ``--ssh-*``), bare: the registry wraps it."""
+    return SftpStorage(settings, "ssh")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import posixpath
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
+from freezer.common.settings import SwiftSettings
 from freezer.errors import (
     AuthError,
     ConnectError,
@@ -29,38 +28,6 @@ from freezer.storage.base import CLAIM_MARKER, Storage
 
 LOG = logging.getLogger(__name__)
 READ_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class SwiftSettings:
-    """How to authenticate, and which container and prefix hold the backups."""
-
-    auth_url: str
-    username: str
-    password: str
-    container: str
-    prefix: str = ""
-    auth_version: str = "1"
-    project_name: str | None = None
-    project_domain_name: str | None = None
-    user_domain_name: str | None = None
-    region_name: str | None = None
-    cacert: str | None = None
-    insecure: bool = False
-    segment_size: int = 32 * 1024 * 1024
-    timeout: float = 60.0
-
-    def __repr__(self) -> str:
-        return f"SwiftSettings(auth_url={self.auth_url!r}, username={self.username!r}, container={self.container!r})"
-
-    @property
-    def segments(self) -> str:
-        """Where the segments of large objects go (upstream freezer's name)."""
-        return f"{self.container}_segments"
-
-    @property
-    def where(self) -> str:
-        return f"swift://{self.username}@{self.container}/{self.prefix}".rstrip("/")
 
 
 class SwiftStorage(Storage):
@@ -281,40 +248,12 @@ def _client_error(exc, action: str, path: str, s: SwiftSettings) -> Exception:
     return kind(f"Swift {action} {path} failed: HTTP {status} {reason}".rstrip())
 
 
-def auth_version(conf) -> str:
-    """``--os-identity-api-version``, else 1 for ``.../auth/v1.0`` URLs and 3 otherwise."""
-    given = conf.os_identity_api_version or os.environ.get("OS_IDENTITY_API_VERSION")
-    if given:
-        return str(given).split(".")[0]
-    url = conf.os_auth_url or os.environ.get("OS_AUTH_URL") or ""
-    return "1" if "/auth/v1" in url else "3"
-
-
-def settings_from_conf(conf) -> SwiftSettings:
-    """Swift settings from options, then ``OS_*`` environment variables."""
-    def pick(option: str) -> str | None:
-        return conf[option] or os.environ.get(option.upper()) or None
-
-    container, _, prefix = conf.container.strip("/").partition("/")
-    missing = [f"--{name.replace('_', '-')}" for name in ("os_auth_url", "os_username") if not pick(name)]
-    if not conf.os_password:
-        missing.append("--os-password (or --os-password-file, $OS_PASSWORD)")
-    if missing:
-        raise FreezerError(f"--storage swift needs {', '.join(missing)}")
-    return SwiftSettings(auth_url=pick("os_auth_url"), username=pick("os_username"), password=conf.os_password,
-                         container=container, prefix=prefix.strip("/"), auth_version=auth_version(conf),
-                         project_name=pick("os_project_name"), project_domain_name=pick("os_project_domain_name"),
-                         user_domain_name=pick("os_user_domain_name"), region_name=pick("os_region_name"),
-                         cacert=pick("os_cacert"), insecure=conf.insecure, segment_size=conf.max_segment_size)
-
-
-def from_conf(conf) -> Storage:
+def from_settings(settings: SwiftSettings) -> Storage:
     """``--storage swift``."""
     try:
         import swiftclient  # noqa: F401
     except ModuleNotFoundError as exc:
         raise FreezerError("--storage swift needs python-swiftclient: pip install python-swiftclient") from exc
-    settings = settings_from_conf(conf)
     if settings.auth_version == "3":
         try:
             import keystoneclient  # noqa: F401

@@ -3,7 +3,7 @@
 import json
 import os
 
-from freezer.storage.layout import LONG_CHAIN
+from freezer.storage.chains import LONG_CHAIN
 from freezer.tests.functional.base import write
 from freezer.tests.functional.test_local import LocalAgentTest
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from freezer.progress import size
+from freezer.actions.progress import size
 from freezer.tests.functional.base import AGENT, write
 from freezer.tests.functional.test_local import LocalAgentTest
 

@@ -111,6 +111,14 @@ class TestExecSwitch(testtools.TestCase):
     def test_local_mode_allows_every_action_unless_configured(self):
         self.assertIn("exec", options.parse(["--no-api", "run-once"]).capabilities["supported_actions"])
 
+    def test_verify_runs_from_local_job_files_not_from_freezer_api(self):
+        # freezer-api 19's job schema knows no verify action, so it is no default capability there
+        job = jobdoc.prepare(job_of({"action": "verify"}), "j")
+        local = options.parse(["--no-api", "run-once"]).capabilities
+        self.assertIsNone(jobdoc.unsupported(job, local))
+        api = options.parse(["start"]).capabilities
+        self.assertIn("supported_actions", jobdoc.unsupported(job, api))
+
     def test_is_exec_sees_through_case_and_spaces(self):
         self.assertTrue(actionvalues.is_exec({"action": " EXEC "}))
         self.assertFalse(actionvalues.is_exec({"action": "backup"}))

@@ -5,7 +5,7 @@ import os
 import fixtures
 import testtools
 
-from freezer.common import config
+from freezer.common import config, settings
 from freezer.errors import FreezerError
 
 
@@ -56,15 +56,15 @@ class TestConfig(testtools.TestCase):
         path = os.path.join(self.tmp, "pw")
         with open(path, "w") as handle:
             handle.write("s3cret\n")
-        self.assertEqual("s3cret", config.build(["--ftp-password-file", path]).ftp_password)
+        self.assertEqual("s3cret", settings.load(["--ftp-password-file", path]).ftp_password)
 
     def test_password_from_environment(self):
         self.useFixture(fixtures.EnvironmentVariable("FREEZER_FTP_PASSWORD", "envpw"))
-        self.assertEqual("envpw", config.build([]).ftp_password)
+        self.assertEqual("envpw", settings.load([]).ftp_password)
 
     def test_command_line_password_wins(self):
         self.useFixture(fixtures.EnvironmentVariable("FREEZER_FTP_PASSWORD", "envpw"))
-        self.assertEqual("clipw", config.build(["--ftp-password", "clipw"]).ftp_password)
+        self.assertEqual("clipw", settings.load(["--ftp-password", "clipw"]).ftp_password)
 
     def test_secret_values_listed_for_masking(self):
         conf = config.build(["--ftp-password", "p1", "--ssh-password", "p2"])
@@ -75,7 +75,7 @@ class TestHostKeySettings(testtools.TestCase):
     """sftp reads ftp_known_hosts / ftp_host_key_policy, each falling back to the ssh_ one; ssh reads ssh_ only."""
 
     def settings(self, storage, *argv):
-        s = config.host_key_settings(config.build(list(argv)), storage)
+        s = settings.host_key_settings(config.build(list(argv)), storage)
         return s.known_hosts, s.policy, s.known_hosts_option, s.policy_option
 
     def test_defaults_are_the_ssh_ones(self):
@@ -139,7 +139,7 @@ class TestStorageSections(testtools.TestCase):
             handle.write("[job]\ncontainer = shared\nftp_username = bob\n"
                          "[storage:a]\nstorage = local\ncontainer = /srv/a\n"
                          "[storage:b]\nstorage = ftp\nftp-host = ::1\nftp_port = 2121\n")
-        conf = config.build(["--config", path])
+        conf = settings.load(["--config", path])
         first, second = conf.freezer_storages
         self.assertEqual(("local", "/srv/a", "ftp", "shared", "::1", 2121, "bob"),
                          (first.storage, first.container, second.storage, second.container,
@@ -150,5 +150,5 @@ class TestStorageSections(testtools.TestCase):
         path = os.path.join(self.useFixture(fixtures.TempDir()).path, "job.ini")
         with open(path, "w") as handle:
             handle.write("[storage:a]\nstorage = local\nftp_hots = x\n")
-        error = self.assertRaises(FreezerError, config.build, ["--config", path])
+        error = self.assertRaises(FreezerError, settings.load, ["--config", path])
         self.assertIn("[storage:a] has unknown option 'ftp_hots'", str(error))

@@ -5,9 +5,10 @@ import time
 
 import testtools
 
+from freezer.common.settings import ftp_connections as connections_option
 from freezer.errors import StorageError
 from freezer.storage import ftp_parallel, ftp_segments
-from freezer.storage.ftp_parallel import InOrder, connections_for, connections_option
+from freezer.storage.ftp_parallel import InOrder, connections_for
 
 S = ftp_segments.SEGMENT_SIZE
 
@@ -17,7 +18,7 @@ class TestConnectionsOption(testtools.TestCase):
         self.assertEqual(0, connections_option("auto"))
         self.assertEqual(0, connections_option(None))
         self.assertEqual(3, connections_option("3"))
-        self.assertEqual(ftp_parallel.MAX_CONNECTIONS, connections_option("99"))
+        self.assertEqual(ftp_parallel.MAX_CONNECTIONS, connections_for(99, 0.1))
 
     def test_nonsense_names_the_option(self):
         for value in ("0", "-2", "many"):

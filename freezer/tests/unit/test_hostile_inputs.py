@@ -7,7 +7,7 @@ import sys
 import fixtures
 import testtools
 
-from freezer.common import config, inputs, upstream
+from freezer.common import config, credentials, inputs, upstream
 from freezer.errors import FreezerError
 
 LONG_HOST = "a" * 300
@@ -106,8 +106,8 @@ class TestChecks(testtools.TestCase):
         path = os.path.join(self.useFixture(fixtures.TempDir()).path, "long")
         with open(path, "w") as out:
             out.write("a" * 5000)
-        self.assertEqual(b"a" * 1023, inputs.read_secret_line(path, "--auth-key-file"))  # as openssl reads it
-        error = self.assertRaises(FreezerError, inputs.read_secret_line, "/dev/null", "--auth-key-file")
+        self.assertEqual(b"a" * 1023, credentials.key_line(path, "--auth-key-file"))  # as openssl reads it
+        error = self.assertRaises(FreezerError, credentials.key_line, "/dev/null", "--auth-key-file")
         self.assertIn("--auth-key-file /dev/null: the first line is empty", str(error))
 
 

@@ -3,8 +3,9 @@
 import fixtures
 import testtools
 
-from freezer.storage import layout
-from freezer.storage.layout import BackupRef, LevelPolicy
+from freezer.storage import chains as chain_rules
+from freezer.storage import layout, leftovers
+from freezer.storage.chains import BackupRef, LevelPolicy
 from freezer.storage.local import LocalStorage
 from freezer.storage.multiple import MultiStorage
 
@@ -12,55 +13,55 @@ from freezer.storage.multiple import MultiStorage
 def chain(*levels_and_ts):
     """A chain from (level, ts) pairs; the first is level 0."""
     l0 = levels_and_ts[0][1]
-    return layout.Chain(tuple(BackupRef(l0, ts, level) for level, ts in levels_and_ts))
+    return chain_rules.Chain(tuple(BackupRef(l0, ts, level) for level, ts in levels_and_ts))
 
 
 class TestPlanLevel(testtools.TestCase):
     def test_first_backup_is_level_zero(self):
-        self.assertEqual(0, layout.plan_level([], 100, LevelPolicy()).level)
+        self.assertEqual(0, chain_rules.plan_level([], 100, LevelPolicy()).level)
 
     def test_not_incremental_always_level_zero(self):
-        plan = layout.plan_level([chain((0, 10))], 100, LevelPolicy(incremental=False))
+        plan = chain_rules.plan_level([chain((0, 10))], 100, LevelPolicy(incremental=False))
         self.assertEqual((0, None), (plan.level, plan.parent))
 
     def test_incremental_builds_on_newest(self):
-        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy())
+        plan = chain_rules.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy())
         self.assertEqual((2, 10, BackupRef(10, 20, 1)), (plan.level, plan.l0_ts, plan.parent))
 
     def test_parent_may_be_ahead_of_the_clock(self):
-        plan = layout.plan_level([chain((0, 10), (1, 11))], 10, LevelPolicy())
+        plan = chain_rules.plan_level([chain((0, 10), (1, 11))], 10, LevelPolicy())
         self.assertEqual((2, BackupRef(10, 11, 1)), (plan.level, plan.parent))
 
     def test_max_level_starts_new_chain(self):
-        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=1))
+        plan = chain_rules.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=1))
         self.assertEqual(0, plan.level)
 
     def test_below_max_level_goes_on(self):
-        plan = layout.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=3))
+        plan = chain_rules.plan_level([chain((0, 10), (1, 20))], 100, LevelPolicy(max_level=3))
         self.assertEqual(2, plan.level)
 
     def test_always_level_is_differential(self):
-        plan = layout.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=2))
+        plan = chain_rules.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=2))
         self.assertEqual((2, BackupRef(10, 20, 1)), (plan.level, plan.parent))
 
     def test_always_level_exceeded_starts_new_chain(self):
-        plan = layout.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=1))
+        plan = chain_rules.plan_level([chain((0, 10), (1, 20), (2, 30))], 100, LevelPolicy(always_level=1))
         self.assertEqual(0, plan.level)
 
     def test_restart_always_level_counts_from_level_zero(self):
         policy = LevelPolicy(always_level=1, restart_always_level=1)
-        self.assertEqual(1, layout.plan_level([chain((0, 0), (1, 80000))], 86399, policy).level)
-        self.assertEqual(0, layout.plan_level([chain((0, 0), (1, 80000))], 86400, policy).level)
+        self.assertEqual(1, chain_rules.plan_level([chain((0, 0), (1, 80000))], 86399, policy).level)
+        self.assertEqual(0, chain_rules.plan_level([chain((0, 0), (1, 80000))], 86400, policy).level)
 
 
-def daily(policy: LevelPolicy, days: int) -> list[layout.Chain]:
+def daily(policy: LevelPolicy, days: int) -> list[chain_rules.Chain]:
     """The chains ``days`` daily backups under ``policy`` leave, as plan_level chooses their levels."""
     refs: list[BackupRef] = []
     for day in range(days):
-        now = (day + 1) * layout.SECONDS_PER_DAY
-        plan = layout.plan_level(layout.group_chains(refs), now, policy)
+        now = (day + 1) * chain_rules.SECONDS_PER_DAY
+        plan = chain_rules.plan_level(chain_rules.group_chains(refs), now, policy)
         refs.append(BackupRef(plan.l0_ts or now, now, plan.level))
-    return layout.group_chains(refs)
+    return chain_rules.group_chains(refs)
 
 
 class TestBoundingChains(testtools.TestCase):
@@ -69,82 +70,82 @@ class TestBoundingChains(testtools.TestCase):
     def test_plain_incremental_never_ends_and_is_reported(self):
         chains = daily(LevelPolicy(), 90)
         self.assertEqual(1, len(chains))
-        self.assertEqual([chains[0]], layout.long_chains(chains))
-        self.assertEqual(90, layout.restore_length(chains[0]))
+        self.assertEqual([chains[0]], chain_rules.long_chains(chains))
+        self.assertEqual(90, chain_rules.restore_length(chains[0]))
 
     def test_max_level_bounds_length_and_restore(self):
         chains = daily(LevelPolicy(max_level=6), 90)
         self.assertEqual({7}, {len(c.backups) for c in chains[:-1]})  # levels 0..6: a weekly chain
-        self.assertEqual([], layout.long_chains(chains))
+        self.assertEqual([], chain_rules.long_chains(chains))
 
     def test_always_level_alone_bounds_restore_not_length(self):
         chains = daily(LevelPolicy(always_level=1), 90)
         self.assertEqual(1, len(chains))
-        self.assertEqual(2, layout.restore_length(chains[0]))  # level 0 and the newest level 1
-        self.assertEqual([chains[0]], layout.long_chains(chains))
+        self.assertEqual(2, chain_rules.restore_length(chains[0]))  # level 0 and the newest level 1
+        self.assertEqual([chains[0]], chain_rules.long_chains(chains))
 
     def test_restart_always_level_bounds_length(self):
         for policy in (LevelPolicy(always_level=1, restart_always_level=7), LevelPolicy(restart_always_level=7)):
             chains = daily(policy, 90)
             self.assertEqual({7}, {len(c.backups) for c in chains[:-1]}, policy)
-            self.assertEqual([], layout.long_chains(chains))
+            self.assertEqual([], chain_rules.long_chains(chains))
 
     def test_threshold_is_more_than_thirty(self):
-        self.assertEqual([], layout.long_chains(daily(LevelPolicy(), 30)))
-        self.assertEqual(1, len(layout.long_chains(daily(LevelPolicy(), 31))))
+        self.assertEqual([], chain_rules.long_chains(daily(LevelPolicy(), 30)))
+        self.assertEqual(1, len(chain_rules.long_chains(daily(LevelPolicy(), 31))))
 
     def test_restore_length_of_a_broken_chain_is_unknown(self):
-        self.assertIsNone(layout.restore_length(chain((0, 10), (2, 30))))
+        self.assertIsNone(chain_rules.restore_length(chain((0, 10), (2, 30))))
 
 
 class TestRestorePlan(testtools.TestCase):
     chains = [chain((0, 10), (1, 20)), chain((0, 100), (1, 110), (2, 120), (2, 130))]
 
     def test_newest(self):
-        plan = layout.restore_plan(self.chains)
+        plan = chain_rules.restore_plan(self.chains)
         self.assertEqual([(0, 100), (1, 110), (2, 130)], [(b.level, b.ts) for b in plan])
 
     def test_by_date_inside_chain(self):
-        plan = layout.restore_plan(self.chains, until=125)
+        plan = chain_rules.restore_plan(self.chains, until=125)
         self.assertEqual([(0, 100), (1, 110), (2, 120)], [(b.level, b.ts) for b in plan])
 
     def test_by_date_older_chain(self):
-        plan = layout.restore_plan(self.chains, until=99)
+        plan = chain_rules.restore_plan(self.chains, until=99)
         self.assertEqual([(0, 10), (1, 20)], [(b.level, b.ts) for b in plan])
 
     def test_before_everything(self):
-        self.assertEqual([], layout.restore_plan(self.chains, until=5))
+        self.assertEqual([], chain_rules.restore_plan(self.chains, until=5))
 
     def test_nothing(self):
-        self.assertEqual([], layout.restore_plan([]))
+        self.assertEqual([], chain_rules.restore_plan([]))
 
 
 class TestRetentionAndNames(testtools.TestCase):
     def test_old_chains_removed_but_never_newest(self):
         chains = [chain((0, 10)), chain((0, 20)), chain((0, 30))]
-        self.assertEqual([10, 20], [c.l0_ts for c in layout.chains_to_remove(chains, 1000)])
-        self.assertEqual([10], [c.l0_ts for c in layout.chains_to_remove(chains, 15)])
+        self.assertEqual([10, 20], [c.l0_ts for c in chain_rules.chains_to_remove(chains, 1000)])
+        self.assertEqual([10], [c.l0_ts for c in chain_rules.chains_to_remove(chains, 15)])
 
     def test_chain_without_level_zero_is_dropped(self):
         refs = [BackupRef(10, 20, 1), BackupRef(30, 30, 0)]
-        self.assertEqual([30], [c.l0_ts for c in layout.group_chains(refs)])
+        self.assertEqual([30], [c.l0_ts for c in chain_rules.group_chains(refs)])
 
     def test_timestamps_stay_unique(self):
-        self.assertEqual(51, layout.next_timestamp([BackupRef(40, 50, 0)], 50))
-        self.assertEqual(60, layout.next_timestamp([BackupRef(40, 50, 0)], 60))
+        self.assertEqual(51, chain_rules.next_timestamp([BackupRef(40, 50, 0)], 50))
+        self.assertEqual(60, chain_rules.next_timestamp([BackupRef(40, 50, 0)], 60))
 
     def test_bad_names_refused(self):
         for bad in ("", "a/b", "..", "."):
             self.assertRaises(layout.FreezerError, layout.check_name, "--backup-name", bad)
 
 
-DONE = layout.LevelFiles(frozenset({"data", "engine_metadata"}), frozenset({"metadata"}))
+DONE = leftovers.LevelFiles(frozenset({"data", "engine_metadata"}), frozenset({"metadata"}))
 HOUR = 3600
 
 
 def running(*names):
     """A level being written: files under data/, no metadata yet."""
-    return layout.LevelFiles(frozenset(names))
+    return leftovers.LevelFiles(frozenset(names))
 
 
 class TestLeftovers(testtools.TestCase):
@@ -154,57 +155,57 @@ class TestLeftovers(testtools.TestCase):
 
     def test_incomplete_levels_lack_metadata(self):
         inventory = {BackupRef(10, 10, 0): DONE, BackupRef(10, 20, 1): running(".data.partial-0123abcd"),
-                     BackupRef(10, 30, 2): layout.LevelFiles(frozenset(), frozenset({".metadata.partial-00ff00ff"}))}
-        self.assertEqual([BackupRef(10, 20, 1), BackupRef(10, 30, 2)], layout.incomplete_levels(inventory))
+                     BackupRef(10, 30, 2): leftovers.LevelFiles(frozenset(), frozenset({".metadata.partial-00ff00ff"}))}
+        self.assertEqual([BackupRef(10, 20, 1), BackupRef(10, 30, 2)], leftovers.incomplete_levels(inventory))
 
     def test_partial_names(self):
-        self.assertTrue(layout.is_partial(".data.partial-0123abcd"))
-        self.assertTrue(layout.is_partial(".engine_metadata.partial-deadbeef"))
+        self.assertTrue(leftovers.is_partial(".data.partial-0123abcd"))
+        self.assertTrue(leftovers.is_partial(".engine_metadata.partial-deadbeef"))
         for name in ("data", "metadata", ".claim", ".data.partial-", "data.partial-0123abcd", ".claim-0123abcd"):
-            self.assertFalse(layout.is_partial(name), name)
+            self.assertFalse(leftovers.is_partial(name), name)
 
     def test_age_comes_from_the_level_timestamp(self):
         ref = BackupRef(0, self.now - 24 * HOUR, 0)
-        self.assertTrue(layout.old_enough(ref, self.now, 24))
-        self.assertFalse(layout.old_enough(ref, self.now, 24.01))
-        self.assertTrue(layout.old_enough(BackupRef(0, self.now, 0), self.now, 0))
+        self.assertTrue(leftovers.old_enough(ref, self.now, 24))
+        self.assertFalse(leftovers.old_enough(ref, self.now, 24.01))
+        self.assertTrue(leftovers.old_enough(BackupRef(0, self.now, 0), self.now, 0))
 
     def test_old_incomplete_level_removed_young_one_kept(self):
         l0 = self.now - 100 * HOUR
         old, young = BackupRef(l0, self.now - 30 * HOUR, 1), BackupRef(l0, self.now - HOUR, 2)
         inventory = {BackupRef(l0, l0, 0): DONE, old: running(".data.partial-0123abcd"), young: running()}
-        found = layout.leftovers(inventory, self.now, 24)
+        found = leftovers.leftovers(inventory, self.now, 24)
         self.assertEqual(((), (old,), ()), (found.chains, found.levels, found.partials))
-        self.assertEqual((old, young), layout.leftovers(inventory, self.now, 0).levels)
+        self.assertEqual((old, young), leftovers.leftovers(inventory, self.now, 0).levels)
 
     def test_chain_whose_level_zero_never_completed_goes_whole(self):
         l0 = self.now - 48 * HOUR
         inventory = {BackupRef(l0, l0, 0): running(), BackupRef(l0, l0 + 5, 1): DONE,
                      BackupRef(self.now, self.now, 0): running()}
-        found = layout.leftovers(inventory, self.now, 24)
+        found = leftovers.leftovers(inventory, self.now, 24)
         self.assertEqual((l0,), found.chains)
         self.assertEqual((BackupRef(l0, l0, 0), BackupRef(l0, l0 + 5, 1)), found.levels)
 
     def test_chain_without_level_zero_directory_goes_whole(self):
         l0 = self.now - 48 * HOUR
-        found = layout.leftovers({BackupRef(l0, l0 + 5, 1): DONE}, self.now, 24)
+        found = leftovers.leftovers({BackupRef(l0, l0 + 5, 1): DONE}, self.now, 24)
         self.assertEqual(((l0,), (BackupRef(l0, l0 + 5, 1),)), (found.chains, found.levels))
 
     def test_stray_partials_in_complete_levels(self):
         l0 = self.now - 48 * HOUR
-        files = layout.LevelFiles(frozenset({"data", ".data.partial-0123abcd"}),
+        files = leftovers.LevelFiles(frozenset({"data", ".data.partial-0123abcd"}),
                                   frozenset({"metadata", ".metadata.partial-89abcdef"}))
         ref = BackupRef(l0, l0, 0)
-        found = layout.leftovers({ref: files}, self.now, 24)
+        found = leftovers.leftovers({ref: files}, self.now, 24)
         self.assertEqual((), found.levels)
         self.assertEqual((("data", ref, ".data.partial-0123abcd"), ("metadata", ref, ".metadata.partial-89abcdef")),
                          found.partials)
-        self.assertEqual((), layout.leftovers({ref: files}, self.now, 49).partials)
+        self.assertEqual((), leftovers.leftovers({ref: files}, self.now, 49).partials)
 
     def test_complete_backups_are_no_leftovers(self):
         inventory = {BackupRef(10, 10, 0): DONE, BackupRef(10, 20, 1): DONE}
-        self.assertEqual(layout.Leftovers(), layout.leftovers(inventory, self.now, 0))
-        self.assertEqual([], layout.incomplete_levels(inventory))
+        self.assertEqual(leftovers.Leftovers(), leftovers.leftovers(inventory, self.now, 0))
+        self.assertEqual([], leftovers.incomplete_levels(inventory))
 
 
 class TestNewestChainListsOnlyWhatItNeeds(testtools.TestCase):
@@ -236,7 +237,7 @@ class TestNewestChainListsOnlyWhatItNeeds(testtools.TestCase):
 
     def test_same_plan_as_from_every_chain(self):
         for until in (None, 99, 100, 150, 215, 320, 10_000):
-            expected = layout.restore_plan(self.backups.chains(), until)
+            expected = chain_rules.restore_plan(self.backups.chains(), until)
             self.assertEqual(expected, self.backups.plan_restore(until))
 
 

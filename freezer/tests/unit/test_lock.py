@@ -5,7 +5,7 @@ import os
 import fixtures
 import testtools
 
-from freezer import lock
+from freezer.actions import lock
 from freezer.common import config
 from freezer.errors import FreezerError
 

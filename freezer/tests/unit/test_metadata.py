@@ -8,8 +8,10 @@ import testtools
 
 from freezer import main
 from freezer.common import dates
-from freezer.storage import layout, metadata
-from freezer.storage.layout import BackupRef, BackupSet
+from freezer.storage import chains as chain_rules
+from freezer.storage import metadata
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 from freezer.storage.local import LocalStorage
 from freezer.storage.metadata import BadMetadata, Metadata
 
@@ -133,17 +135,17 @@ class TestBackupSetOnDisk(testtools.TestCase):
 
 class TestSettingsChange(testtools.TestCase):
     def test_same_settings_continue_the_chain(self):
-        self.assertIsNone(layout.settings_change(Metadata("gzip", False), "gzip", False))
+        self.assertIsNone(chain_rules.settings_change(Metadata("gzip", False), "gzip", False))
 
     def test_compression_change(self):
         self.assertEqual("compression changed from gzip to zstd",
-                         layout.settings_change(Metadata("gzip", False), "zstd", False))
+                         chain_rules.settings_change(Metadata("gzip", False), "zstd", False))
 
     def test_encryption_change(self):
         self.assertEqual("encryption changed from off to on",
-                         layout.settings_change(Metadata("gzip", False), "gzip", True))
+                         chain_rules.settings_change(Metadata("gzip", False), "gzip", True))
         self.assertEqual("encryption changed from on to off",
-                         layout.settings_change(Metadata("gzip", True), "gzip", False))
+                         chain_rules.settings_change(Metadata("gzip", True), "gzip", False))
 
 
 class TestShowingUntrustedValues(testtools.TestCase):

@@ -40,10 +40,10 @@ class TestRegistry(testtools.TestCase):
             self.assertIs(storage, registry.wrap(storage))
             self.assertEqual(name, storage.kind)
 
-    def test_from_conf_returns_the_bare_driver(self):
-        for name, path in registry.BUILDERS.items():
+    def test_bare_returns_the_bare_driver(self):
+        for name, (_settings, path) in registry.BUILDERS.items():
             conf = config.build(["--storage", name, *OPTIONS[name]])
-            self.assertIsInstance(registry._builder(name)(conf), BARE[name], path)
+            self.assertIsInstance(registry.bare(conf), BARE[name], path)
 
     def test_local_is_not_wrapped(self):
         storage = build("local")

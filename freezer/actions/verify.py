@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from contextlib import suppress
 
 from freezer.actions import authenticity
+from freezer.actions.base import Job, require
 from freezer.common import dates
 from freezer.engine import codecs, tar
 from freezer.engine.streams import Digest, Pipeline, PipelineError, prefetch
 from freezer.errors import FreezerError, NotFound, StorageError
-from freezer.job import Job, require
-from freezer.storage.layout import BackupRef, BackupSet
+from freezer.storage.chains import BackupRef
+from freezer.storage.layout import BackupSet
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ Built from the result document (the one ``--metadata-out`` writes), so both alwa
 
 from __future__ import annotations
 
+from freezer.actions.progress import duration, size
 from freezer.common import dates
-from freezer.progress import duration, size
 
 
 def lines(result: dict) -> list[str]:
