@@ -12,8 +12,10 @@ import ftplib
 import itertools
 import logging
 import posixpath
+import random
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 
 from freezer.errors import NotFound, StorageError
@@ -33,6 +35,7 @@ BLOCK_SIZE = 1 << 20
 # autotuning the socket: enough for about 4 MiB per round trip, 100 MiB/s at 40 ms. Longer links
 # get several connections (freezer/storage/ftp_segments.py, --ftp-connections).
 SOCKET_BUFFER = segments.SOCKET_BUFFER
+HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see _put_held)
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
@@ -129,7 +132,25 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
                 head = list(itertools.islice(pieces, 2))
                 if len(head) > 1:
                     return self._put_segments(target, segments.handed_over(head, pieces), workers)
-                chunks = (chunk for group in head for chunk in group)  # small: one plain file
+                return self._put_held(target, [chunk for group in head for chunk in group])
+        return self._put_plain(target, chunks)
+
+    def _put_held(self, target: str, chunks: list[bytes]) -> int:
+        """Small data already read from the stream (so the retry wrapper cannot replay it): one plain
+        file, tried again here after a transient failure (a busy server), for up to HELD_PATIENCE s."""
+        started, pause = time.monotonic(), 1.0
+        while True:
+            try:
+                return self._put_plain(target, chunks)
+            except StorageError as exc:
+                if not exc.transient or time.monotonic() - started + pause > HELD_PATIENCE:
+                    raise
+                LOG.warning("upload %s: %s; retrying in %.1fs", target, exc, pause)
+                self.reset()
+                time.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(pause * 2, 15.0)
+
+    def _put_plain(self, target: str, chunks: Iterable[bytes]) -> int:
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
