@@ -46,7 +46,8 @@ def load_key(s: SftpSettings) -> paramiko.PKey:
     """The private key of ``--ssh-key``, decrypted with its passphrase; AuthError saying what to fix."""
     try:
         passphrase = s.key_passphrase.encode() if s.key_passphrase else None
-        return paramiko.PKey.from_path(os.path.expanduser(s.key_file), password=passphrase)
+        # Positional: paramiko 5.0 renamed this argument from passphrase to password.
+        return paramiko.PKey.from_path(os.path.expanduser(s.key_file), passphrase)
     except FileNotFoundError as exc:
         raise AuthError(f"--ssh-key {s.key_file} does not exist") from exc
     except (paramiko.PasswordRequiredException, TypeError) as exc:
