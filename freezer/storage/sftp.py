@@ -4,10 +4,10 @@ Host keys are checked against known_hosts (see hostkeys.py): unknown hosts are l
 (OpenSSH's accept-new) or refused (``strict``); a changed key is always refused. Uploads are
 pipelined to a temporary name and renamed into place; downloads prefetch.
 
-This module is the driver and its construction from the options; the connection and login are
-sftp_connect.py and sftp_auth.py's, error translation sftp_errors.py's, batched requests
-sftp_requests.py's, striped uploads sftp_stripes.py's, and paramiko's internals paramiko_adapter.py's.
-``SftpSettings`` lives in sftp_settings.py and is importable from here as before.
+This module holds the driver and its construction from the options. Around it: sftp_settings.py
+(``SftpSettings``, importable from here as before), sftp_connect.py (the connection), sftp_auth.py
+(the login), sftp_errors.py (error translation), sftp_requests.py (batched requests), sftp_stripes.py
+(striped uploads) and paramiko_adapter.py (the only use of paramiko's internals).
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class SftpStorage(Storage):
         return self._sftp
 
     def _connect(self) -> paramiko.SFTPClient:
+        """A new connection and its first channel; to OpenSSH, more channels for long uploads too."""
         s = self.settings
         try:
             connection = sftp_connect.connect(s, _agent_keys)
