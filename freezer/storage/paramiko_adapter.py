@@ -5,11 +5,11 @@ writes only past 100 pending, and has no call for OpenSSH's statvfs extension. T
 batches, confirm every write and ask for free space through the functions below, and touch nothing
 private themselves (``freezer/tests/unit/test_architecture.py`` holds them to it).
 
-Checked against paramiko 3.4.0, 4.0.0 and 5.1.0 (their sftp*.py and file.py are the same), whose
-``SFTPClient._async_request``, ``_read_response``, ``_convert_status``, ``_request``,
-``SFTPAttributes._from_msg``, ``SFTPFile._close``, ``SFTPFile._reqs``, ``SFTPFile.MAX_REQUEST_SIZE``
-and the ``_async_response`` callback are used here; setup.cfg bounds paramiko to that range and
-tools/test-paramiko.sh tests its two ends.
+Checked against paramiko 3.4.0, 4.0.0 and 5.1.0 (the same sftp_client, sftp_file, sftp_attr, sftp
+and file modules in all three), whose ``SFTPClient._async_request``, ``_read_response``,
+``_convert_status``, ``_request``, ``SFTPAttributes._from_msg``, ``SFTPFile._close``,
+``SFTPFile._reqs``, ``SFTPFile.MAX_REQUEST_SIZE`` and the ``_async_response`` callback are used
+here; setup.cfg bounds paramiko to that range and tools/test-paramiko.sh tests its two ends.
 """
 
 from __future__ import annotations
