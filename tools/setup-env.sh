@@ -53,3 +53,11 @@ log=.venv/install.log
 if ! { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e ".$extra"; } >"$log" 2>&1; then
   tail -n 30 "$log"; echo "pip install failed: see $log" >&2; exit 1
 fi
+
+# The test profile also builds .venv-upstream: upstream freezer (../shared/third_party/freezer) with
+# contrib/upstream-freezer/*.patch applied, for freezer/tests/functional/test_upstream_agent.py.
+# Without the upstream tree that test skips; a failed build is left for the test to retry and report.
+upstream_tree=${FREEZER_UPSTREAM_DIR:-../shared/third_party/freezer}
+if [ "$profile" = test ] && [ -f "$upstream_tree/setup.cfg" ]; then
+  contrib/upstream-freezer/build-venv.sh || echo "warning: the patched upstream freezer venv was not built" >&2
+fi

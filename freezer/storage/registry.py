@@ -3,8 +3,9 @@
 Each name has a settings builder (freezer/common/settings.py: options and environment -> typed
 settings) and a driver factory (settings -> bare driver); drivers never see the options. ``build``
 and ``wrap`` add retries (with resumed downloads) to every network driver, so each behaves the same
-whichever protocol it speaks. Tests build drivers through ``wrap`` too, and reach the bare driver
-with ``unwrap``.
+whichever protocol it speaks. That wrapper is the only retry layer: drivers set their client
+libraries (boto3, swiftclient) not to retry, so one failure is never retried by two loops. Tests
+build drivers through ``wrap`` too, and reach the bare driver with ``unwrap``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ class Retrying(Storage):
     """Reconnect and repeat an operation that failed with a transient StorageError.
 
     Operations that can be replayed are retried: everything but ``put_stream`` of a one-shot
-    iterator once data has gone. ``get_stream`` resumes from the last byte handed out.
+    iterator once data has gone. ``get_stream`` resumes from the last byte handed out. A driver that
+    uploads in requests it holds in memory (``upload_retry``: the object stores) gets this retry loop
+    for each of them instead, and its uploads are not replayed whole on top: one layer per failure.
     """
 
     def __init__(self, inner: Storage, attempts: int = 3, backoff: float = 1.0, patience: float = 0.0):
@@ -35,6 +37,9 @@ class Retrying(Storage):
         self.attempts = attempts
         self.backoff = backoff
         self.patience = patience  # --storage-retry-time: beyond ``attempts``, go on this long in all
+        self.retried_per_request = hasattr(inner, "upload_retry")
+        if self.retried_per_request:
+            inner.upload_retry = self._retry
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -69,6 +74,8 @@ class Retrying(Storage):
         return None
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        if self.retried_per_request:
+            return self.inner.put_stream(path, chunks)
         if isinstance(chunks, (list, tuple)):
             return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, chunks))
         once = _OneShot(chunks)
@@ -76,6 +83,8 @@ class Retrying(Storage):
         return self._retry(f"upload {path}", lambda: self.inner.put_stream(path, once), lambda: not once.started)
 
     def put_bytes(self, path: str, data: bytes) -> int:
+        if self.retried_per_request:
+            return self.inner.put_bytes(path, data)
         return self._retry(f"upload {path}", lambda: self.inner.put_bytes(path, data))
 
     def get_bytes(self, path: str) -> bytes:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import posixpath
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from freezer.common.settings import S3Settings
 from freezer.errors import (
@@ -23,8 +22,8 @@ from freezer.errors import (
     never_connected,
     reason,
 )
-from freezer.storage import chunking
 from freezer.storage.base import CLAIM_MARKER, Storage
+from freezer.storage.object_store import ObjectStore, directory_prefix
 
 LOG = logging.getLogger(__name__)
 MIN_PART = 5 * 1024 * 1024
@@ -36,68 +35,56 @@ BUSY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExce
               "ServiceUnavailable", "InternalError", "TooManyRequests"}
 
 
-class S3Storage(Storage):
-    """Objects under ``prefix`` in one bucket; a path's ``/`` separates key parts."""
+class S3Storage(ObjectStore):
+    """Objects under ``prefix`` in one bucket: multipart uploads, conditional puts for claims."""
 
     kind = "s3"
 
-    def __init__(self, settings: S3Settings):
-        self.settings = settings
-        self._client = None
-        self._bucket_checked = False
-        self._token = uuid.uuid4().hex.encode()  # written into our claims: a retried claim knows its own
-        self._claimed: set[str] = set()  # paths this instance won: claiming one again is False
-
-    def describe(self) -> str:
-        return self.settings.where
-
     @property
     def client(self):
-        if self._client is None:
-            self._client = self._make_client()
-        return self._client
+        return self.session
 
-    def _make_client(self):
+    @property
+    def part_size(self) -> int:
+        return max(self.settings.part_size, MIN_PART)
+
+    def _connect(self):
         import boto3
         from botocore.config import Config
 
         s = self.settings
+        # One attempt per request: the Retrying wrapper is the only retry layer. ``total_max_attempts``
+        # counts the first attempt; ``max_attempts`` would count retries only (3 meant 4 attempts).
         config = Config(connect_timeout=s.timeout, read_timeout=s.timeout, signature_version="s3v4",
-                        retries={"max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
+                        retries={"total_max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
         return boto3.session.Session().client(
             "s3", endpoint_url=s.endpoint, aws_access_key_id=s.access_key, aws_secret_access_key=s.secret_key,
             region_name=s.region, verify=s.cacert if s.cacert else True, config=config)
 
-    def key(self, path: str) -> str:
-        return posixpath.join(self.settings.prefix, path.strip("/")) if self.settings.prefix else path.strip("/")
+    def _put_object(self, path: str, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=body)
 
-    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
-        self._ensure_bucket()
-        key = self.key(path)
-        parts = chunking.parts(chunks, max(self.settings.part_size, MIN_PART))
-        first = next(parts, b"")
-        second = next(parts, None)
-        if second is None:
-            self._call("upload", path, self.client.put_object, Bucket=self.settings.bucket, Key=key, Body=first)
-            return len(first)
-        return self._multipart(path, key, itertools.chain((first, second), parts))
-
-    def _multipart(self, path: str, key: str, parts: Iterator[bytes]) -> int:
+    def _put_parts(self, path: str, key: str, parts: Iterator[bytes]) -> int:
         bucket = self.settings.bucket
-        upload = self._call("upload", path, self.client.create_multipart_upload, Bucket=bucket, Key=key)
+        upload = self.upload_request("upload", path, lambda: self.client.create_multipart_upload(Bucket=bucket,
+                                                                                                 Key=key))
         upload_id, done, total = upload["UploadId"], [], 0
         try:
             for number, body in enumerate(parts, start=1):
-                reply = self._call("upload", path, self.client.upload_part, Bucket=bucket, Key=key,
-                                   UploadId=upload_id, PartNumber=number, Body=body)
+                reply = self.upload_request("upload", path, functools.partial(
+                    self._upload_part, key, upload_id, number, body))
                 done.append({"ETag": reply["ETag"], "PartNumber": number})
                 total += len(body)
-            self._call("upload", path, self.client.complete_multipart_upload, Bucket=bucket, Key=key,
-                       UploadId=upload_id, MultipartUpload={"Parts": done})
+            self.upload_request("upload", path, lambda: self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}))
         except BaseException:
             self._abort(key, upload_id)
             raise
         return total
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict:
+        return self.client.upload_part(Bucket=self.settings.bucket, Key=key, UploadId=upload_id,
+                                       PartNumber=number, Body=body)
 
     def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -105,53 +92,36 @@ class S3Storage(Storage):
         except Exception as exc:  # noqa: BLE001 - the upload's own error matters more
             LOG.warning("could not abort the multipart upload of %s: %s", key, exc)
 
-    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+    def _download(self, path: str, key: str, offset: int) -> Iterator[bytes]:
         ranged = {"Range": f"bytes={offset}-"} if offset else {}
-        reply = self._call("download", path, self.client.get_object, Bucket=self.settings.bucket, Key=self.key(path),
-                           **ranged)
-        body = reply["Body"]
+        body = self.client.get_object(Bucket=self.settings.bucket, Key=key, **ranged)["Body"]
         try:
-            yield from _guarded(body.iter_chunks(READ_CHUNK), self, path)
+            yield from body.iter_chunks(READ_CHUNK)
         finally:
             body.close()
 
-    def listdir(self, path: str) -> list[str]:
-        prefix = self.key(path).rstrip("/") + "/" if self.key(path) else ""
-        names = set()
-        for page in self._pages(path, Prefix=prefix, Delimiter="/"):
-            names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
-            names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
-        return sorted(n for n in names if n)
+    def _list(self, path: str, prefix: str, delimiter: str | None) -> Iterator[str]:
+        grouped = {"Delimiter": delimiter} if delimiter else {}
+        for page in self._pages(path, Prefix=prefix, **grouped):
+            yield from (p["Prefix"] for p in page.get("CommonPrefixes", []))
+            yield from (o["Key"] for o in page.get("Contents", []))
 
-    def rmtree(self, path: str) -> None:
-        self._claimed = {p for p in self._claimed if p != path and not p.startswith(path.rstrip("/") + "/")}
-        key = self.key(path)
-        below = key.rstrip("/") + "/"
-        keys = [o["Key"] for page in self._pages(path, Prefix=below) for o in page.get("Contents", [])]
-        doomed = [*keys, key, *folder_markers(keys, below)]
+    def _remove(self, path: str, key: str, keys: list[str]) -> None:
+        doomed = [*keys, key, *folder_markers(keys, directory_prefix(key) or "/")]
         for start in range(0, len(doomed), 1000):
             batch = [{"Key": k} for k in doomed[start:start + 1000]]
-            self._call("remove", path, self.client.delete_objects, Bucket=self.settings.bucket,
-                       Delete={"Objects": batch, "Quiet": True})
+            self.request("remove", path, lambda batch=batch: self.client.delete_objects(
+                Bucket=self.settings.bucket, Delete={"Objects": batch, "Quiet": True}))
 
-    def size(self, path: str) -> int:
-        reply = self._call("size of", path, self.client.head_object, Bucket=self.settings.bucket, Key=self.key(path))
-        return int(reply["ContentLength"])
+    def _object_size(self, path: str, key: str) -> int:
+        return int(self.client.head_object(Bucket=self.settings.bucket, Key=key)["ContentLength"])
 
-    def claim(self, path: str) -> bool:
+    def _put_claim(self, path: str) -> bool:
         """Put ``path/.claim`` only if absent (``If-None-Match: *``); one that holds our token is ours."""
-        if path in self._claimed:
-            return False
-        self._ensure_bucket()
-        if self._put_marker(posixpath.join(path, CLAIM_MARKER)):
-            self._claimed.add(path)
-            return True
-        return False
-
-    def _put_marker(self, marker: str) -> bool:
+        marker = posixpath.join(path, CLAIM_MARKER)
+        token = self._token.encode()
         try:
-            self.client.put_object(Bucket=self.settings.bucket, Key=self.key(marker), Body=self._token,
-                                   IfNoneMatch="*")
+            self.client.put_object(Bucket=self.settings.bucket, Key=self.key(marker), Body=token, IfNoneMatch="*")
             return True
         except Exception as exc:
             mapped = self._error(exc, "claim", marker)
@@ -159,7 +129,7 @@ class S3Storage(Storage):
                 raise mapped from exc
         # Our own earlier attempt may have succeeded with its reply lost (a retry after a dropped connection).
         try:
-            return self.get_bytes(marker) == self._token
+            return self.get_bytes(marker) == token
         except NotFound:
             return False
 
@@ -174,10 +144,8 @@ class S3Storage(Storage):
                 return
             raise mapped from exc
 
-    def _ensure_bucket(self) -> None:
+    def _prepare(self) -> None:
         """Create the bucket on first upload when it does not exist yet."""
-        if self._bucket_checked:
-            return
         bucket = self.settings.bucket
         try:
             self.client.head_bucket(Bucket=bucket)
@@ -191,24 +159,9 @@ class S3Storage(Storage):
             except Exception as exc:  # another agent may have created it meanwhile
                 if "BucketAlreadyOwnedByYou" not in str(getattr(exc, "response", {}).get("Error", {}).get("Code")):
                     raise self._error(exc, "create bucket", bucket) from exc
-        self._bucket_checked = True
-
-    def _call(self, action: str, path: str, function, **kwargs):
-        try:
-            return function(**kwargs)
-        except Exception as exc:
-            raise self._error(exc, action, path) from exc
 
     def _error(self, exc: Exception, action: str, path: str) -> Exception:
         return s3_error(exc, action, path, self.settings)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def reset(self) -> None:
-        self.close()
 
 
 class AlreadyExists(StorageError):
@@ -227,13 +180,6 @@ def folder_markers(keys: list[str], top: str) -> list[str]:
     return sorted(folders, key=lambda folder: (-folder.count("/"), folder))
 
 
-def _guarded(chunks: Iterator[bytes], storage: S3Storage, path: str) -> Iterator[bytes]:
-    try:
-        yield from chunks
-    except Exception as exc:
-        raise storage._error(exc, "download", path) from exc
-
-
 def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception:
     """One line naming what went wrong and the option to change."""
     from botocore import exceptions as bx
@@ -246,10 +192,9 @@ def s3_error(exc: Exception, action: str, path: str, s: S3Settings) -> Exception
         return AuthError("no S3 credentials: give --access-key and --secret-key (or $ACCESS_KEY, $SECRET_KEY)")
     if isinstance(exc, bx.SSLError):
         return TLSError(f"TLS with {s.endpoint} failed: check --s3-cacert or the endpoint's certificate")
-    if isinstance(exc, bx.EndpointConnectionError) and never_connected(exc):  # after botocore's own retries
+    if isinstance(exc, bx.EndpointConnectionError) and never_connected(exc):
         return Unreachable(f"cannot reach S3 endpoint {s.endpoint or 'of AWS'}: check --endpoint")
-    if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ResponseStreamingError,
-                        bx.IncompleteReadError)):
+    if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError)):  # reset, timeout, cut
         return ConnectError(f"connection to {s.where} lost during {action} {path}: {reason(exc)}")
     if isinstance(exc, bx.ClientError):
         return _client_error(exc, action, path, s)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from freezer.common.settings import SwiftSettings
 from freezer.errors import (
@@ -23,34 +23,29 @@ from freezer.errors import (
     never_connected,
     reason,
 )
-from freezer.storage import chunking
-from freezer.storage.base import CLAIM_MARKER, Storage
+from freezer.storage.base import Storage
+from freezer.storage.object_store import ObjectStore, directory_prefix
 
 LOG = logging.getLogger(__name__)
 READ_CHUNK = 1024 * 1024
 
 
-class SwiftStorage(Storage):
+class SwiftStorage(ObjectStore):
     """Objects under ``prefix`` in one container; objects over ``segment_size`` become segments + manifest."""
 
     kind = "swift"
 
     def __init__(self, settings: SwiftSettings):
-        self.settings = settings
-        self._conn = None
-        self._containers_ready = False
+        super().__init__(settings)
         self._slo: bool | None = None
-        self._token = uuid.uuid4().hex  # names our claim markers: a retried claim knows its own
-        self._claimed: set[str] = set()  # paths this instance won: claiming one again is False
-
-    def describe(self) -> str:
-        return self.settings.where
 
     @property
     def conn(self):
-        if self._conn is None:
-            self._conn = self._connect()
-        return self._conn
+        return self.session
+
+    @property
+    def part_size(self) -> int:
+        return self.settings.segment_size
 
     def _connect(self):
         from swiftclient import client
@@ -59,46 +54,40 @@ class SwiftStorage(Storage):
         options = {key: value for key, value in {
             "project_name": s.project_name, "project_domain_name": s.project_domain_name,
             "user_domain_name": s.user_domain_name, "region_name": s.region_name}.items() if value}
+        # retries=0: one attempt per request (and no resuming of bodies), the Retrying wrapper is the only
+        # retry layer; swiftclient still logs in again once when a token expires (HTTP 401).
         return client.Connection(authurl=s.auth_url, user=s.username, key=s.password, auth_version=s.auth_version,
-                                 os_options=options, cacert=s.cacert, insecure=s.insecure, retries=2,
-                                 starting_backoff=1, max_backoff=4, timeout=s.timeout)
+                                 os_options=options, cacert=s.cacert, insecure=s.insecure, retries=0,
+                                 timeout=s.timeout)
 
-    def key(self, path: str) -> str:
-        return posixpath.join(self.settings.prefix, path.strip("/")) if self.settings.prefix else path.strip("/")
+    def _put_object(self, path: str, key: str, body: bytes) -> None:
+        self.conn.put_object(self.settings.container, key, contents=body)
 
-    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
-        self._ensure_containers()
-        key = self.key(path)
-        parts = chunking.parts(chunks, self.settings.segment_size)
-        first = next(parts, b"")
-        second = next(parts, None)
-        if second is None:
-            self._call("upload", path, self.conn.put_object, self.settings.container, key, contents=first)
-            return len(first)
-        return self._segmented(path, key, [first, second], parts)
-
-    def _segmented(self, path: str, key: str, head: list[bytes], rest: Iterator[bytes]) -> int:
+    def _put_parts(self, path: str, key: str, parts: Iterator[bytes]) -> int:
         """Upload segments, then the manifest that joins them; remove the segments on failure."""
         stem = f"{key}/{uuid.uuid4().hex}"
         uploaded: list[dict] = []
         try:
-            for number, body in enumerate(_concat(head, rest)):
+            for number, body in enumerate(parts):
                 name = f"{stem}/{number:08d}"
-                etag = self._call("upload", path, self.conn.put_object, self.settings.segments, name, contents=body)
+                etag = self.upload_request("upload", path, functools.partial(self._put_segment, name, body))
                 uploaded.append({"path": f"/{self.settings.segments}/{name}", "etag": etag, "size_bytes": len(body)})
-            self._put_manifest(path, key, stem, uploaded)
+            self.upload_request("upload", path, lambda: self._put_manifest(key, stem, uploaded))
         except BaseException:
             self._remove_segments(stem + "/")
             raise
         return sum(segment["size_bytes"] for segment in uploaded)
 
-    def _put_manifest(self, path: str, key: str, stem: str, segments: list[dict]) -> None:
+    def _put_segment(self, name: str, body: bytes) -> str:
+        return self.conn.put_object(self.settings.segments, name, contents=body)
+
+    def _put_manifest(self, key: str, stem: str, segments: list[dict]) -> None:
         if self._has_slo():
-            self._call("upload", path, self.conn.put_object, self.settings.container, key,
-                       contents=json.dumps(segments), query_string="multipart-manifest=put")
+            self.conn.put_object(self.settings.container, key, contents=json.dumps(segments),
+                                 query_string="multipart-manifest=put")
         else:
-            self._call("upload", path, self.conn.put_object, self.settings.container, key, contents=b"",
-                       headers={"X-Object-Manifest": f"{self.settings.segments}/{stem}/"})
+            self.conn.put_object(self.settings.container, key, contents=b"",
+                                 headers={"X-Object-Manifest": f"{self.settings.segments}/{stem}/"})
 
     def _has_slo(self) -> bool:
         """Static large objects when the cluster offers them; dynamic ones otherwise."""
@@ -110,35 +99,24 @@ class SwiftStorage(Storage):
                 self._slo = False
         return self._slo
 
-    def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+    def _download(self, path: str, key: str, offset: int) -> Iterator[bytes]:
         ranged = {"headers": {"Range": f"bytes={offset}-"}} if offset else {}
-        _, body = self._call("download", path, self.conn.get_object, self.settings.container, self.key(path),
-                             resp_chunk_size=READ_CHUNK, **ranged)
-        try:
-            yield from body
-        except Exception as exc:
-            raise swift_error(exc, "download", path, self.settings) from exc
+        _, body = self.conn.get_object(self.settings.container, key, resp_chunk_size=READ_CHUNK, **ranged)
+        yield from body
 
-    def listdir(self, path: str) -> list[str]:
-        prefix = self.key(path).rstrip("/") + "/" if self.key(path) else ""
-        entries = self._listing(path, self.settings.container, prefix, delimiter="/")
-        names = {(entry.get("subdir") or entry["name"])[len(prefix):].rstrip("/") for entry in entries}
-        return sorted(name for name in names if name)
+    def _list(self, path: str, prefix: str, delimiter: str | None) -> Iterator[str]:
+        for entry in self._listing(path, self.settings.container, prefix, delimiter):
+            yield entry.get("subdir") or entry["name"]
 
-    def rmtree(self, path: str) -> None:
-        self._claimed = {p for p in self._claimed if p != path and not p.startswith(path.rstrip("/") + "/")}
-        key = self.key(path)
-        below = key.rstrip("/") + "/"
-        names = [entry["name"] for entry in self._listing(path, self.settings.container, below)]
-        for name in [*names, key]:
+    def _remove(self, path: str, key: str, keys: list[str]) -> None:
+        for name in [*keys, key]:
             self._delete(self.settings.container, name)
-        self._remove_segments(below)
+        self._remove_segments(directory_prefix(key) or "/")
 
-    def size(self, path: str) -> int:
-        headers = self._call("size of", path, self.conn.head_object, self.settings.container, self.key(path))
-        return int(headers["content-length"])
+    def _object_size(self, path: str, key: str) -> int:
+        return int(self.conn.head_object(self.settings.container, key)["content-length"])
 
-    def claim(self, path: str) -> bool:
+    def _put_claim(self, path: str) -> bool:
         """Put our own ``path/.claim-<token>``, then win only if no other claimant's marker is listed.
 
         Swift's ``If-None-Match: *`` is checked without a lock: of 8 simultaneous PUTs of one name, up
@@ -147,23 +125,20 @@ class SwiftStorage(Storage):
         PUT, unless a container server is failing). A path contested at once may be lost by all; losers
         delete their markers, so it is free again.
         """
-        if path in self._claimed:
-            return False
-        self._ensure_containers()
-        prefix = self.key(posixpath.join(path, CLAIM_MARKER)) + "-"
-        self._call("claim", path, self.conn.put_object, self.settings.container, prefix + self._token, contents=b"")
+        prefix = self.claim_key(path) + "-"
+        mine = prefix + self._token
+        self.request("claim", path, lambda: self.conn.put_object(self.settings.container, mine, contents=b""))
         markers = {entry["name"] for entry in self._listing(path, self.settings.container, prefix)}
-        if markers != {prefix + self._token}:
-            self._delete(self.settings.container, prefix + self._token)  # a loser's marker never decides
+        if markers != {mine}:
+            self._delete(self.settings.container, mine)  # a loser's marker never decides
             return False
-        self._claimed.add(path)
         return True
 
     def _listing(self, path: str, container: str, prefix: str, delimiter: str | None = None) -> list[dict]:
         try:
             _, entries = self.conn.get_container(container, prefix=prefix, delimiter=delimiter, full_listing=True)
         except Exception as exc:
-            mapped = swift_error(exc, "list", path, self.settings)
+            mapped = self._error(exc, "list", path)
             if isinstance(mapped, NotFound):
                 return []
             raise mapped from exc
@@ -180,35 +155,18 @@ class SwiftStorage(Storage):
         try:
             self.conn.delete_object(container, name)
         except Exception as exc:
-            mapped = swift_error(exc, "remove", name, self.settings)
+            mapped = self._error(exc, "remove", name)
             if not isinstance(mapped, NotFound):
                 raise mapped from exc
 
-    def _ensure_containers(self) -> None:
-        """Create the container and its segments container on first upload (idempotent in Swift)."""
-        if not self._containers_ready:
-            for container in (self.settings.container, self.settings.segments):
-                self._call("create container", container, self.conn.put_container, container)
-            self._containers_ready = True
+    def _prepare(self) -> None:
+        """Create the container and its segments container (idempotent in Swift)."""
+        for container in (self.settings.container, self.settings.segments):
+            self.request("create container", container, lambda container=container: self.conn.put_container(
+                container))
 
-    def _call(self, action: str, path: str, function, *args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except Exception as exc:
-            raise swift_error(exc, action, path, self.settings) from exc
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def reset(self) -> None:
-        self.close()
-
-
-def _concat(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from head
-    yield from rest
+    def _error(self, exc: Exception, action: str, path: str) -> Exception:
+        return swift_error(exc, action, path, self.settings)
 
 
 def swift_error(exc: Exception, action: str, path: str, s: SwiftSettings) -> Exception:

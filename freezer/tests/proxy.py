@@ -3,7 +3,9 @@
 Put it between a driver and a real server (SeaweedFS, Swift): traffic passes untouched until
 ``cut_after(n)``; then the connection that carries the n-th byte from the server is reset, as a
 dropped link would be, the next ``reset_next`` connections are reset as soon as they open (the link
-is still down), and later connections pass untouched again.
+is still down), and later connections pass untouched again. ``cut_upload_after(n)`` does the same
+for the n-th byte sent to the server, ``link_down(n)`` resets the next ``n`` connections as they
+open, and ``connections`` counts every connection opened through the proxy.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class CuttingProxy(fixtures.Fixture):
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.cuts = 0
-        self._budget: int | None = None
+        self.connections = 0
+        self._budgets: dict[bool, int | None] = {True: None, False: None}  # from the server?: bytes left
         self._reset_next = 0
         self._resets_armed = 0
         self._lock = threading.Lock()
@@ -41,8 +44,18 @@ class CuttingProxy(fixtures.Fixture):
         """Reset the connection that carries byte ``server_bytes`` (counted from now) from the server,
         then the ``reset_next`` connections opened after it."""
         with self._lock:
-            self._budget = server_bytes
+            self._budgets[True] = server_bytes
             self._resets_armed = reset_next
+
+    def cut_upload_after(self, client_bytes: int) -> None:
+        """Reset the connection that carries byte ``client_bytes`` (counted from now) to the server."""
+        with self._lock:
+            self._budgets[False] = client_bytes
+
+    def link_down(self, connections: int) -> None:
+        """Reset the next ``connections`` connections as soon as they open."""
+        with self._lock:
+            self._reset_next = connections
 
     def _stop(self) -> None:
         self._listener.close()
@@ -55,6 +68,7 @@ class CuttingProxy(fixtures.Fixture):
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            self.connections += 1
             if self._take_reset():
                 _reset(client)
                 continue
@@ -70,7 +84,7 @@ class CuttingProxy(fixtures.Fixture):
     def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         try:
             while data := source.recv(BUFFER):
-                allowed = self._allowance(len(data)) if from_server else len(data)
+                allowed = self._allowance(len(data), from_server)
                 sink.sendall(data[:allowed])
                 if allowed < len(data):
                     _reset(sink)
@@ -81,18 +95,20 @@ class CuttingProxy(fixtures.Fixture):
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
-    def _allowance(self, size: int) -> int:
-        """How many of ``size`` server bytes may pass before the cut."""
+    def _allowance(self, size: int, from_server: bool) -> int:
+        """How many of ``size`` bytes one way (from the server, or to it) may pass before the cut."""
         with self._lock:
-            if self._budget is None:
+            budget = self._budgets[from_server]
+            if budget is None:
                 return size
-            if size <= self._budget:
-                self._budget -= size
+            if size <= budget:
+                self._budgets[from_server] = budget - size
                 return size
-            allowed, self._budget = self._budget, None
+            self._budgets[from_server] = None
             self.cuts += 1
-            self._reset_next, self._resets_armed = self._resets_armed, 0
-            return allowed
+            if from_server:
+                self._reset_next, self._resets_armed = self._resets_armed, 0
+            return budget
 
     def _take_reset(self) -> bool:
         with self._lock:

@@ -142,8 +142,9 @@ class RoundTripTests:
         write(f"{self.source}/big.bin", os.urandom(40 << 20))
         argv = [AGENT, *self.storage_args(), "--backup-name", self.backup_name,
                 "--path-to-backup", self.source, "--compression", self.slow_compression]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Counted before the agent starts: counted after, it could already hold the new level's claim.
         files_before = len(self.stored_files())
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_for(lambda: self.upload_in_progress(files_before), proc)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)

@@ -8,7 +8,7 @@ from freezer.storage import registry, s3
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, DroppedConnections, StorageContract
 from freezer.tests.proxy import CuttingProxy
 
 PART = 5 * 1024 * 1024
@@ -49,13 +49,23 @@ class TestS3Contract(StorageContract, testtools.TestCase):
         self.assertIn("Name", self.server.client().list_buckets()["Buckets"][0])
         self.assertEqual(["x"], self.storage.listdir(""))
 
+    def test_keys_on_the_server(self):
+        """The layout upstream freezer and earlier agents read: keys below the prefix, claims as ``.claim``."""
+        self.assertTrue(self.storage.claim("data/1_2"))
+        self.storage.put_stream("data/1_2/big", (b"x" * (1 << 20) for _ in range(11)))
+        self.storage.put_bytes("metadata/1_2/metadata", b"{}")
+        keys = [o["Key"] for o in self.server.client().list_objects_v2(Bucket=self.bucket)["Contents"]]
+        self.assertEqual(["backups/host1/data/1_2/.claim", "backups/host1/data/1_2/big",
+                          "backups/host1/metadata/1_2/metadata"], sorted(keys))
+        self.assertEqual(11 << 20, self.storage.size("data/1_2/big"))
+
     def test_prefix_keeps_keys_apart(self):
         self.storage.put_bytes("a/b", b"1")
         keys = [o["Key"] for o in self.server.client().list_objects_v2(Bucket=self.bucket)["Contents"]]
         self.assertEqual(["backups/host1/a/b"], keys)
 
 
-class TestS3CutDownload(CutDownload, testtools.TestCase):
+class TestS3CutDownload(CutDownload, DroppedConnections, testtools.TestCase):
     def make_cut_driver(self):
         server = objectstores.seaweed()
         proxy = self.useFixture(CuttingProxy("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1])))

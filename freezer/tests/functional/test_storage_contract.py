@@ -228,9 +228,6 @@ class CutDownload:
     the driver reaching the server through the proxy.
     """
 
-    #: connections reset right after the cut, for client libraries that first resume by themselves
-    resets_after_cut = 0
-
     def make_cut_driver(self):
         raise NotImplementedError
 
@@ -239,10 +236,75 @@ class CutDownload:
         storage = registry.wrap(driver, backoff=0.1)
         self.addCleanup(storage.close)
         data = os.urandom(24 << 20)
-        storage.put_stream("big", (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)))
+        storage.put_stream("big", _chunks(data))
         logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
-        proxy.cut_after(9 << 20, reset_next=self.resets_after_cut)
+        proxy.cut_after(9 << 20)  # no client library resumes by itself: the agent's resume is the only one
         received = b"".join(storage.get_stream("big"))
         self.assertEqual(1, proxy.cuts)
         self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(received).hexdigest())
         self.assertIn("resuming at byte", logs.output)
+
+
+class DroppedConnections:
+    """The Retrying wrapper is the only retry layer: a dropped connection costs one more, not a client
+    library's retries on top of the wrapper's (boto3 and swiftclient are set not to retry).
+
+    The subclass returns ``(bare driver, proxy)`` from ``make_cut_driver``, as for CutDownload.
+    """
+
+    #: connections a driver opens to reconnect after a reset (Swift logs in again, then stores)
+    reconnect_cost = 1
+
+    def make_cut_driver(self):
+        raise NotImplementedError
+
+    def start(self):
+        driver, proxy = self.make_cut_driver()
+        storage = registry.wrap(driver, backoff=0.01)
+        self.addCleanup(storage.close)
+        storage.put_bytes("kept", b"kept")
+        return storage, proxy
+
+    def connections_for(self, storage, proxy, operation) -> int:
+        """Connections ``operation`` opens from a closed client."""
+        storage.reset()
+        before = proxy.connections
+        operation()
+        return proxy.connections - before
+
+    def test_one_dropped_connection_costs_one_more(self):
+        storage, proxy = self.start()
+        for operation in (lambda: storage.get_bytes("kept"), lambda: storage.put_bytes("new", b"new"),
+                          lambda: storage.put_stream("big", (b"x" * (1 << 20) for _ in range(12)))):
+            clean = self.connections_for(storage, proxy, operation)
+            proxy.link_down(1)
+            self.assertEqual(clean + 1, self.connections_for(storage, proxy, operation))
+        self.assertEqual(b"new", storage.get_bytes("new"))
+        self.assertEqual(12 << 20, storage.size("big"))
+
+    def test_upload_cut_midway_sends_the_failed_part_again(self):
+        storage, proxy = self.start()
+        data = os.urandom(12 << 20)
+        clean = self.connections_for(storage, proxy, lambda: storage.put_stream("big", _chunks(data)))
+        logs = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        proxy.cut_upload_after(7 << 20)
+        cut = self.connections_for(storage, proxy, lambda: storage.put_stream("big", _chunks(data)))
+        self.assertEqual(1, proxy.cuts)
+        self.assertEqual(1, logs.output.count("retrying in"), logs.output)
+        self.assertEqual(clean + self.reconnect_cost, cut)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), hashlib.sha256(storage.get_bytes("big")).hexdigest())
+
+    def test_link_down_costs_one_connection_per_attempt(self):
+        storage, proxy = self.start()
+        for operation in (lambda: storage.size("kept"), lambda: storage.put_bytes("new", b"new")):
+            storage.reset()
+            proxy.link_down(100)
+            before = proxy.connections
+            error = self.assertRaises(errors.ConnectError, operation)
+            self.assertTrue(error.transient, error)
+            self.assertEqual(storage.attempts, proxy.connections - before)
+            proxy.link_down(0)
+
+
+def _chunks(data: bytes):
+    return (data[start:start + (1 << 20)] for start in range(0, len(data), 1 << 20))

@@ -1,5 +1,6 @@
 """Swift storage against a Swift all-in-one on 127.0.0.1: conformance, round trips and errors."""
 
+import json
 import os
 
 import testtools
@@ -8,7 +9,7 @@ from freezer.storage import registry, swift
 from freezer.tests import objectstores
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, make_tree, write
-from freezer.tests.functional.test_storage_contract import CutDownload, StorageContract
+from freezer.tests.functional.test_storage_contract import CutDownload, DroppedConnections, StorageContract
 from freezer.tests.proxy import CuttingProxy
 
 SEGMENT = 4 * 1024 * 1024
@@ -42,6 +43,23 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         self.assertEqual([], self.segments())
         self.assertEqual([], self.storage.listdir(""))
 
+    def test_names_on_the_server(self):
+        """The layout upstream freezer and earlier agents read: objects below the prefix, segments of
+        ``key`` as ``key/<upload>/<8 digits>`` in ``<container>_segments``, claims as ``.claim-<token>``."""
+        self.assertTrue(self.storage.claim("data/1_2"))
+        self.storage.put_stream("data/1_2/big", (b"x" * (1 << 20) for _ in range(9)))
+        names = sorted(entry["name"] for entry in self.driver._listing("", self.container, ""))
+        self.assertEqual(2, len(names), names)
+        self.assertRegex(names[0], r"^backups/data/1_2/\.claim-[0-9a-f]{32}$")
+        self.assertEqual("backups/data/1_2/big", names[1])
+        segments = sorted(entry["name"] for entry in self.segments())
+        self.assertEqual(3, len(segments), segments)
+        for number, name in enumerate(segments):
+            self.assertRegex(name, rf"^backups/data/1_2/big/[0-9a-f]{{32}}/{number:08d}$")
+        _, manifest = self.driver.conn.get_object(self.container, names[1], query_string="multipart-manifest=get")
+        self.assertEqual([f"/{self.container}_segments/{name}" for name in segments],
+                         [segment["name"] for segment in json.loads(manifest)])
+
     def test_failed_segmented_upload_leaves_no_segments(self):
         self.storage.put_bytes("keep", b"earlier")
 
@@ -61,10 +79,8 @@ class TestSwiftContract(StorageContract, testtools.TestCase):
         self.assertEqual(block * 9, self.storage.get_bytes("dlo"))
 
 
-class TestSwiftCutDownload(CutDownload, testtools.TestCase):
-    # swiftclient resumes a cut body itself (Range) and tries each request 3 times: the link stays
-    # down for those 3, so the agent's own resume is what saves the download.
-    resets_after_cut = 3
+class TestSwiftCutDownload(CutDownload, DroppedConnections, testtools.TestCase):
+    reconnect_cost = 2  # a new Connection logs in (auth URL), then stores
 
     def make_cut_driver(self):
         server = objectstores.swift()

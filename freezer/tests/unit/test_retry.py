@@ -1,5 +1,6 @@
 """Retrying: what is repeated after a transient failure, and what is reported at once instead."""
 
+import functools
 import logging
 
 import fixtures
@@ -61,6 +62,54 @@ class TestRetryingUploads(testtools.TestCase):
         inner = FlakyUploads(failures=1, after_reading=True)
         self.assertEqual(3, Retrying(inner, backoff=0).put_stream("p", [b"a", b"bc"]))
         self.assertEqual(2, inner.calls)
+
+
+class FlakyParts:
+    """An object-store stand-in: each chunk is one request, sent through ``upload_retry``; the first
+    ``failures`` requests drop the connection."""
+
+    kind = "test"
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.requests = 0
+        self.stored: list[bytes] = []
+        self.resets = 0
+
+    def upload_retry(self, action, request):  # Retrying replaces it with its own loop
+        return request()
+
+    def put_stream(self, path: str, chunks) -> int:
+        return sum(self.upload_retry(f"upload {path}", functools.partial(self._send, chunk)) for chunk in chunks)
+
+    def put_bytes(self, path: str, data: bytes) -> int:
+        return self.put_stream(path, [data])
+
+    def _send(self, chunk: bytes) -> int:
+        self.requests += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectError(f"dropped, request {self.requests}")
+        self.stored.append(chunk)
+        return len(chunk)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class TestRetryingEachRequest(testtools.TestCase):
+    def test_the_failed_part_of_a_stream_is_sent_again(self):
+        inner = FlakyParts(failures=1)
+        self.assertEqual(6, Retrying(inner, backoff=0).put_stream("p", iter([b"ab", b"cd", b"ef"])))
+        self.assertEqual([b"ab", b"cd", b"ef"], inner.stored)
+        self.assertEqual((4, 1), (inner.requests, inner.resets))
+
+    def test_a_failing_request_is_tried_attempts_times_not_more(self):
+        inner = FlakyParts(failures=100)
+        self.assertRaises(ConnectError, Retrying(inner, backoff=0).put_bytes, "p", b"abc")
+        self.assertEqual(3, inner.requests)
+        self.assertRaises(ConnectError, Retrying(inner, backoff=0).put_stream, "p", [b"a", b"b"])
+        self.assertEqual(6, inner.requests)
 
 
 class Failing:
