@@ -28,6 +28,7 @@ from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nl
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
+from freezer.storage.ftp_writes import ParallelWrites
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
@@ -39,7 +40,7 @@ HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
-class FtpStorage(KnownDirectories, SegmentedReads, Storage):
+class FtpStorage(KnownDirectories, SegmentedReads, ParallelWrites, Storage):
     """Backups in a directory of an FTP or FTPS server."""
 
     kind = "ftp"
@@ -58,6 +59,7 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
         self._pool = Pool(settings)
         self._sizes: dict[str, int] = {}  # what size() found, so get_stream knows a large file
         self._segments: dict[str, list[str]] = {}  # the segment names of each path listed; [] for none
+        self._offset_writes: bool | None = None  # whether the server writes at offsets (ftp_writes.py)
 
     def describe(self) -> str:
         s = self.settings
@@ -131,7 +133,7 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
                 pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
                 head = list(itertools.islice(pieces, 2))
                 if len(head) > 1:
-                    return self._put_segments(target, segments.handed_over(head, pieces), workers)
+                    return self._put_parallel(target, segments.handed_over(head, pieces), workers)
                 return self._put_held(target, [chunk for group in head for chunk in group])
         return self._put_plain(target, chunks)
 
@@ -159,19 +161,6 @@ class FtpStorage(KnownDirectories, SegmentedReads, Storage):
             self._rename(temp, target)
         except BaseException as exc:
             self._discard(temp)
-            raise self._translate(exc, f"upload {target}") from exc
-        return written
-
-    def _put_segments(self, target: str, pieces: Iterable[bytes], workers: list) -> int:
-        """Data of more than one segment: a directory of segment files, uploaded in parallel."""
-        temp = temporary_name(target)
-        self._makedirs(posixpath.dirname(target))
-        try:
-            self._client().mkd(temp)
-            written = segments.store_segments(workers, temp, pieces, self.settings)
-            self._rename(temp, target)
-        except BaseException as exc:
-            self._discard(temp, tree=True)
             raise self._translate(exc, f"upload {target}") from exc
         return written
 

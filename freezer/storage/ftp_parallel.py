@@ -40,7 +40,8 @@ class Worker:
         self.settings = settings
         self.ftp: ftplib.FTP | None = None
         self.cancelled = False  # its pool let it go: no reconnecting, the transfer is over
-        self.unchecked: tuple[str, int] | None = None  # the last segment stored, its size not yet asked
+        # The last segment stored, its size not yet asked: (path, size or end, whether the size is exact).
+        self.unchecked: tuple[str, int, bool] | None = None
 
     def client(self) -> ftplib.FTP:
         if self.cancelled:

@@ -1,17 +1,17 @@
-"""One level's data over several FTP connections: segment files up, ranges or segments down.
+"""One level's data over several FTP connections: segments written up, ranges or segments read down.
 
-No common FTP server lets several connections write one file at offsets: pyftpdlib refuses a
-REST beyond the current size (554) and REST on a new file (550); vsftpd allows both, but a driver
-that only works on some servers is worse than one layout everywhere. So a parallel upload stores
-the data as a *directory* of the same name, holding segment files named by their byte offset
-(16 digits), uploaded into a temporary directory renamed into place at the end. Downloads read a
-plain file in ranges (REST, RETR, then ABOR once the range is in) and a directory segment by segment.
-See doc/source/ftp-parallel.rst for the trade-off (upstream freezer cannot read such a level).
+Where the server writes at an offset (vsftpd does, as a sparse write; pyftpdlib refuses: 554 beyond
+the current size, 550 on a new file), the segments are written *in place* into the one temporary
+file (REST offset, STOR), so the stored layout is upstream's single file. Elsewhere an explicit
+``--ftp-connections N`` stores the data as a *directory* of the same name, holding segment files
+named by their byte offset (16 digits), uploaded into a temporary directory renamed into place at
+the end (freezer/storage/ftp_writes.py picks). Downloads read a plain file in ranges (REST, RETR,
+then ABOR once the range is in) and a directory segment by segment. See doc/source/ftp.rst.
 """
-
 from __future__ import annotations
 
 import ftplib
+import itertools
 import logging
 import posixpath
 import socket
@@ -53,35 +53,60 @@ def groups(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield group
 
 
+def placed(parts: Iterable[list[bytes]]) -> Iterator[tuple[int, list[bytes], int]]:
+    """Each part with its byte offset in the data and its size."""
+    offset = 0
+    for part in parts:
+        size = sum(len(chunk) for chunk in part)
+        yield offset, part, size
+        offset += size
+
+
 def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
     """Upload ``parts`` as segment files of ``directory``, ``len(workers)`` at a time; bytes written.
 
     Each segment's stored size is asked for with the worker's next transfer (SIZE sent with its PASV
     and STOR), and at the end for the last one of each worker, all at once.
     """
-    def jobs() -> Iterator[tuple[str, list[bytes], int]]:
-        offset = 0
-        for part in parts:
-            size = sum(len(chunk) for chunk in part)
-            yield segment_name(directory, offset), part, size
-            offset += size
-
-    def run(worker: Worker, job: tuple[str, list[bytes], int]) -> int:
-        name, pieces, size = job
+    def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
+        offset, pieces, size = job
+        name = segment_name(directory, offset)
         return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(worker, ftp, name, pieces, size))
 
     for worker in workers:
         worker.unchecked = None
-    written = sum(InOrder(jobs(), workers, run, ahead=len(workers)))
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers)))
     _check_last(workers)
     return written
 
 
-def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int) -> int:
+def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
+    """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
+
+    The first part goes alone by a plain STOR, which truncates the file; then REST offset + STOR.
+    A part's check is that the file reaches its end; the caller checks the total size.
+    """
+    def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
+        offset, pieces, size = job
+        return _attempts(worker, settings, f"upload {remote} at {offset}",
+                         lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
+
+    for worker in workers:
+        worker.unchecked = None
+    jobs = placed(parts)
+    written = sum(run(workers[0], job) for job in itertools.islice(jobs, 1))
+    written += sum(InOrder(jobs, workers, run, ahead=len(workers)))
+    _check_last(workers)
+    return written
+
+
+def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, offset: int | None = None) -> int:
+    """One segment: a file of its own, or (``offset`` given) the bytes of ``name`` from ``offset`` on."""
     started = time.monotonic()
     unchecked = worker.unchecked
     replies: list[str] = []
-    conn = start_transfer(ftp, f"STOR {name}", first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
+    conn = start_transfer(ftp, f"STOR {name}", rest=offset or None,
+                          first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         for piece in pieces:
@@ -91,20 +116,20 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int) -
         raise
     finish_upload(ftp, conn)
     if unchecked:
-        _check_size(*unchecked, replies[0])
-    worker.unchecked = (name, size)
-    LOG.debug("segment %s: %d bytes up in %.2f s", name, size, time.monotonic() - started)
+        _check_size(replies[0], *unchecked)
+    worker.unchecked = (name, size, True) if offset is None else (name, offset + size, False)
+    LOG.debug("segment %s at %s: %d bytes up in %.2f s", name, offset or 0, size, time.monotonic() - started)
     return size
 
 
-def _check_size(name: str, size: int, reply: str) -> None:
-    """A segment's SIZE reply against the bytes sent: a server that lost some fails the upload."""
+def _check_size(reply: str, name: str, size: int, exact: bool) -> None:
+    """A SIZE reply against the bytes sent (``exact``) or the end they reach: a server that lost some fails."""
     if reply[:1] == "4":
         raise ftplib.error_temp(reply)
     if reply[:1] == "5":
         raise ftplib.error_perm(reply)
     stored = int(reply[3:].strip()) if reply.startswith("213") else None
-    if stored is not None and stored != size:
+    if stored is not None and (stored != size if exact else stored < size):
         raise StorageError(f"the server stored {stored} of the {size} bytes sent to {name} (is its disk full?)")
 
 
@@ -115,9 +140,8 @@ def _check_last(workers: list[Worker]) -> None:
     def check(worker: Worker) -> None:
         try:
             ftp = worker.client()
-            name, size = worker.unchecked
-            ftp.putcmd(f"SIZE {name}")
-            _check_size(name, size, ftp.getmultiline())
+            ftp.putcmd(f"SIZE {worker.unchecked[0]}")
+            _check_size(ftp.getmultiline(), *worker.unchecked)
             worker.unchecked = None
         except BaseException as exc:  # raised below, in the caller's thread
             errors.append(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import fixtures
@@ -9,7 +10,7 @@ import testtools
 
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_segments
+from freezer.storage import ftp_parallel, ftp_segments
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, write
 
@@ -19,6 +20,8 @@ DATA = 5 * SEGMENT + 12345
 
 class ParallelStorageTests:
     """A storage with four connections, on the server ``make_server`` starts."""
+
+    in_place = False  # whether the server writes at offsets (vsftpd), so segments go into one file
 
     def make_server(self, tmp: str):
         raise NotImplementedError
@@ -43,16 +46,39 @@ class ParallelStorageTests:
     def chunks(self):
         return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
 
-    def test_a_large_stream_is_stored_as_segments_and_read_back_in_order(self):
+    def test_a_large_stream_is_stored_in_place_or_as_segments_and_read_back_in_order(self):
         storage = self.storage()
         self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
-        names = storage.listdir("level/data")
-        self.assertGreater(len(names), 3)
-        self.assertTrue(ftp_segments.is_segment_listing(names), names)
-        self.assertEqual(["data"], storage.listdir("level"))  # the temporary directory was renamed
+        self.assertEqual(["data"], storage.listdir("level"))  # the temporary name was renamed, the probe left nothing
+        if self.in_place:
+            self.assert_plain_file_on_server("level/data")
+        else:
+            names = storage.listdir("level/data")
+            self.assertGreater(len(names), 3)
+            self.assertTrue(ftp_segments.is_segment_listing(names), names)
         self.assertEqual(DATA, storage.size("level/data"))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
         self.assertEqual(self.data[SEGMENT + 7:], b"".join(storage.get_stream("level/data", SEGMENT + 7)))
+
+    def test_auto_on_a_long_link_stores_a_plain_file_upstream_can_read(self):
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)  # loopback counts as a long link: auto picks 4
+        storage = self.storage(connections=0)
+        self.assertEqual(4, storage._connections())
+        self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(DATA, storage.put_stream("other/data", self.chunks()))  # the probe's answer reused
+        self.assertEqual(self.in_place, storage._offset_writes)
+        self.assert_plain_file_on_server("level/data")
+        self.assert_plain_file_on_server("other/data")
+        self.assertEqual(["data"], storage.listdir("level"))
+        self.assertEqual(self.data, b"".join(self.storage(connections=0).get_stream("level/data")))
+        self.assertEqual(self.data, b"".join(self.storage(connections=1).get_stream("level/data")))
+
+    def assert_plain_file_on_server(self, path: str) -> None:
+        """On the server's own disk: one regular file holding exactly the data."""
+        stored = os.path.join(self.server.root, "backups", path)
+        self.assertTrue(os.path.isfile(stored), f"{stored} is not a regular file")
+        with open(stored, "rb") as f:
+            self.assertEqual(hashlib.sha256(self.data).hexdigest(), hashlib.sha256(f.read()).hexdigest())
 
     def test_one_connection_reads_what_several_stored(self):
         self.storage().put_stream("level/data", self.chunks())
@@ -92,16 +118,22 @@ class TestPyftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
 
 
 class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
     def make_server(self, tmp):
         return servers.Vsftpd(tmp)
 
 
 class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
     def make_server(self, tmp):
         return servers.Vsftpd(tmp, True)
 
 
 class TestVsftpdImplicitFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
     def make_server(self, tmp):
         return servers.Vsftpd(tmp, implicit=True)
 
@@ -158,19 +190,21 @@ class TestAgentOverSeveralConnections(AgentTestCase):
     def storage_args(self):
         return self.server.agent_options() + ["--ftp-connections", "3"]
 
-    def round_trip(self, server) -> None:
+    def round_trip(self, server, segmented: bool) -> None:
         self.server = self.useFixture(server)
         write(f"{self.source}/big.bin", os.urandom(70 << 20))
         write(f"{self.source}/small", "x")
         self.backup("--compression", "none")
-        levels = [d for d, _, files in os.walk(self.server.root) if os.path.basename(d) == "data" and files]
-        self.assertEqual(1, len(levels), "the level's data is a directory of segments")
+        datas = [os.path.join(d, "data") for d, names, files in os.walk(self.server.root)
+                 if "data" in names + files and "engine_metadata" in files]
+        self.assertEqual(1, len(datas), datas)
+        self.assertEqual(segmented, os.path.isdir(datas[0]), "segments only where the server refuses offset writes")
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)
 
-    def test_pyftpdlib(self):
-        self.round_trip(servers.PyFtpd(self.tmp))
+    def test_pyftpdlib_with_a_number_gets_segments(self):
+        self.round_trip(servers.PyFtpd(self.tmp), segmented=True)
 
-    def test_vsftpd_ftps(self):
-        self.round_trip(servers.Vsftpd(self.tmp, True))
+    def test_vsftpd_ftps_gets_one_file_written_in_place(self):
+        self.round_trip(servers.Vsftpd(self.tmp, True), segmented=False)
