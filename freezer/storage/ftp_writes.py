@@ -67,10 +67,19 @@ class ParallelWrites:
                 self._offset_writes, self._ftp = False, None
             except BaseException as exc:
                 raise self._translate(exc, f"upload {temp}") from exc
+            if not self._offset_writes and self._ftp is not None:
+                self._forget(temp)
             LOG.info("%s %s writes at an offset: parallel uploads go %s", self.settings.where,
                      "accepts" if self._offset_writes else "refuses",
                      "in place" if self._offset_writes else "over one connection, or as segments if a number was given")
         return self._offset_writes
+
+    def _forget(self, temp: str) -> None:
+        """Remove what a refused probe may have created (pyftpdlib creates nothing)."""
+        try:
+            self._ftp.delete(temp)
+        except ftplib.all_errors:
+            pass
 
     def _put_in_place(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """Every segment written at its offset in the one temporary file, then the usual rename."""

@@ -47,6 +47,16 @@ class TestRanges(testtools.TestCase):
         self.assertFalse(ftp_segments.is_segment_listing(["0000000033554432"]))
         self.assertFalse(ftp_segments.is_segment_listing(["0" * 16, "metadata"]))
 
+    def test_parts_are_placed_at_their_offsets(self):
+        parts = [[b"ab", b"c"], [b"defg"], []]
+        self.assertEqual([(0, [b"ab", b"c"], 3), (3, [b"defg"], 4), (7, [], 0)], list(ftp_segments.placed(parts)))
+
+    def test_a_segment_written_in_place_needs_the_file_to_reach_its_end(self):
+        ftp_segments._check_size("213 300", "f", 250, False)  # later segments already landed beyond it
+        error = self.assertRaises(StorageError, ftp_segments._check_size, "213 200", "f", 250, False)
+        self.assertIn("stored 200 of the 250", str(error))
+        self.assertRaises(StorageError, ftp_segments._check_size, "213 300", "f", 250, True)
+
     def test_the_head_is_let_go_once_handed_out(self):
         head = [b"a", b"b"]
         out = ftp_segments.handed_over(head, iter([b"c"]))
