@@ -3,58 +3,46 @@
 Host keys are checked against known_hosts (see hostkeys.py): unknown hosts are learnt
 (OpenSSH's accept-new) or refused (``strict``); a changed key is always refused. Uploads are
 pipelined to a temporary name and renamed into place; downloads prefetch.
+
+This module holds the driver; its settings come built from common/settings.py. Around it:
+sftp_connect.py (the connection), sftp_auth.py (the login), sftp_errors.py (error translation),
+sftp_requests.py (batched requests), sftp_stripes.py (striped uploads) and paramiko_adapter.py
+(the only use of paramiko's internals).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import logging
-import os
 import posixpath
-import socket
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 
 import paramiko
 
 from freezer.common.settings import SftpSettings
-from freezer.errors import AuthError, ConnectError, NoSpace, NotFound, PermissionDenied, StorageError, reason
-from freezer.storage import sftp_requests, sftp_stripes
+from freezer.errors import NoSpace, PermissionDenied, StorageError
+from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_requests, sftp_stripes
 from freezer.storage.base import (
     Storage,
     checked_entries,
     checked_names,
     container_root,
-    network_error,
     server_url,
     temporary_name,
 )
-from freezer.storage.hostkeys import HostKeyCheck
 from freezer.storage.sftp_requests import close_later, close_quietly
 from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
-# Throughput settings, measured on loopback and over benchmarks/wan.py's long link (performance.rst).
+# Throughput settings (the connection's are in sftp_connect.py), measured as performance.rst says.
 # Reads in flight while downloading. Unbounded, paramiko queues every reply of a large file and
 # scans that queue on each read: 512 MiB restored in 58.6 s unbounded, 31 s at 256, 4.2 s at 64.
 # Over a long link a download moves at most PREFETCH_LIMIT x OPENSSH_REQUEST (8 MiB) per round
 # trip: 83-95 MiB/s at 40 ms and 1 Gbit/s, 21 MiB/s at 100 ms and 200 Mbit/s, where 16 requests
 # (2 MiB in flight, what OpenSSH's sftp keeps) gave 35 and 16 MiB/s, as OpenSSH's own sftp did.
 PREFETCH_LIMIT: int | None = 64
-# Our receive window must hold every reply in flight (8 MiB); uploads are bounded instead by the
-# server's window (2 MiB from OpenSSH's sshd, per channel), for OpenSSH's client as well.
-WINDOW_SIZE = 64 << 20
-MAX_PACKET = 256 << 10
-# SFTP requests: 32 KiB is what every server must accept; OpenSSH takes up to 256 KiB,
-# and 128 KiB ran 1.5x faster than 32 KiB against OpenSSH on loopback; over a 40 ms, 1 Gbit/s
-# link 32 KiB requests moved 28/36 MiB/s up/down against 37/83-95 and took 1.5x the CPU.
-SAFE_REQUEST = 32 << 10
-OPENSSH_REQUEST = 128 << 10
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
-ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
-FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 
 class SftpStorage(Storage):
@@ -68,7 +56,7 @@ class SftpStorage(Storage):
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._root: str | None = None
-        self._request_size = SAFE_REQUEST
+        self._request_size = sftp_connect.SAFE_REQUEST
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
         self._channels: ExtraChannels | None = None  # for long uploads to OpenSSH, striped (sftp_stripes.py)
 
@@ -85,78 +73,20 @@ class SftpStorage(Storage):
         return self._sftp
 
     def _connect(self) -> paramiko.SFTPClient:
+        """A new connection and its first channel; to OpenSSH, more channels for long uploads too."""
         s = self.settings
-        sock = self._socket()
-        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
-        self._transport = transport
-        # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
-        transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
-        host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy,
-                                 known_hosts_option=s.known_hosts_option, policy_option=s.host_key_policy_option)
         try:
-            known = host_keys.known_keys()
-            host_keys.prefer_known_types(transport, known)
-            _prefer_fast_ciphers(transport)
-            transport.start_client(timeout=s.timeout)
-            if transport.host_key is None:  # start_client gives up quietly after its timeout
-                raise TimeoutError("no SSH handshake")
-            host_keys.verify(transport.get_remote_server_key(), known)
-            self._authenticate(transport)
-            transport.set_keepalive(30)
-            sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+            connection = sftp_connect.connect(s, lambda: _agent_keys(s))
         except StorageError:
             self.reset()
             raise
-        except paramiko.SSHException as exc:
-            self.reset()
-            if "subsystem" in str(exc).lower() or "channel closed" in str(exc).lower():
-                raise StorageError(f"{s.where} offers no SFTP subsystem: enable it on the server") from exc
-            raise ConnectError(f"SSH with {s.where} failed: {reason(exc)}") from exc
-        except (OSError, EOFError) as exc:
-            self.reset()
-            raise _network_error(exc, s) from exc
-        sftp.get_channel().settimeout(s.timeout)
-        self._request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
-        if self._request_size == OPENSSH_REQUEST:
-            self._channels = ExtraChannels(transport, s.where, s.timeout, WINDOW_SIZE, MAX_PACKET)
+        self._transport = connection.transport
+        self._request_size = connection.request_size
+        if connection.to_openssh:
+            self._channels = ExtraChannels(connection.transport, s.where, s.timeout, sftp_connect.WINDOW_SIZE,
+                                           sftp_connect.MAX_PACKET)
         LOG.info("connected to %s", self.describe())
-        return sftp
-
-    def _socket(self) -> socket.socket:
-        s = self.settings
-        try:
-            sock = socket.create_connection((s.host, s.port), timeout=s.timeout)
-        except OSError as exc:
-            raise _network_error(exc, s) from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    def _authenticate(self, transport: paramiko.Transport) -> None:
-        s = self.settings
-        tried = []
-        if s.key_file:
-            tried.append(f"key {s.key_file}")
-            if self._try(lambda: transport.auth_publickey(s.username, _load_key(s))):
-                return
-        if s.password:
-            tried.append("password")
-            if self._try(lambda: transport.auth_password(s.username, s.password)):
-                return
-        for agent_key in _agent_keys(s):
-            tried.append("ssh-agent")
-            if self._try(lambda k=agent_key: transport.auth_publickey(s.username, k)):
-                return
-        what = ", ".join(dict.fromkeys(tried)) or "no password, key or agent"
-        raise AuthError(f"login to {s.where} as {s.username!r} refused (tried {what}): check "
-                        f"{s.option('username')}, {s.option('password')} or --ssh-key")
-
-    @staticmethod
-    def _try(attempt) -> bool:
-        try:
-            attempt()
-            return True
-        except paramiko.AuthenticationException:
-            return False
+        return connection.sftp
 
     def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
         container = self.settings.container
@@ -229,7 +159,7 @@ class SftpStorage(Storage):
         return self._pipelined(channel.open(temp, "r+b", bufsize=BLOCK_SIZE))
 
     def _pipelined(self, handle: paramiko.SFTPFile) -> paramiko.SFTPFile:
-        handle.MAX_REQUEST_SIZE = self._request_size
+        paramiko_adapter.set_request_size(handle, self._request_size)
         handle.set_pipelined(True)
         return handle
 
@@ -243,7 +173,7 @@ class SftpStorage(Storage):
         """After a bare SFTP "Failure", ask the server's filesystem whether it is full or read-only."""
         if type(exc) is not OSError:
             return None
-        stats = _statvfs(self._client(), posixpath.dirname(target))
+        stats = sftp_requests.statvfs(self._client(), posixpath.dirname(target))
         if stats is None:
             return None
         where = self.settings.where
@@ -278,7 +208,7 @@ class SftpStorage(Storage):
         handle = None
         try:
             handle, size = sftp_requests.open_with_size(self._client(), remote, BLOCK_SIZE)
-            handle.MAX_REQUEST_SIZE = self._request_size
+            paramiko_adapter.set_request_size(handle, self._request_size)
             handle.seek(offset)
             handle.prefetch(size, max_concurrent_requests=PREFETCH_LIMIT)
         except BaseException as exc:
@@ -405,68 +335,7 @@ class SftpStorage(Storage):
 
     def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
         """Map a low-level failure to the storage error family, naming host and option."""
-        if isinstance(exc, (StorageError, KeyboardInterrupt, GeneratorExit)):
-            return exc
-        where = self.settings.where
-        if isinstance(exc, FileNotFoundError) and missing:
-            return NotFound(f"{action}: no such file on {where}")
-        if isinstance(exc, PermissionError):
-            return PermissionDenied(f"{action} refused by {where}: check --container and its permissions")
-        if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "quota" in str(exc).lower()
-                                          or "no space" in str(exc).lower()):
-            return NoSpace(f"{where} is out of space during {action}: free space on the server")
-        if isinstance(exc, (EOFError, paramiko.SSHException)):
-            return ConnectError(f"connection to {where} lost during {action}: {reason(exc)}")
-        if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
-            return _network_error(exc, self.settings, action)
-        if isinstance(exc, OSError):
-            # OpenSSH's sftp-server reports a full or read-only disk as a bare "Failure".
-            hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
-            return StorageError(f"{action} failed on {where}: {reason(exc)}{hint}")
-        return exc
-
-
-@dataclasses.dataclass(frozen=True)
-class FsStats:
-    """What ``statvfs@openssh.com`` tells about the filesystem holding a path."""
-
-    free_bytes: int
-    read_only: bool
-
-
-def _statvfs(sftp: paramiko.SFTPClient, path: str) -> FsStats | None:
-    """OpenSSH's statvfs extension; None where the server lacks it or the call fails."""
-    try:
-        kind, msg = sftp._request(paramiko.sftp.CMD_EXTENDED, "statvfs@openssh.com", path)
-    except (OSError, EOFError, paramiko.SSHException):
-        return None
-    if kind != paramiko.sftp.CMD_EXTENDED_REPLY:
-        return None
-    _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
-    for _ in range(4):  # files, ffree, favail, fsid
-        msg.get_int64()
-    flags = msg.get_int64()
-    return FsStats(free_bytes=bavail * frsize, read_only=bool(flags & ST_RDONLY))
-
-
-def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:
-    options = transport.get_security_options()
-    available = list(options.ciphers)
-    options.ciphers = [c for c in FAST_CIPHERS if c in available] + [c for c in available if c not in FAST_CIPHERS]
-
-
-def _load_key(s: SftpSettings) -> paramiko.PKey:
-    try:
-        passphrase = s.key_passphrase.encode() if s.key_passphrase else None
-        return paramiko.PKey.from_path(os.path.expanduser(s.key_file), password=passphrase)
-    except FileNotFoundError as exc:
-        raise AuthError(f"--ssh-key {s.key_file} does not exist") from exc
-    except (paramiko.PasswordRequiredException, TypeError) as exc:
-        if s.key_passphrase:
-            raise AuthError(f"cannot decrypt --ssh-key {s.key_file}: check --ssh-key-passphrase-file") from exc
-        raise AuthError(f"--ssh-key {s.key_file} is encrypted: give --ssh-key-passphrase-file") from exc
-    except (paramiko.SSHException, ValueError) as exc:
-        raise AuthError(f"cannot load --ssh-key {s.key_file} (wrong passphrase or format): {reason(exc)}") from exc
+        return sftp_errors.translate(exc, self.settings, action, missing)
 
 
 def _agent_keys(s: SftpSettings) -> list:
@@ -476,11 +345,6 @@ def _agent_keys(s: SftpSettings) -> list:
         return list(paramiko.Agent().get_keys())
     except (paramiko.SSHException, OSError):
         return []
-
-
-def _network_error(exc: BaseException, s: SftpSettings, action: str = "connect") -> BaseException:
-    """Hints name the host and port options of the spelling in use; both spellings read --ssh-timeout."""
-    return network_error(exc, s.where, action, s.option_prefix, timeout_option="--ssh-timeout")
 
 
 def sftp_from_settings(settings: SftpSettings) -> SftpStorage:

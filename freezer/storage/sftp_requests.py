@@ -8,6 +8,7 @@ then reads their replies, in whatever order the server gives them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import paramiko
@@ -15,6 +16,7 @@ from paramiko.message import Message
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
+    CMD_EXTENDED_REPLY,
     CMD_FSTAT,
     CMD_HANDLE,
     CMD_MKDIR,
@@ -32,10 +34,14 @@ from paramiko.sftp import (
 from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
+from freezer.storage import paramiko_adapter
+from freezer.storage.paramiko_adapter import Replies, confirm_writes
+
 LOG = logging.getLogger(__name__)
 LIST_IN_FLIGHT = 64  # directories open at once while listing: far below any server's handle limit
 DIR_MODE = 0o777  # what paramiko's mkdir asks for; the server's umask applies
 WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
+ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
 
 
 class Batch:
@@ -43,23 +49,19 @@ class Batch:
 
     def __init__(self, sftp: paramiko.SFTPClient):
         self.sftp = sftp
-        self.replies: dict[int, tuple[int, Message]] = {}
+        self.replies = Replies()
 
     def send(self, kind: int, *args) -> int:
         """Send a request now; return its number for ``reply``."""
-        return self.sftp._async_request(self, kind, *args)
-
-    def _async_response(self, kind: int, msg: Message, num: int) -> None:
-        """paramiko's reader hands over each reply to one of our requests here."""
-        self.replies[num] = (kind, msg)
+        return paramiko_adapter.send(self.sftp, self.replies, kind, *args)
 
     def reply(self, num: int) -> tuple[int, Message]:
         """The reply to request ``num``; a failure status raised as paramiko raises it (OSError, EOFError)."""
-        while num not in self.replies:
-            self.sftp._read_response()
-        kind, msg = self.replies.pop(num)
+        while num not in self.replies.received:
+            paramiko_adapter.read_next_reply(self.sftp)
+        kind, msg = self.replies.received.pop(num)
         if kind == CMD_STATUS:
-            self.sftp._convert_status(msg)
+            paramiko_adapter.raise_status(self.sftp, msg)
         return kind, msg
 
     def error(self, num: int) -> OSError | None:
@@ -80,7 +82,7 @@ class Batch:
         kind, msg = self.reply(num)
         if kind != CMD_ATTRS:
             raise paramiko.SFTPError("Expected attributes")
-        return SFTPAttributes._from_msg(msg)
+        return paramiko_adapter.attributes(msg)
 
     def names(self, num: int) -> list[str]:
         """The names of one READDIR reply, without ``.`` and ``..``; EOFError once the listing is over."""
@@ -90,7 +92,7 @@ class Batch:
         names = []
         for _ in range(msg.get_int()):
             name, longname = msg.get_text(), msg.get_text()
-            SFTPAttributes._from_msg(msg, name, longname)  # read past its attributes
+            paramiko_adapter.attributes(msg, name, longname)  # read past its attributes
             if name not in (".", ".."):
                 names.append(name)
         return names
@@ -158,7 +160,7 @@ def _finish(remote: SFTPFile, with_size: bool) -> int | None:
     batch = Batch(remote.sftp)
     stating = batch.send(CMD_FSTAT, remote.handle) if with_size else None
     closing = batch.send(CMD_CLOSE, remote.handle)
-    paramiko.file.BufferedFile.close(remote)  # marks it closed: paramiko must not send its own CLOSE
+    paramiko_adapter.mark_closed(remote)  # paramiko must not send its own CLOSE
     confirm_writes(remote)
     size = batch.attributes(stating).st_size if stating is not None else None
     batch.reply(closing)
@@ -170,29 +172,19 @@ def close_later(remote: SFTPFile | None) -> None:
     if remote is None:
         return
     try:
-        remote._close(async_=True)
+        paramiko_adapter.close_without_waiting(remote)
     except (OSError, EOFError, paramiko.SSHException):
         LOG.debug("could not close remote file", exc_info=True)
 
 
-def close_quietly(closable: SFTPFile | paramiko.SFTPClient | None) -> None:
-    """Close a remote file (or channel) now, so a connection that died cannot make its ``__del__`` complain later."""
+def close_quietly(closable: SFTPFile | paramiko.SFTPClient | paramiko.Transport | None) -> None:
+    """Close a file, channel or connection now, so a dead connection cannot make its ``__del__`` complain later."""
     if closable is None:
         return
     try:
         closable.close()
     except (OSError, EOFError, paramiko.SSHException):
         LOG.debug("could not close remote file", exc_info=True)
-
-
-def confirm_writes(remote: SFTPFile) -> None:
-    """Read the replies to pipelined writes that paramiko has not read yet; raise on a failed one.
-
-    paramiko checks them only when over 100 are pending and drops the rest when the file closes,
-    so without this a write refused by a full disk would go unnoticed.
-    """
-    while remote._reqs:
-        remote.sftp._read_response(remote._reqs.popleft())
 
 
 def list_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:
@@ -220,7 +212,7 @@ def _list_some(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | 
                  for index, handle in handles.items()}
         over = [index for index, nums in reads.items() if _read_names(batch, nums, results, index)]
         for index in over:
-            sftp._async_request(type(None), CMD_CLOSE, handles.pop(index))  # its reply is not waited for
+            paramiko_adapter.send(sftp, None, CMD_CLOSE, handles.pop(index))  # its reply is not waited for
     return results
 
 
@@ -239,3 +231,26 @@ def _read_names(batch: Batch, nums: tuple[int, ...], results: list, index: int) 
         if not over and isinstance(results[index], list):
             results[index] += names
     return over
+
+
+@dataclasses.dataclass(frozen=True)
+class FsStats:
+    """What ``statvfs@openssh.com`` tells about the filesystem holding a path."""
+
+    free_bytes: int
+    read_only: bool
+
+
+def statvfs(sftp: paramiko.SFTPClient, path: str) -> FsStats | None:
+    """OpenSSH's statvfs extension; None where the server lacks it or the call fails."""
+    try:
+        kind, msg = paramiko_adapter.extended_request(sftp, "statvfs@openssh.com", path)
+    except (OSError, EOFError, paramiko.SSHException):
+        return None
+    if kind != CMD_EXTENDED_REPLY:
+        return None
+    _bsize, frsize, _blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+    for _ in range(4):  # files, ffree, favail, fsid
+        msg.get_int64()
+    flags = msg.get_int64()
+    return FsStats(free_bytes=bavail * frsize, read_only=bool(flags & ST_RDONLY))

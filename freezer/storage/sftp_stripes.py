@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 import paramiko
 
 from freezer.storage import sftp_requests
-from freezer.storage.sftp_requests import close_quietly, confirm_writes
+from freezer.storage.paramiko_adapter import confirm_writes
+from freezer.storage.sftp_requests import close_quietly
 
 LOG = logging.getLogger(__name__)
 UPLOAD_CHANNELS = 2  # channels an upload is striped over once STRIPE_AFTER bytes are sent
