@@ -16,11 +16,10 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from freezer.errors import NotFound, StorageError
 from freezer.storage import ftp_segments as segments
-from freezer.storage import ftp_stat
 from freezer.storage.base import Storage, checked_entries, container_root, server_url, temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
@@ -29,6 +28,7 @@ from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nl
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
+from freezer.storage.ftp_stat import StatListings
 from freezer.storage.ftp_writes import ParallelWrites
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
-class FtpStorage(KnownDirectories, SegmentedReads, ParallelWrites, Storage):
+class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites, Storage):
     """Backups in a directory of an FTP or FTPS server."""
 
     kind = "ftp"
@@ -275,28 +275,6 @@ class FtpStorage(KnownDirectories, SegmentedReads, ParallelWrites, Storage):
 
     def listdir(self, path: str) -> list[str]:
         return [name for name, _ in self._entries(self._abs(path))]
-
-    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
-        """Several directories in one round trip per ``ftp_stat.BATCH_BYTES`` of paths, where the server allows."""
-        remotes = [self._abs(path) for path in paths]
-        if not remotes or not self._stat_lists or not all(map(ftp_stat.batchable, remotes)):
-            return super().listdirs(paths)
-        try:
-            listings = ftp_stat.list_dirs(self._client(), remotes)
-        except ftp_stat.Unusable as exc:
-            LOG.info("%s: listing one directory at a time (%s)", self.settings.where, exc)
-            self.reset()  # replies may still be on their way: the session is out of step
-            self._stat_lists = False
-            return super().listdirs(paths)
-        except BaseException as exc:
-            raise self._translate(exc, "list directories") from exc
-        names = []
-        for remote, entries in zip(remotes, listings, strict=True):
-            entries = sorted(checked_entries(entries, remote, self.settings.where))
-            if entries:
-                self._learn_dirs(remote, entries)
-            names.append([name for name, _ in entries])
-        return names
 
     def _entries(self, remote: str) -> list[tuple[str, str | None]]:
         """(name, 'file'|'dir'|None) of a directory; empty when absent."""

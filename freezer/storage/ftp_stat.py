@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import ftplib
+import logging
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+from freezer.storage.base import checked_entries
+
+LOG = logging.getLogger("freezer.storage.ftp")
 
 #: bytes of STAT commands sent before the first reply is read: far below the socket buffers on both
 #: sides, so our writing always ends even while the server waits for us to read its replies
@@ -103,3 +108,29 @@ def _listing(reply: str, remote: str) -> list[tuple[str, str | None]]:
         if name not in (".", ".."):
             entries.append((name, kind))
     return entries
+
+
+class StatListings:
+    """The FTP driver's ``listdirs``: STAT listings sent together, one directory at a time where unusable."""
+
+    def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
+        """Several directories in one round trip per ``BATCH_BYTES`` of paths, where the server allows."""
+        remotes = [self._abs(path) for path in paths]
+        if not remotes or not self._stat_lists or not all(map(batchable, remotes)):
+            return super().listdirs(paths)
+        try:
+            listings = list_dirs(self._client(), remotes)
+        except Unusable as exc:
+            LOG.info("%s: listing one directory at a time (%s)", self.settings.where, exc)
+            self.reset()  # replies may still be on their way: the session is out of step
+            self._stat_lists = False
+            return super().listdirs(paths)
+        except BaseException as exc:
+            raise self._translate(exc, "list directories") from exc
+        names = []
+        for remote, entries in zip(remotes, listings, strict=True):
+            entries = sorted(checked_entries(entries, remote, self.settings.where))
+            if entries:
+                self._learn_dirs(remote, entries)
+            names.append([name for name, _ in entries])
+        return names

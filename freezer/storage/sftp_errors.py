@@ -24,7 +24,7 @@ def translate(exc: BaseException, s: SftpSettings, action: str, missing: bool = 
     if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "quota" in str(exc).lower()
                                       or "no space" in str(exc).lower()):
         return NoSpace(f"{where} is out of space during {action}: free space on the server")
-    if isinstance(exc, (EOFError, paramiko.SSHException)):
+    if isinstance(exc, (EOFError, paramiko.SSHException)) or _socket_closed(exc):
         return ConnectError(f"connection to {where} lost during {action}: {reason(exc)}")
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
         return network_error(exc, s, action)
@@ -33,6 +33,11 @@ def translate(exc: BaseException, s: SftpSettings, action: str, missing: bool = 
         hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""
         return StorageError(f"{action} failed on {where}: {reason(exc)}{hint}")
     return exc
+
+
+def _socket_closed(exc: BaseException) -> bool:
+    """paramiko's channel refusing to send once the server has gone: a lost connection, worth a retry."""
+    return isinstance(exc, OSError) and exc.errno is None and str(exc) == "Socket is closed"
 
 
 def connect_error(exc: paramiko.SSHException | OSError | EOFError, s: SftpSettings) -> BaseException:
