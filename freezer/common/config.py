@@ -125,6 +125,9 @@ FTP_OPTS = [
                 help="ftp/ftps: active mode (PORT) instead of passive."),
     cfg.FloatOpt("ftp-timeout", dest="ftp_timeout", default=60.0, min=1,
                  help="Seconds to wait for the server on connect and on each reply."),
+    cfg.StrOpt("ftp-connections", dest="ftp_connections", default="auto",
+               help="ftp/ftps/sftp: connections moving one backup's data: a number up to 16, or auto "
+                    "(1 on a LAN, 4 when the login's round trip exceeds 25 ms)."),
     cfg.StrOpt("ftp-known-hosts", dest="ftp_known_hosts",
                help="sftp: known hosts file (default: --ssh-known-hosts); accept-new records new hosts here."),
     cfg.StrOpt("ftp-host-key-policy", dest="ftp_host_key_policy", choices=HOST_KEY_POLICIES,

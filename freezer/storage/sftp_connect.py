@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from collections.abc import Callable
 
 import paramiko
@@ -36,6 +37,11 @@ class Connection:
     transport: paramiko.Transport
     sftp: paramiko.SFTPClient
     request_size: int
+    round_trip: float = 0.0  # seconds the TCP handshake took: one round trip
+
+    def close(self) -> None:
+        close_quietly(self.sftp)
+        close_quietly(self.transport)
 
     @property
     def to_openssh(self) -> bool:
@@ -44,7 +50,10 @@ class Connection:
 
 def connect(s: SftpSettings, agent_keys: Callable[[], list]) -> Connection:
     """Connect, check the host key, log in and open the SFTP channel; StorageError on any failure."""
-    transport = paramiko.Transport(_socket(s), default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
+    started = time.monotonic()
+    sock = _socket(s)
+    round_trip = time.monotonic() - started
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
     # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
     transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
     try:
@@ -56,7 +65,7 @@ def connect(s: SftpSettings, agent_keys: Callable[[], list]) -> Connection:
         raise
     sftp.get_channel().settimeout(s.timeout)
     request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
-    return Connection(transport, sftp, request_size)
+    return Connection(transport, sftp, request_size, round_trip)
 
 
 def _socket(s: SftpSettings) -> socket.socket:
