@@ -88,7 +88,7 @@ class SftpStorage(Storage):
             self._channels = ExtraChannels(self._new_connection, s.where, self._connections - 1,
                                            sftp_parallel.close_connection)
         elif connection.to_openssh:
-            self._channels = ExtraChannels(lambda: _new_channel(connection.transport, s.timeout), s.where)
+            self._channels = ExtraChannels(lambda: sftp_connect.open_channel(connection.transport, s.timeout), s.where)
         LOG.info("connected to %s", self.describe())
         return connection.sftp
 
@@ -364,14 +364,6 @@ class SftpStorage(Storage):
     def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
         """Map a low-level failure to the storage error family, naming host and option."""
         return sftp_errors.translate(exc, self.settings, action, missing)
-
-
-def _new_channel(transport: paramiko.Transport, timeout: float) -> paramiko.SFTPClient:
-    """One more SFTP channel on the same SSH connection."""
-    channel = paramiko.SFTPClient.from_transport(transport, window_size=sftp_connect.WINDOW_SIZE,
-                                                 max_packet_size=sftp_connect.MAX_PACKET)
-    channel.get_channel().settimeout(timeout)
-    return channel
 
 
 def _agent_keys(s: SftpSettings) -> list:

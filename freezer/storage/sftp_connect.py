@@ -37,7 +37,7 @@ class Connection:
     transport: paramiko.Transport
     sftp: paramiko.SFTPClient
     request_size: int
-    round_trip: float = 0.0  # seconds the TCP handshake took: one round trip
+    round_trip: float = 0.0  # seconds, estimated from opening the SFTP channel (three round trips)
 
     def close(self) -> None:
         close_quietly(self.sftp)
@@ -50,14 +50,11 @@ class Connection:
 
 def connect(s: SftpSettings, agent_keys: Callable[[], list]) -> Connection:
     """Connect, check the host key, log in and open the SFTP channel; StorageError on any failure."""
-    started = time.monotonic()
-    sock = _socket(s)
-    round_trip = time.monotonic() - started
-    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
+    transport = paramiko.Transport(_socket(s), default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET)
     # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
     transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
     try:
-        sftp = _log_in(transport, s, agent_keys)
+        sftp, round_trip = _log_in(transport, s, agent_keys)
     except BaseException as exc:
         close_quietly(transport)
         if isinstance(exc, (paramiko.SSHException, OSError, EOFError)) and not isinstance(exc, StorageError):
@@ -77,7 +74,9 @@ def _socket(s: SftpSettings) -> socket.socket:
     return sock
 
 
-def _log_in(transport: paramiko.Transport, s: SftpSettings, agent_keys: Callable[[], list]) -> paramiko.SFTPClient:
+def _log_in(transport: paramiko.Transport, s: SftpSettings,
+            agent_keys: Callable[[], list]) -> tuple[paramiko.SFTPClient, float]:
+    """The SFTP channel, and the round trip its opening took (channel open, subsystem, version: three)."""
     host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy,
                              known_hosts_option=s.known_hosts_option, policy_option=s.host_key_policy_option)
     known = host_keys.known_keys()
@@ -89,7 +88,16 @@ def _log_in(transport: paramiko.Transport, s: SftpSettings, agent_keys: Callable
     host_keys.verify(transport.get_remote_server_key(), known)
     authenticate(transport, s, agent_keys)
     transport.set_keepalive(KEEPALIVE)
-    return paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    started = time.monotonic()
+    sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    return sftp, (time.monotonic() - started) / 3
+
+
+def open_channel(transport: paramiko.Transport, timeout: float) -> paramiko.SFTPClient:
+    """One more SFTP channel on the same SSH connection."""
+    channel = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    channel.get_channel().settimeout(timeout)
+    return channel
 
 
 def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:

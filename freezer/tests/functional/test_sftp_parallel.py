@@ -6,6 +6,7 @@ import os
 import fixtures
 import testtools
 
+from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import sftp as sftp_storage
 from freezer.storage import sftp_parallel, sftp_stripes
@@ -149,6 +150,31 @@ class TestAgentOverConnections(SshdAgentTest):
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestAutoConnections(testtools.TestCase):
+    """``--ftp-connections auto``: one connection (and today's extra channel) on loopback, more on a long link."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+
+    def connected(self, port: int) -> sftp_storage.SftpStorage:
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        storage.listdir("")
+        return storage
+
+    def test_loopback(self):
+        self.assertEqual(1, self.connected(self.server.port)._connections)
+
+    def test_long_link(self):
+        relay = wan.Relay(("127.0.0.1", self.server.port), wan.Link.parse("60ms,1gbit")).start()
+        self.addCleanup(relay.close)
+        self.assertEqual(sftp_parallel.WAN_CONNECTIONS, self.connected(relay.port)._connections)
 
 
 class TestConnectionCount(testtools.TestCase):
