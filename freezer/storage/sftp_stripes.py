@@ -89,17 +89,24 @@ class ExtraChannels:
             self.channels = []
 
     def _open(self) -> None:
-        channels: list[paramiko.SFTPClient] = []
-        refused = False
-        try:
-            while len(self.channels) + len(channels) < self.count:
-                channels.append(self.open_channel())
-        except Exception:  # a refused session, or a login the server drops (sshd's MaxStartups): back off
+        """Open the missing channels at once (a login over a long link is several round trips), keep those opened."""
+        with self._lock:
+            missing = self.count - len(self.channels)
+        opened: list[paramiko.SFTPClient | BaseException] = []
+        threads = [threading.Thread(target=self._open_one, args=(opened,), daemon=True) for _ in range(missing)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        channels = [item for item in opened if not isinstance(item, BaseException)]
+        refused = len(channels) < missing
+        if refused:  # a refused session, or a login the server drops (sshd's MaxStartups): back off
+            failure = next(item for item in opened if isinstance(item, BaseException))
             if channels:
-                LOG.debug("%d more channels to %s: the server takes no more", len(channels), self.where, exc_info=True)
+                LOG.debug("%d more channels to %s: the server takes no more", len(channels), self.where,
+                          exc_info=failure)
             else:
-                LOG.debug("uploading over one channel: no more SFTP channels on %s", self.where, exc_info=True)
-            refused = True
+                LOG.debug("uploading over one channel: no more SFTP channels on %s", self.where, exc_info=failure)
         with self._lock:
             self.refused = refused and not channels
             if not self._closed:
@@ -107,6 +114,12 @@ class ExtraChannels:
                 return
         for channel in channels:  # the connection was closed meanwhile
             self.close_channel(channel)
+
+    def _open_one(self, opened: list) -> None:
+        try:
+            opened.append(self.open_channel())
+        except Exception as exc:
+            opened.append(exc)
 
 
 def _is_open(channel: paramiko.SFTPClient) -> bool:
