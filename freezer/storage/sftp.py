@@ -135,6 +135,8 @@ class SftpStorage(Storage):
             self._rename(temp, target)
         except BaseException as exc:
             close_quietly(remote)
+            if self._transport is not None and not self._transport.is_active():
+                self.reset()  # the link was cut: a new connection removes the partial upload
             known = self._disk_trouble(target, exc)
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
