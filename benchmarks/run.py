@@ -121,6 +121,7 @@ class Bench:
         self.codecs: dict[tuple[str, bool, bool], Measured] = {}
         self.tar_create = self.tar_extract = Measured(0.0, 0.0)
         self.sha256_cpu_mib = sha256_cpu_per_mib()
+        self.compressions: tuple[str, ...] = ()  # --compressions: only these, unencrypted (empty: every config)
 
     def timed(self, action: Callable[[], object], repeat: int | None = None) -> Measured:
         """Best of ``repeat`` runs (the disk and CPU here are shared), and the least CPU of them.
@@ -185,6 +186,8 @@ class Bench:
         restore, the download, the decoding codecs and tar --extract; both add sha256.
         """
         pass_file = os.path.join(self.work, "pass")
+        if self.compressions:
+            configs = tuple((c, e) for c, e in configs if c in self.compressions and not e)
         for compression, encrypt in configs:
             name = f"{compression}{'-enc' if encrypt else ''}"
             args = ["--compression", compression] + (["--encrypt-pass-file", pass_file] if encrypt else [])
@@ -375,11 +378,19 @@ def rss_rows(bench: Bench, size_mib: int) -> None:
 WAN_CONFIGS = (("none", False), ("zstd", False))
 
 
-def wan_rows(bench: Bench, link: wan.Link) -> None:
-    """ftp and sftp through the delaying relay: the raw transport and the agent over the same link."""
+def wan_rows(bench: Bench, link: wan.Link, storages: tuple[str, ...] = ("ftp", "sftp")) -> None:
+    """ftp and sftp through the delaying relay: the raw transport and the agent over the same link.
+
+    The raw ftplib rows also validate the relay: their ``x bound`` is their time against one stream's
+    model, size / min(rate, window / round trip), so about 1 when the relay's window works.
+    """
     bench.add("wan", "backup", "line rate alone (size / rate)", bench.size * MIB / link.rate, link=str(link))
-    _wan_ftp_rows(bench, link)
-    _wan_sftp_rows(bench, link)
+    bench.add("wan", "backup", "one TCP stream, min(rate, W/RTT)", bench.size * MIB / link.one_stream(),
+              link=str(link))
+    if "ftp" in storages:
+        _wan_ftp_rows(bench, link)
+    if "sftp" in storages:
+        _wan_sftp_rows(bench, link)
 
 
 def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
@@ -389,9 +400,12 @@ def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
         with wan.relay_process(("127.0.0.1", ftp_server.port), link, ftp=True) as port:
             server = _through(ftp_server, port)
             put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path))
-            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link))
+            one_stream = bench.size * MIB / link.one_stream()
+            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link),
+                      bound_s=one_stream)
             get = bench.timed(lambda: raw.ftp_get(server, os.path.join(bench.work, "download.tar")))
-            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link))
+            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link),
+                      bound_s=one_stream)
             bench.freezer("ftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         ftp_server.cleanUp()
@@ -436,11 +450,13 @@ def make_bench(work: str, size_mib: int, repeat: int) -> Bench:
 
 def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_check_mib: int = 0,
             storages: tuple[str, ...] = ("local", "ftp", "ftps", "sftp"), work_dir: str | None = None,
-            wan_link: str | None = None, wan_size_mib: int | None = None) -> list[dict]:
+            wan_links: tuple[str, ...] = (), wan_size_mib: int | None = None,
+            wan_storages: tuple[str, ...] = ("ftp", "sftp"), compressions: tuple[str, ...] = ()) -> list[dict]:
     work = tempfile.mkdtemp(prefix="freezer-bench-", dir=work_dir)
     compile_package()
     try:
         bench = make_bench(work, size_mib, repeat)
+        bench.compressions = compressions
         tar_rows(bench)
         if "local" in storages:
             local_rows(bench)
@@ -457,9 +473,11 @@ def measure(size_mib: int, repeat: int = REPEAT, with_peers: bool = True, rss_ch
         incremental_rows(bench)
         if rss_check_mib:
             rss_rows(bench, rss_check_mib)
-        if wan_link:
+        if wan_links:
             far = make_bench(os.path.join(work, "wan"), wan_size_mib or size_mib, repeat)
-            wan_rows(far, wan.Link.parse(wan_link))
+            far.compressions = compressions
+            for link in wan_links:
+                wan_rows(far, wan.Link.parse(link), wan_storages)
             bench.rows += far.rows
         return bench.rows
     finally:
@@ -491,6 +509,10 @@ def _shown(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -500,13 +522,17 @@ def main() -> int:
     parser.add_argument("--storages", default="local,ftp,ftps,sftp")
     parser.add_argument("--work-dir", help="where data, stores and servers live (e.g. /dev/shm: no disk noise)")
     parser.add_argument("--json")
-    parser.add_argument("--wan", metavar="RTT,RATE", help="add ftp and sftp over a long link, e.g. 40ms,200mbit")
+    parser.add_argument("--wan", metavar="RTT,RATE[,WINDOW]", action="append", default=[],
+                        help="add ftp and sftp over a long link, e.g. 100ms,1gbit,4mib (repeat for several links)")
+    parser.add_argument("--wan-storages", default="ftp,sftp", help="which storages the --wan rows measure")
+    parser.add_argument("--compressions", default="", help="only these compressions, unencrypted (e.g. none)")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     args = parser.parse_args()
-    if args.wan:
-        wan.Link.parse(args.wan)  # a typo fails now, not after the loopback rows
+    for link in args.wan:
+        wan.Link.parse(link)  # a typo fails now, not after the loopback rows
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
-                   tuple(s for s in args.storages.split(",") if s), args.work_dir, args.wan, args.wan_size_mib)
+                   tuple(s for s in args.storages.split(",") if s), args.work_dir, tuple(args.wan), args.wan_size_mib,
+                   _names(args.wan_storages), _names(args.compressions))
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:

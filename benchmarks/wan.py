@@ -1,20 +1,24 @@
 """A long link on loopback: a TCP relay that adds a round-trip delay and caps bandwidth (no netem here).
 
-``python -m benchmarks.wan --target 127.0.0.1:PORT --link 40ms,200mbit [--ftp]`` listens on a free
-loopback port and prints it. Every byte relayed in one direction waits for its turn on that
+``python -m benchmarks.wan --target 127.0.0.1:PORT --link 100ms,1gbit,4mib [--ftp]`` listens on a
+free loopback port and prints it. Every byte relayed in one direction waits for its turn on that
 direction's link (shared by all connections, as one line is), then arrives half the round trip
-after it was sent; opening a connection costs one round trip. With ``--ftp`` the server's PASV and
+after it was sent; opening a connection costs one round trip. The optional third field is TCP's
+window: each connection, each way, may have at most that many bytes sent but not yet delivered and
+acknowledged (the acknowledgement takes half the round trip back), so one connection moves at most
+a window per round trip, as a real TCP connection with that send buffer does. With ``--ftp`` the server's PASV and
 EPSV replies are rewritten so each data connection passes through the same link (plain FTP only:
 the control channel of FTPS is encrypted).
 
 What it models: application round trips (SSH channel windows, SFTP requests in flight, FTP
-commands) and the line rate. What it cannot: TCP's own windows and congestion control, because
-each endpoint's kernel sees a loopback peer; Linux autotunes those up to ``net.ipv4.tcp_rmem``.
+commands), the line rate and, with a window, TCP's per-connection limit. What it cannot: slow start,
+loss and congestion control.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import queue
@@ -26,34 +30,43 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-CHUNK = 32 << 10  # bytes relayed at once: 1.3 ms at 200 Mbit/s, so pacing stays smooth
+CHUNK = 32 << 10  # bytes relayed at once, at least: 1.3 ms at 200 Mbit/s, so pacing stays smooth
+MAX_CHUNK = 1 << 20  # at most: on a fast line, fewer, larger reads keep the relay's own CPU down
 # How far reading may run ahead of the line: a late wake-up on a busy machine must not idle the line.
 SLACK = 0.005
 PASV = re.compile(rb"^227 .*?\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 EPSV = re.compile(rb"^(229 .*?\(\|\|\|)(\d+)(\|\))")
 UNITS = {"kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8}
+WINDOW_UNITS = {"kib": 1 << 10, "mib": 1 << 20}
 
 
 @dataclasses.dataclass(frozen=True)
 class Link:
-    """Round trip in seconds and rate in bytes per second."""
+    """Round trip in seconds, rate in bytes per second, and TCP window in bytes (0: unbounded)."""
 
     rtt: float
     rate: float
+    window: int = 0
 
     @classmethod
     def parse(cls, spec: str) -> Link:
-        """``40ms,200mbit`` (also ``0.04s``, ``1gbit``, ``500kbit``)."""
-        delay, _, rate = spec.lower().replace(" ", "").partition(",")
+        """``40ms,200mbit`` (also ``0.04s``, ``1gbit``, ``500kbit``), optionally ``,4mib`` (or ``512kib``)."""
+        delay, rate, window = ([*spec.lower().replace(" ", "").split(","), ""])[:3]
         match = re.fullmatch(r"([\d.]+)(ms|s)", delay)
         speed = re.fullmatch(r"([\d.]+)(kbit|mbit|gbit)", rate)
-        if not match or not speed:
-            raise ValueError(f"--wan {spec!r}: expected a delay and a rate such as 40ms,200mbit")
+        size = re.fullmatch(r"(\d+)(kib|mib)", window) if window else None
+        if not match or not speed or (window and not size) or spec.count(",") > 2:
+            raise ValueError(f"--wan {spec!r}: expected a delay, a rate and maybe a window, such as 100ms,1gbit,4mib")
         seconds = float(match[1]) / (1000 if match[2] == "ms" else 1)
-        return cls(seconds, float(speed[1]) * UNITS[speed[2]])
+        return cls(seconds, float(speed[1]) * UNITS[speed[2]], int(size[1]) * WINDOW_UNITS[size[2]] if size else 0)
 
     def __str__(self) -> str:
-        return f"{self.rtt * 1000:g}ms,{self.rate * 8 / 1e6:g}mbit"
+        window = f",{self.window >> 10}kib" if self.window % (1 << 20) else f",{self.window >> 20}mib"
+        return f"{self.rtt * 1000:g}ms,{self.rate * 8 / 1e6:g}mbit" + (window if self.window else "")
+
+    def one_stream(self) -> float:
+        """The most one connection can move, in bytes per second: min(rate, window / round trip)."""
+        return min(self.rate, self.window / self.rtt) if self.window and self.rtt else self.rate
 
 
 class Line:
@@ -110,8 +123,8 @@ class Relay:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rewrite = _LineRewriter(self._data_relay, target[0]) if ftp else None
         ends = threading.Barrier(2, action=lambda: _close(client, server))
-        _Pump(client, server, self.up, self.link.rtt / 2, None, ends, self).start()
-        _Pump(server, client, self.down, self.link.rtt / 2, rewrite, ends, self).start()
+        _Pump(client, server, self.up, self.link, None, ends, self).start()
+        _Pump(server, client, self.down, self.link, rewrite, ends, self).start()
 
     def _data_relay(self, host: str, port: int) -> int:
         """A one-connection relay for an FTP data connection to ``host:port``; returns its port."""
@@ -122,12 +135,21 @@ class Relay:
 
 
 class _Pump:
-    """Moves one direction of one connection: read, wait for the line, deliver after the delay."""
+    """Moves one direction of one connection: read, wait for the line, deliver after the delay.
 
-    def __init__(self, source, sink, line: Line, one_way: float, rewrite, ends: threading.Barrier, relay: Relay):
-        self.source, self.sink, self.line, self.one_way = source, sink, line, one_way
+    With a window, reading stops while ``window`` bytes are unacknowledged: a byte is acknowledged
+    half a round trip after it was delivered.
+    """
+
+    def __init__(self, source, sink, line: Line, link: Link, rewrite, ends: threading.Barrier, relay: Relay):
+        self.source, self.sink, self.line, self.one_way = source, sink, line, link.rtt / 2
+        self.window = link.window
         self.rewrite, self.ends, self.relay = rewrite, ends, relay
         self.in_flight: queue.SimpleQueue = queue.SimpleQueue()
+        self.unacked = 0
+        self.acks: collections.deque = collections.deque()  # (when, bytes) acknowledgements on their way
+        self.acked = threading.Condition()
+        self.chunk = int(min(MAX_CHUNK, max(CHUNK, link.rate * 0.008)))  # about 8 ms of the line
 
     def start(self) -> None:
         threading.Thread(target=self._read, daemon=True).start()
@@ -135,11 +157,12 @@ class _Pump:
 
     def _read(self) -> None:
         try:
-            while data := self.source.recv(CHUNK):
+            while self._wait_for_window() and (data := self.source.recv(self._room())):
                 if self.rewrite:
                     data = self.rewrite(data)
                 left = self.line.send(len(data))
                 self.in_flight.put((left + self.one_way, data))
+                self.unacked += len(data)
                 _sleep_until(left - SLACK)  # the sender's queue: read no faster than the line drains
         except OSError:
             pass
@@ -155,11 +178,32 @@ class _Pump:
                     break
                 self.sink.sendall(data)
                 self.relay.relayed += len(data)
+                if self.window:
+                    with self.acked:
+                        self.acks.append((time.monotonic() + self.one_way, len(data)))
+                        self.acked.notify()
         except OSError:
             with contextlib.suppress(OSError):
                 self.source.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(threading.BrokenBarrierError):
             self.ends.wait()
+
+
+    def _room(self) -> int:
+        return min(self.chunk, self.window - self.unacked) if self.window else self.chunk
+
+    def _wait_for_window(self) -> bool:
+        """Block until the window has room (acknowledgements that came in free it); always True."""
+        if not self.window:
+            return True
+        with self.acked:
+            while True:
+                now = time.monotonic()
+                while self.acks and self.acks[0][0] <= now:
+                    self.unacked -= self.acks.popleft()[1]
+                if self.unacked < self.window:
+                    return True
+                self.acked.wait(self.acks[0][0] - now if self.acks else None)
 
 
 class _LineRewriter:
@@ -215,7 +259,7 @@ def relay_process(target: tuple[str, int], link: Link, ftp: bool = False) -> Ite
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", required=True, help="host:port to relay to")
-    parser.add_argument("--link", default="40ms,200mbit", help="round trip and rate, e.g. 40ms,200mbit")
+    parser.add_argument("--link", default="40ms,200mbit", help="round trip, rate, maybe window: 100ms,1gbit,4mib")
     parser.add_argument("--ftp", action="store_true", help="rewrite PASV/EPSV replies (plain FTP)")
     args = parser.parse_args()
     host, _, port = args.target.rpartition(":")

@@ -49,6 +49,7 @@ class FtpSettings:
     certfile: str | None = None
     active: bool = False
     timeout: float = 60.0
+    connections: int = 0  # --ftp-connections; 0: auto (freezer/storage/ftp_parallel.py)
 
     @property
     def where(self) -> str:
@@ -190,7 +191,18 @@ def _ftp(conf, tls: bool) -> FtpSettings:
                        username=conf.ftp_username or "", password=conf.ftp_password or "",
                        container=conf.container, tls=tls, implicit_tls=conf.ftp_implicit_tls,
                        cacert=conf.ftp_cacert, insecure=conf.ftp_insecure, keyfile=conf.ftp_keyfile,
-                       certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout)
+                       certfile=conf.ftp_certfile, active=conf.ftp_active, timeout=conf.ftp_timeout,
+                       connections=ftp_connections(getattr(conf, "ftp_connections", None)))
+
+
+def ftp_connections(value: str | int | None) -> int:
+    """``--ftp-connections``: a number, or 0 for auto (the driver caps it)."""
+    text = str(value if value is not None else "auto").strip().lower()
+    if text == "auto":
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise StorageError(f"--ftp-connections {value!r}: expected auto or a number of connections")
+    return int(text)
 
 
 def sftp(conf, environ: Mapping[str, str] | None = None) -> SftpSettings:
@@ -219,16 +231,6 @@ def _ssh(conf, kind: str, environ: Mapping[str, str]) -> SftpSettings:
         known_hosts_option=host_keys.known_hosts_option, host_key_policy_option=host_keys.policy_option,
         timeout=conf.ssh_timeout, option_prefix=f"--{prefix}", agent_socket=environ.get("SSH_AUTH_SOCK") or None,
         connections=ftp_connections(getattr(conf, "ftp_connections", None)))
-
-
-def ftp_connections(value: str | int | None) -> int:
-    """``--ftp-connections``: a number, or 0 for auto (the driver caps it)."""
-    text = str(value if value is not None else "auto").strip().lower()
-    if text == "auto":
-        return 0
-    if not text.isdigit() or int(text) < 1:
-        raise StorageError(f"--ftp-connections {value!r}: expected auto or a number of connections")
-    return int(text)
 
 
 def host_key_settings(conf, storage: str) -> HostKeySettings:

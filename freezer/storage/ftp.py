@@ -9,37 +9,38 @@ family in freezer/storage/ftp_errors.py.
 from __future__ import annotations
 
 import ftplib
+import itertools
 import logging
 import posixpath
+import random
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Iterator
 
-from freezer.errors import AuthError, PermissionDenied, StorageError, TLSError
-from freezer.storage.base import (
-    MAX_LISTING,
-    Storage,
-    checked_entries,
-    container_root,
-    listing_too_long,
-    server_url,
-    temporary_name,
-)
-from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
+from freezer.errors import NotFound, StorageError
+from freezer.storage import ftp_segments as segments
+from freezer.storage.base import Storage, checked_entries, container_root, server_url, temporary_name
+from freezer.storage.ftp_client import FtpSettings, close_quietly
+from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
+from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nlst_name, read_listing
+from freezer.storage.ftp_parallel import Pool, connections_for
+from freezer.storage.ftp_segments import SegmentedReads
+from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
+from freezer.storage.ftp_writes import ParallelWrites
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
 # Data connection buffers. Linux doubles this (8 MiB, capped by net.core.[rw]mem_max) and stops
-# autotuning the socket: enough for about 4 MiB per round trip, 100 MiB/s at 40 ms. Not changed
-# for long links: benchmarks/wan.py relays at user level, so it cannot show TCP's own windows,
-# and ftplib over its 40 ms, 200 Mbit/s link already reaches 94% of the line (performance.rst).
-SOCKET_BUFFER = 4 << 20
-MAX_LISTING_BYTES = MAX_LISTING * 64  # an MLSD line of a freezer container is under 60 bytes
+# autotuning the socket: enough for about 4 MiB per round trip, 100 MiB/s at 40 ms. Longer links
+# get several connections (freezer/storage/ftp_segments.py, --ftp-connections).
+SOCKET_BUFFER = segments.SOCKET_BUFFER
+HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see _put_held)
+__all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
-class FtpStorage(Storage):
+class FtpStorage(KnownDirectories, SegmentedReads, ParallelWrites, Storage):
     """Backups in a directory of an FTP or FTPS server."""
 
     kind = "ftp"
@@ -54,6 +55,11 @@ class FtpStorage(Storage):
         # What this session already told the server, so a long link does not pay the round trip twice.
         self._binary_mode = False
         self._utf8_asked = False
+        self._round_trip = 0.0  # seconds, measured at login: picks --ftp-connections auto
+        self._pool = Pool(settings)
+        self._sizes: dict[str, int] = {}  # what size() found, so get_stream knows a large file
+        self._segments: dict[str, list[str]] = {}  # the segment names of each path listed; [] for none
+        self._offset_writes: bool | None = None  # whether the server writes at offsets (ftp_writes.py)
 
     def describe(self) -> str:
         s = self.settings
@@ -69,38 +75,9 @@ class FtpStorage(Storage):
         return self._ftp
 
     def _connect(self) -> ftplib.FTP:
-        s = self.settings
-        ftp = new_client(s)
-        try:
-            ftp.connect(s.host, s.port, timeout=s.timeout)
-            keepalive(ftp.sock)
-            if s.tls and not s.implicit_tls:
-                self._auth_tls(ftp)
-            self._login(ftp)
-            if s.tls:
-                ftp.prot_p()
-            ftp.set_pasv(not s.active)
-            ftp.voidcmd("TYPE I")
-        except BaseException as exc:
-            close_quietly(ftp)
-            raise self._translate(exc, "connect") from exc
+        ftp, self._round_trip = open_session(self.settings)
         LOG.info("connected to %s", self.describe())
         return ftp
-
-    def _auth_tls(self, ftp: ftplib.FTP_TLS) -> None:
-        try:
-            ftp.auth()
-        except ftplib.error_perm as exc:
-            raise TLSError(f"{self.settings.where} does not offer TLS (AUTH TLS refused: {reply_of(exc)}); "
-                           "use --storage ftp only on a trusted network") from exc
-
-    def _login(self, ftp: ftplib.FTP) -> None:
-        s = self.settings
-        try:
-            ftp.login(s.username or "anonymous", s.password or "")
-        except ftplib.error_perm as exc:
-            raise AuthError(f"login to {s.where} as {s.username!r} refused ({reply_of(exc)}): "
-                            "check --ftp-username and --ftp-password") from exc
 
     def _resolve_root(self, ftp: ftplib.FTP) -> str:
         """The container as an absolute path; PWD (a round trip) only when it is relative."""
@@ -118,20 +95,21 @@ class FtpStorage(Storage):
             pass  # servers that always speak UTF-8 may not know the command
 
     def close(self) -> None:
+        self._pool.close()
         if self._ftp is not None:
-            try:
-                self._ftp.quit()
-            except (*ftplib.all_errors, EOFError):
-                close_quietly(self._ftp)
+            say_goodbye(self._ftp)
             self._ftp = None
 
     def reset(self) -> None:
-        """Drop the connection; the next operation reconnects."""
+        """Drop the connections; the next operation reconnects."""
+        self._pool.drop()
         if self._ftp is not None:
             close_quietly(self._ftp)
             self._ftp = None
         self._known_dirs.clear()
         self._absent_dirs.clear()
+        self._sizes.clear()
+        self._segments.clear()
 
     # -- operations -------------------------------------------------------
 
@@ -145,6 +123,36 @@ class FtpStorage(Storage):
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
+        self._sizes.pop(target, None)
+        self._segments.pop(target, None)
+        connections = self._connections()
+        if connections > 1:
+            # Workers first (logged in since the claim): a server that takes no more gets a plain
+            # upload of a stream not yet read, which the retry wrapper can still replay.
+            if workers := self._pool.take(connections):
+                pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
+                head = list(itertools.islice(pieces, 2))
+                if len(head) > 1:
+                    return self._put_parallel(target, segments.handed_over(head, pieces), workers)
+                return self._put_held(target, [chunk for group in head for chunk in group])
+        return self._put_plain(target, chunks)
+
+    def _put_held(self, target: str, chunks: list[bytes]) -> int:
+        """Small data already read from the stream (so the retry wrapper cannot replay it): one plain
+        file, tried again here after a transient failure (a busy server), for up to HELD_PATIENCE s."""
+        started, pause = time.monotonic(), 1.0
+        while True:
+            try:
+                return self._put_plain(target, chunks)
+            except StorageError as exc:
+                if not exc.transient or time.monotonic() - started + pause > HELD_PATIENCE:
+                    raise
+                LOG.warning("upload %s: %s; retrying in %.1fs", target, exc, pause)
+                self.reset()
+                time.sleep(pause * random.uniform(0.5, 1.0))
+                pause = min(pause * 2, 15.0)
+
+    def _put_plain(self, target: str, chunks: Iterable[bytes]) -> int:
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         try:
@@ -155,6 +163,10 @@ class FtpStorage(Storage):
             self._discard(temp)
             raise self._translate(exc, f"upload {target}") from exc
         return written
+
+    def _connections(self) -> int:
+        self._client()
+        return connections_for(self.settings.connections, self._round_trip)
 
     def _check_stored(self, remote: str, written: int) -> None:
         """The server holds every byte sent: a server that loses some quietly fails the upload."""
@@ -177,7 +189,7 @@ class FtpStorage(Storage):
     def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
         ftp = self._binary()
         written = 0
-        conn = ftp.transfercmd(f"STOR {remote}")
+        conn = start_transfer(ftp, f"STOR {remote}")
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             for chunk in chunks:
@@ -198,25 +210,48 @@ class FtpStorage(Storage):
     def _rename(self, source: str, target: str) -> None:
         ftp = self._client()
         try:
-            ftp.rename(source, target)
+            rename(ftp, source, target)
         except ftplib.error_perm:
             # Some servers refuse RNTO onto an existing file: remove it, then rename.
             ftp.delete(target)
-            ftp.rename(source, target)
+            rename(ftp, source, target)
 
-    def _discard(self, remote: str) -> None:
+    def _discard(self, remote: str, tree: bool = False) -> None:
         """Best-effort removal of a partial upload, on a fresh connection if needed."""
         try:
             self.reset()
-            self._client().delete(remote)
+            self._rmtree(remote) if tree else self._client().delete(remote)
         except (*ftplib.all_errors, EOFError, StorageError):
             LOG.debug("could not remove partial upload %s", remote)
 
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
         remote = self._abs(path)
+        connections = self._connections()
+        ranges = self._parallel_ranges(remote, offset, connections)
+        if ranges is None:
+            try:
+                yield from self._get_plain(remote, offset)
+                return
+            except NotFound:
+                if not (ranges := self._segment_ranges(remote, offset)):
+                    raise
+        if not (workers := self._pool.take(connections)):  # the server takes no more: this connection alone
+            plain = ranges[0][0] == remote
+            for name, start, _ in [(remote, offset, None)] if plain else ranges:
+                yield from self._get_plain(name, start)
+            return
+        try:
+            yield from segments.fetch(workers, ranges, self.settings)
+        except GeneratorExit:
+            self._pool.drop()  # their transfers still run
+            raise
+        except BaseException as exc:
+            raise self._translate(exc, f"download {remote}") from exc
+
+    def _get_plain(self, remote: str, offset: int) -> Iterator[bytes]:
         try:
             ftp = self._binary()
-            conn = ftp.transfercmd(f"RETR {remote}", rest=offset or None)
+            conn = start_transfer(ftp, f"RETR {remote}", rest=offset or None)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
@@ -253,7 +288,7 @@ class FtpStorage(Storage):
                     self._absent_dirs.add(remote)
                     return []
                 self._binary_mode = False  # ftplib lists in ASCII
-                entries = [(_nlst_name(name, remote), None) for name in ftp.nlst(remote)]
+                entries = [(nlst_name(name, remote), None) for name in ftp.nlst(remote)]
                 if not entries:
                     return []  # vsftpd lists a missing directory as an empty one: learn nothing from it
         except (ftplib.error_temp, ftplib.error_perm) as exc:
@@ -273,42 +308,21 @@ class FtpStorage(Storage):
 
         The server's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it is typed None.
         """
-        conn = self._binary().transfercmd(f"MLSD {remote}")
+        conn = start_transfer(self._binary(), f"MLSD {remote}")
         with conn:
-            listing = self._read_listing(conn, remote)
+            listing = read_listing(conn, remote, self.settings)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
         ftp.voidresp()
-        lines = (line.decode(ftp.encoding, "replace") for line in _lines(listing))
-        return (entry for line in lines if (entry := _mlsd_entry(line)) is not None)
-
-    def _read_listing(self, conn: socket.socket, remote: str) -> bytearray:
-        """A listing's bytes, whole within --ftp-timeout and at most ``MAX_LISTING_BYTES`` of them."""
-        deadline = time.monotonic() + self.settings.timeout
-        listing = bytearray()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"the listing of {remote} did not end in time")
-            conn.settimeout(remaining)
-            if not (data := conn.recv(BLOCK_SIZE)):
-                return listing
-            listing += data
-            if len(listing) > MAX_LISTING_BYTES:
-                raise listing_too_long(remote, self.settings.where)
-
-    def _learn_dirs(self, remote: str, entries: list[tuple[str, str | None]]) -> None:
-        """A directory that could be listed exists, and so do its ancestors and its typed subdirectories."""
-        current = remote
-        while current not in ("", "/") and current not in self._known_dirs:
-            self._know_dir(current)
-            current = posixpath.dirname(current)
-        self._known_dirs.update(posixpath.join(remote, name) for name, kind in entries if kind == "dir")
+        decoded = (line.decode(ftp.encoding, "replace") for line in lines(listing))
+        return (entry for line in decoded if (entry := mlsd_entry(line)) is not None)
 
     def rmtree(self, path: str) -> None:
         self._rmtree(self._abs(path))
 
     def _rmtree(self, remote: str) -> None:
+        self._sizes.clear()
+        self._segments.clear()
         ftp = self._client()
         for name, kind in self._entries(remote):
             child = posixpath.join(remote, name)
@@ -332,16 +346,26 @@ class FtpStorage(Storage):
         remote = self._abs(path)
         try:
             result = self._binary().size(remote)
+        except ftplib.error_perm as exc:
+            if not (names := self._segment_names(remote)):
+                raise self._translate(exc, f"size of {remote}", missing=True) from exc
+            last = int(max(names))  # segments are named by offset: the last one's size ends the data
+            result = last + self._binary().size(segments.segment_name(remote, last))
         except BaseException as exc:
             raise self._translate(exc, f"size of {remote}", missing=True) from exc
         if result is None:
             raise StorageError(f"{self.settings.where} did not report the size of {remote}")
+        self._sizes[remote] = result
+        if self._connections() > 1 and (result >= 2 * segments.SEGMENT_SIZE or self._segments.get(remote)):
+            self._pool.warm(self._connections())  # a restore reads it next
         return result
 
     def claim(self, path: str) -> bool:
         remote = self._abs(path)
         try:
             self._makedirs(posixpath.dirname(remote))
+            if self._connections() > 1:
+                self._pool.warm(self._connections())  # a backup: its data follows
             self._client().mkd(remote)
         except ftplib.error_perm as exc:
             # 550 means "exists" as well as "refused": a directory there now is someone else's claim.
@@ -353,91 +377,10 @@ class FtpStorage(Storage):
         self._know_dir(remote)
         return True
 
-    def _makedirs(self, remote: str) -> None:
-        """Make ``remote`` and its parents, spending round trips only on directories not known to exist.
-
-        With more than one unknown (none known absent), MKD the deepest first: most backups find all but
-        the last there.
-        """
-        missing = self._unknown_part(remote)
-        if not missing:
-            return
-        if len(missing) > 1 and self._absent_dirs.isdisjoint(missing):
-            try:
-                self._client().mkd(remote)
-                self._know_dir(remote)
-                return
-            except ftplib.error_perm:
-                if self._is_dir(remote):
-                    self._know_dir(remote)
-                    return
-        for current in missing:
-            self._make_one(current)
-
-    def _know_dir(self, remote: str) -> None:
-        self._known_dirs.add(remote)
-        self._absent_dirs.discard(remote)
-
-    def _unknown_part(self, remote: str) -> list[str]:
-        """``remote`` and its ancestors below the deepest one known to exist, top first."""
-        missing = []
-        current = remote
-        while current.strip("/") and current not in self._known_dirs:
-            missing.append(current)
-            current = posixpath.dirname(current)
-        return missing[::-1]
-
-    def _make_one(self, remote: str) -> None:
-        try:
-            self._client().mkd(remote)
-        except ftplib.error_perm as exc:
-            if not self._is_dir(remote):
-                raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
-                                       f"({reply_of(exc)}): check --container and its permissions") from exc
-        self._know_dir(remote)
-
-    def _is_dir(self, remote: str) -> bool:
-        ftp = self._client()
-        try:
-            ftp.cwd(remote)
-            return True
-        except ftplib.error_perm:
-            return False
-
     # -- errors -----------------------------------------------------------
 
     def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
         return translate(exc, action, self.settings, missing)
-
-
-def _nlst_name(name: str, remote: str) -> str:
-    """A name of an NLST reply, which may carry the directory listed in front; any other path stays as
-    it is, for ``checked_entries`` to refuse."""
-    prefix = remote.rstrip("/") + "/"
-    return name[len(prefix):] if name.startswith(prefix) else name
-
-
-def _lines(data: bytearray) -> Iterator[bytes]:
-    """The lines of ``data`` one at a time (a list of them all would be several times its size)."""
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        yield bytes(data[start:end])
-        start = end + 1
-
-
-def _mlsd_entry(line: str) -> tuple[str, str | None] | None:
-    """``("name", type)`` from one MLSD line (``fact=value;...; name``); None for a blank line."""
-    facts, _, name = line.rstrip("\r\n").partition(" ")
-    if not name:
-        return None
-    for fact in facts.split(";"):
-        key, _, value = fact.partition("=")
-        if key.lower() == "type":
-            value = value.lower()
-            return name, "dir" if value == "dir" else "file" if value == "file" else value or None
-    return name, None
 
 
 def from_settings(settings: FtpSettings) -> FtpStorage:

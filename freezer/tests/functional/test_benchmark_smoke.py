@@ -37,9 +37,10 @@ class TestBenchmarkSmoke(testtools.TestCase):
         self.assertGreater(measured["agent start-up (--version)"], 0)
 
     def test_wan_rows_compare_the_agent_with_the_raw_transport_over_the_same_link(self):
-        rows = run.measure(2, repeat=1, with_peers=False, storages=(), wan_link="10ms,800mbit", wan_size_mib=2)
+        rows = run.measure(2, repeat=1, with_peers=False, storages=(), wan_links=("10ms,800mbit,4mib",),
+                         wan_size_mib=2)
         wan_rows = [r for r in rows if r["storage"] in ("ftp-wan", "sftp-wan")]
         self.assertEqual({"ftplib storbinary (raw)", "ftplib retrbinary (raw)", "OpenSSH sftp put (raw)",
                           "OpenSSH sftp get (raw)", "freezer none", "freezer zstd"}, {r["what"] for r in wan_rows})
         self.assertTrue(all(r["x_raw"] for r in wan_rows if r["what"].startswith("freezer")))
-        self.assertIn("link=10ms,800mbit", run.table(rows))
+        self.assertIn("link=10ms,800mbit,4mib", run.table(rows))

@@ -8,6 +8,7 @@ import fixtures
 import testtools
 
 from freezer.storage import ftp as ftp_storage
+from freezer.storage import ftp_session
 from freezer.testing import servers
 from freezer.tests.functional import roundtrip
 from freezer.tests.functional.base import AgentTestCase, describe_tree, make_tree, mount_small_disk, write
@@ -345,6 +346,7 @@ class TestFtpRoundTrips(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.server = self.useFixture(servers.PyFtpd(self.useFixture(fixtures.TempDir()).path))
+        self.writes: list[list[str]] = []  # the commands sent together, write by write
         self.storage, self.sent = self.session()
 
     def session(self) -> tuple[ftp_storage.FtpStorage, list[str]]:
@@ -357,6 +359,15 @@ class TestFtpRoundTrips(testtools.TestCase):
         client = storage._client()
         real_putcmd = client.putcmd
         client.putcmd = lambda line: (sent.append(line), real_putcmd(line))
+        real_together = ftp_session.send_together
+
+        def together(ftp, lines):
+            if ftp is client:
+                sent.extend(lines)
+                self.writes.append(lines)
+            return real_together(ftp, lines)
+
+        self.patch(ftp_session, "send_together", together)
         return storage, sent
 
     def test_listings_and_transfers_share_binary_mode_so_type_is_sent_only_at_login(self):
@@ -407,11 +418,13 @@ class TestFtpRoundTrips(testtools.TestCase):
         self.assertEqual(["MKD /backups/a/x", "MKD /backups/a/x/y"],
                          [c for c in sent if c.startswith("MKD")])
 
-    def test_a_new_directory_under_existing_ones_costs_one_command(self):
+    def test_a_new_directory_under_existing_ones_costs_one_round_trip(self):
         self.storage.put_stream("a/b/c/first", [b"data"])
         later, sent = self.session()
         later.put_stream("a/b/c/d/second", [b"data"])
-        self.assertEqual(["MKD /backups/a/b/c/d"], [c for c in sent if c.startswith(("MKD", "CWD"))])
+        self.assertEqual([], [c for c in sent if c.startswith("CWD")])
+        made = ["MKD /backups", "MKD /backups/a", "MKD /backups/a/b", "MKD /backups/a/b/c", "MKD /backups/a/b/c/d"]
+        self.assertIn(made, self.writes)  # unknown to this session, all asked for in one write
         self.assertEqual(b"data", b"".join(later.get_stream("a/b/c/d/second")))
 
     def test_a_fresh_tree_is_still_made_from_the_top(self):

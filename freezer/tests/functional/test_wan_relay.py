@@ -50,6 +50,22 @@ class TestWanRelay(testtools.TestCase):
         self.assertGreaterEqual(relay.relayed, 2 * PAYLOAD)
         self.assertGreaterEqual(elapsed, 2 * PAYLOAD / LINK.rate + 7 * LINK.rtt)
 
+    def test_a_window_bounds_one_connection_to_a_window_per_round_trip(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp))
+        link = wan.Link.parse("100ms,1gbit,64kib")  # one stream: 640 KiB/s, far below the line
+        relay = wan.Relay(("127.0.0.1", server.port), link, ftp=True).start()
+        self.addCleanup(relay.close)
+        payload = os.urandom(1 << 20)
+        with ftplib.FTP() as ftp:
+            ftp.connect("127.0.0.1", relay.port)
+            ftp.login(server.username, server.password)
+            start = time.monotonic()
+            ftp.storbinary("STOR windowed.bin", io.BytesIO(payload))
+            elapsed = time.monotonic() - start
+        # 1 MiB at 64 KiB per round trip takes 16 of them (1.6 s); the line alone would take 8 ms.
+        self.assertGreaterEqual(elapsed, len(payload) / link.one_stream())
+        self.assertGreaterEqual(relay.relayed, len(payload))
+
     def test_sftp_passes_through_the_delayed_link(self):
         server = self.useFixture(Sshd(self.tmp))
         relay = self.relay(server.port)
@@ -72,6 +88,14 @@ class TestLinkSpec(testtools.TestCase):
         self.assertEqual(wan.Link(0.04, 25e6), wan.Link.parse("40ms,200mbit"))
         self.assertEqual(wan.Link(0.1, 125e6), wan.Link.parse("0.1s, 1gbit"))
         self.assertEqual("40ms,200mbit", str(wan.Link.parse("40ms,200mbit")))
+
+    def test_a_window_is_the_optional_third_field(self):
+        self.assertEqual(wan.Link(0.1, 125e6, 4 << 20), wan.Link.parse("100ms,1gbit,4mib"))
+        self.assertEqual("100ms,1000mbit,4mib", str(wan.Link.parse("100ms,1gbit,4mib")))
+        self.assertEqual("40ms,200mbit,512kib", str(wan.Link.parse("40ms,200mbit,512kib")))
+        self.assertEqual(40 << 20, wan.Link.parse("100ms,1gbit,4mib").one_stream())
+        self.assertEqual(125e6, wan.Link.parse("100ms,1gbit").one_stream())
+        self.assertRaises(ValueError, wan.Link.parse, "100ms,1gbit,4mb")
 
     def test_a_malformed_spec_names_the_option(self):
         error = self.assertRaises(ValueError, wan.Link.parse, "40,200")

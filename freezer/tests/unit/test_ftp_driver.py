@@ -35,6 +35,8 @@ class FakeSock:
 class FakeClient:
     """The control connection: hands out ``conn`` and answers the end of a transfer with ``reply``."""
 
+    passiveserver = False  # so the driver opens transfers with transfercmd, one command at a time
+
     def __init__(self, conn: FakeConn, reply: BaseException | None = None):
         self.conn = conn
         self.reply = reply

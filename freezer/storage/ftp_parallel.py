@@ -1,0 +1,221 @@
+"""Several FTP connections working through one transfer's segments, results handed back in order.
+
+Memory is bounded: at most ``ahead`` segments are taken before the oldest one is handed back, so a
+transfer holds about ``ahead`` + 1 segment buffers whatever its length.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from freezer.errors import StorageError
+from freezer.storage.ftp_client import FtpSettings, close_quietly
+from freezer.storage.ftp_session import open_session, say_goodbye
+
+LOG = logging.getLogger("freezer.storage.ftp")
+J = TypeVar("J")
+R = TypeVar("R")
+MAX_CONNECTIONS = 16  # the cap of --ftp-connections
+WAN_CONNECTIONS = 4  # auto on a long link: 4 windows of 4 MiB fill 1 Gbit/s up to a 130 ms round trip
+# Seconds: below it one connection's 4 MiB window moves over 160 MiB/s, more than a 1 Gbit/s line,
+# and a loaded machine or server never makes loopback look that far.
+LAN_ROUND_TRIP = 0.025
+
+
+def connections_for(setting: int, round_trip: float) -> int:
+    """``--ftp-connections``: a number (capped), or 0 for auto, chosen by the round trip measured at login."""
+    if setting > 0:
+        return min(setting, MAX_CONNECTIONS)
+    return 1 if round_trip < LAN_ROUND_TRIP else WAN_CONNECTIONS
+
+
+class Worker:
+    """One extra connection of a parallel transfer; dropped after a failure, reopened on next use."""
+
+    def __init__(self, settings: FtpSettings):
+        self.settings = settings
+        self.ftp: ftplib.FTP | None = None
+        self.cancelled = False  # its pool let it go: no reconnecting, the transfer is over
+        # The last segment stored, its size not yet asked: (path, size or end, whether the size is exact).
+        self.unchecked: tuple[str, int, bool] | None = None
+
+    def client(self) -> ftplib.FTP:
+        if self.cancelled:
+            raise StorageError("the transfer was abandoned")
+        if self.ftp is None:
+            self.ftp, _ = open_session(self.settings)
+        return self.ftp
+
+    def drop(self) -> None:
+        if self.ftp is not None:
+            close_quietly(self.ftp)
+            self.ftp = None
+
+    def quit(self) -> None:
+        if self.ftp is not None:
+            say_goodbye(self.ftp)
+            self.ftp = None
+
+
+class Pool:
+    """The extra connections of one storage session, opened together, kept between transfers."""
+
+    def __init__(self, settings: FtpSettings):
+        self.settings = settings
+        self.workers: list[Worker] = []
+        self.limit = MAX_CONNECTIONS  # lowered when the server refuses a connection
+        self._warming: threading.Thread | None = None
+
+    def warm(self, wanted: int) -> None:
+        """Start logging ``wanted`` workers in, in the background, while the transfer gets ready."""
+        if self._warming is None and len(self.workers) < min(wanted, self.limit):
+            self._warming = threading.Thread(target=self._quietly_grow, args=(wanted,), daemon=True)
+            self._warming.start()
+
+    def _quietly_grow(self, wanted: int) -> None:
+        try:
+            self._grow(wanted)
+        except StorageError:
+            pass  # take() meets the refusal again and raises it
+
+    def _wait_warm(self) -> None:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+
+    def take(self, wanted: int) -> list[Worker]:
+        """Up to ``wanted`` connected workers: fewer, maybe none, when the server takes no more (421)."""
+        self._wait_warm()
+        return self._grow(wanted)
+
+    def _grow(self, wanted: int) -> list[Worker]:
+        wanted = min(wanted, self.limit)
+        new = [Worker(self.settings) for _ in range(wanted - len(self.workers))]
+        errors = _connect_all(new)
+        self.workers += [worker for worker, error in zip(new, errors, strict=True) if error is None]
+        refused = [error for error in errors if error is not None]
+        if refused:
+            self.limit = len(self.workers)
+            LOG.info("%s took %d more connection(s), not %d (%s): going on with %d",
+                     self.settings.where, len(new) - len(refused), len(new), refused[0], len(self.workers))
+        return self.workers[:wanted]
+
+    def close(self) -> None:
+        self._wait_warm()
+        for worker in self.workers:
+            worker.cancelled = True
+            worker.quit()
+        self.workers = []
+
+    def drop(self) -> None:
+        self._wait_warm()
+        for worker in self.workers:
+            worker.cancelled = True
+            worker.drop()
+        self.workers = []
+
+
+def _connect_all(workers: list[Worker]) -> list[StorageError | None]:
+    """Log every worker in at the same time (their round trips overlap); the error of each, or None."""
+    errors: list[StorageError | None] = [None] * len(workers)
+
+    def connect(n: int) -> None:
+        try:
+            workers[n].client()
+        except StorageError as exc:
+            errors[n] = exc
+
+    threads = [threading.Thread(target=connect, args=(n,), daemon=True) for n in range(len(workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+class InOrder(Generic[J, R]):
+    """Runs ``run(worker, job)`` for each job on the first free worker; results come back in job order."""
+
+    def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int):
+        self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
+        self.cond = threading.Condition()
+        self.pull_lock = threading.Lock()
+        self.reserved = self.pulled = self.handed = 0
+        self.total: int | None = None
+        self.results: dict[int, R] = {}
+        self.failure: BaseException | None = None
+        self.stopped = False
+
+    def __iter__(self) -> Iterator[R]:
+        threads = [threading.Thread(target=self._work, args=(w,), daemon=True) for w in self.workers]
+        for thread in threads:
+            thread.start()
+        try:
+            while (result := self._next()) is not _END:
+                yield result
+        finally:
+            with self.cond:
+                self.stopped = True
+                self.cond.notify_all()
+
+    def _next(self):
+        with self.cond:
+            while True:
+                if self.failure is not None:
+                    raise self.failure
+                if self.handed in self.results:
+                    self.handed += 1
+                    self.cond.notify_all()
+                    return self.results.pop(self.handed - 1)
+                if self.total is not None and self.handed >= self.total:
+                    return _END
+                self.cond.wait()
+
+    def _work(self, worker: Worker) -> None:
+        while (taken := self._take()) is not None:
+            index, job = taken
+            try:
+                result = self.run(worker, job)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                self._fail(exc)
+                return
+            with self.cond:
+                self.results[index] = result
+                self.cond.notify_all()
+
+    def _take(self) -> tuple[int, J] | None:
+        with self.cond:
+            while not self._done() and self.reserved >= self.handed + self.ahead:
+                self.cond.wait()
+            if self._done():
+                return None
+            self.reserved += 1
+        with self.pull_lock:
+            try:
+                job = next(self.jobs)
+            except StopIteration:
+                with self.cond:
+                    self.total = self.pulled
+                    self.cond.notify_all()
+                return None
+            except BaseException as exc:
+                self._fail(exc)
+                return None
+            self.pulled += 1
+            return self.pulled - 1, job
+
+    def _done(self) -> bool:
+        return self.stopped or self.failure is not None or self.total is not None
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.failure is None:
+                self.failure = exc
+            self.cond.notify_all()
+
+
+_END = object()

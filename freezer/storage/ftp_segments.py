@@ -1,0 +1,279 @@
+"""One level's data over several FTP connections: segments written up, ranges or segments read down.
+
+Where the server writes at an offset (vsftpd does, as a sparse write; pyftpdlib refuses: 554 beyond
+the current size, 550 on a new file), the segments are written *in place* into the one temporary
+file (REST offset, STOR), so the stored layout is upstream's single file. Elsewhere an explicit
+``--ftp-connections N`` stores the data as a *directory* of the same name, holding segment files
+named by their byte offset (16 digits), uploaded into a temporary directory renamed into place at
+the end (freezer/storage/ftp_writes.py picks). Downloads read a plain file in ranges (REST, RETR,
+then ABOR once the range is in) and a directory segment by segment. See doc/source/ftp.rst.
+"""
+from __future__ import annotations
+
+import ftplib
+import itertools
+import logging
+import posixpath
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from freezer.errors import StorageError
+from freezer.storage.ftp_client import FtpSettings
+from freezer.storage.ftp_errors import translate
+from freezer.storage.ftp_parallel import InOrder, Worker
+from freezer.storage.ftp_session import finish_download, finish_upload, start_transfer
+
+LOG = logging.getLogger("freezer.storage.ftp")
+T = TypeVar("T")
+SEGMENT_SIZE = 32 << 20  # bytes: moving one costs ~3 round trips, so 32 MiB keeps a 100 ms link ~75% busy
+SEGMENT_ATTEMPTS = 3  # tries of one segment, each on a fresh connection, before the transfer fails
+SOCKET_BUFFER = 4 << 20
+READ_SIZE = 1 << 20
+
+
+def segment_name(directory: str, offset: int) -> str:
+    return posixpath.join(directory, f"{offset:016d}")
+
+
+def groups(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Chunks gathered, not joined (no copy), in lists of ``size`` bytes or a little more; the last may be
+    smaller, and an empty stream gives one empty list."""
+    group: list[bytes] = []
+    held, produced = 0, False
+    for chunk in chunks:
+        group.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield group
+            group, held, produced = [], 0, True
+    if group or not produced:
+        yield group
+
+
+def placed(parts: Iterable[list[bytes]]) -> Iterator[tuple[int, list[bytes], int]]:
+    """Each part with its byte offset in the data and its size."""
+    offset = 0
+    for part in parts:
+        size = sum(len(chunk) for chunk in part)
+        yield offset, part, size
+        offset += size
+
+
+def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
+    """Upload ``parts`` as segment files of ``directory``, ``len(workers)`` at a time; bytes written.
+
+    Each segment's stored size is asked for with the worker's next transfer (SIZE sent with its PASV
+    and STOR), and at the end for the last one of each worker, all at once.
+    """
+    def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
+        offset, pieces, size = job
+        name = segment_name(directory, offset)
+        return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(worker, ftp, name, pieces, size))
+
+    for worker in workers:
+        worker.unchecked = None
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers)))
+    _check_last(workers)
+    return written
+
+
+def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
+    """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
+
+    The first part goes alone by a plain STOR, which truncates the file; then REST offset + STOR.
+    A part's check is that the file reaches its end; the caller checks the total size.
+    """
+    def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
+        offset, pieces, size = job
+        return _attempts(worker, settings, f"upload {remote} at {offset}",
+                         lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
+
+    for worker in workers:
+        worker.unchecked = None
+    jobs = placed(parts)
+    written = sum(run(workers[0], job) for job in itertools.islice(jobs, 1))
+    written += sum(InOrder(jobs, workers, run, ahead=len(workers)))
+    _check_last(workers)
+    return written
+
+
+def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, offset: int | None = None) -> int:
+    """One segment: a file of its own, or (``offset`` given) the bytes of ``name`` from ``offset`` on."""
+    started = time.monotonic()
+    unchecked = worker.unchecked
+    replies: list[str] = []
+    conn = start_transfer(ftp, f"STOR {name}", rest=offset or None,
+                          first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        for piece in pieces:
+            conn.sendall(piece)
+    except BaseException:
+        conn.close()
+        raise
+    finish_upload(ftp, conn)
+    if unchecked:
+        _check_size(replies[0], *unchecked)
+    worker.unchecked = (name, size, True) if offset is None else (name, offset + size, False)
+    LOG.debug("segment %s at %s: %d bytes up in %.2f s", name, offset or 0, size, time.monotonic() - started)
+    return size
+
+
+def _check_size(reply: str, name: str, size: int, exact: bool) -> None:
+    """A SIZE reply against the bytes sent (``exact``) or the end they reach: a server that lost some fails."""
+    if reply[:1] == "4":
+        raise ftplib.error_temp(reply)
+    if reply[:1] == "5":
+        raise ftplib.error_perm(reply)
+    stored = int(reply[3:].strip()) if reply.startswith("213") else None
+    if stored is not None and (stored != size if exact else stored < size):
+        raise StorageError(f"the server stored {stored} of the {size} bytes sent to {name} (is its disk full?)")
+
+
+def _check_last(workers: list[Worker]) -> None:
+    """The last segment of each worker checked, every SIZE at the same time."""
+    errors: list[BaseException] = []
+
+    def check(worker: Worker) -> None:
+        try:
+            ftp = worker.client()
+            ftp.putcmd(f"SIZE {worker.unchecked[0]}")
+            _check_size(ftp.getmultiline(), *worker.unchecked)
+            worker.unchecked = None
+        except BaseException as exc:  # raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(w,), daemon=True) for w in workers if w.unchecked]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], settings: FtpSettings) -> Iterator[bytes]:
+    """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order.
+
+    Each range is kept as the chunks it arrived in: no copy of a segment is ever made.
+    """
+    def run(worker: Worker, job: tuple[str, int, int | None]) -> list[bytes]:
+        remote, start, length = job
+        return _attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
+
+    for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers)):
+        yield from pieces
+
+
+def _fetch_one(ftp, remote: str, start: int, length: int | None) -> list[bytes]:
+    started = time.monotonic()
+    conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        pieces, got = _read(conn, length)
+    except BaseException:
+        conn.close()
+        raise
+    if length is not None and got < length:
+        conn.close()
+        ftp.voidresp()  # a server that cut the transfer says so (426): a transient error, tried again
+        raise StorageError(f"{remote} ended at {start + got}, before byte {start + length}")
+    finish_download(ftp, conn, whole=length is None)
+    LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, got, time.monotonic() - started)
+    return pieces
+
+
+def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
+    """The chunks of a data connection up to ``length`` bytes (None: to its end), and their total."""
+    pieces, got = [], 0
+    while length is None or got < length:
+        want = READ_SIZE if length is None else min(READ_SIZE, length - got)
+        if not (data := conn.recv(want)):
+            break
+        pieces.append(data)
+        got += len(data)
+    return pieces, got
+
+
+def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T]) -> T:
+    """``operation(client)``, tried again on a fresh connection after a transient failure."""
+    for attempt in range(1, SEGMENT_ATTEMPTS + 1):
+        try:
+            return operation(worker.client())
+        except BaseException as exc:
+            worker.drop()
+            error = translate(exc, action, settings)
+            last = attempt == SEGMENT_ATTEMPTS or worker.cancelled
+            if not isinstance(error, StorageError) or not error.transient or last:
+                raise error from exc
+            LOG.warning("%s: %s; retrying this segment (attempt %d)", action, error, attempt + 1)
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def file_ranges(remote: str, size: int, offset: int) -> list[tuple[str, int, int | None]]:
+    """A plain file from ``offset`` in SEGMENT_SIZE ranges; the last one reads to the end."""
+    starts = list(range(offset, size, SEGMENT_SIZE))
+    return [(remote, start, SEGMENT_SIZE if start + SEGMENT_SIZE < size else None) for start in starts]
+
+
+def segment_ranges(remote: str, names: list[str], offset: int) -> list[tuple[str, int, int | None]]:
+    """A segment directory's files from ``offset`` on: whole files, the first one from inside."""
+    starts = sorted(int(name) for name in names)
+    ranges = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else None
+        if end is not None and end <= offset:
+            continue
+        ranges.append((segment_name(remote, start), max(0, offset - start), None))
+    return ranges
+
+
+def is_segment_listing(names: list[str]) -> bool:
+    """The names of a segment directory: offsets, the first 0."""
+    return bool(names) and all(len(n) == 16 and n.isdigit() for n in names) and min(names) == "0" * 16
+
+
+def handed_over(head: list[bytes], rest: Iterable[bytes]) -> Iterator[bytes]:
+    """``head`` then ``rest``, letting go of each part of ``head`` once it is handed out."""
+    while head:
+        yield head.pop(0)
+    yield from rest
+
+
+class SegmentedReads:
+    """Mixin of the FTP driver: which paths are segment directories and how large files are, per session.
+
+    The driver provides ``_entries(remote)``, ``_sizes`` and ``_segments``.
+    """
+
+    _sizes: dict[str, int]
+    _segments: dict[str, list[str]]
+
+    def _parallel_ranges(self, remote: str, offset: int, connections: int) -> list[tuple[str, int, int | None]] | None:
+        """How to read ``remote`` over several connections, when size() found it large; else None.
+
+        Without a size() first, no SIZE is spent: small files (metadata) are read in one RETR.
+        """
+        if connections < 2:
+            return None
+        if self._segments.get(remote):
+            return self._segment_ranges(remote, offset)
+        size = self._sizes.get(remote)
+        if size is None or size - offset < 2 * SEGMENT_SIZE:
+            return None
+        return file_ranges(remote, size, offset)
+
+    def _segment_ranges(self, remote: str, offset: int) -> list[tuple[str, int, int | None]]:
+        """The segments of data stored as a directory (a parallel upload); empty for anything else."""
+        names = self._segment_names(remote)
+        return segment_ranges(remote, names, offset) if names else []
+
+    def _segment_names(self, remote: str) -> list[str]:
+        if remote not in self._segments:
+            names = [name for name, _ in self._entries(remote)]
+            self._segments[remote] = names if is_segment_listing(names) else []
+        return self._segments[remote]

@@ -1,0 +1,170 @@
+"""Logged-in FTP sessions and data transfers that open in one round trip.
+
+ftplib spends a round trip on each of PASV, REST and RETR/STOR; here the three go out together
+and their replies are read in order, which FTP servers handle as a queue of commands.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import logging
+import socket
+import ssl
+import time
+
+from freezer.errors import AuthError, TLSError
+from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
+from freezer.storage.ftp_errors import REASON_WAIT, reply_of, translate
+
+LOG = logging.getLogger("freezer.storage.ftp")
+
+
+def open_session(settings: FtpSettings) -> tuple[ftplib.FTP, float]:
+    """A client logged in, in binary mode, and the round trip its ``TYPE I`` took, in seconds."""
+    s = settings
+    ftp = new_client(s)
+    try:
+        ftp.connect(s.host, s.port, timeout=s.timeout)
+        keepalive(ftp.sock)
+        if s.tls and not s.implicit_tls:
+            _auth_tls(ftp, s)
+        _login(ftp, s)
+        if s.tls:
+            ftp.prot_p()
+        ftp.set_pasv(not s.active)
+        started = time.monotonic()
+        ftp.voidcmd("TYPE I")
+        round_trip = time.monotonic() - started
+    except BaseException as exc:
+        close_quietly(ftp)
+        raise translate(exc, "connect", s) from exc
+    return ftp, round_trip
+
+
+def _auth_tls(ftp: ftplib.FTP_TLS, s: FtpSettings) -> None:
+    try:
+        ftp.auth()
+    except ftplib.error_perm as exc:
+        raise TLSError(f"{s.where} does not offer TLS (AUTH TLS refused: {reply_of(exc)}); "
+                       "use --storage ftp only on a trusted network") from exc
+
+
+def _login(ftp: ftplib.FTP, s: FtpSettings) -> None:
+    try:
+        ftp.login(s.username or "anonymous", s.password or "")
+    except ftplib.error_perm as exc:
+        raise AuthError(f"login to {s.where} as {s.username!r} refused ({reply_of(exc)}): "
+                        "check --ftp-username and --ftp-password") from exc
+
+
+def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: str | None = None,
+                   replies: list[str] | None = None) -> socket.socket:
+    """The data connection of ``cmd`` (RETR/STOR path), its PASV/EPSV, REST and command sent at once.
+
+    ``first``, a command sent ahead of them, has its reply appended to ``replies``, unjudged.
+    Active mode falls back to ftplib's one command per round trip. After a failure the control
+    connection may hold unread replies: the caller drops it.
+    """
+    if not ftp.passiveserver:
+        if first:
+            ftp.putcmd(first)
+            replies.append(ftp.getmultiline())
+        return ftp.transfercmd(cmd, rest)
+    epsv = ftp.af == socket.AF_INET6
+    lines = ["EPSV" if epsv else "PASV"] + ([f"REST {rest}"] if rest else []) + [cmd]
+    send_together(ftp, ([first] if first else []) + lines)
+    if first:
+        replies.append(ftp.getmultiline())
+    try:
+        reply = ftp.getresp()
+    except ftplib.Error:
+        for _ in lines[1:]:
+            ftp.getmultiline()  # the replies to the commands that followed
+        raise
+    host, port = (ftplib.parse229(reply, ftp.sock.getpeername()) if epsv else _pasv_address(ftp, reply))
+    try:
+        conn = socket.create_connection((host, port), ftp.timeout, source_address=ftp.source_address)
+    except OSError:
+        _raise_server_reason(ftp, len(lines) - 1)  # a server that gave up on the command says why
+        raise
+    try:
+        rest_reply = ftp.getmultiline() if rest else "350"
+        reply = ftp.getresp()
+        # A refused REST must not let the transfer start from byte 0.
+        for answer, expected in ((rest_reply, "3"), (reply, "1")):
+            if not answer.startswith(expected):
+                raise ftplib.error_reply(answer)
+        if getattr(ftp, "_prot_p", False):
+            conn = ftp.context.wrap_socket(conn, server_hostname=ftp.host, session=ftp.sock.session)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def send_together(ftp: ftplib.FTP, lines: list[str]) -> None:
+    """Several commands in one write: the server answers them in order, the client pays one round trip."""
+    ftp.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(ftp.encoding))
+
+
+def rename(ftp: ftplib.FTP, source: str, target: str) -> None:
+    """RNFR and RNTO in one round trip; the first refusal raised once both replies are in."""
+    send_together(ftp, [f"RNFR {source}", f"RNTO {target}"])
+    for reply in [ftp.getmultiline(), ftp.getmultiline()]:
+        if reply[:1] == "4":
+            raise ftplib.error_temp(reply)
+        if reply[:1] == "5":
+            raise ftplib.error_perm(reply)
+
+
+def say_goodbye(ftp: ftplib.FTP) -> None:
+    """QUIT without waiting for the answer (a round trip each on a long link), then close."""
+    try:
+        ftp.sock.sendall(b"QUIT\r\n")
+    except (OSError, AttributeError):
+        pass
+    close_quietly(ftp)
+
+
+def _raise_server_reason(ftp: ftplib.FTP, replies: int) -> None:
+    """Read up to ``replies`` pending replies, within REASON_WAIT, raising the first refusal among them."""
+    budget = ftp.sock.gettimeout()
+    ftp.sock.settimeout(REASON_WAIT)
+    try:
+        for _ in range(replies):
+            ftp.getresp()
+    except (OSError, EOFError):
+        pass
+    finally:
+        ftp.sock.settimeout(budget)
+
+
+def _pasv_address(ftp: ftplib.FTP, reply: str) -> tuple[str, int]:
+    host, port = ftplib.parse227(reply)
+    return (ftp.sock.getpeername()[0] if not ftp.trust_server_pasv_ipv4_address else host), port
+
+
+def finish_download(ftp: ftplib.FTP, conn: socket.socket, whole: bool) -> None:
+    """End a download: read the server's last reply, or, stopped before the end, abort it.
+
+    ABOR and a NOOP go out together and the replies are read up to the NOOP's, whatever the server
+    said about the transfer it lost (426 then 225 on pyftpdlib and vsftpd).
+    """
+    if whole:
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+        conn.close()
+        ftp.voidresp()
+        return
+    conn.close()
+    ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
+    while not ftp.getmultiline().startswith("200"):
+        pass
+
+
+def finish_upload(ftp: ftplib.FTP, conn: socket.socket) -> None:
+    """End an upload: close the data connection (TLS politely) and read the server's verdict."""
+    if isinstance(conn, ssl.SSLSocket):
+        conn.unwrap()
+    conn.close()
+    ftp.voidresp()

@@ -1,0 +1,210 @@
+"""FTP and FTPS over several connections (freezer/storage/ftp_segments.py) against pyftpdlib and vsftpd."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import fixtures
+import testtools
+
+from freezer.errors import StorageError
+from freezer.storage import ftp as ftp_storage
+from freezer.storage import ftp_parallel, ftp_segments
+from freezer.testing import servers
+from freezer.tests.functional.base import AgentTestCase, describe_tree, write
+
+SEGMENT = 256 << 10  # small segments, so a few MiB make many of them
+DATA = 5 * SEGMENT + 12345
+
+
+class ParallelStorageTests:
+    """A storage with four connections, on the server ``make_server`` starts."""
+
+    in_place = False  # whether the server writes at offsets (vsftpd), so segments go into one file
+
+    def make_server(self, tmp: str):
+        raise NotImplementedError
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.server = self.useFixture(self.make_server(self.tmp))
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.data = os.urandom(DATA)
+
+    def storage(self, connections: int = 4) -> ftp_storage.FtpStorage:
+        s = self.server
+        ca = getattr(getattr(s, "ca", None), "ca_file", None)
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=s.port, username=s.username, password=s.password,
+                                           container="backups", tls=s.storage == "ftps", cacert=ca,
+                                           implicit_tls=getattr(s, "implicit", False), connections=connections)
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return storage
+
+    def chunks(self):
+        return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
+
+    def test_a_large_stream_is_stored_in_place_or_as_segments_and_read_back_in_order(self):
+        storage = self.storage()
+        self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(["data"], storage.listdir("level"))  # the temporary name was renamed, the probe left nothing
+        if self.in_place:
+            self.assert_plain_file_on_server("level/data")
+        else:
+            names = storage.listdir("level/data")
+            self.assertGreater(len(names), 3)
+            self.assertTrue(ftp_segments.is_segment_listing(names), names)
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual(self.data[SEGMENT + 7:], b"".join(storage.get_stream("level/data", SEGMENT + 7)))
+
+    def test_auto_on_a_long_link_stores_a_plain_file_upstream_can_read(self):
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)  # loopback counts as a long link: auto picks 4
+        storage = self.storage(connections=0)
+        self.assertEqual(4, storage._connections())
+        self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(DATA, storage.put_stream("other/data", self.chunks()))  # the probe's answer reused
+        self.assertEqual(self.in_place, storage._offset_writes)
+        self.assert_plain_file_on_server("level/data")
+        self.assert_plain_file_on_server("other/data")
+        self.assertEqual(["data"], storage.listdir("level"))
+        self.assertEqual(self.data, b"".join(self.storage(connections=0).get_stream("level/data")))
+        self.assertEqual(self.data, b"".join(self.storage(connections=1).get_stream("level/data")))
+
+    def assert_plain_file_on_server(self, path: str) -> None:
+        """On the server's own disk: one regular file holding exactly the data."""
+        stored = os.path.join(self.server.root, "backups", path)
+        self.assertTrue(os.path.isfile(stored), f"{stored} is not a regular file")
+        with open(stored, "rb") as f:
+            self.assertEqual(hashlib.sha256(self.data).hexdigest(), hashlib.sha256(f.read()).hexdigest())
+
+    def test_one_connection_reads_what_several_stored(self):
+        self.storage().put_stream("level/data", self.chunks())
+        single = self.storage(connections=1)
+        self.assertEqual(DATA, single.size("level/data"))
+        self.assertEqual(self.data, b"".join(single.get_stream("level/data")))
+
+    def test_a_plain_file_is_read_in_ranges_and_stays_a_file(self):
+        self.storage(connections=1).put_stream("level/data", self.chunks())
+        storage = self.storage()
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertIsNotNone(storage._parallel_ranges(storage._abs("level/data"), 3, 4))
+        self.assertEqual(self.data[3:], b"".join(storage.get_stream("level/data", 3)))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_small_stream_stays_one_plain_file(self):
+        storage = self.storage()
+        storage.put_stream("level/metadata", [b"{}"])
+        self.assertEqual(2, storage.size("level/metadata"))
+        self.assertEqual(b"{}", b"".join(storage.get_stream("level/metadata")))
+
+    def test_removing_a_level_removes_its_segments(self):
+        storage = self.storage()
+        storage.put_stream("level/data", self.chunks())
+        storage.rmtree("level")
+        self.assertEqual([], storage.listdir(""))
+
+
+class TestPyftpdParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.PyFtpd(tmp)
+
+
+class TestPyftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    def make_server(self, tmp):
+        return servers.PyFtpd(tmp, True)
+
+
+class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp)
+
+
+class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp, True)
+
+
+class TestVsftpdImplicitFtpsParallel(ParallelStorageTests, testtools.TestCase):
+    in_place = True
+
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp, implicit=True)
+
+
+class TestParallelFaults(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.data = os.urandom(DATA)
+
+    def storage(self, server, connections: int = 4) -> ftp_storage.FtpStorage:
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                           password=server.password, container="backups", connections=connections)
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return storage
+
+    def test_a_server_limiting_connections_gets_fewer_and_the_transfer_still_completes(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--max-cons", "2"))
+        storage = self.storage(server, connections=6)
+        chunks = (self.data[i:i + 65536] for i in range(0, DATA, 65536))
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks))
+        # The main connection and at most one more (pyftpdlib may count a burst of refused ones too).
+        self.assertLessEqual(storage._pool.limit, 1)
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_cut_segment_is_fetched_again_on_a_fresh_connection(self):
+        honest = servers.PyFtpd(self.tmp)
+        honest.setUp()
+        try:
+            self.storage(honest).put_stream("level/data", [self.data])
+        finally:
+            honest.cleanUp()
+        cutting = self.useFixture(servers.PyFtpd(self.tmp, False, "--cut-download-after", str(SEGMENT // 2)))
+        storage = self.storage(cutting)
+        logged = self.useFixture(fixtures.FakeLogger(level="WARNING"))
+        self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertIn("retrying this segment", logged.output)
+
+    def test_a_server_losing_bytes_fails_the_upload_and_leaves_no_segments(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp, False, "--lose-after", "1000"))
+        storage = self.storage(server)
+        error = self.assertRaises(StorageError, storage.put_stream, "level/data", [self.data])
+        self.assertIn("stored 1000 of the", str(error))
+        self.assertEqual([], storage.listdir("level"))
+
+
+class TestAgentOverSeveralConnections(AgentTestCase):
+    """The agent end to end with --ftp-connections: a level larger than two 32 MiB segments."""
+
+    def storage_args(self):
+        return self.server.agent_options() + ["--ftp-connections", "3"]
+
+    def round_trip(self, server, segmented: bool) -> None:
+        self.server = self.useFixture(server)
+        write(f"{self.source}/big.bin", os.urandom(70 << 20))
+        write(f"{self.source}/small", "x")
+        self.backup("--compression", "none")
+        datas = [os.path.join(d, "data") for d, names, files in os.walk(self.server.root)
+                 if "data" in names + files and "engine_metadata" in files]
+        self.assertEqual(1, len(datas), datas)
+        self.assertEqual(segmented, os.path.isdir(datas[0]), "segments only where the server refuses offset writes")
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+    def test_pyftpdlib_with_a_number_gets_segments(self):
+        self.round_trip(servers.PyFtpd(self.tmp), segmented=True)
+
+    def test_vsftpd_ftps_gets_one_file_written_in_place(self):
+        self.round_trip(servers.Vsftpd(self.tmp, True), segmented=False)

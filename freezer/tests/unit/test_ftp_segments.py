@@ -1,0 +1,109 @@
+"""The pure logic of FTP over several connections: options, ranges, segment names, ordered results."""
+
+import threading
+import time
+
+import testtools
+
+from freezer.common.settings import ftp_connections as connections_option
+from freezer.errors import StorageError
+from freezer.storage import ftp_parallel, ftp_segments
+from freezer.storage.ftp_parallel import InOrder, connections_for
+
+S = ftp_segments.SEGMENT_SIZE
+
+
+class TestConnectionsOption(testtools.TestCase):
+    def test_auto_is_zero_and_numbers_are_capped(self):
+        self.assertEqual(0, connections_option("auto"))
+        self.assertEqual(0, connections_option(None))
+        self.assertEqual(3, connections_option("3"))
+        self.assertEqual(ftp_parallel.MAX_CONNECTIONS, connections_for(99, 0.1))
+
+    def test_nonsense_names_the_option(self):
+        for value in ("0", "-2", "many"):
+            self.assertIn("--ftp-connections", str(self.assertRaises(StorageError, connections_option, value)))
+
+    def test_auto_is_one_on_a_lan_and_several_on_a_long_link(self):
+        self.assertEqual(1, connections_for(0, 0.0004))
+        self.assertEqual(ftp_parallel.WAN_CONNECTIONS, connections_for(0, 0.1))
+        self.assertEqual(2, connections_for(2, 0.0004))
+
+
+class TestRanges(testtools.TestCase):
+    def test_a_file_is_cut_in_segments_the_last_read_to_the_end(self):
+        self.assertEqual([("/f", 10, S), ("/f", 10 + S, S), ("/f", 10 + 2 * S, None)],
+                         ftp_segments.file_ranges("/f", 10 + 2 * S + 5, 10))
+
+    def test_segments_before_the_offset_are_skipped_and_the_first_read_from_inside(self):
+        names = [f"{n * 100:016d}" for n in range(3)]
+        self.assertEqual([("/d/0000000000000100", 50, None), ("/d/0000000000000200", 0, None)],
+                         ftp_segments.segment_ranges("/d", names, 150))
+        self.assertEqual(3, len(ftp_segments.segment_ranges("/d", list(reversed(names)), 0)))
+
+    def test_only_offset_names_starting_at_zero_are_a_segment_listing(self):
+        self.assertTrue(ftp_segments.is_segment_listing(["0" * 16, "0000000033554432"]))
+        self.assertFalse(ftp_segments.is_segment_listing([]))
+        self.assertFalse(ftp_segments.is_segment_listing(["0000000033554432"]))
+        self.assertFalse(ftp_segments.is_segment_listing(["0" * 16, "metadata"]))
+
+    def test_parts_are_placed_at_their_offsets(self):
+        parts = [[b"ab", b"c"], [b"defg"], []]
+        self.assertEqual([(0, [b"ab", b"c"], 3), (3, [b"defg"], 4), (7, [], 0)], list(ftp_segments.placed(parts)))
+
+    def test_a_segment_written_in_place_needs_the_file_to_reach_its_end(self):
+        ftp_segments._check_size("213 300", "f", 250, False)  # later segments already landed beyond it
+        error = self.assertRaises(StorageError, ftp_segments._check_size, "213 200", "f", 250, False)
+        self.assertIn("stored 200 of the 250", str(error))
+        self.assertRaises(StorageError, ftp_segments._check_size, "213 300", "f", 250, True)
+
+    def test_the_head_is_let_go_once_handed_out(self):
+        head = [b"a", b"b"]
+        out = ftp_segments.handed_over(head, iter([b"c"]))
+        self.assertEqual(b"a", next(out))
+        self.assertEqual([b"b"], head)
+        self.assertEqual([b"b", b"c"], list(out))
+
+
+class FakeWorker:
+    cancelled = False
+
+
+class TestInOrder(testtools.TestCase):
+    def test_results_come_back_in_job_order_whatever_finishes_first(self):
+        def run(worker, job):
+            time.sleep(0.01 * (5 - job % 5))
+            return job * 2
+
+        self.assertEqual([n * 2 for n in range(20)], list(InOrder(iter(range(20)), [FakeWorker()] * 4, run, 4)))
+
+    def test_no_more_than_ahead_jobs_are_held(self):
+        held, most, lock = [0], [0], threading.Lock()
+
+        def run(worker, job):
+            with lock:
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+            time.sleep(0.005)
+            return job
+
+        for _ in InOrder(iter(range(30)), [FakeWorker()] * 6, run, 3):
+            with lock:
+                held[0] -= 1
+        self.assertLessEqual(most[0], 3)
+
+    def test_a_failure_is_raised_to_the_consumer(self):
+        def run(worker, job):
+            if job == 3:
+                raise StorageError("segment 3 broke")
+            return job
+
+        error = self.assertRaises(StorageError, list, InOrder(iter(range(10)), [FakeWorker()] * 2, run, 2))
+        self.assertIn("segment 3", str(error))
+
+    def test_a_failing_producer_is_raised_to_the_consumer(self):
+        def jobs():
+            yield 1
+            raise ValueError("tar broke")
+
+        self.assertRaises(ValueError, list, InOrder(jobs(), [FakeWorker()] * 2, lambda w, j: j, 2))
