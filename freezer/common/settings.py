@@ -85,6 +85,8 @@ class SftpSettings:
     option_prefix: str = "--ftp"
     #: ssh-agent's socket ($SSH_AUTH_SOCK): its keys are tried too; None: no agent
     agent_socket: str | None = None
+    #: --ftp-connections: SSH connections moving a large file; 0: auto (freezer/storage/sftp_parallel.py)
+    connections: int = 0
 
     @property
     def where(self) -> str:
@@ -227,7 +229,8 @@ def _ssh(conf, kind: str, environ: Mapping[str, str]) -> SftpSettings:
                         if passphrase_file else None),
         known_hosts=host_keys.known_hosts, host_key_policy=host_keys.policy,
         known_hosts_option=host_keys.known_hosts_option, host_key_policy_option=host_keys.policy_option,
-        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}", agent_socket=environ.get("SSH_AUTH_SOCK") or None)
+        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}", agent_socket=environ.get("SSH_AUTH_SOCK") or None,
+        connections=ftp_connections(getattr(conf, "ftp_connections", None)))
 
 
 def host_key_settings(conf, storage: str) -> HostKeySettings:
