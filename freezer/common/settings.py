@@ -16,13 +16,27 @@ from collections.abc import Mapping, Sequence
 
 from oslo_config import cfg
 
-from freezer.common import config, credentials, storage_sections
+from freezer.common import config, credentials, storage_sections, upstream
 from freezer.common.inputs import bare_host, host_and_port
 from freezer.errors import FreezerError, StorageError
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # --storage name -> the prefix of the options that reach an ssh server
 SSH_SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """``--upload-limit`` and ``--download-limit`` in bytes per second; None where unset."""
+
+    upload: int | None = None
+    download: int | None = None
+
+
+def limits(conf) -> Limits:
+    """The rate limits the registry wraps every storage in."""
+    return Limits(upstream.byte_rate(getattr(conf, "upload_limit", None), "--upload-limit"),
+                  upstream.byte_rate(getattr(conf, "download_limit", None), "--download-limit"))
 
 
 @dataclasses.dataclass(frozen=True)
