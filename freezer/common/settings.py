@@ -16,13 +16,27 @@ from collections.abc import Mapping, Sequence
 
 from oslo_config import cfg
 
-from freezer.common import config, credentials, storage_sections
+from freezer.common import config, credentials, storage_sections, upstream
 from freezer.common.inputs import bare_host, host_and_port
 from freezer.errors import FreezerError, StorageError
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # --storage name -> the prefix of the options that reach an ssh server
 SSH_SPELLINGS = {"sftp": "ftp", "ssh": "ssh"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """``--upload-limit`` and ``--download-limit`` in bytes per second; None where unset."""
+
+    upload: int | None = None
+    download: int | None = None
+
+
+def limits(conf) -> Limits:
+    """The rate limits the registry wraps every storage in."""
+    return Limits(upstream.byte_rate(getattr(conf, "upload_limit", None), "--upload-limit"),
+                  upstream.byte_rate(getattr(conf, "download_limit", None), "--download-limit"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +99,8 @@ class SftpSettings:
     option_prefix: str = "--ftp"
     #: ssh-agent's socket ($SSH_AUTH_SOCK): its keys are tried too; None: no agent
     agent_socket: str | None = None
+    #: --ftp-connections: SSH connections moving a large file; 0: auto (freezer/storage/sftp_parallel.py)
+    connections: int = 0
 
     @property
     def where(self) -> str:
@@ -227,7 +243,8 @@ def _ssh(conf, kind: str, environ: Mapping[str, str]) -> SftpSettings:
                         if passphrase_file else None),
         known_hosts=host_keys.known_hosts, host_key_policy=host_keys.policy,
         known_hosts_option=host_keys.known_hosts_option, host_key_policy_option=host_keys.policy_option,
-        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}", agent_socket=environ.get("SSH_AUTH_SOCK") or None)
+        timeout=conf.ssh_timeout, option_prefix=f"--{prefix}", agent_socket=environ.get("SSH_AUTH_SOCK") or None,
+        connections=ftp_connections(getattr(conf, "ftp_connections", None)))
 
 
 def host_key_settings(conf, storage: str) -> HostKeySettings:

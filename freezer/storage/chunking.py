@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 
-def parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Join chunks into parts of ``size`` bytes or a little more; only the last may be smaller.
-
-    An empty stream gives one empty part, so an empty file is still stored."""
-    pending: list[bytes] = []
+def groups(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Chunks gathered, not joined (no copy), in lists of ``size`` bytes or a little more; only the last
+    may be smaller, and an empty stream gives one empty list, so an empty file is still stored."""
+    group: list[bytes] = []
     held, produced = 0, False
     for chunk in chunks:
-        pending.append(chunk)
+        group.append(chunk)
         held += len(chunk)
         if held >= size:
-            yield b"".join(pending)
-            pending, held, produced = [], 0, True
+            yield group
+            group, held, produced = [], 0, True
     if held or not produced:
-        yield b"".join(pending)
+        yield group
+
+
+def parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Chunks joined into parts of ``size`` bytes or a little more (see ``groups``)."""
+    for group in groups(chunks, size):
+        yield b"".join(group)

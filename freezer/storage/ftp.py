@@ -16,9 +16,10 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from freezer.errors import NotFound, StorageError
+from freezer.storage import chunking
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import Storage, checked_entries, container_root, server_url, temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
@@ -132,7 +133,7 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
             # Workers first (logged in since the claim): a server that takes no more gets a plain
             # upload of a stream not yet read, which the retry wrapper can still replay.
             if workers := self._pool.take(connections):
-                pieces = segments.groups(chunks, segments.SEGMENT_SIZE)
+                pieces = chunking.groups(chunks, segments.SEGMENT_SIZE)
                 head = list(itertools.islice(pieces, 2))
                 if len(head) > 1:
                     return self._put_parallel(target, segments.handed_over(head, pieces), workers)
@@ -157,8 +158,12 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
     def _put_plain(self, target: str, chunks: Iterable[bytes]) -> int:
         temp = temporary_name(target)
         self._makedirs(posixpath.dirname(target))
+        return self._commit(target, temp, lambda: self._store(temp, chunks))
+
+    def _commit(self, target: str, temp: str, write: Callable[[], int]) -> int:
+        """``write`` the data to ``temp``, check its size and rename it to ``target``; ``temp`` goes on any failure."""
         try:
-            written = self._store(temp, chunks)
+            written = write()
             self._check_stored(temp, written)
             self._rename(temp, target)
         except BaseException as exc:

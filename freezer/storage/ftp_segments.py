@@ -38,21 +38,6 @@ def segment_name(directory: str, offset: int) -> str:
     return posixpath.join(directory, f"{offset:016d}")
 
 
-def groups(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    """Chunks gathered, not joined (no copy), in lists of ``size`` bytes or a little more; the last may be
-    smaller, and an empty stream gives one empty list."""
-    group: list[bytes] = []
-    held, produced = 0, False
-    for chunk in chunks:
-        group.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            yield group
-            group, held, produced = [], 0, True
-    if group or not produced:
-        yield group
-
-
 def placed(parts: Iterable[list[bytes]]) -> Iterator[tuple[int, list[bytes], int]]:
     """Each part with its byte offset in the data and its size."""
     offset = 0

@@ -83,14 +83,7 @@ class ParallelWrites:
 
     def _put_in_place(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """Every segment written at its offset in the one temporary file, then the usual rename."""
-        try:
-            written = segments.store_in_place(workers, temp, pieces, self.settings)
-            self._check_stored(temp, written)
-            self._rename(temp, target)
-        except BaseException as exc:
-            self._discard(temp)
-            raise self._translate(exc, f"upload {target}") from exc
-        return written
+        return self._commit(target, temp, lambda: segments.store_in_place(workers, temp, pieces, self.settings))
 
     def _put_segments(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """A directory of segment files, uploaded in parallel (not readable by upstream freezer)."""

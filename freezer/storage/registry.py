@@ -50,7 +50,7 @@ def build(conf) -> Storage:
     from freezer.storage import throttle
 
     driver = wrap(bare(conf), patience=conf.storage_retry_time)
-    return throttle.limited(driver, conf)  # --upload-limit, --download-limit
+    return throttle.limited(driver, settings.limits(conf))  # --upload-limit, --download-limit
 
 
 def wrap(driver: Storage, **retry_options: Any) -> Storage:

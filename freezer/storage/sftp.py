@@ -21,7 +21,7 @@ import paramiko
 
 from freezer.common.settings import SftpSettings
 from freezer.errors import NoSpace, PermissionDenied, StorageError
-from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_requests, sftp_stripes
+from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_parallel, sftp_requests, sftp_stripes
 from freezer.storage.base import (
     Storage,
     checked_entries,
@@ -59,6 +59,7 @@ class SftpStorage(Storage):
         self._request_size = sftp_connect.SAFE_REQUEST
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
         self._channels: ExtraChannels | None = None  # for long uploads to OpenSSH, striped (sftp_stripes.py)
+        self._connections = 1  # SSH connections for a large transfer (sftp_parallel.py); beyond one, _channels
 
     def describe(self) -> str:
         s = self.settings
@@ -82,11 +83,18 @@ class SftpStorage(Storage):
             raise
         self._transport = connection.transport
         self._request_size = connection.request_size
-        if connection.to_openssh:
-            self._channels = ExtraChannels(connection.transport, s.where, s.timeout, sftp_connect.WINDOW_SIZE,
-                                           sftp_connect.MAX_PACKET)
+        self._connections = sftp_parallel.connection_count(s.connections, connection.round_trip)
+        if self._connections > 1:
+            self._channels = ExtraChannels(self._new_connection, s.where, self._connections - 1,
+                                           sftp_parallel.close_connection)
+        elif connection.to_openssh:
+            self._channels = ExtraChannels(lambda: sftp_connect.open_channel(connection.transport, s.timeout), s.where)
         LOG.info("connected to %s", self.describe())
         return connection.sftp
+
+    def _new_connection(self) -> paramiko.SFTPClient:
+        """The SFTP channel of one more SSH connection, for a transfer split over several."""
+        return sftp_connect.connect(self.settings, lambda: _agent_keys(self.settings)).sftp
 
     def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
         container = self.settings.container
@@ -105,6 +113,7 @@ class SftpStorage(Storage):
                 except (OSError, EOFError, paramiko.SSHException):
                     pass
         self._sftp = self._transport = self._channels = None
+        self._connections = 1
         self._made_dirs.clear()
 
     # -- operations -------------------------------------------------------
@@ -126,6 +135,8 @@ class SftpStorage(Storage):
             self._rename(temp, target)
         except BaseException as exc:
             close_quietly(remote)
+            if self._transport is not None and not self._transport.is_active():
+                self.reset()  # the link was cut: a new connection removes the partial upload
             known = self._disk_trouble(target, exc)
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
@@ -210,20 +221,39 @@ class SftpStorage(Storage):
             handle, size = sftp_requests.open_with_size(self._client(), remote, BLOCK_SIZE)
             paramiko_adapter.set_request_size(handle, self._request_size)
             handle.seek(offset)
-            handle.prefetch(size, max_concurrent_requests=PREFETCH_LIMIT)
+            if self._parallel_read(size - offset):
+                pieces, handle = self._read_ranges(remote, handle, offset, size), None
+            else:
+                handle.prefetch(size, max_concurrent_requests=PREFETCH_LIMIT)
+                pieces = self._read_through(handle, size - offset)
         except BaseException as exc:
             close_later(handle)
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
-            left = size - offset  # reading up to the size, not to an end-of-file reply, saves two round trips
-            while left > 0 and (data := handle.read(min(BLOCK_SIZE, left))):
-                left -= len(data)
-                yield data
+            yield from pieces
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.reset()
             raise self._translate(exc, f"download {remote}") from exc
         finally:
             close_later(handle)
+
+    def _parallel_read(self, length: int) -> bool:
+        return self._channels is not None and self._connections > 1 and length >= sftp_parallel.PARALLEL_AFTER
+
+    @staticmethod
+    def _read_through(handle: paramiko.SFTPFile, left: int) -> Iterator[bytes]:
+        """Up to the size, not to an end-of-file reply: that saves two round trips."""
+        while left > 0 and (data := handle.read(min(BLOCK_SIZE, left))):
+            left -= len(data)
+            yield data
+
+    def _read_ranges(self, remote: str, handle: paramiko.SFTPFile, offset: int, size: int) -> Iterator[bytes]:
+        """Segments read over every connection at once (the extra ones join once logged in), in order."""
+        yield from sftp_parallel.read_in_parallel(
+            self._client(), handle, self._channels, lambda channel: channel.open(remote, "rb", bufsize=BLOCK_SIZE),
+            sftp_parallel.Span(offset, size, self._request_size, self._connections), BLOCK_SIZE)
+        if self._transport is not None and not self._transport.is_active():
+            self.reset()  # the first connection was cut: the others read its share, the next call reconnects
 
     def listdir(self, path: str) -> list[str]:
         return self.listdirs([path])[0]

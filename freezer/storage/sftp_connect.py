@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 from collections.abc import Callable
 
 import paramiko
@@ -36,6 +37,11 @@ class Connection:
     transport: paramiko.Transport
     sftp: paramiko.SFTPClient
     request_size: int
+    round_trip: float = 0.0  # seconds, estimated from opening the SFTP channel (three round trips)
+
+    def close(self) -> None:
+        close_quietly(self.sftp)
+        close_quietly(self.transport)
 
     @property
     def to_openssh(self) -> bool:
@@ -48,7 +54,7 @@ def connect(s: SftpSettings, agent_keys: Callable[[], list]) -> Connection:
     # Past start_client's own timeout, so a silent server is reported as a timeout, not a banner error.
     transport.banner_timeout = transport.handshake_timeout = s.timeout + 1
     try:
-        sftp = _log_in(transport, s, agent_keys)
+        sftp, round_trip = _log_in(transport, s, agent_keys)
     except BaseException as exc:
         close_quietly(transport)
         if isinstance(exc, (paramiko.SSHException, OSError, EOFError)) and not isinstance(exc, StorageError):
@@ -56,7 +62,7 @@ def connect(s: SftpSettings, agent_keys: Callable[[], list]) -> Connection:
         raise
     sftp.get_channel().settimeout(s.timeout)
     request_size = OPENSSH_REQUEST if "OpenSSH" in (transport.remote_version or "") else SAFE_REQUEST
-    return Connection(transport, sftp, request_size)
+    return Connection(transport, sftp, request_size, round_trip)
 
 
 def _socket(s: SftpSettings) -> socket.socket:
@@ -68,7 +74,9 @@ def _socket(s: SftpSettings) -> socket.socket:
     return sock
 
 
-def _log_in(transport: paramiko.Transport, s: SftpSettings, agent_keys: Callable[[], list]) -> paramiko.SFTPClient:
+def _log_in(transport: paramiko.Transport, s: SftpSettings,
+            agent_keys: Callable[[], list]) -> tuple[paramiko.SFTPClient, float]:
+    """The SFTP channel, and the round trip its opening took (channel open, subsystem, version: three)."""
     host_keys = HostKeyCheck(s.host, s.port, s.known_hosts, s.host_key_policy,
                              known_hosts_option=s.known_hosts_option, policy_option=s.host_key_policy_option)
     known = host_keys.known_keys()
@@ -80,7 +88,16 @@ def _log_in(transport: paramiko.Transport, s: SftpSettings, agent_keys: Callable
     host_keys.verify(transport.get_remote_server_key(), known)
     authenticate(transport, s, agent_keys)
     transport.set_keepalive(KEEPALIVE)
-    return paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    started = time.monotonic()
+    sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    return sftp, (time.monotonic() - started) / 3
+
+
+def open_channel(transport: paramiko.Transport, timeout: float) -> paramiko.SFTPClient:
+    """One more SFTP channel on the same SSH connection."""
+    channel = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET)
+    channel.get_channel().settimeout(timeout)
+    return channel
 
 
 def _prefer_fast_ciphers(transport: paramiko.Transport) -> None:

@@ -4,6 +4,8 @@ sshd gives each channel its own 2 MiB window, which bounds one channel to 2 MiB 
 Measured with put_stream through benchmarks/wan.py (96 MiB): one channel 14.8-15.1 MiB/s, two 17.5,
 three 16.1 at 100 ms, 200 Mbit/s; 36-37, 47-54 and 50-52 MiB/s at 40 ms, 1 Gbit/s. Opening a channel
 costs about four round trips: not for small files, and done in the background while the upload goes on.
+On a long link the stripes go over more SSH connections instead (sftp_parallel.py opens them), each its
+own TCP connection: the same class holds them, given how to open and close one.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ STRIPE_AFTER = 8 << 20
 OPEN_CHANNELS_AFTER = 1 << 20
 
 OpenAgain = Callable[[paramiko.SFTPClient, str], paramiko.SFTPFile]  # (channel, path) -> the file open for writing
+OpenChannel = Callable[[], paramiko.SFTPClient]
 
 
 class ExtraChannels:
-    """The SFTP channels of one connection beyond its first; a server that refuses them is not asked again."""
+    """SFTP channels beyond the first; a server that refuses one is not asked again, and those opened are kept."""
 
-    def __init__(self, transport: paramiko.Transport, where: str, timeout: float, window_size: int,
-                 max_packet_size: int):
-        self.transport, self.where, self.timeout = transport, where, timeout
-        self.window_size, self.max_packet_size = window_size, max_packet_size
+    def __init__(self, open_channel: OpenChannel, where: str, count: int = UPLOAD_CHANNELS - 1,
+                 close_channel: Callable[[paramiko.SFTPClient], None] = close_quietly):
+        self.open_channel, self.where, self.count = open_channel, where, count
+        self.close_channel = close_channel
         self.channels: list[paramiko.SFTPClient] = []
         self.refused = False
         self._opener: threading.Thread | None = None
@@ -53,8 +56,20 @@ class ExtraChannels:
         if self._opener is not None:
             self._opener.join()
 
+    def live(self) -> list[paramiko.SFTPClient]:
+        """The channels still open; those a cut link closed are dropped, and replaced by the next ``open_early``."""
+        with self._lock:
+            dead = [channel for channel in self.channels if not _is_open(channel)]
+            if dead and self._opener is not None and not self._opener.is_alive():
+                self._opener = None
+            self.channels = [channel for channel in self.channels if channel not in dead]
+        for channel in dead:
+            self.close_channel(channel)
+        return list(self.channels)
+
     def handles(self, path: str, open_again: OpenAgain) -> list[paramiko.SFTPFile]:
         """``path`` opened on each extra channel; none where they cannot be opened."""
+        self.live()
         if self.refused:
             return []
         self.open_early()  # chunks so large that the upload comes here before it started
@@ -70,28 +85,46 @@ class ExtraChannels:
         with self._lock:
             self._closed = True
             for channel in self.channels:
-                close_quietly(channel)
+                self.close_channel(channel)
             self.channels = []
 
     def _open(self) -> None:
-        channels: list[paramiko.SFTPClient] = []
-        refused = False
-        try:
-            while len(channels) < UPLOAD_CHANNELS - 1:
-                channel = paramiko.SFTPClient.from_transport(self.transport, window_size=self.window_size,
-                                                             max_packet_size=self.max_packet_size)
-                channel.get_channel().settimeout(self.timeout)
-                channels.append(channel)
-        except (OSError, EOFError, paramiko.SSHException):
-            LOG.debug("uploading over one channel: no more SFTP channels on %s", self.where, exc_info=True)
-            refused = True
+        """Open the missing channels at once (a login over a long link is several round trips), keep those opened."""
         with self._lock:
-            self.refused = refused
-            if not refused and not self._closed:
-                self.channels = channels
+            missing = self.count - len(self.channels)
+        opened: list[paramiko.SFTPClient | BaseException] = []
+        threads = [threading.Thread(target=self._open_one, args=(opened,), daemon=True) for _ in range(missing)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        channels = [item for item in opened if not isinstance(item, BaseException)]
+        refused = len(channels) < missing
+        if refused:  # a refused session, or a login the server drops (sshd's MaxStartups): back off
+            failure = next(item for item in opened if isinstance(item, BaseException))
+            if channels:
+                LOG.debug("%d more channels to %s: the server takes no more", len(channels), self.where,
+                          exc_info=failure)
+            else:
+                LOG.debug("uploading over one channel: no more SFTP channels on %s", self.where, exc_info=failure)
+        with self._lock:
+            self.refused = refused and not channels
+            if not self._closed:
+                self.channels += channels
                 return
-        for channel in channels:  # refused midway, or the connection was closed meanwhile
-            close_quietly(channel)
+        for channel in channels:  # the connection was closed meanwhile
+            self.close_channel(channel)
+
+    def _open_one(self, opened: list) -> None:
+        try:
+            opened.append(self.open_channel())
+        except Exception as exc:
+            opened.append(exc)
+
+
+def _is_open(channel: paramiko.SFTPClient) -> bool:
+    transport = channel.get_channel().get_transport()
+    return not channel.get_channel().closed and transport is not None and transport.is_active()
 
 
 def write_chunks(first: paramiko.SFTPFile, chunks: Iterable[bytes], path: str, channels: ExtraChannels | None,

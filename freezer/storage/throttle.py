@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from freezer.common import upstream
+from freezer.common.settings import Limits
 from freezer.storage.base import Storage
 
 #: largest piece paid for at once: small enough that pacing stays smooth at low limits
@@ -125,10 +125,8 @@ class Throttled(Storage):
         return getattr(self.inner, name)
 
 
-def limited(storage: Storage, conf) -> Storage:
+def limited(storage: Storage, limits: Limits) -> Storage:
     """``storage`` held to ``--upload-limit`` / ``--download-limit``, or itself when neither is set."""
-    upload = upstream.byte_rate(getattr(conf, "upload_limit", None), "--upload-limit")
-    download = upstream.byte_rate(getattr(conf, "download_limit", None), "--download-limit")
-    if upload is None and download is None:
+    if limits.upload is None and limits.download is None:
         return storage
-    return Throttled(storage, upload, download)
+    return Throttled(storage, limits.upload, limits.download)

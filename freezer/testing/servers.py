@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import fixtures
 
@@ -316,22 +315,3 @@ class Vsftpd(_Server):
         options = super().agent_options(container)
         options += ["--ftp-cacert", self.ca.ca_file] if self.tls else []
         return options + (["--ftp-implicit-tls"] if self.implicit else [])
-
-
-@contextlib.contextmanager
-def for_storage(kind: str, workdir: str) -> Iterator[_Server]:
-    """A running server for ``kind`` (ftp, ftps, sftp), for the demo."""
-    makers = {"ftp": lambda: PyFtpd(workdir), "ftps": lambda: PyFtpd(workdir, True)}
-    if kind == "sftp":
-        from freezer.testing.sshd import Sshd
-
-        makers["sftp"] = lambda: Sshd(workdir)
-    if kind not in makers:
-        raise SystemExit(f"no demo server for {kind!r}: choose local, ftp, ftps or sftp")
-    os.makedirs(workdir, exist_ok=True)
-    server = makers[kind]()
-    server.setUp()
-    try:
-        yield server
-    finally:
-        server.cleanUp()

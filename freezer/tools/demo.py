@@ -23,9 +23,9 @@ def storage_options(kind: str, workdir: str) -> Iterator[list[str]]:
     if kind == "local":
         yield ["--storage", "local", "--container", os.path.join(workdir, "backups")]
         return
-    from freezer.testing import servers
+    from freezer.testing import demo_servers  # pyftpdlib and sshd: not needed for a local demo
 
-    with servers.for_storage(kind, os.path.join(workdir, "server")) as server:
+    with demo_servers.for_storage(kind, os.path.join(workdir, "server")) as server:
         yield server.agent_options()
 
 

@@ -1,0 +1,173 @@
+"""Large SFTP transfers over several SSH connections, each its own TCP connection, for long links.
+
+One TCP connection moves at most its window per round trip, however fast the line. Uploads stripe
+over the extra connections at offsets of the one temporary file (sftp_stripes.py); downloads read
+ranges of the file over every connection at once and hand them out in order (``ranges_in_order``).
+The stored layout is untouched: one file, renamed into place last. Memory: at most ``2 x N`` segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+import paramiko
+
+from freezer.storage import paramiko_adapter
+from freezer.storage.sftp_requests import close_later, close_quietly
+from freezer.storage.sftp_stripes import ExtraChannels
+
+LOG = logging.getLogger(__name__)
+MAX_CONNECTIONS = 16  # the cap of --ftp-connections
+WAN_CONNECTIONS = 4  # auto, beyond WAN_ROUND_TRIP
+WAN_ROUND_TRIP = 0.025  # seconds: the TCP handshake of a LAN takes far less
+SEGMENT = 8 << 20  # bytes one connection reads at once when a download is split
+PARALLEL_AFTER = 4 * SEGMENT  # smaller downloads stay on one connection: the extra logins would cost more
+PREFETCH_LIMIT = 64  # reads in flight per connection (sftp.py's reason)
+
+
+def connection_count(option: int, round_trip: float) -> int:
+    """SSH connections per large transfer: ``--ftp-connections`` (capped), or auto from the round trip."""
+    if option > 0:
+        return min(option, MAX_CONNECTIONS)
+    return WAN_CONNECTIONS if round_trip > WAN_ROUND_TRIP else 1
+
+
+OpenFile = Callable[[paramiko.SFTPClient], paramiko.SFTPFile]  # a channel -> the file open for reading
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """What to read: from ``start`` up to ``end``, in requests of ``request_size``, over ``connections``."""
+
+    start: int
+    end: int
+    request_size: int
+    connections: int
+
+
+def read_in_parallel(first: paramiko.SFTPClient, handle: paramiko.SFTPFile, extras: ExtraChannels,
+                     open_file: OpenFile, span: Span, piece: int) -> Iterator[bytes]:
+    """``span`` of the file open as ``handle`` on ``first``, read over it and ``extras``, in pieces up to ``piece``."""
+    reader = RangeReader(open_file, span.start, span.end, span.request_size, span.connections)
+    reader.add(first, handle)
+    extras.live()
+    extras.open_early()
+
+    def join_extras() -> None:
+        extras.wait()
+        for channel in extras.live():
+            reader.add(channel)
+
+    threading.Thread(target=join_extras, name="sftp-join", daemon=True).start()
+    for segment in reader:
+        view = memoryview(segment)
+        for start in range(0, len(segment), piece):
+            yield bytes(view[start:start + piece])
+
+
+class RangeReader:
+    """Segments of one remote file read by one thread per connection; the consumer takes them in order."""
+
+    def __init__(self, open_file: OpenFile, start: int, end: int, request_size: int, connections: int):
+        self.open_file, self.request_size = open_file, request_size
+        self.start, self.end = start, end
+        self.ahead = 2 * max(connections, 1)  # segments read or being read beyond the one handed out
+        self.segments: dict[int, bytes] = {}
+        self.next_claim = 0
+        self.retry: list[int] = []  # segments whose connection failed, for another one
+        self.next_out = 0
+        self.count = (end - start + SEGMENT - 1) // SEGMENT
+        self.error: BaseException | None = None
+        self.last_error: BaseException | None = None  # of a connection that failed; raised once none is left
+        self.stopped = False
+        self.workers = 0
+        self._cond = threading.Condition()
+
+    def add(self, channel: paramiko.SFTPClient, handle: paramiko.SFTPFile | None = None) -> None:
+        """One more connection reads segments from now on (through ``handle`` if the file is open on it)."""
+        with self._cond:
+            self.workers += 1
+        threading.Thread(target=self._work, args=(channel, handle), name="sftp-range", daemon=True).start()
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while self.next_out < self.count:
+                yield self._take(self.next_out)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        with self._cond:
+            self.stopped = True
+            self._cond.notify_all()
+
+    def _take(self, index: int) -> bytes:
+        with self._cond:
+            while index not in self.segments:
+                if self.error is not None:
+                    raise self.error
+                if self.workers == 0:
+                    raise EOFError("no connection left to read from")
+                self._cond.wait()
+            self.next_out += 1
+            self._cond.notify_all()
+            return self.segments.pop(index)
+
+    def _claim(self) -> int | None:
+        with self._cond:
+            while (not self.stopped and self.error is None and not self.retry
+                   and self.next_claim >= self.next_out + self.ahead):
+                self._cond.wait()
+            if self.stopped or self.error is not None:
+                return None
+            if self.retry:
+                return self.retry.pop()
+            if self.next_claim >= self.count:
+                return None
+            self.next_claim += 1
+            return self.next_claim - 1
+
+    def _work(self, channel: paramiko.SFTPClient, handle: paramiko.SFTPFile | None) -> None:
+        """Read segments until none is left; on a failure, leave this one's segment to the other connections."""
+        index = None
+        try:
+            handle = handle or self.open_file(channel)
+            paramiko_adapter.set_request_size(handle, self.request_size)
+            while (index := self._claim()) is not None:
+                data = self._read(handle, index)
+                with self._cond:
+                    self.segments[index] = data
+                    self._cond.notify_all()
+        except BaseException as exc:
+            LOG.debug("reading over one connection fewer", exc_info=True)
+            with self._cond:
+                if index is not None:
+                    self.retry.append(index)
+                self.last_error = exc
+        finally:
+            close_later(handle)
+            with self._cond:
+                self.workers -= 1
+                if self.workers == 0 and self.last_error is not None:
+                    self.error = self.last_error  # no connection left to read what is missing
+                self._cond.notify_all()
+
+    def _read(self, handle: paramiko.SFTPFile, index: int) -> bytes:
+        offset = self.start + index * SEGMENT
+        length = min(SEGMENT, self.end - offset)
+        handle.seek(offset)
+        handle.prefetch(offset + length, max_concurrent_requests=PREFETCH_LIMIT)
+        data = handle.read(length)
+        if len(data) != length:
+            raise EOFError(f"{len(data)} of {length} bytes at offset {offset}: the file shrank")
+        return data
+
+
+def close_connection(channel: paramiko.SFTPClient) -> None:
+    """Close an extra connection: its SFTP channel and its transport."""
+    transport = channel.get_channel().get_transport()
+    close_quietly(channel)
+    close_quietly(transport)

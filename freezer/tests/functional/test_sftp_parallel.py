@@ -1,0 +1,189 @@
+"""Large SFTP transfers over several SSH connections (--ftp-connections), against OpenSSH sshd on 127.0.0.1."""
+
+import hashlib
+import os
+
+import fixtures
+import testtools
+
+from benchmarks import wan
+from freezer.errors import StorageError
+from freezer.storage import sftp as sftp_storage
+from freezer.storage import sftp_parallel, sftp_stripes
+from freezer.testing.sshd import Sshd
+from freezer.tests.functional.base import describe_tree, write
+from freezer.tests.functional.test_sftp import SshdAgentTest
+from freezer.tests.proxy import CuttingProxy
+
+LARGE = sftp_parallel.PARALLEL_AFTER + 3 * sftp_parallel.SEGMENT + 12345  # uneven: a misplaced range shows
+
+
+def digest(chunks) -> str:
+    hashed = hashlib.sha256()
+    for chunk in chunks:
+        hashed.update(chunk)
+    return hashed.hexdigest()
+
+
+def large_chunks(seed: bytes) -> list[bytes]:
+    """LARGE bytes, in chunks of uneven sizes, reproducible from ``seed``."""
+    block = hashlib.sha256(seed).digest() * (1 << 15)  # 1 MiB
+    chunks, left = [], LARGE
+    for number in range(LARGE):
+        size = min(left, len(block) - (number % 7) * 1000)
+        chunks.append(bytes([number % 256]) + block[1:size])
+        left -= size
+        if not left:
+            return chunks
+    return chunks
+
+
+class ParallelSession(testtools.TestCase):
+    """A storage on sshd, maybe through a proxy, asked for ``connections`` connections."""
+
+    connections = 3
+    extra_config: tuple[str, ...] = ()
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path, extra_config=self.extra_config))
+        self.proxy = self.useFixture(CuttingProxy("127.0.0.1", self.server.port))
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=self.proxy.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts, connections=self.connections)
+        self.storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(self.storage.close)
+
+
+class TestParallelRoundTrip(ParallelSession):
+    def test_large_level_up_and_down_over_every_connection(self):
+        chunks = large_chunks(b"one")
+        self.assertEqual(LARGE, self.storage.put_stream("level/data", iter(chunks)))
+        self.assertEqual(self.connections, self.proxy.connections)  # the stripes went over the extra connections
+        self.assertEqual(self.connections - 1, len(self.storage._channels.channels))
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+        self.assertEqual(self.connections, self.proxy.connections)  # the restore reused them
+        self.assertEqual(["data"], self.storage.listdir("level"))  # one file, no temporary left
+
+    def test_a_download_from_an_offset(self):
+        chunks = large_chunks(b"two")
+        self.storage.put_stream("level/data", iter(chunks))
+        whole = b"".join(chunks)
+        offset = 5 * sftp_parallel.SEGMENT + 3
+        self.assertEqual(digest([whole[offset:]]), digest(self.storage.get_stream("level/data", offset)))
+
+    def test_chunks_handed_out_are_bounded(self):
+        self.storage.put_stream("level/data", iter(large_chunks(b"three")))
+        self.assertLessEqual(max(len(chunk) for chunk in self.storage.get_stream("level/data")),
+                             sftp_storage.BLOCK_SIZE)
+
+    def test_a_small_file_takes_no_extra_connection(self):
+        self.storage.put_stream("small/data", [b"x" * 1000])
+        self.assertEqual(b"x" * 1000, b"".join(self.storage.get_stream("small/data")))
+        self.assertEqual(1, self.proxy.connections)
+
+
+class TestOneSessionPerConnection(ParallelSession):
+    """MaxSessions 1 refuses more channels, not more connections: the transfer is still split."""
+
+    extra_config = ("MaxSessions 1",)
+
+    def test_parallel_despite_max_sessions(self):
+        chunks = large_chunks(b"four")
+        self.storage.put_stream("level/data", iter(chunks))
+        self.assertEqual(self.connections, self.proxy.connections)
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+
+class TestServerRefusingConnections(ParallelSession):
+    """A server (or firewall) that drops further connections: the transfer goes on over fewer."""
+
+    def test_backs_off_to_the_connections_it_has(self):
+        self.useFixture(fixtures.FakeLogger())
+        self.storage.listdir("")  # the first connection
+        self.proxy.link_down(10)
+        chunks = large_chunks(b"five")
+        self.assertEqual(LARGE, self.storage.put_stream("level/data", iter(chunks)))
+        self.assertTrue(self.storage._channels.refused)
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+
+class TestInterruptedConnection(ParallelSession):
+    def test_a_cut_mid_download_is_read_over_the_other_connections(self):
+        self.useFixture(fixtures.FakeLogger())
+        chunks = large_chunks(b"six")
+        self.storage.put_stream("level/data", iter(chunks))
+        self.proxy.cut_after(LARGE // 2)
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+        self.assertEqual(1, self.proxy.cuts)
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))  # and again, reconnected
+
+    def test_every_connection_cut_fails_cleanly_and_the_storage_recovers(self):
+        self.useFixture(fixtures.FakeLogger())
+        chunks = large_chunks(b"nine")
+        self.storage.put_stream("level/data", iter(chunks))
+        self.storage.close()
+        self.proxy.link_down(1)  # the first login fails
+        self.assertRaises(StorageError, lambda: digest(self.storage.get_stream("level/data")))
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+    def test_a_cut_mid_upload_leaves_no_file(self):
+        self.storage.listdir("")
+        self.proxy.cut_upload_after(LARGE // 2)
+        self.assertRaises(StorageError, self.storage.put_stream, "level/data", iter(large_chunks(b"seven")))
+        self.assertEqual([], [name for name in self.storage.listdir("level") if "data" in name])
+        chunks = large_chunks(b"eight")
+        self.storage.put_stream("level/data", iter(chunks))
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+
+class TestAgentOverConnections(SshdAgentTest):
+    """The agent end to end with --ftp-connections, a level larger than the parallel threshold."""
+
+    def storage_args(self):
+        return self.server.agent_options() + ["--ftp-connections", "3"]
+
+    def test_backup_and_restore(self):
+        write(f"{self.source}/random", os.urandom(sftp_parallel.PARALLEL_AFTER + sftp_stripes.STRIPE_AFTER))
+        write(f"{self.source}/small", "x")
+        self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none")
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestAutoConnections(testtools.TestCase):
+    """``--ftp-connections auto``: one connection (and today's extra channel) on loopback, more on a long link."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+
+    def connected(self, port: int) -> sftp_storage.SftpStorage:
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        storage.listdir("")
+        return storage
+
+    def test_loopback(self):
+        self.assertEqual(1, self.connected(self.server.port)._connections)
+
+    def test_long_link(self):
+        relay = wan.Relay(("127.0.0.1", self.server.port), wan.Link.parse("60ms,1gbit")).start()
+        self.addCleanup(relay.close)
+        self.assertEqual(sftp_parallel.WAN_CONNECTIONS, self.connected(relay.port)._connections)
+
+
+class TestConnectionCount(testtools.TestCase):
+    def test_auto_is_one_on_a_lan_and_more_on_a_long_link(self):
+        self.assertEqual(1, sftp_parallel.connection_count(0, 0.0002))
+        self.assertEqual(sftp_parallel.WAN_CONNECTIONS, sftp_parallel.connection_count(0, 0.1))
+
+    def test_explicit_is_capped(self):
+        self.assertEqual(2, sftp_parallel.connection_count(2, 0.0))
+        self.assertEqual(sftp_parallel.MAX_CONNECTIONS, sftp_parallel.connection_count(99, 0.0))
+
+
