@@ -48,8 +48,8 @@ def _run_on_storage(conf: cfg.ConfigOpts) -> dict:
             from freezer.actions import snapshot
 
             with snapshot.of_path(conf) as mounted:
-                return job.BackupJob(conf, storage, read_from=mounted.path,
-                                     before_commit=mounted.check_intact).run()
+                return job.job_class("backup")(conf, storage, read_from=mounted.path,
+                                                     before_commit=mounted.check_intact).run()
         if conf.action == "verify":
             from freezer.actions import verify
 
