@@ -8,8 +8,8 @@ pipeline cannot avoid ("x bound": transport, tar or codec alone), peak RSS, the 
 each run ("CPU s": user+sys of the process and all its children) and, for agent rows, the ratio
 to the floor ("x floor"): the larger of the bound and the CPU seconds of the stages the agent
 cannot avoid (tar alone, codec alone, raw transport, sha256 of the stored bytes) spread over
-every core. ``--wan`` adds ftp and sftp rows over a delaying, rate-capped relay
-(benchmarks/wan.py), raw transport included. Before the agent runs, the freezer package is
+every core. ``--wan`` adds ftp (pyftpdlib and/or vsftpd: ``--wan-storages``) and sftp rows over a delaying,
+rate-capped relay (benchmarks/wan.py), raw transport included. Before the agent runs, the freezer package is
 byte-compiled (``python -m compileall``) so the agent starts as an installed one does, even in an
 editable install under PYTHONDONTWRITEBYTECODE=1.
 """
@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import freezer
 from benchmarks import dataset, history, peers, raw, wan
-from freezer.testing.servers import PyFtpd
+from freezer.testing.servers import PyFtpd, Vsftpd
 from freezer.testing.sshd import Sshd
 
 AGENT = os.path.join(os.path.dirname(sys.executable), "freezer-agent")
@@ -381,34 +381,45 @@ WAN_CONFIGS = (("none", False), ("zstd", False))
 def wan_rows(bench: Bench, link: wan.Link, storages: tuple[str, ...] = ("ftp", "sftp")) -> None:
     """ftp and sftp through the delaying relay: the raw transport and the agent over the same link.
 
-    The raw ftplib rows also validate the relay: their ``x bound`` is their time against one stream's
-    model, size / min(rate, window / round trip), so about 1 when the relay's window works.
+    ``storages`` name the rows in the order measured: ``ftp`` (pyftpdlib), ``ftp-vsftpd`` (vsftpd, which
+    takes offset writes, so parallel in-place uploads) and ``sftp``. The raw ftplib rows also validate
+    the relay: their ``x bound`` is their time against one stream's model, size / min(rate, window /
+    round trip), so about 1 when the relay's window works.
     """
     bench.add("wan", "backup", "line rate alone (size / rate)", bench.size * MIB / link.rate, link=str(link))
     bench.add("wan", "backup", "one TCP stream, min(rate, W/RTT)", bench.size * MIB / link.one_stream(),
               link=str(link))
-    if "ftp" in storages:
-        _wan_ftp_rows(bench, link)
-    if "sftp" in storages:
-        _wan_sftp_rows(bench, link)
+    for name in storages:
+        if name in WAN_FTP_SERVERS:
+            _wan_ftp_rows(bench, link, name)
+        else:
+            _wan_sftp_rows(bench, link)
 
 
-def _wan_ftp_rows(bench: Bench, link: wan.Link) -> None:
-    ftp_server = PyFtpd(os.path.join(bench.work, "ftp-wan"))
+# --wan-storages name -> (storage column, FTP server fixture) for the FTP rows over the relay.
+WAN_FTP_SERVERS = {"ftp": ("ftp-wan", PyFtpd), "ftp-vsftpd": ("vsftpd-wan", Vsftpd)}
+WAN_STORAGES = (*WAN_FTP_SERVERS, "sftp")
+
+
+def _wan_ftp_rows(bench: Bench, link: wan.Link, name: str = "ftp") -> None:
+    label, server_class = WAN_FTP_SERVERS[name]
+    workdir = os.path.join(bench.work, label)
+    ftp_server = server_class(workdir)
     ftp_server.setUp()
     try:
         with wan.relay_process(("127.0.0.1", ftp_server.port), link, ftp=True) as port:
             server = _through(ftp_server, port)
             put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path))
             one_stream = bench.size * MIB / link.one_stream()
-            bench.add("ftp-wan", "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link),
+            bench.add(label, "backup", "ftplib storbinary (raw)", put.seconds, cpu_s=put.cpu_s, link=str(link),
                       bound_s=one_stream)
             get = bench.timed(lambda: raw.ftp_get(server, os.path.join(bench.work, "download.tar")))
-            bench.add("ftp-wan", "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link),
+            bench.add(label, "restore", "ftplib retrbinary (raw)", get.seconds, cpu_s=get.cpu_s, link=str(link),
                       bound_s=one_stream)
-            bench.freezer("ftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
+            bench.freezer(label, server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         ftp_server.cleanUp()
+        shutil.rmtree(workdir, ignore_errors=True)  # each link's backups would otherwise pile up in RAM
 
 
 def _wan_sftp_rows(bench: Bench, link: wan.Link) -> None:
@@ -426,6 +437,7 @@ def _wan_sftp_rows(bench: Bench, link: wan.Link) -> None:
             bench.freezer("sftp-wan", server.agent_options(), put, get, WAN_CONFIGS)
     finally:
         sshd.cleanUp()
+        shutil.rmtree(os.path.join(bench.work, "ssh-wan"), ignore_errors=True)
 
 
 def _through(server, port: int):
@@ -491,15 +503,15 @@ def _forget(work: str, *names: str) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'storage':<8} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
+    head = (f"{'storage':<10} {'op':<8} {'what':<34} {'sec':>7} {'MiB/s':>7} {'x raw':>6} {'x codec':>7} "
             f"{'x bound':>7} {'RSS MiB':>7} {'CPU s':>6} {'x floor':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "seconds" not in r:
-            lines.append(f"{r['storage']:<8} {r['op']:<8} {r['what']}")
+            lines.append(f"{r['storage']:<10} {r['op']:<8} {r['what']}")
             continue
         note = "".join(f"  {k}={r[k]}" for k in NOTES if k in r)
-        lines.append(f"{r['storage']:<8} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
+        lines.append(f"{r['storage']:<10} {r['op']:<8} {r['what']:<34} {r['seconds']:>7} {r['mib_s']:>7} "
                      f"{r['x_raw'] or '':>6} {r['x_codec'] or '':>7} {r.get('x_bound') or '':>7} "
                      f"{r['peak_rss_mib'] or '':>7} {_shown(r.get('cpu_s')):>6} {r.get('x_floor') or '':>7}{note}")
     return "\n".join(lines)
@@ -524,13 +536,18 @@ def main() -> int:
     parser.add_argument("--json")
     parser.add_argument("--wan", metavar="RTT,RATE[,WINDOW]", action="append", default=[],
                         help="add ftp and sftp over a long link, e.g. 100ms,1gbit,4mib (repeat for several links)")
-    parser.add_argument("--wan-storages", default="ftp,sftp", help="which storages the --wan rows measure")
+    parser.add_argument("--wan-storages", default="ftp,sftp",
+                        help=f"which storages the --wan rows measure, in order, of {','.join(WAN_STORAGES)} "
+                             "(ftp is pyftpdlib: no offset writes, so one connection; ftp-vsftpd writes in place)")
     parser.add_argument("--compressions", default="", help="only these compressions, unencrypted (e.g. none)")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     parser.add_argument("--history", metavar="N,N", help="also info/admin round trips for N stored backups")
     args = parser.parse_args()
     for link in args.wan:
         wan.Link.parse(link)  # a typo fails now, not after the loopback rows
+    unknown = set(_names(args.wan_storages)) - set(WAN_STORAGES)
+    if unknown:
+        parser.error(f"--wan-storages: unknown {', '.join(sorted(unknown))}; choose from {', '.join(WAN_STORAGES)}")
     rows = measure(args.size_mib, args.repeat, not args.no_peers, args.rss_check_mib,
                    tuple(s for s in args.storages.split(",") if s), args.work_dir, tuple(args.wan), args.wan_size_mib,
                    _names(args.wan_storages), _names(args.compressions))

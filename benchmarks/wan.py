@@ -24,6 +24,7 @@ import dataclasses
 import queue
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -183,8 +184,7 @@ class _Pump:
                         self.acks.append((time.monotonic() + self.one_way, len(data)))
                         self.acked.notify()
         except OSError:
-            with contextlib.suppress(OSError):
-                self.source.shutdown(socket.SHUT_RDWR)
+            _reset(self.source)
         with contextlib.suppress(threading.BrokenBarrierError):
             self.ends.wait()
 
@@ -233,6 +233,17 @@ def _sleep_until(moment: float) -> None:
     wait = moment - time.monotonic()
     if wait > 0:
         time.sleep(wait)
+
+
+def _reset(sock: socket.socket) -> None:
+    """The far end went away mid-stream: end the other side with a reset, as TCP would, not a FIN.
+
+    A FIN alone leaves a sender that never reads its control connection (vsftpd) blocked on a
+    zero window for its whole timeout; the reset fails its write at once. It goes out on close.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _close(*socks: socket.socket) -> None:

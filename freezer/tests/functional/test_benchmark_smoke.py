@@ -44,3 +44,12 @@ class TestBenchmarkSmoke(testtools.TestCase):
                           "OpenSSH sftp get (raw)", "freezer none", "freezer zstd"}, {r["what"] for r in wan_rows})
         self.assertTrue(all(r["x_raw"] for r in wan_rows if r["what"].startswith("freezer")))
         self.assertIn("link=10ms,800mbit,4mib", run.table(rows))
+
+    def test_wan_ftp_rows_can_use_vsftpd_with_its_own_raw_row(self):
+        rows = run.measure(2, repeat=1, with_peers=False, storages=(), wan_links=("10ms,800mbit,4mib",),
+                           wan_size_mib=2, wan_storages=("ftp-vsftpd", "ftp"), compressions=("none",))
+        ftp_rows = [r for r in rows if r["storage"].endswith("-wan")]
+        self.assertEqual(["vsftpd-wan"] * 4 + ["ftp-wan"] * 4, [r["storage"] for r in ftp_rows])
+        self.assertEqual(["ftplib storbinary (raw)", "ftplib retrbinary (raw)", "freezer none", "freezer none"],
+                         [r["what"] for r in ftp_rows[:4]])
+        self.assertTrue(all(r["x_raw"] for r in ftp_rows if r["what"].startswith("freezer")))

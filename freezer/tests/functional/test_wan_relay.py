@@ -3,9 +3,12 @@
 Only lower bounds on time are asserted: a busy machine may make the relay slower, never faster.
 """
 
+import contextlib
 import ftplib
 import io
 import os
+import socket
+import threading
 import time
 
 import fixtures
@@ -83,6 +86,33 @@ class TestWanRelay(testtools.TestCase):
         self.assertGreaterEqual(elapsed, 2 * PAYLOAD / LINK.rate + 4 * LINK.rtt)
 
 
+    def test_a_reader_that_hangs_up_mid_stream_resets_the_sender(self):
+        # vsftpd keeps writing a RETR the client stopped reading (an aborted range): through the
+        # relay its write must fail at once, as over TCP. (The race that left vsftpd on a zero window
+        # for a minute, about one parallel restore in four at 100 ms, is not reproduced here: this
+        # guards the behaviour, the benchmark loop in the commit message measured the fix.)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        relay = wan.Relay(listener.getsockname(), wan.Link.parse("10ms,1gbit,256kib"), ftp=False).start()
+        self.addCleanup(relay.close)
+        client = socket.create_connection(("127.0.0.1", relay.port))
+        sender, _ = listener.accept()
+        self.addCleanup(sender.close)
+        failed = threading.Event()
+
+        def write_forever():
+            with contextlib.suppress(OSError):
+                while True:
+                    sender.sendall(b"x" * 65536)
+            failed.set()
+
+        threading.Thread(target=write_forever, daemon=True).start()
+        got = 0
+        while got < 1 << 20:
+            got += len(client.recv(65536))
+        client.close()  # with bytes unread: a reset
+        self.assertTrue(failed.wait(10), "the sender was never told the reader had gone")
+
 class TestLinkSpec(testtools.TestCase):
     def test_delay_and_rate_are_parsed(self):
         self.assertEqual(wan.Link(0.04, 25e6), wan.Link.parse("40ms,200mbit"))
@@ -100,3 +130,4 @@ class TestLinkSpec(testtools.TestCase):
     def test_a_malformed_spec_names_the_option(self):
         error = self.assertRaises(ValueError, wan.Link.parse, "40,200")
         self.assertIn("--wan", str(error))
+
