@@ -63,6 +63,7 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
         self._segments: dict[str, list[str]] = {}  # the segment names of each path listed; [] for none
         self._offset_writes: bool | None = None  # whether the server writes at offsets (ftp_writes.py)
         self._stat_lists = True  # until the server answers STAT <dir> with something else than a listing
+        self._mlsd_known = True  # until the server says it has no MLSD (vsftpd: 500): then NLST at once
 
     def describe(self) -> str:
         s = self.settings
@@ -286,10 +287,13 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
         ftp = self._client()
         try:
             try:
+                if not self._mlsd_known:
+                    raise ftplib.error_perm("502 MLSD not offered (remembered)")
                 entries = self._mlsd(ftp, remote)
             except ftplib.error_perm as exc:
                 if not reply_of(exc).startswith(("500", "501", "502", "504")):
                     raise
+                self._mlsd_known = self._mlsd_known and not reply_of(exc).startswith(("500", "502"))
                 # pyftpdlib answers 501 for a missing directory: one CWD spares the NLST's four round trips.
                 if reply_of(exc).startswith("501") and not self._is_dir(remote):
                     self._absent_dirs.add(remote)
