@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 import paramiko
 
 from freezer.storage import paramiko_adapter
+from freezer.storage.sftp_connect import LONG_ROUND_TRIP
 from freezer.storage.sftp_requests import close_later, close_quietly
 from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
 MAX_CONNECTIONS = 16  # the cap of --ftp-connections
-WAN_CONNECTIONS = 4  # auto, beyond WAN_ROUND_TRIP
-WAN_ROUND_TRIP = 0.025  # seconds: the TCP handshake of a LAN takes far less
+WAN_CONNECTIONS = 4  # auto, beyond sftp_connect.LONG_ROUND_TRIP
 SEGMENT = 8 << 20  # bytes one connection reads at once when a download is split
 PARALLEL_AFTER = 4 * SEGMENT  # smaller downloads stay on one connection: the extra logins would cost more
 PREFETCH_LIMIT = 64  # reads in flight per connection (sftp.py's reason)
@@ -32,7 +32,7 @@ def connection_count(option: int, round_trip: float) -> int:
     """SSH connections per large transfer: ``--ftp-connections`` (capped), or auto from the round trip."""
     if option > 0:
         return min(option, MAX_CONNECTIONS)
-    return WAN_CONNECTIONS if round_trip > WAN_ROUND_TRIP else 1
+    return WAN_CONNECTIONS if round_trip > LONG_ROUND_TRIP else 1
 
 
 OpenFile = Callable[[paramiko.SFTPClient], paramiko.SFTPFile]  # a channel -> the file open for reading
