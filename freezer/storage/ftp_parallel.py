@@ -105,17 +105,17 @@ class Pool:
         return self.workers[:wanted]
 
     def close(self) -> None:
-        self._wait_warm()
-        for worker in self.workers:
-            worker.cancelled = True
-            worker.quit()
-        self.workers = []
+        self._end_all(Worker.quit)
 
     def drop(self) -> None:
+        self._end_all(Worker.drop)
+
+    def _end_all(self, end: Callable[[Worker], None]) -> None:
+        """Cancel every worker and ``end`` its connection (``quit`` politely, ``drop`` at once)."""
         self._wait_warm()
         for worker in self.workers:
             worker.cancelled = True
-            worker.drop()
+            end(worker)
         self.workers = []
 
 
