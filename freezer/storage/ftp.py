@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable, Iterator
 from freezer.errors import NotFound, StorageError
 from freezer.storage import chunking
 from freezer.storage import ftp_segments as segments
-from freezer.storage.base import Storage, checked_entries, container_root, server_url, temporary_name
+from freezer.storage.base import Storage, container_root, server_url, temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
-from freezer.storage.ftp_errors import MISSING_CODES, reply_of, server_reason, translate
-from freezer.storage.ftp_listing import MAX_LISTING_BYTES, lines, mlsd_entry, nlst_name, read_listing
+from freezer.storage.ftp_errors import server_reason, translate
+from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
@@ -42,7 +42,7 @@ HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
 
-class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites, Storage):
+class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedReads, ParallelWrites, Storage):
     """Backups in a directory of an FTP or FTPS server."""
 
     kind = "ftp"
@@ -53,7 +53,6 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
         self._ftp: ftplib.FTP | None = None
         self._root: str | None = None
         self._known_dirs: set[str] = set()  # directories seen in a listing or made by this session
-        self._absent_dirs: set[str] = set()  # directories a listing found missing
         # What this session already told the server, so a long link does not pay the round trip twice.
         self._binary_mode = False
         self._utf8_asked = False
@@ -75,18 +74,16 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
         if self._ftp is None:
             self._ftp = self._connect()
             self._binary_mode, self._utf8_asked = True, False
-            self._root = self._resolve_root(self._ftp)
         return self._ftp
 
     def _connect(self) -> ftplib.FTP:
-        ftp, self._round_trip = open_session(self.settings)
+        """Log in; a relative container is resolved against the login directory (PWD, sent with TYPE I)."""
+        container = self.settings.container
+        home: list[str] | None = None if container.startswith("/") else []
+        ftp, self._round_trip = open_session(self.settings, home)
+        self._root = container_root(container, home[0] if home else "/")
         LOG.info("connected to %s", self.describe())
         return ftp
-
-    def _resolve_root(self, ftp: ftplib.FTP) -> str:
-        """The container as an absolute path; PWD (a round trip) only when it is relative."""
-        container = self.settings.container
-        return container_root(container, "/" if container.startswith("/") else ftp.pwd())
 
     def _speak_utf8(self, path: str) -> None:
         """Ask for UTF-8 names before the first path that needs it; ASCII paths never pay the round trip."""
@@ -111,7 +108,6 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
             close_quietly(self._ftp)
             self._ftp = None
         self._known_dirs.clear()
-        self._absent_dirs.clear()
         self._sizes.clear()
         self._segments.clear()
 
@@ -282,60 +278,14 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
     def listdir(self, path: str) -> list[str]:
         return [name for name, _ in self._entries(self._abs(path))]
 
-    def _entries(self, remote: str) -> list[tuple[str, str | None]]:
-        """(name, 'file'|'dir'|None) of a directory; empty when absent."""
-        ftp = self._client()
-        try:
-            try:
-                if not self._mlsd_known:
-                    raise ftplib.error_perm("502 MLSD not offered (remembered)")
-                entries = self._mlsd(ftp, remote)
-            except ftplib.error_perm as exc:
-                if not reply_of(exc).startswith(("500", "501", "502", "504")):
-                    raise
-                self._mlsd_known = self._mlsd_known and not reply_of(exc).startswith(("500", "502"))
-                # pyftpdlib answers 501 for a missing directory: one CWD spares the NLST's four round trips.
-                if reply_of(exc).startswith("501") and not self._is_dir(remote):
-                    self._absent_dirs.add(remote)
-                    return []
-                self._binary_mode = False  # ftplib lists in ASCII
-                entries = [(nlst_name(name, remote), None) for name in ftp.nlst(remote)]
-                if not entries:
-                    return []  # vsftpd lists a missing directory as an empty one: learn nothing from it
-        except (ftplib.error_temp, ftplib.error_perm) as exc:
-            if reply_of(exc).startswith(MISSING_CODES):
-                self._absent_dirs.add(remote)
-                return []
-            raise self._translate(exc, f"list {remote}") from exc
-        except BaseException as exc:
-            raise self._translate(exc, f"list {remote}") from exc
-        entries = sorted(checked_entries(((name, kind) for name, kind in entries if kind not in ("cdir", "pdir")),
-                                         remote, self.settings.where), key=lambda entry: entry[0])
-        self._learn_dirs(remote, entries)
-        return entries
-
-    def _mlsd(self, ftp: ftplib.FTP, remote: str) -> Iterator[tuple[str, str | None]]:
-        """MLSD read in binary mode, so no TYPE A / TYPE I pair is spent around each listing.
-
-        The server's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it is typed None.
-        """
-        conn = start_transfer(self._binary(), f"MLSD {remote}")
-        with conn:
-            listing = read_listing(conn, remote, self.settings)
-            if isinstance(conn, ssl.SSLSocket):
-                conn.unwrap()
-        ftp.voidresp()
-        decoded = (line.decode(ftp.encoding, "replace") for line in lines(listing))
-        return (entry for line in decoded if (entry := mlsd_entry(line)) is not None)
-
     def rmtree(self, path: str) -> None:
         self._rmtree(self._abs(path))
 
     def _rmtree(self, remote: str) -> None:
         self._sizes.clear()
         self._segments.clear()
-        ftp = self._client()
         for name, kind in self._entries(remote):
+            ftp = self._client()
             child = posixpath.join(remote, name)
             if kind == "dir":
                 self._rmtree(child)
@@ -347,7 +297,7 @@ class FtpStorage(KnownDirectories, StatListings, SegmentedReads, ParallelWrites,
                     raise
                 self._rmtree(child)  # no type from NLST: not a file, so a directory
         try:
-            ftp.rmd(remote)
+            self._client().rmd(remote)
         except ftplib.error_perm as exc:
             if self._is_dir(remote):
                 raise self._translate(exc, f"remove {remote}") from exc

@@ -10,13 +10,12 @@ from freezer.storage import ftp_session
 
 
 class KnownDirectories:
-    """Mixin of the FTP driver: ``_known_dirs`` and ``_absent_dirs`` kept, MKD and CWD spent sparingly.
+    """Mixin of the FTP driver: ``_known_dirs`` kept, MKD and CWD spent sparingly.
 
     The driver provides ``_client()`` and ``settings``.
     """
 
     _known_dirs: set[str]
-    _absent_dirs: set[str]
 
     def _learn_dirs(self, remote: str, entries: list[tuple[str, str | None]]) -> None:
         """A directory that could be listed exists, and so do its ancestors and its typed subdirectories."""
@@ -48,7 +47,6 @@ class KnownDirectories:
 
     def _know_dir(self, remote: str) -> None:
         self._known_dirs.add(remote)
-        self._absent_dirs.discard(remote)
 
     def _unknown_part(self, remote: str) -> list[str]:
         """``remote`` and its ancestors below the deepest one known to exist, top first."""

@@ -1,13 +1,21 @@
-"""FTP listings read safely: MLSD lines parsed, NLST names trimmed, size and time bounded."""
+"""FTP listings read safely: STAT, MLSD or NLST, lines parsed, names trimmed, size and time bounded."""
 
 from __future__ import annotations
 
+import ftplib
+import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
-from freezer.storage.base import MAX_LISTING, listing_too_long
+from freezer.storage.base import MAX_LISTING, checked_entries, listing_too_long
 from freezer.storage.ftp_client import FtpSettings
+from freezer.storage.ftp_errors import MISSING_CODES, reply_of
+from freezer.storage.ftp_session import start_transfer
+from freezer.storage.ftp_stat import Unusable, batchable, list_dirs
+
+LOG = logging.getLogger("freezer.storage.ftp")
 
 READ_SIZE = 1 << 20
 MAX_LISTING_BYTES = MAX_LISTING * 64  # an MLSD line of a freezer container is under 60 bytes
@@ -57,3 +65,82 @@ def mlsd_entry(line: str) -> tuple[str, str | None] | None:
             value = value.lower()
             return name, "dir" if value == "dir" else "file" if value == "file" else value or None
     return name, None
+
+
+class DirectoryListings:
+    """Mixin of the FTP driver: ``_entries(remote)``, one directory listed in as few round trips as the server allows.
+
+    The driver provides ``settings``, ``_client``, ``_binary``, ``_is_dir``, ``_learn_dirs``, ``reset``,
+    ``_translate`` and the flags ``_stat_lists`` and ``_mlsd_known``.
+    """
+
+    settings: FtpSettings
+    _stat_lists: bool
+    _mlsd_known: bool
+
+    def _entries(self, remote: str) -> list[tuple[str, str | None]]:
+        """(name, 'file'|'dir'|None) of a directory; empty when absent.
+
+        STAT first (one round trip, no data connection), then MLSD, then NLST: each asked for
+        only until the server shows it cannot answer it.
+        """
+        try:
+            entries = self._stat_entries(remote)
+            if entries is None:
+                entries = self._data_entries(remote)
+        except (ftplib.error_temp, ftplib.error_perm) as exc:
+            if reply_of(exc).startswith(MISSING_CODES):
+                return []
+            raise self._translate(exc, f"list {remote}") from exc
+        except BaseException as exc:
+            raise self._translate(exc, f"list {remote}") from exc
+        entries = sorted(checked_entries(((name, kind) for name, kind in entries if kind not in ("cdir", "pdir")),
+                                         remote, self.settings.where), key=lambda entry: entry[0])
+        if entries:
+            self._learn_dirs(remote, entries)
+        return entries
+
+    def _stat_entries(self, remote: str) -> list[tuple[str, str | None]] | None:
+        """The directory as ``STAT <dir>`` lists it; None where the server's STAT is no listing."""
+        if not (self._stat_lists and batchable(remote)):
+            return None
+        try:
+            return list_dirs(self._client(), [remote])[0]
+        except Unusable as exc:
+            LOG.info("%s: listing over data connections (%s)", self.settings.where, exc)
+            self._stat_lists = False
+            self.reset()  # a reply that was not one: the session may be out of step
+            return None
+
+    def _data_entries(self, remote: str) -> list[tuple[str, str | None]]:
+        """The directory as MLSD lists it, or NLST where the server has no MLSD."""
+        ftp = self._client()
+        try:
+            if not self._mlsd_known:
+                raise ftplib.error_perm("502 MLSD not offered (remembered)")
+            return list(self._listing(ftp, "MLSD", remote))
+        except ftplib.error_perm as exc:
+            if not reply_of(exc).startswith(("500", "501", "502", "504")):
+                raise
+            self._mlsd_known = self._mlsd_known and not reply_of(exc).startswith(("500", "502"))
+            # pyftpdlib answers 501 for a missing directory: one CWD spares the NLST's round trips.
+            if reply_of(exc).startswith("501") and not self._is_dir(remote):
+                return []
+            return [(nlst_name(name, remote), None) for name, _ in self._listing(ftp, "NLST", remote)]
+
+    def _listing(self, ftp: ftplib.FTP, verb: str, remote: str) -> Iterator[tuple[str, str | None]]:
+        """MLSD or NLST read in binary mode, so no TYPE A / TYPE I pair is spent around each listing.
+
+        MLSD's default facts carry ``type`` (RFC 3659 7.5.1); an entry without it, and every NLST
+        entry, is typed None.
+        """
+        conn = start_transfer(self._binary(), f"{verb} {remote}")
+        with conn:
+            listing = read_listing(conn, remote, self.settings)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        ftp.voidresp()
+        decoded = (line.decode(ftp.encoding, "replace").rstrip("\r") for line in lines(listing))
+        if verb == "NLST":
+            return ((name, None) for name in decoded if name)
+        return (entry for line in decoded if (entry := mlsd_entry(line)) is not None)
