@@ -397,7 +397,8 @@ def wan_rows(bench: Bench, link: wan.Link, storages: tuple[str, ...] = ("ftp", "
 
 
 # --wan-storages name -> (storage column, FTP server fixture) for the FTP rows over the relay.
-WAN_FTP_SERVERS = {"ftp": ("ftp-wan", PyFtpd), "ftp-vsftpd": ("vsftpd-wan", Vsftpd)}
+WAN_FTP_SERVERS = {"ftp": ("ftp-wan", PyFtpd), "ftp-vsftpd": ("vsftpd-wan", Vsftpd),
+                   "ftp-vsftpd-nolock": ("vsftpd-nolock-wan", functools.partial(Vsftpd, lock_uploads=False))}
 WAN_STORAGES = (*WAN_FTP_SERVERS, "sftp")
 
 
@@ -538,7 +539,9 @@ def main() -> int:
                         help="add ftp and sftp over a long link, e.g. 100ms,1gbit,4mib (repeat for several links)")
     parser.add_argument("--wan-storages", default="ftp,sftp",
                         help=f"which storages the --wan rows measure, in order, of {','.join(WAN_STORAGES)} "
-                             "(ftp is pyftpdlib: no offset writes, so one connection; ftp-vsftpd writes in place)")
+                             "(ftp is pyftpdlib: no offset writes, so one connection; ftp-vsftpd writes in "
+                             "place, one writer at a time as vsftpd locks uploads by default; ftp-vsftpd-nolock "
+                             "with lock_upload_files=NO)")
     parser.add_argument("--compressions", default="", help="only these compressions, unencrypted (e.g. none)")
     parser.add_argument("--wan-size-mib", type=int, default=256, help="data set for the --wan rows")
     parser.add_argument("--history", metavar="N,N", help="also info/admin round trips for N stored backups")

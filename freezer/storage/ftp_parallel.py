@@ -76,6 +76,10 @@ class Pool:
             self._warming = threading.Thread(target=self._quietly_grow, args=(wanted,), daemon=True)
             self._warming.start()
 
+    def warming(self) -> bool:
+        """Whether workers are being logged in (a backup's claim or a restore's size() asked for them)."""
+        return self._warming is not None
+
     def _quietly_grow(self, wanted: int) -> None:
         try:
             self._grow(wanted)

@@ -11,7 +11,6 @@ then ABOR once the range is in) and a directory segment by segment. See doc/sour
 from __future__ import annotations
 
 import ftplib
-import itertools
 import logging
 import posixpath
 import socket
@@ -68,30 +67,47 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
 def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
     """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
 
-    The first part goes alone by a plain STOR, which truncates the file; then REST offset + STOR.
-    A part's check is that the file reaches its end; the caller checks the total size.
+    The first part goes by a plain STOR, which truncates the file: the others (REST offset + STOR)
+    wait until the server has opened it (its 150), not until it is written. Once they may have
+    written, the first part is not tried again (a second STOR would truncate them). The caller
+    checks the total size, which is the only check a file written at offsets allows.
     """
+    opened = threading.Event()
+    for worker in workers:
+        worker.unchecked = None
+
     def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
         offset, pieces, size = job
+        if not offset:
+            try:
+                return _attempts(worker, settings, f"upload {remote}",
+                                 lambda ftp: _store_one(worker, ftp, remote, pieces, size, 0, opened.set),
+                                 may_retry=lambda: not opened.is_set())
+            finally:
+                opened.set()  # a failure fails the transfer: the others need not wait for it
+        opened.wait()
         return _attempts(worker, settings, f"upload {remote} at {offset}",
                          lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
 
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers)))
     for worker in workers:
-        worker.unchecked = None
-    jobs = placed(parts)
-    written = sum(run(workers[0], job) for job in itertools.islice(jobs, 1))
-    written += sum(InOrder(jobs, workers, run, ahead=len(workers)))
-    _check_last(workers)
+        worker.unchecked = None  # the size of a file written at offsets tells nothing per part
     return written
 
 
-def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, offset: int | None = None) -> int:
-    """One segment: a file of its own, or (``offset`` given) the bytes of ``name`` from ``offset`` on."""
+def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, offset: int | None = None,
+               on_open: Callable[[], None] | None = None) -> int:
+    """One segment: a file of its own, or (``offset`` given) the bytes of ``name`` from ``offset`` on.
+
+    ``on_open`` is called once the server has opened the file for it.
+    """
     started = time.monotonic()
     unchecked = worker.unchecked
     replies: list[str] = []
     conn = start_transfer(ftp, f"STOR {name}", rest=offset or None,
                           first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
+    if on_open:
+        on_open()
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         for piece in pieces:
@@ -183,15 +199,16 @@ def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
     return pieces, got
 
 
-def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T]) -> T:
-    """``operation(client)``, tried again on a fresh connection after a transient failure."""
+def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T],
+              may_retry: Callable[[], bool] = lambda: True) -> T:
+    """``operation(client)``, tried again on a fresh connection after a transient failure (if ``may_retry()``)."""
     for attempt in range(1, SEGMENT_ATTEMPTS + 1):
         try:
             return operation(worker.client())
         except BaseException as exc:
             worker.drop()
             error = translate(exc, action, settings)
-            last = attempt == SEGMENT_ATTEMPTS or worker.cancelled
+            last = attempt == SEGMENT_ATTEMPTS or worker.cancelled or not may_retry()
             if not isinstance(error, StorageError) or not error.transient or last:
                 raise error from exc
             LOG.warning("%s: %s; retrying this segment (attempt %d)", action, error, attempt + 1)

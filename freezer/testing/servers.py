@@ -272,10 +272,11 @@ class PyFtpd(_Server):
 class Vsftpd(_Server):
     """vsftpd with a local user; with ``tls=True`` its strict defaults (session reuse, forced TLS)."""
 
-    def __init__(self, workdir: str, tls: bool = False, implicit: bool = False):
+    def __init__(self, workdir: str, tls: bool = False, implicit: bool = False, lock_uploads: bool = True):
         super().__init__(workdir)
         self.tls = tls or implicit
         self.implicit = implicit
+        self.lock_uploads = lock_uploads  # vsftpd's default: one writer of a file at a time
         self.storage = "ftps" if self.tls else "ftp"
 
     def _setUp(self):
@@ -291,6 +292,7 @@ class Vsftpd(_Server):
             "pasv_enable": "YES", "pasv_min_port": pasv, "pasv_max_port": pasv + 20,
             "xferlog_enable": "NO", "userlist_enable": "NO", "utf8_filesystem": "YES",
             "secure_chroot_dir": self._empty_dir(), "ssl_enable": "YES" if self.tls else "NO",
+            "lock_upload_files": "YES" if self.lock_uploads else "NO",
         }
         if self.tls:
             self.ca = self.useFixture(TestCA(os.path.join(self.workdir, "ca")))
