@@ -126,27 +126,28 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._sizes.pop(target, None)
         self._segments.pop(target, None)
         connections = self._connections()
+        temp = temporary_name(target)  # the probe's file, if it makes one, is the upload's
         if connections > 1:
             if self._pool.warming():  # asked while the workers log in
                 self._makedirs(posixpath.dirname(target))
-                self._writes_at_offsets(temporary_name(target))
+                self._writes_at_offsets(temp)
             # Workers first (logged in since the claim): a server that takes no more gets a plain
             # upload of a stream not yet read, which the retry wrapper can still replay.
             if workers := self._pool.take(connections):
                 pieces = chunking.groups(chunks, segments.SEGMENT_SIZE)
                 head = list(itertools.islice(pieces, 2))
                 if len(head) > 1:
-                    return self._put_parallel(target, segments.handed_over(head, pieces), workers)
-                return self._put_held(target, [chunk for group in head for chunk in group])
-        return self._put_plain(target, chunks)
+                    return self._put_parallel(target, temp, segments.handed_over(head, pieces), workers)
+                return self._put_held(target, temp, [chunk for group in head for chunk in group])
+        return self._put_plain(target, chunks, temp)
 
-    def _put_held(self, target: str, chunks: list[bytes]) -> int:
+    def _put_held(self, target: str, temp: str, chunks: list[bytes]) -> int:
         """Small data already read from the stream (so the retry wrapper cannot replay it): one plain
         file, tried again here after a transient failure (a busy server), for up to HELD_PATIENCE s."""
         started, pause = time.monotonic(), 1.0
         while True:
             try:
-                return self._put_plain(target, chunks)
+                return self._put_plain(target, chunks, temp)
             except StorageError as exc:
                 if not exc.transient or time.monotonic() - started + pause > HELD_PATIENCE:
                     raise
@@ -155,8 +156,8 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 time.sleep(pause * random.uniform(0.5, 1.0))
                 pause = min(pause * 2, 15.0)
 
-    def _put_plain(self, target: str, chunks: Iterable[bytes]) -> int:
-        temp = temporary_name(target)
+    def _put_plain(self, target: str, chunks: Iterable[bytes], temp: str | None = None) -> int:
+        temp = temp or temporary_name(target)
         self._makedirs(posixpath.dirname(target))
         return self._commit(target, temp, lambda: self._store(temp, chunks))
 

@@ -142,13 +142,20 @@ def _connect_all(workers: list[Worker]) -> list[StorageError | None]:
 
 
 class InOrder(Generic[J, R]):
-    """Runs ``run(worker, job)`` for each job on the first free worker; results come back in job order."""
+    """Runs ``run(worker, job)`` for each job on the first free worker; results come back in job order.
 
-    def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int):
+    At most ``ahead`` jobs are taken beyond those handed back, or (``held_until_done``: a job's
+    memory is let go once it has run, as an upload's is) beyond those done, so one slow job does
+    not keep the other workers waiting.
+    """
+
+    def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int,
+                 held_until_done: bool = False):
         self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
+        self.held_until_done = held_until_done
         self.cond = threading.Condition()
         self.pull_lock = threading.Lock()
-        self.reserved = self.pulled = self.handed = 0
+        self.reserved = self.pulled = self.handed = self.done = 0
         self.total: int | None = None
         self.results: dict[int, R] = {}
         self.failure: BaseException | None = None
@@ -187,13 +194,15 @@ class InOrder(Generic[J, R]):
             except BaseException as exc:  # handed to the consumer, which raises it
                 self._fail(exc)
                 return
+            del taken, job  # its memory goes before the next job is taken
             with self.cond:
                 self.results[index] = result
+                self.done += 1
                 self.cond.notify_all()
 
     def _take(self) -> tuple[int, J] | None:
         with self.cond:
-            while not self._done() and self.reserved >= self.handed + self.ahead:
+            while not self._done() and self.reserved >= self._let_go() + self.ahead:
                 self.cond.wait()
             if self._done():
                 return None
@@ -211,6 +220,10 @@ class InOrder(Generic[J, R]):
                 return None
             self.pulled += 1
             return self.pulled - 1, job
+
+    def _let_go(self) -> int:
+        """How many jobs no longer hold their memory."""
+        return self.done if self.held_until_done else self.handed
 
     def _done(self) -> bool:
         return self.stopped or self.failure is not None or self.total is not None

@@ -59,7 +59,7 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
 
     for worker in workers:
         worker.unchecked = None
-    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers)))
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers), held_until_done=True))
     _check_last(workers)
     return written
 
@@ -89,7 +89,7 @@ def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[byte
         return _attempts(worker, settings, f"upload {remote} at {offset}",
                          lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
 
-    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers)))
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers), held_until_done=True))
     for worker in workers:
         worker.unchecked = None  # the size of a file written at offsets tells nothing per part
     return written

@@ -49,15 +49,17 @@ class ParallelWrites:
     settings: FtpSettings
     _offset_writes: bool | None  # the probe's answer, kept for the session
 
-    def _put_parallel(self, target: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
-        """In place where the server allows it; else one connection (auto) or a segment directory (N)."""
-        temp = temporary_name(target)
+    def _put_parallel(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
+        """In place where the server allows it; else one connection (auto) or a segment directory (N).
+
+        ``temp`` is the upload's temporary name, which the probe may already have created.
+        """
         self._makedirs(posixpath.dirname(target))
         if self._writes_at_offsets(temp):
             return self._put_in_place(target, temp, pieces, workers)
         if self.settings.connections == 0:
-            return self._put_plain(target, (chunk for part in pieces for chunk in part))
-        return self._put_segments(target, temp, pieces, workers)
+            return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
+        return self._put_segments(target, temporary_name(target), pieces, workers)
 
     def _writes_at_offsets(self, temp: str) -> bool:
         if self._offset_writes is None:

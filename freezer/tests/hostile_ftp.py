@@ -2,6 +2,7 @@
 
 It serves ``root`` honestly (paths resolved as a chrooted server does: ``/..`` is ``/``) and records
 every command that changes something, so a test can see what a client asked it to delete. The lies:
+logins that need no password, need an account or are refused as busy (421),
 extra lines in every MLSD listing below ``lie_under``, an endless listing, a greeting dribbled one
 byte at a time or made of random bytes, and ``500 OOPS`` answers to the first RETRs (vsftpd's
 reply when its session process died).
@@ -29,7 +30,8 @@ class HostileFtp(fixtures.Fixture):
     host = "127.0.0.1"
 
     def __init__(self, root: str, *, lie_under: str | None = None, extra_lines: tuple[str, ...] = (),
-                 endless_listing: bool = False, greeting: str = "normal", oops_retr: int = 0):
+                 endless_listing: bool = False, greeting: str = "normal", oops_retr: int = 0,
+                 login: str = "normal"):
         super().__init__()
         self.root = root
         self.lie_under = lie_under
@@ -37,6 +39,7 @@ class HostileFtp(fixtures.Fixture):
         self.endless_listing = endless_listing
         self.greeting = greeting
         self.oops_retr = oops_retr
+        self.login = login  # "normal", "no-password" (230 to USER), "account" (332 to PASS), "busy" (421 to USER)
         self.changes: list[tuple[str, str]] = []
         self.listing_bytes_sent = 0
 
@@ -126,10 +129,14 @@ class _Session:
                 return
 
     def do_USER(self, arg):
-        self.reply("331 password please")
+        login = self.server.login
+        self.reply({"no-password": "230 no password needed", "busy": "421 too many users, try later"}.get(
+            login, "331 password please"))
+        return login != "busy"
 
     def do_PASS(self, arg):
-        self.reply("230 logged in")
+        login = self.server.login
+        self.reply({"no-password": "503 already logged in", "account": "332 need account"}.get(login, "230 logged in"))
 
     def do_TYPE(self, arg):
         self.reply("200 type set")

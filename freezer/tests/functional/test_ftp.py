@@ -381,6 +381,13 @@ class TestFtpRoundTrips(testtools.TestCase):
         self.assertEqual(b"data", b"".join(self.storage.get_stream("dir/a")))
         self.assertEqual([], [c for c in self.sent if c.startswith(("TYPE", "OPTS"))])
 
+    def test_a_listing_is_one_stat_without_a_data_connection(self):
+        self.storage.put_stream("dir/a", [b"data"])
+        remote = self.storage._abs("dir")
+        del self.sent[:]
+        self.assertEqual(["a"], self.storage.listdir("dir"))
+        self.assertEqual([f"STAT {remote}"], self.sent)
+
     def test_listing_keeps_the_types_of_entries(self):
         self.storage.put_stream("dir/sub/file", [b"data"])
         self.storage.put_stream("dir/file", [b"data"])

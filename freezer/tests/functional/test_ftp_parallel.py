@@ -80,6 +80,14 @@ class ParallelStorageTests:
         with open(stored, "rb") as f:
             self.assertEqual(hashlib.sha256(self.data).hexdigest(), hashlib.sha256(f.read()).hexdigest())
 
+    def test_after_a_claim_the_probe_runs_while_the_workers_log_in(self):
+        storage = self.storage()
+        self.assertTrue(storage.claim("level"))
+        self.assertTrue(storage._pool.warming())
+        self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(["data"], storage.listdir("level"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
     def test_one_connection_reads_what_several_stored(self):
         self.storage().put_stream("level/data", self.chunks())
         single = self.storage(connections=1)
@@ -122,6 +130,15 @@ class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
 
     def make_server(self, tmp):
         return servers.Vsftpd(tmp)
+
+
+class TestVsftpdUnlockedParallel(ParallelStorageTests, testtools.TestCase):
+    """lock_upload_files=NO: the segments are written into the one file at the same time, not in turn."""
+
+    in_place = True
+
+    def make_server(self, tmp):
+        return servers.Vsftpd(tmp, lock_uploads=False)
 
 
 class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
@@ -208,3 +225,6 @@ class TestAgentOverSeveralConnections(AgentTestCase):
 
     def test_vsftpd_ftps_gets_one_file_written_in_place(self):
         self.round_trip(servers.Vsftpd(self.tmp, True), segmented=False)
+
+    def test_vsftpd_without_upload_locks_gets_one_file_written_at_once(self):
+        self.round_trip(servers.Vsftpd(self.tmp, lock_uploads=False), segmented=False)

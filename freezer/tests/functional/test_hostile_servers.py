@@ -147,6 +147,34 @@ class TestDeadSession(testtools.TestCase):
         self.assertIn("OOPS", logs.output)
 
 
+class TestLogins(testtools.TestCase):
+    """USER and PASS go out together: every answer a server may give to the pair is read right."""
+
+    def driver(self, login: str) -> ftp.FtpStorage:
+        root = self.useFixture(fixtures.TempDir()).path
+        os.makedirs(os.path.join(root, "c"))
+        server = self.useFixture(hostile_ftp.HostileFtp(root, login=login))
+        driver = ftp.FtpStorage(ftp.FtpSettings(host=server.host, port=server.port, username=hostile_ftp.USER,
+                                                password=hostile_ftp.PASSWORD, container="c", timeout=10))
+        self.addCleanup(driver.close)
+        return driver
+
+    def test_a_server_needing_no_password_logs_in(self):
+        driver = self.driver("no-password")
+        driver.put_bytes("f", b"data")
+        self.assertEqual(b"data", b"".join(driver.get_stream("f")))
+
+    def test_a_server_asking_for_an_account_is_one_clear_error(self):
+        error = self.assertRaises(errors.AuthError, self.driver("account").listdir, "")
+        self.assertIn("ACCT", str(error))
+        self.assertNotIn(hostile_ftp.PASSWORD, str(error))
+
+    def test_a_busy_server_is_worth_a_retry(self):
+        error = self.assertRaises(errors.StorageError, self.driver("busy").listdir, "")
+        self.assertTrue(error.transient, error)
+        self.assertIn("421", str(error))
+
+
 class TestCheckedNames(testtools.TestCase):
     def test_names_that_leave_the_directory_are_dropped_and_duplicates_merged(self):
         entries = [("/x", "dir"), ("..", "dir"), ("a", None), ("a", "file"), ("b/c", None), ("", None),

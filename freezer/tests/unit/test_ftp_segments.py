@@ -92,6 +92,35 @@ class TestInOrder(testtools.TestCase):
                 held[0] -= 1
         self.assertLessEqual(most[0], 3)
 
+    def test_held_until_done_a_slow_job_does_not_stop_the_others(self):
+        later_done = threading.Event()
+
+        def run(worker, job):
+            if job == 0:
+                self.assertTrue(later_done.wait(5), "job 0 waited for jobs that were never taken")
+            if job == 5:
+                later_done.set()
+            return job
+
+        jobs = InOrder(iter(range(8)), [FakeWorker()] * 2, run, 2, held_until_done=True)
+        self.assertEqual(list(range(8)), list(jobs))
+
+    def test_held_until_done_still_bounds_the_jobs_in_flight(self):
+        running, most, lock = [0], [0], threading.Lock()
+
+        def run(worker, job):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.005)
+            with lock:
+                running[0] -= 1
+            return job
+
+        self.assertEqual(list(range(30)), list(InOrder(iter(range(30)), [FakeWorker()] * 6, run, 3,
+                                                        held_until_done=True)))
+        self.assertLessEqual(most[0], 3)
+
     def test_a_failure_is_raised_to_the_consumer(self):
         def run(worker, job):
             if job == 3:
