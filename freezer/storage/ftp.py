@@ -28,7 +28,7 @@ from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
-from freezer.storage.ftp_session import open_session, rename, say_goodbye, start_transfer
+from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, start_transfer
 from freezer.storage.ftp_stat import StatListings
 from freezer.storage.ftp_writes import ParallelWrites
 
@@ -38,6 +38,9 @@ BLOCK_SIZE = 1 << 20
 # autotuning the socket: enough for about 4 MiB per round trip, 100 MiB/s at 40 ms. Longer links
 # get several connections (freezer/storage/ftp_segments.py, --ftp-connections).
 SOCKET_BUFFER = segments.SOCKET_BUFFER
+# Bytes: an upload this small sits whole in the socket's buffer, so it is sent before the server's
+# 150 arrives (a round trip saved on a long link); a refusal is read right after. Metadata fits.
+EARLY_BYTES = 256 << 10
 HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see _put_held)
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
@@ -195,9 +198,12 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         return ftp
 
     def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
+        """STOR ``chunks``; a small upload in memory is sent without waiting for the server's 150 (plain FTP)."""
         ftp = self._binary()
         written = 0
-        conn = start_transfer(ftp, f"STOR {remote}")
+        early = (not self.settings.tls and ftp.passiveserver and isinstance(chunks, list)
+                 and sum(map(len, chunks)) <= EARLY_BYTES)
+        conn = start_transfer(ftp, f"STOR {remote}", mark=not early)
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             for chunk in chunks:
@@ -212,7 +218,8 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             conn.close()
             raise
         conn.close()
-        ftp.voidresp()
+        if not early or read_mark(ftp):
+            ftp.voidresp()
         return written
 
     def _rename(self, source: str, target: str) -> None:
@@ -327,20 +334,12 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
 
     def claim(self, path: str) -> bool:
         remote = self._abs(path)
+        if self._connections() > 1:
+            self._pool.warm(self._connections())  # a backup: its data follows
         try:
-            self._makedirs(posixpath.dirname(remote))
-            if self._connections() > 1:
-                self._pool.warm(self._connections())  # a backup: its data follows
-            self._client().mkd(remote)
-        except ftplib.error_perm as exc:
-            # 550 means "exists" as well as "refused": a directory there now is someone else's claim.
-            if self._is_dir(remote):
-                return False
-            raise self._translate(exc, f"create {remote}") from exc
+            return self._claim_dir(remote)
         except BaseException as exc:
             raise self._translate(exc, f"create {remote}") from exc
-        self._know_dir(remote)
-        return True
 
     # -- errors -----------------------------------------------------------
 

@@ -45,6 +45,24 @@ class KnownDirectories:
         for directory in missing:
             self._know_dir(directory)
 
+    def _claim_dir(self, remote: str) -> bool:
+        """MKD ``remote`` and its parents not known to exist, in one write; False when ``remote``
+        already exists (another backup's claim). A refusal is checked with one CWD."""
+        made = self._unknown_part(posixpath.dirname(remote)) + [remote]
+        ftp = self._client()
+        ftp_session.send_together(ftp, [f"MKD {directory}" for directory in made])
+        replies = [ftp.getmultiline() for _ in made]
+        if busy := next((reply for reply in replies if reply.startswith("4")), None):
+            raise ftplib.error_temp(busy)
+        claimed = replies[-1].startswith("2")
+        if not claimed and not self._is_dir(remote):
+            refusal = next(reply for reply in replies if not reply.startswith("2"))
+            raise PermissionDenied(f"create {remote} refused by {self.settings.where} ({refusal}): "
+                                   "check --container and its permissions")
+        for directory in made:
+            self._know_dir(directory)
+        return claimed
+
     def _know_dir(self, remote: str) -> None:
         self._known_dirs.add(remote)
 

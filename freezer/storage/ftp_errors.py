@@ -83,7 +83,8 @@ def server_reason(ftp: ftplib.FTP) -> ftplib.Error | None:
     """The reply a server sent when it cut a data connection (a full disk, say), if it sent one."""
     try:
         ftp.sock.settimeout(REASON_WAIT)
-        ftp.voidresp()
+        while ftp.getresp().startswith("1"):
+            pass  # the 150 of an upload sent before it arrived; the reason follows
     except ftplib.Error as reply:
         return reply
     except (OSError, EOFError):

@@ -91,12 +91,13 @@ def _protect_data(ftp: ftplib.FTP_TLS) -> None:
 
 
 def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: str | None = None,
-                   replies: list[str] | None = None) -> socket.socket:
+                   replies: list[str] | None = None, mark: bool = True) -> socket.socket:
     """The data connection of ``cmd`` (RETR/STOR path), its PASV/EPSV, REST and command sent at once.
 
     ``first``, a command sent ahead of them, has its reply appended to ``replies``, unjudged.
-    Active mode falls back to ftplib's one command per round trip. After a failure the control
-    connection may hold unread replies: the caller drops it.
+    ``mark=False`` (plain FTP only) returns before the server's 1xx reply, which the caller reads
+    with ``read_mark`` once its data is sent. Active mode falls back to ftplib's one command per
+    round trip. After a failure the control connection may hold unread replies: the caller drops it.
     """
     if not ftp.passiveserver:
         if first:
@@ -122,7 +123,7 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: st
         raise
     try:
         rest_reply = ftp.getmultiline() if rest else "350"
-        reply = ftp.getresp()
+        reply = ftp.getresp() if mark or getattr(ftp, "_prot_p", False) else "1"
         # A refused REST must not let the transfer start from byte 0.
         for answer, expected in ((rest_reply, "3"), (reply, "1")):
             if not answer.startswith(expected):
@@ -133,6 +134,17 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: st
         conn.close()
         raise
     return conn
+
+
+def read_mark(ftp: ftplib.FTP) -> bool:
+    """The 1xx reply of a transfer started with ``mark=False``; False when the server answered with
+    its final 2xx at once (then there is no reply left to read). A refusal is raised."""
+    reply = ftp.getresp()
+    if reply.startswith("1"):
+        return True
+    if reply.startswith("2"):
+        return False
+    raise ftplib.error_reply(reply)
 
 
 def send_together(ftp: ftplib.FTP, lines: list[str]) -> None:

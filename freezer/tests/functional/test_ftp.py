@@ -7,6 +7,7 @@ import socket
 import fixtures
 import testtools
 
+from freezer import errors
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_session
 from freezer.testing import servers
@@ -269,6 +270,22 @@ class TestFtpServerRefusals(AgentTestCase):
         self.serve("--read-only")
         proc = self.agent("--path-to-backup", self.source, expect=None)
         self.assertOneLineError(proc, "--container")
+
+    def small_upload_to(self, *flags) -> BaseException:
+        """A metadata-sized upload (sent before the server's 150) to a server started with ``flags``."""
+        server = self.serve(*flags)
+        os.makedirs(os.path.join(server.root, "backups", "dir"))  # so it is the STOR that is refused
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                           password=server.password, container="backups")
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return self.assertRaises(errors.StorageError, storage.put_bytes, "dir/metadata", b"{}" * 100)
+
+    def test_a_small_upload_refused_for_space_says_so(self):
+        self.assertIsInstance(self.small_upload_to("--full"), errors.NoSpace)
+
+    def test_a_small_upload_refused_for_permission_names_the_option(self):
+        self.assertIn("--container", str(self.small_upload_to("--read-only")))
 
     def test_busy_server_is_retried(self):
         self.serve("--refuse-first", "2")  # 421: try again later

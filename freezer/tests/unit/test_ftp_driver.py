@@ -50,6 +50,8 @@ class FakeClient:
             raise self.reply
         return "226 done"
 
+    getresp = voidresp
+
 
 class TestStoreClosesOnce(testtools.TestCase):
     def driver(self, client: FakeClient) -> ftp.FtpStorage:
