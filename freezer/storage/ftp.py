@@ -133,7 +133,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         if connections > 1:
             if self._pool.warming():  # asked while the workers log in
                 self._makedirs(posixpath.dirname(target))
-                self._writes_at_offsets(temp)
+                self._writes_at_offsets(temp, lambda: next(iter(self._pool.take(connections)), None))
             # Workers first (logged in since the claim): a server that takes no more gets a plain
             # upload of a stream not yet read, which the retry wrapper can still replay.
             if workers := self._pool.take(connections):

@@ -95,9 +95,10 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: st
     """The data connection of ``cmd`` (RETR/STOR path), its PASV/EPSV, REST and command sent at once.
 
     ``first``, a command sent ahead of them, has its reply appended to ``replies``, unjudged.
-    ``mark=False`` (plain FTP only) returns before the server's 1xx reply, which the caller reads
-    with ``read_mark`` once its data is sent. Active mode falls back to ftplib's one command per
-    round trip. After a failure the control connection may hold unread replies: the caller drops it.
+    ``mark=False`` returns the bare connection before the server's 1xx reply, which the caller
+    reads with ``read_mark`` once its data is sent (then ``protected`` for TLS). Active mode falls
+    back to ftplib's one command per round trip. After a failure the control connection may hold
+    unread replies: the caller drops it.
     """
     if not ftp.passiveserver:
         if first:
@@ -123,16 +124,23 @@ def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: st
         raise
     try:
         rest_reply = ftp.getmultiline() if rest else "350"
-        reply = ftp.getresp() if mark or getattr(ftp, "_prot_p", False) else "1"
-        # A refused REST must not let the transfer start from byte 0.
-        for answer, expected in ((rest_reply, "3"), (reply, "1")):
-            if not answer.startswith(expected):
-                raise ftplib.error_reply(answer)
-        if getattr(ftp, "_prot_p", False):
-            conn = ftp.context.wrap_socket(conn, server_hostname=ftp.host, session=ftp.sock.session)
+        if not rest_reply.startswith("3"):
+            raise ftplib.error_reply(rest_reply)  # a refused REST must not let the transfer start from byte 0
+        if not mark:
+            return conn
+        reply = ftp.getresp()
+        if not reply.startswith("1"):
+            raise ftplib.error_reply(reply)
+        return protected(ftp, conn)
     except BaseException:
         conn.close()
         raise
+
+
+def protected(ftp: ftplib.FTP, conn: socket.socket) -> socket.socket:
+    """A data connection in TLS when the session protects data (PROT P), resuming the control's session."""
+    if getattr(ftp, "_prot_p", False):
+        return ftp.context.wrap_socket(conn, server_hostname=ftp.host, session=ftp.sock.session)
     return conn
 
 

@@ -1,42 +1,92 @@
-"""Which layout a parallel FTP upload gets: in place where the server writes at offsets.
+"""Which layout a parallel FTP upload gets: in place where the server writes at offsets, together.
 
 A server that takes ``REST`` n + ``STOR`` beyond a file's end (vsftpd) gets the segments written
 into the one temporary file: upstream's layout. One that refuses (pyftpdlib) gets one connection
-under ``--ftp-connections auto``, and a segment directory only when a number was given. The
-answer comes from one probe per session, never from the server's banner.
+under ``--ftp-connections auto``, and a segment directory only when a number was given. So does,
+under ``auto`` only, one that lets a file have one writer at a time (vsftpd's default
+``lock_upload_files=YES``): its segments would arrive in turn, slower than one stream. The answer
+comes from one probe per session, never from the server's banner.
 """
 
 from __future__ import annotations
 
+import enum
 import ftplib
 import logging
 import posixpath
-from collections.abc import Iterable
+import select
+import ssl
+from collections.abc import Callable, Iterable
 
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_parallel import Worker
-from freezer.storage.ftp_session import finish_upload, start_transfer
+from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
 
 LOG = logging.getLogger("freezer.storage.ftp")
 
 
-def accepts_offset_writes(ftp: ftplib.FTP, remote: str) -> bool:
-    """Whether the server writes ``remote`` (a new temporary name) from byte 1: REST 1 and an empty STOR.
+class OffsetWrites(enum.Enum):
+    """What the probe found: how the server takes segments written at their offsets."""
 
-    A refusal (pyftpdlib: 550 on a new file) is a no; what the server creates is truncated by the
-    upload's first STOR. A refused REST leaves a reply unread: the connection is closed, the caller reconnects.
+    REFUSED = "refuses writes at an offset"
+    IN_TURN = "takes writes at an offset one writer at a time"
+    TOGETHER = "takes writes at an offset from several writers at once"
+
+
+def probe_offset_writes(ftp: ftplib.FTP, second_writer: Callable[[], ftplib.FTP | None], remote: str,
+                        patience: float) -> tuple[OffsetWrites, bool]:
+    """REST 1 and STOR of ``remote`` (a new temporary name) held open on ``ftp`` while another
+    connection (``second_writer()``, asked for once the first holds the file) asks for REST 2 and
+    STOR of it too: its 150 within ``patience`` seconds means writers work together. Returns the
+    verdict and whether the second connection is still in step (else the caller drops it).
+
+    A refusal (pyftpdlib: 550 on a new file) is REFUSED; what the server creates is truncated by the
+    upload's first STOR. A refused REST leaves a reply unread: the connection is closed, the
+    caller reconnects.
     """
     try:
-        conn = start_transfer(ftp, f"STOR {remote}", rest=1)
+        held = start_transfer(ftp, f"STOR {remote}", rest=1)
     except ftplib.error_perm:
-        return False
+        return OffsetWrites.REFUSED, True
     except ftplib.error_reply:
         close_quietly(ftp)
         raise
-    finish_upload(ftp, conn)
-    return True
+    try:
+        other = second_writer()
+    except BaseException:
+        finish_upload(ftp, held)
+        raise
+    if other is None:
+        finish_upload(ftp, held)
+        return OffsetWrites.TOGETHER, True
+    second, together = None, False
+    try:
+        second = start_transfer(other, f"STOR {remote}", rest=2, mark=False)
+        together = bool(select.select([other.sock], [], [], patience)[0])
+    except (ftplib.Error, OSError, EOFError) as exc:
+        LOG.debug("probe: the second writer failed: %s", exc)
+    finish_upload(ftp, held)  # a server that kept the second writer waiting lets it in now
+    in_step = second is not None and _empty_upload_ends(other, second)
+    return (OffsetWrites.TOGETHER if together and in_step else OffsetWrites.IN_TURN), in_step
+
+
+def _empty_upload_ends(ftp: ftplib.FTP, conn) -> bool:
+    """End an upload started without its mark, sending nothing; whether the server answered as expected."""
+    try:
+        if read_mark(ftp):
+            conn = protected(ftp, conn)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+            conn.close()
+            ftp.voidresp()
+        return True
+    except (ftplib.Error, OSError, EOFError) as exc:
+        LOG.debug("probe: the second writer failed: %s", exc)
+        return False
+    finally:
+        conn.close()
 
 
 class ParallelWrites:
@@ -47,7 +97,8 @@ class ParallelWrites:
     """
 
     settings: FtpSettings
-    _offset_writes: bool | None  # the probe's answer, kept for the session
+    _offset_writes: OffsetWrites | None  # the probe's answer, kept for the session
+    _round_trip: float
 
     def _put_parallel(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """In place where the server allows it; else one connection (auto) or a segment directory (N).
@@ -55,25 +106,39 @@ class ParallelWrites:
         ``temp`` is the upload's temporary name, which the probe may already have created.
         """
         self._makedirs(posixpath.dirname(target))
-        if self._writes_at_offsets(temp):
+        verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)
+        auto = self.settings.connections == 0
+        if verdict is OffsetWrites.TOGETHER or (verdict is OffsetWrites.IN_TURN and not auto):
             return self._put_in_place(target, temp, pieces, workers)
-        if self.settings.connections == 0:
+        if auto:
             return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
         return self._put_segments(target, temporary_name(target), pieces, workers)
 
-    def _writes_at_offsets(self, temp: str) -> bool:
+    def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:
+        """The probe's answer, asked once per session; ``second()`` gives the connection it tries as a second writer."""
         if self._offset_writes is None:
+            patience = 4 * self._round_trip + 0.25  # seconds: a 150 takes about 2.5 round trips
+            used: list[Worker] = []
+
+            def second_writer() -> ftplib.FTP | None:
+                worker = second()
+                used.extend([worker] if worker else [])
+                return worker.client() if worker else None
+
             try:
-                self._offset_writes = accepts_offset_writes(self._binary(), temp)
+                self._offset_writes, in_step = probe_offset_writes(self._binary(), second_writer, temp, patience)
             except ftplib.error_reply:
-                self._offset_writes, self._ftp = False, None
+                self._offset_writes, self._ftp, in_step = OffsetWrites.REFUSED, None, True
             except BaseException as exc:
+                for worker in used:
+                    worker.drop()
                 raise self._translate(exc, f"upload {temp}") from exc
-            if not self._offset_writes and self._ftp is not None:
+            for worker in used if not in_step else []:
+                worker.drop()
+            if self._offset_writes is OffsetWrites.REFUSED and self._ftp is not None:
                 self._forget(temp)
-            LOG.info("%s %s writes at an offset: parallel uploads go %s", self.settings.where,
-                     "accepts" if self._offset_writes else "refuses",
-                     "in place" if self._offset_writes else "over one connection, or as segments if a number was given")
+            LOG.info("%s %s: a parallel upload goes %s", self.settings.where, self._offset_writes.value,
+                     _route(self._offset_writes, self.settings.connections))
         return self._offset_writes
 
     def _forget(self, temp: str) -> None:
@@ -97,3 +162,11 @@ class ParallelWrites:
             self._discard(temp, tree=True)
             raise self._translate(exc, f"upload {target}") from exc
         return written
+
+
+def _route(verdict: OffsetWrites, connections: int) -> str:
+    if verdict is OffsetWrites.TOGETHER or (verdict is OffsetWrites.IN_TURN and connections):
+        return "in place, into the one file"
+    if not connections:
+        return "over one connection (--ftp-connections auto)"
+    return "as a directory of segments (--ftp-connections N on a server that refuses offset writes)"

@@ -10,7 +10,7 @@ import testtools
 
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_parallel, ftp_segments
+from freezer.storage import ftp_parallel, ftp_segments, ftp_writes
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, write
 
@@ -22,6 +22,7 @@ class ParallelStorageTests:
     """A storage with four connections, on the server ``make_server`` starts."""
 
     in_place = False  # whether the server writes at offsets (vsftpd), so segments go into one file
+    verdict = ftp_writes.OffsetWrites.REFUSED  # what the probe finds (vsftpd locks uploads by default)
 
     def make_server(self, tmp: str):
         raise NotImplementedError
@@ -66,7 +67,7 @@ class ParallelStorageTests:
         self.assertEqual(4, storage._connections())
         self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
         self.assertEqual(DATA, storage.put_stream("other/data", self.chunks()))  # the probe's answer reused
-        self.assertEqual(self.in_place, storage._offset_writes)
+        self.assertEqual(self.verdict, storage._offset_writes)
         self.assert_plain_file_on_server("level/data")
         self.assert_plain_file_on_server("other/data")
         self.assertEqual(["data"], storage.listdir("level"))
@@ -127,6 +128,7 @@ class TestPyftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
 
 class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
     in_place = True
+    verdict = ftp_writes.OffsetWrites.IN_TURN
 
     def make_server(self, tmp):
         return servers.Vsftpd(tmp)
@@ -136,6 +138,7 @@ class TestVsftpdUnlockedParallel(ParallelStorageTests, testtools.TestCase):
     """lock_upload_files=NO: the segments are written into the one file at the same time, not in turn."""
 
     in_place = True
+    verdict = ftp_writes.OffsetWrites.TOGETHER
 
     def make_server(self, tmp):
         return servers.Vsftpd(tmp, lock_uploads=False)
@@ -143,6 +146,7 @@ class TestVsftpdUnlockedParallel(ParallelStorageTests, testtools.TestCase):
 
 class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
     in_place = True
+    verdict = ftp_writes.OffsetWrites.IN_TURN
 
     def make_server(self, tmp):
         return servers.Vsftpd(tmp, True)
@@ -150,6 +154,7 @@ class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
 
 class TestVsftpdImplicitFtpsParallel(ParallelStorageTests, testtools.TestCase):
     in_place = True
+    verdict = ftp_writes.OffsetWrites.IN_TURN
 
     def make_server(self, tmp):
         return servers.Vsftpd(tmp, implicit=True)
