@@ -117,7 +117,7 @@ class ParallelWrites:
     def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:
         """The probe's answer, asked once per session; ``second()`` gives the connection it tries as a second writer."""
         if self._offset_writes is None:
-            patience = 4 * self._round_trip + 0.25  # seconds: a 150 takes about 2.5 round trips
+            patience = 3 * self._round_trip + 0.2  # seconds: the 150 comes about a round trip after the connect
             used: list[Worker] = []
 
             def second_writer() -> ftplib.FTP | None:
