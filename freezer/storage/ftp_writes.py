@@ -58,9 +58,9 @@ def probe_offset_writes(ftp: ftplib.FTP, second_writer: Callable[[], ftplib.FTP 
     except BaseException:
         finish_upload(ftp, held)
         raise
-    if other is None:
+    if other is None:  # no second connection to try (the server took no more): none to write together
         finish_upload(ftp, held)
-        return OffsetWrites.TOGETHER, True
+        return OffsetWrites.IN_TURN, True
     second, together = None, False
     try:
         second = start_transfer(other, f"STOR {remote}", rest=2, mark=False)
