@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ftplib
 import logging
+import select
 import socket
 import ssl
 import time
@@ -39,6 +40,13 @@ class DeadlineReplies:
             return self._rest_of(line, deadline) if line[3:4] == "-" else line
         finally:
             self.sock.settimeout(budget)
+
+    def reply_within(self, seconds: float) -> bool:
+        """Whether the server starts a reply within ``seconds`` (read or not yet), without reading it."""
+        if (self._pending_sock is self.sock and self._pending) or (
+                isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+            return True  # already read from the socket (by us, or by TLS)
+        return bool(select.select([self.sock], [], [], seconds)[0])
 
     def _rest_of(self, reply: str, deadline: float) -> str:
         """A multi-line reply from its first line on, up to the line with its code and a space."""

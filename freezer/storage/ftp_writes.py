@@ -14,7 +14,6 @@ import enum
 import ftplib
 import logging
 import posixpath
-import select
 import ssl
 from collections.abc import Callable, Iterable
 
@@ -64,7 +63,7 @@ def probe_offset_writes(ftp: ftplib.FTP, second_writer: Callable[[], ftplib.FTP 
     second, together = None, False
     try:
         second = start_transfer(other, f"STOR {remote}", rest=2, mark=False)
-        together = bool(select.select([other.sock], [], [], patience)[0])
+        together = other.reply_within(patience)
     except (ftplib.Error, OSError, EOFError) as exc:
         LOG.debug("probe: the second writer failed: %s", exc)
     finish_upload(ftp, held)  # a server that kept the second writer waiting lets it in now
