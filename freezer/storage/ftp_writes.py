@@ -116,7 +116,7 @@ class ParallelWrites:
     def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:
         """The probe's answer, asked once per session; ``second()`` gives the connection it tries as a second writer."""
         if self._offset_writes is None:
-            patience = 3 * self._round_trip + 0.2  # seconds: the 150 comes about a round trip after the connect
+            patience = 3 * self._round_trip + 0.5  # seconds: the 150 comes about a round trip after the connect
             used: list[Worker] = []
 
             def second_writer() -> ftplib.FTP | None:
