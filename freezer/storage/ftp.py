@@ -82,11 +82,11 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def _connect(self) -> ftplib.FTP:
         """Log in; a relative container is resolved against the login directory (PWD, sent with TYPE I)."""
         container = self.settings.container
-        home: list[str] | None = None if container.startswith("/") else []
-        ftp, self._round_trip = open_session(self.settings, home)
-        self._root = container_root(container, home[0] if home else "/")
+        session = open_session(self.settings, ask_home=not container.startswith("/"))
+        self._round_trip = session.round_trip
+        self._root = container_root(container, session.home or "/")
         LOG.info("connected to %s", self.describe())
-        return ftp
+        return session.ftp
 
     def _speak_utf8(self, path: str) -> None:
         """Ask for UTF-8 names before the first path that needs it; ASCII paths never pay the round trip."""

@@ -47,7 +47,7 @@ class Worker:
         if self.cancelled:
             raise StorageError("the transfer was abandoned")
         if self.ftp is None:
-            self.ftp, _ = open_session(self.settings)
+            self.ftp = open_session(self.settings).ftp
         return self.ftp
 
     def drop(self) -> None:

@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 import time
+from typing import NamedTuple
 
 from freezer.errors import AuthError, TLSError
 from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
@@ -19,11 +20,19 @@ from freezer.storage.ftp_errors import REASON_WAIT, reply_of, translate
 LOG = logging.getLogger("freezer.storage.ftp")
 
 
-def open_session(settings: FtpSettings, home: list[str] | None = None) -> tuple[ftplib.FTP, float]:
-    """A client logged in, in binary mode, and the round trip its ``TYPE I`` took, in seconds.
+class Session(NamedTuple):
+    """A logged-in client, the round trip its ``TYPE I`` took (seconds) and, if asked, the login directory."""
 
-    USER and PASS go out together, so do PBSZ and PROT, and TYPE I and (when ``home`` is given, to
-    receive the login directory) PWD: a login costs three round trips after the greeting, not six.
+    ftp: ftplib.FTP
+    round_trip: float
+    home: str | None = None
+
+
+def open_session(settings: FtpSettings, ask_home: bool = False) -> Session:
+    """A client logged in, in binary mode; ``ask_home`` also asks PWD.
+
+    USER and PASS go out together, so do PBSZ and PROT, and TYPE I and PWD: a login costs three
+    round trips after the greeting, not six.
     """
     s = settings
     ftp = new_client(s)
@@ -37,15 +46,14 @@ def open_session(settings: FtpSettings, home: list[str] | None = None) -> tuple[
             _protect_data(ftp)
         ftp.set_pasv(not s.active)
         started = time.monotonic()
-        send_together(ftp, ["TYPE I"] + (["PWD"] if home is not None else []))
+        send_together(ftp, ["TYPE I"] + (["PWD"] if ask_home else []))
         ftp.voidresp()
         round_trip = time.monotonic() - started
-        if home is not None:
-            home.append(ftplib.parse257(ftp.voidresp()))
+        home = ftplib.parse257(ftp.voidresp()) if ask_home else None
     except BaseException as exc:
         close_quietly(ftp)
         raise translate(exc, "connect", s) from exc
-    return ftp, round_trip
+    return Session(ftp, round_trip, home)
 
 
 def _auth_tls(ftp: ftplib.FTP_TLS, s: FtpSettings) -> None:
