@@ -159,8 +159,8 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 time.sleep(pause * random.uniform(0.5, 1.0))
                 pause = min(pause * 2, 15.0)
 
-    def _put_plain(self, target: str, chunks: Iterable[bytes], temp: str | None = None) -> int:
-        temp = temp or temporary_name(target)
+    def _put_plain(self, target: str, chunks: Iterable[bytes], temp: str) -> int:
+        """One STOR to ``temp``, checked and renamed to ``target``."""
         self._makedirs(posixpath.dirname(target))
         return self._commit(target, temp, lambda: self._store(temp, chunks))
 

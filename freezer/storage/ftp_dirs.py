@@ -26,42 +26,34 @@ class KnownDirectories:
         self._known_dirs.update(posixpath.join(remote, name) for name, kind in entries if kind == "dir")
 
     def _makedirs(self, remote: str) -> None:
-        """Make ``remote`` and its parents not known to exist, every MKD in one write: one round trip.
-
-        A refusal is an existing directory on most servers (550): only the deepest one's is checked (CWD).
-        """
+        """Make ``remote`` and its parents not known to exist, every MKD in one write: one round trip."""
         missing = self._unknown_part(remote)
-        if not missing:
-            return
-        ftp = self._client()
-        ftp_session.send_together(ftp, [f"MKD {directory}" for directory in missing])
-        replies = [ftp.getmultiline() for _ in missing]
-        if busy := next((reply for reply in replies if reply.startswith("4")), None):
-            raise ftplib.error_temp(busy)
-        if not replies[-1].startswith("2") and not self._is_dir(remote):
-            refusal = next(reply for reply in replies if not reply.startswith("2"))
-            raise PermissionDenied(f"cannot create {remote} on {self.settings.where} "
-                                   f"({refusal}): check --container and its permissions")
-        for directory in missing:
-            self._know_dir(directory)
+        if missing:
+            self._make_all(missing)
 
     def _claim_dir(self, remote: str) -> bool:
         """MKD ``remote`` and its parents not known to exist, in one write; False when ``remote``
-        already exists (another backup's claim). A refusal is checked with one CWD."""
-        made = self._unknown_part(posixpath.dirname(remote)) + [remote]
+        already exists (another backup's claim)."""
+        return self._make_all(self._unknown_part(posixpath.dirname(remote)) + [remote])
+
+    def _make_all(self, directories: list[str]) -> bool:
+        """MKD each of ``directories`` (top first) in one write; whether the last one was made now.
+
+        A refusal is an existing directory on most servers (550): only the last one's is checked (CWD).
+        """
         ftp = self._client()
-        ftp_session.send_together(ftp, [f"MKD {directory}" for directory in made])
-        replies = [ftp.getmultiline() for _ in made]
+        ftp_session.send_together(ftp, [f"MKD {directory}" for directory in directories])
+        replies = [ftp.getmultiline() for _ in directories]
         if busy := next((reply for reply in replies if reply.startswith("4")), None):
             raise ftplib.error_temp(busy)
-        claimed = replies[-1].startswith("2")
-        if not claimed and not self._is_dir(remote):
+        made = replies[-1].startswith("2")
+        if not made and not self._is_dir(directories[-1]):
             refusal = next(reply for reply in replies if not reply.startswith("2"))
-            raise PermissionDenied(f"create {remote} refused by {self.settings.where} ({refusal}): "
-                                   "check --container and its permissions")
-        for directory in made:
+            raise PermissionDenied(f"cannot create {directories[-1]} on {self.settings.where} "
+                                   f"({refusal}): check --container and its permissions")
+        for directory in directories:
             self._know_dir(directory)
-        return claimed
+        return made
 
     def _know_dir(self, remote: str) -> None:
         self._known_dirs.add(remote)

@@ -126,38 +126,34 @@ class TestPyftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
         return servers.PyFtpd(tmp, True)
 
 
-class TestVsftpdParallel(ParallelStorageTests, testtools.TestCase):
+class VsftpdParallel(ParallelStorageTests):
+    """vsftpd writes at offsets; by default one writer of a file at a time (``lock_upload_files``)."""
+
     in_place = True
     verdict = ftp_writes.OffsetWrites.IN_TURN
+    vsftpd_options: dict = {}
 
     def make_server(self, tmp):
-        return servers.Vsftpd(tmp)
+        return servers.Vsftpd(tmp, **self.vsftpd_options)
 
 
-class TestVsftpdUnlockedParallel(ParallelStorageTests, testtools.TestCase):
+class TestVsftpdParallel(VsftpdParallel, testtools.TestCase):
+    pass
+
+
+class TestVsftpdUnlockedParallel(VsftpdParallel, testtools.TestCase):
     """lock_upload_files=NO: the segments are written into the one file at the same time, not in turn."""
 
-    in_place = True
     verdict = ftp_writes.OffsetWrites.TOGETHER
-
-    def make_server(self, tmp):
-        return servers.Vsftpd(tmp, lock_uploads=False)
+    vsftpd_options = {"lock_uploads": False}
 
 
-class TestVsftpdFtpsParallel(ParallelStorageTests, testtools.TestCase):
-    in_place = True
-    verdict = ftp_writes.OffsetWrites.IN_TURN
-
-    def make_server(self, tmp):
-        return servers.Vsftpd(tmp, True)
+class TestVsftpdFtpsParallel(VsftpdParallel, testtools.TestCase):
+    vsftpd_options = {"tls": True}
 
 
-class TestVsftpdImplicitFtpsParallel(ParallelStorageTests, testtools.TestCase):
-    in_place = True
-    verdict = ftp_writes.OffsetWrites.IN_TURN
-
-    def make_server(self, tmp):
-        return servers.Vsftpd(tmp, implicit=True)
+class TestVsftpdImplicitFtpsParallel(VsftpdParallel, testtools.TestCase):
+    vsftpd_options = {"implicit": True}
 
 
 class TestParallelFaults(testtools.TestCase):

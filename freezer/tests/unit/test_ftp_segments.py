@@ -69,6 +69,23 @@ class FakeWorker:
     cancelled = False
 
 
+class Gauge:
+    """How many jobs are in a state at once, and the most ever, counted from several threads."""
+
+    def __init__(self):
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def up(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def down(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
 class TestInOrder(testtools.TestCase):
     def test_results_come_back_in_job_order_whatever_finishes_first(self):
         def run(worker, job):
@@ -78,19 +95,16 @@ class TestInOrder(testtools.TestCase):
         self.assertEqual([n * 2 for n in range(20)], list(InOrder(iter(range(20)), [FakeWorker()] * 4, run, 4)))
 
     def test_no_more_than_ahead_jobs_are_held(self):
-        held, most, lock = [0], [0], threading.Lock()
+        held = Gauge()
 
         def run(worker, job):
-            with lock:
-                held[0] += 1
-                most[0] = max(most[0], held[0])
+            held.up()
             time.sleep(0.005)
             return job
 
         for _ in InOrder(iter(range(30)), [FakeWorker()] * 6, run, 3):
-            with lock:
-                held[0] -= 1
-        self.assertLessEqual(most[0], 3)
+            held.down()
+        self.assertLessEqual(held.most, 3)
 
     def test_held_until_done_a_slow_job_does_not_stop_the_others(self):
         later_done = threading.Event()
@@ -106,20 +120,17 @@ class TestInOrder(testtools.TestCase):
         self.assertEqual(list(range(8)), list(jobs))
 
     def test_held_until_done_still_bounds_the_jobs_in_flight(self):
-        running, most, lock = [0], [0], threading.Lock()
+        running = Gauge()
 
         def run(worker, job):
-            with lock:
-                running[0] += 1
-                most[0] = max(most[0], running[0])
+            running.up()
             time.sleep(0.005)
-            with lock:
-                running[0] -= 1
+            running.down()
             return job
 
         self.assertEqual(list(range(30)), list(InOrder(iter(range(30)), [FakeWorker()] * 6, run, 3,
                                                         held_until_done=True)))
-        self.assertLessEqual(most[0], 3)
+        self.assertLessEqual(running.most, 3)
 
     def test_a_failure_is_raised_to_the_consumer(self):
         def run(worker, job):
