@@ -8,8 +8,9 @@ private themselves (``freezer/tests/unit/test_architecture.py`` holds them to it
 Checked against paramiko 3.4.0, 4.0.0 and 5.1.0 (the same sftp_client, sftp_file, sftp_attr, sftp
 and file modules in all three), whose ``SFTPClient._async_request``, ``_read_response``,
 ``_convert_status``, ``_request``, ``SFTPAttributes._from_msg``, ``SFTPFile._close``,
-``SFTPFile._reqs``, ``SFTPFile.MAX_REQUEST_SIZE`` and the ``_async_response`` callback are used
-here; setup.cfg bounds paramiko to that range and tools/test-paramiko.sh tests its two ends.
+``SFTPFile._reqs``, ``SFTPFile.MAX_REQUEST_SIZE``, ``BufferedFile._wbuffer`` and the
+``_async_response`` callback are used here; setup.cfg bounds paramiko to that range and
+tools/test-paramiko.sh tests its two ends.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def mark_closed(remote: SFTPFile) -> None:
 def close_without_waiting(remote: SFTPFile) -> None:
     """Send the file's CLOSE and do not wait for the reply."""
     remote._close(async_=True)
+
+
+def unconfirmed_bytes(remote: SFTPFile) -> int:
+    """At most this many bytes written to ``remote`` wait for the server to confirm them (sent or buffered)."""
+    return len(remote._reqs) * remote.MAX_REQUEST_SIZE + remote._wbuffer.tell()
 
 
 def confirm_writes(remote: SFTPFile) -> None:

@@ -6,8 +6,8 @@ pipelined to a temporary name and renamed into place; downloads prefetch.
 
 This module holds the driver; its settings come built from common/settings.py. Around it:
 sftp_connect.py (the connection), sftp_auth.py (the login), sftp_errors.py (error translation),
-sftp_requests.py (batched requests), sftp_stripes.py (striped uploads) and paramiko_adapter.py
-(the only use of paramiko's internals).
+sftp_requests.py (batched requests), sftp_upload.py (uploads that go on after a cut), sftp_stripes.py
+(the extra channels they stripe over) and paramiko_adapter.py (the only use of paramiko's internals).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import paramiko
 
 from freezer.common.settings import SftpSettings
 from freezer.errors import NoSpace, PermissionDenied, StorageError
-from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_parallel, sftp_requests, sftp_stripes
+from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_parallel, sftp_requests, sftp_upload
 from freezer.storage.base import (
     Storage,
     checked_entries,
@@ -123,15 +123,18 @@ class SftpStorage(Storage):
         return posixpath.join(self._root, path)
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
-        """Three round trips besides the data: make the directories and open, size and close, rename."""
+        """Three round trips besides the data: make the directories and open, size and close, rename.
+
+        A cut connection does not fail the upload: it goes on over a fresh one (sftp_upload.py).
+        """
         target = self._abs(path)
         temp = temporary_name(target)
         remote = None
-        written = 0
         try:
             remote = self._pipelined(self._open_for_upload(temp))
-            written = sftp_stripes.write_chunks(remote, chunks, temp, self._channels, self._open_again)
-            self._check_stored(temp, written, sftp_requests.size_and_close(remote))
+            written, stored = sftp_upload.write_chunks(remote, chunks, temp, self._channels, self._open_again,
+                                                       lambda: self._reopen(temp))
+            self._check_stored(temp, written, stored)
             self._rename(temp, target)
         except BaseException as exc:
             close_quietly(remote)
@@ -141,6 +144,15 @@ class SftpStorage(Storage):
             self._discard(temp)
             raise (known or self._translate(exc, f"upload {target}")) from exc
         return written
+
+    def _reopen(self, temp: str) -> tuple[paramiko.SFTPFile, ExtraChannels | None]:
+        """After a cut: a fresh connection, and ``temp`` on it open for writing as it is (not truncated)."""
+        self.reset()
+        sftp = self._client()
+        try:
+            return self._pipelined(sftp.open(temp, "r+b", bufsize=BLOCK_SIZE)), self._channels
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._translate(exc, f"reopen {temp}", missing=True) from exc
 
     def _open_for_upload(self, temp: str) -> paramiko.SFTPFile:
         """Open ``temp`` for writing, making the directories it needs in the same round trip."""

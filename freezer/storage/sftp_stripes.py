@@ -11,14 +11,11 @@ own TCP connection: the same class holds them, given how to open and close one.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import paramiko
 
-from freezer.storage import sftp_requests
-from freezer.storage.paramiko_adapter import confirm_writes
 from freezer.storage.sftp_requests import close_quietly
 
 LOG = logging.getLogger(__name__)
@@ -59,7 +56,7 @@ class ExtraChannels:
     def live(self) -> list[paramiko.SFTPClient]:
         """The channels still open; those a cut link closed are dropped, and replaced by the next ``open_early``."""
         with self._lock:
-            dead = [channel for channel in self.channels if not _is_open(channel)]
+            dead = [channel for channel in self.channels if not is_open(channel)]
             if dead and self._opener is not None and not self._opener.is_alive():
                 self._opener = None
             self.channels = [channel for channel in self.channels if channel not in dead]
@@ -122,79 +119,7 @@ class ExtraChannels:
             opened.append(exc)
 
 
-def _is_open(channel: paramiko.SFTPClient) -> bool:
+def is_open(channel: paramiko.SFTPClient) -> bool:
+    """Whether the channel and its connection are still up."""
     transport = channel.get_channel().get_transport()
     return not channel.get_channel().closed and transport is not None and transport.is_active()
-
-
-def write_chunks(first: paramiko.SFTPFile, chunks: Iterable[bytes], path: str, channels: ExtraChannels | None,
-                 open_again: OpenAgain) -> int:
-    """Send every chunk through ``first``; once the upload is long, round robin over one thread per channel.
-
-    Striped, every write is confirmed on return; otherwise the caller flushes and confirms ``first``.
-    """
-    stripes: list[StripeWriter] = []
-    written = 0
-    try:
-        for count, chunk in enumerate(chunks):
-            if channels is not None and not stripes:
-                if written >= OPEN_CHANNELS_AFTER:
-                    channels.open_early()
-                if written >= STRIPE_AFTER and not channels.refused:
-                    if more := channels.handles(path, open_again):
-                        stripes = [StripeWriter(first, close=False)] + [StripeWriter(h) for h in more]
-            if stripes:
-                stripes[count % len(stripes)].put(written, chunk)
-            else:
-                first.write(chunk)
-            written += len(chunk)
-        for stripe in stripes:
-            stripe.finish()
-    finally:
-        for stripe in stripes:
-            stripe.stop()
-    return written
-
-
-class StripeWriter:
-    """A thread writing the chunks given to it, at their offsets, through one more channel's handle."""
-
-    def __init__(self, handle: paramiko.SFTPFile, close: bool = True):
-        self.handle, self.close = handle, close
-        self.queue: queue.Queue = queue.Queue(maxsize=2)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="sftp-stripe", daemon=True)
-        self.thread.start()
-
-    def put(self, offset: int, chunk: bytes) -> None:
-        if self.error:
-            raise self.error
-        self.queue.put((offset, chunk))
-
-    def finish(self) -> None:
-        """Wait until every chunk is written and confirmed; raise what failed."""
-        self.stop()
-        if self.error:
-            raise self.error
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if self.close:
-            close_quietly(self.handle)
-
-    def _run(self) -> None:
-        try:
-            while (item := self.queue.get()) is not None:
-                self.handle.seek(item[0])
-                self.handle.write(item[1])
-            if self.close:
-                sftp_requests.close_after_writes(self.handle)  # the close goes out with the last writes
-            else:
-                self.handle.flush()
-                confirm_writes(self.handle)
-        except BaseException as exc:
-            self.error = exc
-            while self.queue.get() is not None:  # keep taking chunks, so the sender never blocks
-                pass

@@ -47,10 +47,12 @@ class CuttingProxy(fixtures.Fixture):
             self._budgets[True] = server_bytes
             self._resets_armed = reset_next
 
-    def cut_upload_after(self, client_bytes: int) -> None:
-        """Reset the connection that carries byte ``client_bytes`` (counted from now) to the server."""
+    def cut_upload_after(self, client_bytes: int, reset_next: int = 0) -> None:
+        """Reset the connection that carries byte ``client_bytes`` (counted from now) to the server,
+        then the ``reset_next`` connections opened after it."""
         with self._lock:
             self._budgets[False] = client_bytes
+            self._resets_armed = reset_next
 
     def link_down(self, connections: int) -> None:
         """Reset the next ``connections`` connections as soon as they open."""
@@ -106,8 +108,7 @@ class CuttingProxy(fixtures.Fixture):
                 return size
             self._budgets[from_server] = None
             self.cuts += 1
-            if from_server:
-                self._reset_next, self._resets_armed = self._resets_armed, 0
+            self._reset_next, self._resets_armed = self._resets_armed, 0
             return budget
 
     def _take_reset(self) -> bool:

@@ -9,7 +9,7 @@ import testtools
 from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import sftp as sftp_storage
-from freezer.storage import sftp_parallel, sftp_stripes
+from freezer.storage import sftp_parallel, sftp_stripes, sftp_upload
 from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import describe_tree, write
 from freezer.tests.functional.test_sftp import SshdAgentTest
@@ -127,12 +127,60 @@ class TestInterruptedConnection(ParallelSession):
         self.assertRaises(StorageError, lambda: digest(self.storage.get_stream("level/data")))
         self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
 
-    def test_a_cut_mid_upload_leaves_no_file(self):
+    def test_a_cut_mid_upload_is_resumed(self):
+        logs = self.useFixture(fixtures.FakeLogger())
+        self.useFixture(fixtures.MockPatchObject(sftp_upload, "PAUSE", 0.01))
         self.storage.listdir("")
         self.proxy.cut_upload_after(LARGE // 2)
-        self.assertRaises(StorageError, self.storage.put_stream, "level/data", iter(large_chunks(b"seven")))
-        self.assertEqual([], [name for name in self.storage.listdir("level") if "data" in name])
-        chunks = large_chunks(b"eight")
+        chunks = large_chunks(b"seven")
+        self.assertEqual(LARGE, self.storage.put_stream("level/data", iter(chunks)))
+        self.assertEqual(1, self.proxy.cuts)
+        self.assertEqual(1, logs.output.count("retrying in"), logs.output)
+        self.assertEqual(["data"], self.storage.listdir("level"))  # no temporary left beside it
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+
+class TestResumedUploadOverOneConnection(ParallelSession):
+    """One connection (its extra channel rides on it): a cut takes everything, and the upload reconnects."""
+
+    connections = 1
+
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger())
+        self.useFixture(fixtures.MockPatchObject(sftp_upload, "PAUSE", 0.01))
+        self.storage.listdir("")
+
+    def test_a_striped_upload(self):
+        self.proxy.cut_upload_after(LARGE - (3 << 20))
+        chunks = large_chunks(b"ten")
+        self.assertEqual(LARGE, self.storage.put_stream("level/data", iter(chunks)))
+        self.assertEqual((1, 2), (self.proxy.cuts, self.proxy.connections))
+        self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
+
+    def test_a_short_upload_cut_twice(self):
+        data = os.urandom(6 << 20)
+        self.proxy.cut_upload_after(2 << 20)
+        pieces = iter([data[start:start + (1 << 20)] for start in range(0, len(data), 1 << 20)])
+
+        def cut_again():
+            for number, piece in enumerate(pieces):
+                if number == 4:
+                    self.proxy.cut_upload_after(1 << 19)
+                yield piece
+
+        self.assertEqual(len(data), self.storage.put_stream("short/data", cut_again()))
+        self.assertEqual(2, self.proxy.cuts)
+        self.assertEqual(2, self.logs.output.count("retrying in"), self.logs.output)
+        self.assertEqual(data, b"".join(self.storage.get_stream("short/data")))
+
+    def test_a_link_that_stays_down_fails_the_upload_cleanly(self):
+        self.proxy.cut_upload_after(LARGE // 2, reset_next=1000)
+        self.assertRaises(StorageError, self.storage.put_stream, "level/data", iter(large_chunks(b"eight")))
+        self.assertEqual(sftp_upload.RESUMES, self.logs.output.count("retrying in"), self.logs.output)
+        self.proxy.link_down(0)
+        self.assertNotIn("data", self.storage.listdir("level"))  # an interrupted upload never looks complete
+        chunks = large_chunks(b"nine")
         self.storage.put_stream("level/data", iter(chunks))
         self.assertEqual(digest(chunks), digest(self.storage.get_stream("level/data")))
 
@@ -147,6 +195,29 @@ class TestAgentOverConnections(SshdAgentTest):
         write(f"{self.source}/random", os.urandom(sftp_parallel.PARALLEL_AFTER + sftp_stripes.STRIPE_AFTER))
         write(f"{self.source}/small", "x")
         self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none")
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestAgentThroughACut(SshdAgentTest):
+    """An operator's backup whose connection drops midway: it completes, with one warning, and restores."""
+
+    def setUp(self):
+        super().setUp()
+        self.proxy = self.useFixture(CuttingProxy("127.0.0.1", self.server.port))
+
+    def storage_args(self):
+        options = self.server.agent_options()
+        options[options.index("--ftp-port") + 1] = str(self.proxy.port)
+        return options
+
+    def test_backup_goes_on_over_a_new_connection(self):
+        write(f"{self.source}/random", os.urandom(12 << 20))
+        self.proxy.cut_upload_after(6 << 20)
+        proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none")
+        self.assertEqual(1, self.proxy.cuts)
+        self.assertEqual(1, proc.stderr.count("retrying in"), proc.stderr)
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)

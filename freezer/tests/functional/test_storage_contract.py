@@ -13,9 +13,10 @@ import fixtures
 import testtools
 
 from freezer import errors
-from freezer.storage import base, ftp, local, registry, sftp
+from freezer.storage import base, ftp, local, registry, sftp, sftp_upload
 from freezer.testing import servers
 from freezer.testing.sshd import Sshd
+from freezer.tests.proxy import CuttingProxy
 
 ODD_NAME = "dir with spaces/naïve ☃ #1%.bin"
 
@@ -305,6 +306,19 @@ class DroppedConnections:
             self.assertEqual(storage.attempts, proxy.connections - before)
             proxy.link_down(0)
 
+
+
+class TestSftpDroppedConnections(CutDownload, DroppedConnections, testtools.TestCase):
+    """SFTP through the proxy: an upload cut midway goes on over a new connection (sftp_upload.py)."""
+
+    def make_cut_driver(self):
+        self.useFixture(fixtures.MockPatchObject(sftp_upload, "PAUSE", 0.01))
+        server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+        proxy = self.useFixture(CuttingProxy("127.0.0.1", server.port))
+        settings = sftp.SftpSettings(host="127.0.0.1", port=proxy.port, username=server.username,
+                                     password=server.password, container=server.container(),
+                                     known_hosts=server.known_hosts)
+        return sftp.SftpStorage(settings), proxy
 
 def _chunks(data: bytes):
     return (data[start:start + (1 << 20)] for start in range(0, len(data), 1 << 20))
