@@ -24,6 +24,8 @@ MAY_IMPORT = {
 }
 #: modules the engine's room lets the storage room import (the metadata document's vocabulary)
 STORAGE_FROM_ENGINE = {"freezer.engine.codecs", "freezer.engine.auth"}
+#: what the package's __init__ runs before anything imports oslo.config
+VERSION_FROM_COMMON = {"freezer.common.deferred_imports"}
 LONG = 400
 #: the one module that may touch paramiko's private attributes (it names the releases it was checked against)
 PARAMIKO_ADAPTER = "freezer.storage.paramiko_adapter"
@@ -131,6 +133,8 @@ class TestArchitecture(testtools.TestCase):
             here = room(module)
             for target in targets:
                 there = room(target)
+                if here == "version" and target in VERSION_FROM_COMMON:
+                    continue
                 if there in (here, "errors") or there in MAY_IMPORT[here]:
                     if not (here == "storage" and there == "engine") or target in STORAGE_FROM_ENGINE:
                         continue
