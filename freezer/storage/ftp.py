@@ -26,7 +26,7 @@ from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
-from freezer.storage.ftp_parallel import Pool, connections_for
+from freezer.storage.ftp_parallel import Growth, Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, start_transfer
 from freezer.storage.ftp_stat import StatListings
@@ -179,6 +179,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._client()
         return connections_for(self.settings.connections, self._round_trip)
 
+    def _growth(self) -> Growth | None:
+        """Under auto, a transfer over several connections takes more while they make it faster."""
+        return Growth(self._pool.take) if self.settings.connections == 0 else None
+
     def _check_stored(self, remote: str, written: int) -> None:
         """The server holds every byte sent: a server that loses some quietly fails the upload."""
         stored = self._binary().size(remote)
@@ -256,7 +260,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 yield from self._get_plain(name, start)
             return
         try:
-            yield from segments.fetch(workers, ranges, self.settings)
+            yield from segments.fetch(workers, ranges, self.settings, self._growth())
         except GeneratorExit:
             self._pool.drop()  # their transfers still run
             raise

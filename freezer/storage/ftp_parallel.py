@@ -9,6 +9,7 @@ from __future__ import annotations
 import ftplib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -24,6 +25,8 @@ WAN_CONNECTIONS = 4  # auto on a long link: 4 windows of 4 MiB fill 1 Gbit/s up 
 # Seconds: below it one connection's 4 MiB window moves over 160 MiB/s, more than a 1 Gbit/s line,
 # and a loaded machine or server never makes loopback look that far.
 LAN_ROUND_TRIP = 0.025
+GROWN_CAP = 8  # auto grows a long link's transfer to at most this many connections (memory: ftp.rst)
+GAIN = 1.25  # a doubling that did not raise the rate segments are done at by this much is the last
 
 
 def connections_for(setting: int, round_trip: float) -> int:
@@ -141,18 +144,62 @@ def _connect_all(workers: list[Worker]) -> list[StorageError | None]:
     return errors
 
 
+class Growth:
+    """Auto on a long link: double a transfer's connections while that raises the rate segments end at.
+
+    One TCP connection moves a window per round trip; how many fill the line depends on the line and
+    both ends' windows, which no one reports. So the transfer measures: a round is as many segment
+    ends as it has connections, timed from the first end after the last change (logins and slow
+    start are behind it by then).
+    """
+
+    def __init__(self, more: Callable[[int], list[Worker]], cap: int = GROWN_CAP,
+                 clock: Callable[[], float] = time.monotonic):
+        self.more, self.cap, self.clock = more, cap, clock
+        self.round_started: float | None = None
+        self.ended = 0
+        self.last_rate: float | None = None
+        self.settled = False
+
+    def wanted(self, size: int) -> int:
+        """Called as a segment ends, on a transfer of ``size`` connections: how many it should have."""
+        if self.settled or size >= self.cap:
+            return size
+        now = self.clock()
+        if self.round_started is None:
+            self.round_started = now
+            return size
+        self.ended += 1
+        if self.ended < size:
+            return size
+        rate = self.ended / max(now - self.round_started, 1e-6)
+        if self.last_rate is not None and rate < self.last_rate * GAIN:
+            self.settled = True
+            LOG.debug("%d connections: %.2f segments/s, no faster than %.2f with fewer", size, rate, self.last_rate)
+            return size
+        self.last_rate = rate
+        return min(self.cap, 2 * size)
+
+    def joined(self, size: int) -> None:
+        """The transfer has ``size`` connections now (fewer than asked: the server's limit)."""
+        self.round_started, self.ended = None, 0
+        self.settled = self.settled or size >= self.cap
+
+
 class InOrder(Generic[J, R]):
     """Runs ``run(worker, job)`` for each job on the first free worker; results come back in job order.
 
     At most ``ahead`` jobs are taken beyond those handed back, or (``held_until_done``: a job's
     memory is let go once it has run, as an upload's is) beyond those done, so one slow job does
-    not keep the other workers waiting.
+    not keep the other workers waiting. With ``growth``, workers join while it runs (``workers``
+    grows in place, and ``ahead`` by as many).
     """
 
     def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int,
-                 held_until_done: bool = False):
+                 held_until_done: bool = False, growth: Growth | None = None):
         self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
-        self.held_until_done = held_until_done
+        self.held_until_done, self.growth = held_until_done, growth
+        self.growing = False
         self.cond = threading.Condition()
         self.pull_lock = threading.Lock()
         self.reserved = self.pulled = self.handed = self.done = 0
@@ -199,6 +246,38 @@ class InOrder(Generic[J, R]):
                 self.results[index] = result
                 self.done += 1
                 self.cond.notify_all()
+                wanted = self._wanted()
+            if wanted:
+                threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
+
+    def _wanted(self) -> int:
+        """Under the lock, as a job ends: how many workers to grow to, or 0."""
+        if self.growth is None or self.growing or self._done():
+            return 0
+        wanted = self.growth.wanted(len(self.workers))
+        self.growing = wanted > len(self.workers)
+        return wanted if self.growing else 0
+
+    def _grow(self, wanted: int) -> None:
+        """Log more workers in (the pool's), then set each to work on the remaining jobs."""
+        try:
+            crew = self.growth.more(wanted)
+        except BaseException:  # the server's refusals are the pool's business: go on with those there are
+            LOG.debug("no more connections for this transfer", exc_info=True)
+            crew = []
+        with self.cond:
+            new = [worker for worker in crew if worker not in self.workers]
+            self.growing = False
+            if self._done():
+                return
+            self.workers += new
+            self.ahead += len(new)
+            self.growth.joined(len(self.workers))
+            self.growth.settled |= not new
+            self.cond.notify_all()
+        LOG.debug("transfer grown to %d connections", len(self.workers))
+        for worker in new:
+            threading.Thread(target=self._work, args=(worker,), daemon=True).start()
 
     def _take(self) -> tuple[int, J] | None:
         with self.cond:

@@ -22,7 +22,7 @@ from typing import TypeVar
 from freezer.errors import StorageError
 from freezer.storage.ftp_client import FtpSettings
 from freezer.storage.ftp_errors import translate
-from freezer.storage.ftp_parallel import InOrder, Worker
+from freezer.storage.ftp_parallel import Growth, InOrder, Worker
 from freezer.storage.ftp_session import finish_download, finish_upload, start_transfer
 
 LOG = logging.getLogger("freezer.storage.ftp")
@@ -64,13 +64,15 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
     return written
 
 
-def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings) -> int:
+def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings,
+                   growth: Growth | None = None) -> int:
     """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
 
     The first part goes by a plain STOR, which truncates the file: the others (REST offset + STOR)
     wait until the server has opened it (its 150), not until it is written. Once they may have
     written, the first part is not tried again (a second STOR would truncate them). The caller
-    checks the total size, which is the only check a file written at offsets allows.
+    checks the total size, which is the only check a file written at offsets allows. With ``growth``
+    (auto), more workers may join while it runs.
     """
     opened = threading.Event()
     for worker in workers:
@@ -89,7 +91,7 @@ def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[byte
         return _attempts(worker, settings, f"upload {remote} at {offset}",
                          lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
 
-    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers), held_until_done=True))
+    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers), held_until_done=True, growth=growth))
     for worker in workers:
         worker.unchecked = None  # the size of a file written at offsets tells nothing per part
     return written
@@ -156,7 +158,8 @@ def _check_last(workers: list[Worker]) -> None:
         raise errors[0]
 
 
-def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], settings: FtpSettings) -> Iterator[bytes]:
+def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], settings: FtpSettings,
+          growth: Growth | None = None) -> Iterator[bytes]:
     """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order.
 
     Each range is kept as the chunks it arrived in: no copy of a segment is ever made.
@@ -165,7 +168,7 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
         remote, start, length = job
         return _attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
 
-    for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers)):
+    for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers), growth=growth):
         yield from pieces
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
-from freezer.storage.ftp_parallel import Worker
+from freezer.storage.ftp_parallel import Growth, Worker
 from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
 
 LOG = logging.getLogger("freezer.storage.ftp")
@@ -92,12 +92,13 @@ class ParallelWrites:
     """Mixin of the FTP driver: data of more than one segment uploaded over several connections.
 
     The driver provides ``settings``, ``_ftp``, ``_binary``, ``_makedirs``, ``_put_plain``,
-    ``_check_stored``, ``_rename``, ``_discard`` and ``_translate``.
+    ``_check_stored``, ``_rename``, ``_discard``, ``_translate`` and ``_growth``.
     """
 
     settings: FtpSettings
     _offset_writes: OffsetWrites | None  # the probe's answer, kept for the session
     _round_trip: float
+    _growth: Callable[[], Growth | None]
 
     def _put_parallel(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """In place where the server allows it; else one connection (auto) or a segment directory (N).
@@ -149,7 +150,8 @@ class ParallelWrites:
 
     def _put_in_place(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """Every segment written at its offset in the one temporary file, then the usual rename."""
-        return self._commit(target, temp, lambda: segments.store_in_place(workers, temp, pieces, self.settings))
+        growth = self._growth()
+        return self._commit(target, temp, lambda: segments.store_in_place(workers, temp, pieces, self.settings, growth))
 
     def _put_segments(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """A directory of segment files, uploaded in parallel (not readable by upstream freezer)."""

@@ -8,6 +8,7 @@ import os
 import fixtures
 import testtools
 
+from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_parallel, ftp_segments, ftp_writes
@@ -200,6 +201,49 @@ class TestParallelFaults(testtools.TestCase):
         error = self.assertRaises(StorageError, storage.put_stream, "level/data", [self.data])
         self.assertIn("stored 1000 of the", str(error))
         self.assertEqual([], storage.listdir("level"))
+
+
+class TestAutoGrowsOnALongLink(testtools.TestCase):
+    """``auto`` through a 40 ms relay: a transfer starts on 4 connections and doubles once (GROWN_CAP)."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.data = os.urandom(40 * SEGMENT + 999)
+
+    def through_relay(self, server, connections: int = 0) -> ftp_storage.FtpStorage:
+        relay = wan.Relay(("127.0.0.1", server.port), wan.Link.parse("40ms,1gbit"), ftp=True).start()
+        self.addCleanup(relay.close)
+        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=relay.port, username=server.username,
+                                           password=server.password, container="backups", connections=connections)
+        storage = ftp_storage.FtpStorage(settings)
+        self.addCleanup(storage.close)
+        return storage
+
+    def chunks(self):
+        return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
+
+    def test_a_restore_grows(self):
+        storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)))
+        storage.put_stream("level/data", self.chunks())
+        self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.workers))
+        self.assertEqual(len(self.data), storage.size("level/data"))  # as a restore asks first
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual(ftp_parallel.GROWN_CAP, len(storage._pool.workers))
+
+    def test_an_upload_written_together_grows(self):
+        storage = self.through_relay(self.useFixture(servers.Vsftpd(self.tmp, lock_uploads=False)))
+        self.assertEqual(len(self.data), storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(ftp_parallel.GROWN_CAP, len(storage._pool.workers))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_an_explicit_number_is_kept(self):
+        storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)), connections=3)
+        storage.put_stream("level/data", self.chunks())
+        storage.size("level/data")
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual(3, len(storage._pool.workers))
 
 
 class TestAgentOverSeveralConnections(AgentTestCase):

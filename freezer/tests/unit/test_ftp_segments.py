@@ -8,7 +8,7 @@ import testtools
 from freezer.common.settings import ftp_connections as connections_option
 from freezer.errors import StorageError
 from freezer.storage import ftp_parallel, ftp_segments
-from freezer.storage.ftp_parallel import InOrder, connections_for
+from freezer.storage.ftp_parallel import Growth, InOrder, connections_for
 
 S = ftp_segments.SEGMENT_SIZE
 
@@ -147,3 +147,92 @@ class TestInOrder(testtools.TestCase):
             raise ValueError("tar broke")
 
         self.assertRaises(ValueError, list, InOrder(jobs(), [FakeWorker()] * 2, lambda w, j: j, 2))
+
+
+class Clock:
+    """A clock that moves ``step`` seconds each time it is read."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def rounds(growth: Growth, size: int, ends: int) -> list[int]:
+    """What ``growth`` wants after each of ``ends`` segment ends on a transfer of ``size`` connections."""
+    return [growth.wanted(size) for _ in range(ends)]
+
+
+class TestGrowth(testtools.TestCase):
+    def test_the_first_round_doubles_once_timed_from_the_first_end(self):
+        growth = Growth(lambda n: [], cap=16, clock=Clock(1.0))
+        self.assertEqual([4, 4, 4, 4, 8], rounds(growth, 4, 5))
+
+    def test_a_doubling_that_did_not_pay_is_the_last(self):
+        clock = Clock(1.0)
+        growth = Growth(lambda n: [], cap=16, clock=clock)
+        rounds(growth, 4, 5)  # 4 ends in 4 s: 1 segment/s
+        growth.joined(8)
+        self.assertEqual([8] * 9, rounds(growth, 8, 9))  # 8 ends in 8 s: no faster
+        self.assertTrue(growth.settled)
+        self.assertEqual([8] * 20, rounds(growth, 8, 20))
+
+    def test_it_doubles_again_while_that_pays(self):
+        clock = Clock(1.0)
+        growth = Growth(lambda n: [], cap=16, clock=clock)
+        rounds(growth, 4, 5)
+        growth.joined(8)
+        clock.step = 0.5  # 8 ends in 4 s: twice the rate
+        self.assertEqual([8] * 8 + [16], rounds(growth, 8, 9))
+
+    def test_never_beyond_the_cap_and_settled_there(self):
+        growth = Growth(lambda n: [], cap=8, clock=Clock(1.0))
+        self.assertEqual([8] * 10, rounds(growth, 8, 10))
+        growth = Growth(lambda n: [], cap=6, clock=Clock(1.0))
+        self.assertEqual(6, rounds(growth, 4, 5)[-1])
+        growth.joined(6)
+        self.assertTrue(growth.settled)
+
+
+class Eager(Growth):
+    """Doubles after every end, whatever the rate: InOrder's side of growing, without timing."""
+
+    def wanted(self, size: int) -> int:
+        return size if self.settled else min(self.cap, 2 * size)
+
+
+class TestInOrderGrowing(testtools.TestCase):
+    def test_workers_join_midway_and_results_stay_in_order(self):
+        crew = [FakeWorker() for _ in range(8)]
+        asked = []
+
+        def more(wanted):
+            asked.append(wanted)
+            return crew[:wanted]
+
+        used = set()
+        held = Gauge()
+
+        def run(worker, job):
+            used.add(id(worker))
+            held.up()
+            time.sleep(0.002)
+            return job
+
+        workers = crew[:2]
+        jobs = InOrder(iter(range(60)), workers, run, 2, growth=Eager(more, cap=8))
+        for _ in jobs:
+            held.down()
+        self.assertEqual([4, 8], asked[:2])
+        self.assertEqual(8, len(workers))  # grown in place, for the caller to see
+        self.assertGreater(len(used), 2)
+        self.assertLessEqual(held.most, 8)
+
+    def test_a_server_that_takes_no_more_settles_the_growth(self):
+        crew = [FakeWorker() for _ in range(2)]
+        growth = Eager(lambda wanted: crew, cap=8)
+        self.assertEqual(list(range(40)), list(InOrder(iter(range(40)), list(crew), lambda w, j: j, 2,
+                                                        growth=growth)))
+        self.assertTrue(growth.settled)
