@@ -181,7 +181,9 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
 
     def _growth(self) -> Growth | None:
         """Under auto, a transfer over several connections takes more while they make it faster."""
-        return Growth(self._pool.take) if self.settings.connections == 0 else None
+        if self.settings.connections:
+            return None
+        return Growth(self._pool.take, self._round_trip, segments.SEGMENT_SIZE)
 
     def _check_stored(self, remote: str, written: int) -> None:
         """The server holds every byte sent: a server that loses some quietly fails the upload."""

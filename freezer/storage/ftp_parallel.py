@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ftplib
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,8 @@ WAN_CONNECTIONS = 4  # auto on a long link: 4 windows of 4 MiB fill 1 Gbit/s up 
 # and a loaded machine or server never makes loopback look that far.
 LAN_ROUND_TRIP = 0.025
 GROWN_CAP = 8  # auto grows a long link's transfer to at most this many connections (memory: ftp.rst)
-GAIN = 1.25  # a doubling that did not raise the rate segments are done at by this much is the last
+GAIN = 1.25  # a doubling that did not raise the rate segments end at by this much is the last
+WINDOW_BOUND = 1 << 20  # bytes each connection keeps in flight, at least, for the first doubling to pay
 
 
 def connections_for(setting: int, round_trip: float) -> int:
@@ -145,44 +147,46 @@ def _connect_all(workers: list[Worker]) -> list[StorageError | None]:
 
 
 class Growth:
-    """Auto on a long link: double a transfer's connections while that raises the rate segments end at.
+    """Auto on a long link: double a transfer's connections while that makes it faster, up to ``cap``.
 
-    One TCP connection moves a window per round trip; how many fill the line depends on the line and
-    both ends' windows, which no one reports. So the transfer measures: a round is as many segment
-    ends as it has connections, timed from the first end after the last change (logins and slow
-    start are behind it by then).
+    One TCP connection moves a window per round trip; how many fill the line depends on the line
+    and on both ends' windows, which nothing reports, so the transfer measures. A round is as many
+    segment ends as it has connections, timed from the first end after the last change (logins and
+    slow start are behind it then). The first doubling needs each connection to keep WINDOW_BOUND
+    in flight (its rate x the round trip): far below it, the line or the server is what limits, and
+    more connections would only share it. A further doubling needs segments to end GAIN x faster.
     """
 
-    def __init__(self, more: Callable[[int], list[Worker]], cap: int = GROWN_CAP,
-                 clock: Callable[[], float] = time.monotonic):
-        self.more, self.cap, self.clock = more, cap, clock
+    def __init__(self, more: Callable[[int], list[Worker]], round_trip: float, segment: int,
+                 cap: int = GROWN_CAP, clock: Callable[[], float] = time.monotonic):
+        self.more, self.round_trip, self.segment, self.cap, self.clock = more, round_trip, segment, cap, clock
         self.round_started: float | None = None
-        self.ended = 0
+        self.took: list[float] = []
         self.last_rate: float | None = None
         self.settled = False
 
-    def wanted(self, size: int) -> int:
-        """Called as a segment ends, on a transfer of ``size`` connections: how many it should have."""
+    def wanted(self, size: int, took: float) -> int:
+        """A segment that took ``took`` s ended, on a transfer of ``size`` connections: how many it should have."""
         if self.settled or size >= self.cap:
             return size
         now = self.clock()
         if self.round_started is None:
             self.round_started = now
             return size
-        self.ended += 1
-        if self.ended < size:
+        self.took.append(took)
+        if len(self.took) < size:
             return size
-        rate = self.ended / max(now - self.round_started, 1e-6)
-        if self.last_rate is not None and rate < self.last_rate * GAIN:
-            self.settled = True
-            LOG.debug("%d connections: %.2f segments/s, no faster than %.2f with fewer", size, rate, self.last_rate)
-            return size
-        self.last_rate = rate
-        return min(self.cap, 2 * size)
+        rate = len(self.took) / max(now - self.round_started, 1e-6)  # segments a second, all connections
+        in_flight = self.segment / max(statistics.median(self.took), 1e-6) * self.round_trip
+        pays = in_flight >= WINDOW_BOUND if self.last_rate is None else rate >= self.last_rate * GAIN
+        LOG.debug("%d connections: %.2f segments/s, %.0f KiB in flight each", size, rate, in_flight / 1024)
+        self.round_started, self.took, self.last_rate = now, [], rate
+        self.settled = not pays
+        return min(self.cap, 2 * size) if pays else size
 
     def joined(self, size: int) -> None:
         """The transfer has ``size`` connections now (fewer than asked: the server's limit)."""
-        self.round_started, self.ended = None, 0
+        self.round_started, self.took = None, []
         self.settled = self.settled or size >= self.cap
 
 
@@ -236,6 +240,7 @@ class InOrder(Generic[J, R]):
     def _work(self, worker: Worker) -> None:
         while (taken := self._take()) is not None:
             index, job = taken
+            started = time.monotonic()
             try:
                 result = self.run(worker, job)
             except BaseException as exc:  # handed to the consumer, which raises it
@@ -246,15 +251,15 @@ class InOrder(Generic[J, R]):
                 self.results[index] = result
                 self.done += 1
                 self.cond.notify_all()
-                wanted = self._wanted()
+                wanted = self._wanted(time.monotonic() - started)
             if wanted:
                 threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
 
-    def _wanted(self) -> int:
-        """Under the lock, as a job ends: how many workers to grow to, or 0."""
+    def _wanted(self, took: float) -> int:
+        """Under the lock, as a job that took ``took`` seconds ends: how many workers to grow to, or 0."""
         if self.growth is None or self.growing or self._done():
             return 0
-        wanted = self.growth.wanted(len(self.workers))
+        wanted = self.growth.wanted(len(self.workers), took)
         self.growing = wanted > len(self.workers)
         return wanted if self.growing else 0
 

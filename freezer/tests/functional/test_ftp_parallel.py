@@ -204,12 +204,16 @@ class TestParallelFaults(testtools.TestCase):
 
 
 class TestAutoGrowsOnALongLink(testtools.TestCase):
-    """``auto`` through a 40 ms relay: a transfer starts on 4 connections and doubles once (GROWN_CAP)."""
+    """``auto`` through a 40 ms relay: a transfer starts on 4 connections and doubles once (GROWN_CAP).
+
+    Segments here are small, so each connection keeps little in flight: WINDOW_BOUND is lowered to match.
+    """
 
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.patch(ftp_parallel, "WINDOW_BOUND", 1)
         self.data = os.urandom(40 * SEGMENT + 999)
 
     def through_relay(self, server, connections: int = 0) -> ftp_storage.FtpStorage:
@@ -237,6 +241,14 @@ class TestAutoGrowsOnALongLink(testtools.TestCase):
         self.assertEqual(len(self.data), storage.put_stream("level/data", self.chunks()))
         self.assertEqual(ftp_parallel.GROWN_CAP, len(storage._pool.workers))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_connections_that_keep_little_in_flight_stay_four(self):
+        self.patch(ftp_parallel, "WINDOW_BOUND", 64 << 20)
+        storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)))
+        storage.put_stream("level/data", self.chunks())
+        storage.size("level/data")
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.workers))
 
     def test_an_explicit_number_is_kept(self):
         storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)), connections=3)

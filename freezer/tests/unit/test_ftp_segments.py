@@ -160,46 +160,60 @@ class Clock:
         return self.now
 
 
-def rounds(growth: Growth, size: int, ends: int) -> list[int]:
-    """What ``growth`` wants after each of ``ends`` segment ends on a transfer of ``size`` connections."""
-    return [growth.wanted(size) for _ in range(ends)]
+MIB = 1 << 20
+
+
+def rounds(growth: Growth, size: int, ends: int, took: float = 1.0) -> list[int]:
+    """What ``growth`` wants after each of ``ends`` segment ends (each took ``took`` s), on ``size`` connections."""
+    return [growth.wanted(size, took) for _ in range(ends)]
+
+
+def growth(cap: int = 16, step: float = 1.0, round_trip: float = 0.1) -> tuple[Growth, Clock]:
+    """A Growth of 32 MiB segments over a ``round_trip`` link, on a clock moving ``step`` s a read."""
+    clock = Clock(step)
+    return Growth(lambda n: [], round_trip, 32 * MIB, cap=cap, clock=clock), clock
 
 
 class TestGrowth(testtools.TestCase):
-    def test_the_first_round_doubles_once_timed_from_the_first_end(self):
-        growth = Growth(lambda n: [], cap=16, clock=Clock(1.0))
-        self.assertEqual([4, 4, 4, 4, 8], rounds(growth, 4, 5))
+    def test_connections_that_keep_a_window_in_flight_double_after_a_round(self):
+        grow, _ = growth()
+        # 32 MiB in 1 s at 100 ms: 3.2 MiB in flight each, timed from the first end
+        self.assertEqual([4, 4, 4, 4, 8], rounds(grow, 4, 5))
+
+    def test_connections_sharing_a_full_line_do_not(self):
+        grow, _ = growth(round_trip=0.04)
+        # 32 MiB in 2 s at 40 ms: 0.64 MiB in flight each, the line is what limits
+        self.assertEqual([4] * 5, rounds(grow, 4, 5, took=2.0))
+        self.assertTrue(grow.settled)
 
     def test_a_doubling_that_did_not_pay_is_the_last(self):
-        clock = Clock(1.0)
-        growth = Growth(lambda n: [], cap=16, clock=clock)
-        rounds(growth, 4, 5)  # 4 ends in 4 s: 1 segment/s
-        growth.joined(8)
-        self.assertEqual([8] * 9, rounds(growth, 8, 9))  # 8 ends in 8 s: no faster
-        self.assertTrue(growth.settled)
-        self.assertEqual([8] * 20, rounds(growth, 8, 20))
+        grow, _ = growth()
+        rounds(grow, 4, 5)  # 4 ends in 4 s: 1 segment/s
+        grow.joined(8)
+        self.assertEqual([8] * 9, rounds(grow, 8, 9))  # 8 ends in 8 s: no faster
+        self.assertTrue(grow.settled)
+        self.assertEqual([8] * 20, rounds(grow, 8, 20))
 
     def test_it_doubles_again_while_that_pays(self):
-        clock = Clock(1.0)
-        growth = Growth(lambda n: [], cap=16, clock=clock)
-        rounds(growth, 4, 5)
-        growth.joined(8)
+        grow, clock = growth()
+        rounds(grow, 4, 5)
+        grow.joined(8)
         clock.step = 0.5  # 8 ends in 4 s: twice the rate
-        self.assertEqual([8] * 8 + [16], rounds(growth, 8, 9))
+        self.assertEqual([8] * 8 + [16], rounds(grow, 8, 9))
 
     def test_never_beyond_the_cap_and_settled_there(self):
-        growth = Growth(lambda n: [], cap=8, clock=Clock(1.0))
-        self.assertEqual([8] * 10, rounds(growth, 8, 10))
-        growth = Growth(lambda n: [], cap=6, clock=Clock(1.0))
-        self.assertEqual(6, rounds(growth, 4, 5)[-1])
-        growth.joined(6)
-        self.assertTrue(growth.settled)
+        grow, _ = growth(cap=8)
+        self.assertEqual([8] * 10, rounds(grow, 8, 10))
+        grow, _ = growth(cap=6)
+        self.assertEqual(6, rounds(grow, 4, 5)[-1])
+        grow.joined(6)
+        self.assertTrue(grow.settled)
 
 
 class Eager(Growth):
     """Doubles after every end, whatever the rate: InOrder's side of growing, without timing."""
 
-    def wanted(self, size: int) -> int:
+    def wanted(self, size: int, took: float) -> int:
         return size if self.settled else min(self.cap, 2 * size)
 
 
@@ -222,7 +236,7 @@ class TestInOrderGrowing(testtools.TestCase):
             return job
 
         workers = crew[:2]
-        jobs = InOrder(iter(range(60)), workers, run, 2, growth=Eager(more, cap=8))
+        jobs = InOrder(iter(range(60)), workers, run, 2, growth=Eager(more, 0.1, MIB, cap=8))
         for _ in jobs:
             held.down()
         self.assertEqual([4, 8], asked[:2])
@@ -232,7 +246,7 @@ class TestInOrderGrowing(testtools.TestCase):
 
     def test_a_server_that_takes_no_more_settles_the_growth(self):
         crew = [FakeWorker() for _ in range(2)]
-        growth = Eager(lambda wanted: crew, cap=8)
+        growth = Eager(lambda wanted: crew, 0.1, MIB, cap=8)
         self.assertEqual(list(range(40)), list(InOrder(iter(range(40)), list(crew), lambda w, j: j, 2,
                                                         growth=growth)))
         self.assertTrue(growth.settled)
