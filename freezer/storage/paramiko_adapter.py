@@ -68,6 +68,14 @@ def mark_closed(remote: SFTPFile) -> None:
     paramiko.file.BufferedFile.close(remote)
 
 
+def forget(remote: SFTPFile) -> None:
+    """Mark a file whose connection is gone closed, dropping what it buffered, so that its ``__del__``
+    does not try to send it again (and print that failure to stderr)."""
+    remote._wbuffer.seek(0)
+    remote._wbuffer.truncate()
+    paramiko.file.BufferedFile.close(remote)
+
+
 def close_without_waiting(remote: SFTPFile) -> None:
     """Send the file's CLOSE and do not wait for the reply."""
     remote._close(async_=True)

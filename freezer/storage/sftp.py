@@ -30,6 +30,7 @@ from freezer.storage.base import (
     server_url,
     temporary_name,
 )
+from freezer.storage.sftp_auth import agent_keys
 from freezer.storage.sftp_requests import close_later, close_quietly
 from freezer.storage.sftp_stripes import ExtraChannels
 
@@ -77,7 +78,7 @@ class SftpStorage(Storage):
         """A new connection and its first channel; to OpenSSH, more channels for long uploads too."""
         s = self.settings
         try:
-            connection = sftp_connect.connect(s, lambda: _agent_keys(s))
+            connection = sftp_connect.connect(s, lambda: agent_keys(s))
         except StorageError:
             self.reset()
             raise
@@ -94,7 +95,7 @@ class SftpStorage(Storage):
 
     def _new_connection(self) -> paramiko.SFTPClient:
         """The SFTP channel of one more SSH connection, for a transfer split over several."""
-        return sftp_connect.connect(self.settings, lambda: _agent_keys(self.settings)).sftp
+        return sftp_connect.connect(self.settings, lambda: agent_keys(self.settings)).sftp
 
     def _resolve_root(self, sftp: paramiko.SFTPClient) -> str:
         container = self.settings.container
@@ -254,8 +255,14 @@ class SftpStorage(Storage):
 
     @staticmethod
     def _read_through(handle: paramiko.SFTPFile, left: int) -> Iterator[bytes]:
-        """Up to the size, not to an end-of-file reply: that saves two round trips."""
-        while left > 0 and (data := handle.read(min(BLOCK_SIZE, left))):
+        """Up to the size, not to an end-of-file reply: that saves two round trips.
+
+        paramiko's ``read`` takes a connection lost mid-read (EOFError) for the end of the file: a
+        read that ends short is that, raised so the download resumes, never a shorter stream.
+        """
+        while left > 0:
+            if not (data := handle.read(min(BLOCK_SIZE, left))):
+                raise EOFError(f"the connection ended {left} bytes before the end of the file")
             left -= len(data)
             yield data
 
@@ -378,15 +385,6 @@ class SftpStorage(Storage):
     def _translate(self, exc: BaseException, action: str, missing: bool = False) -> BaseException:
         """Map a low-level failure to the storage error family, naming host and option."""
         return sftp_errors.translate(exc, self.settings, action, missing)
-
-
-def _agent_keys(s: SftpSettings) -> list:
-    if not s.agent_socket:
-        return []
-    try:
-        return list(paramiko.Agent().get_keys())
-    except (paramiko.SSHException, OSError):
-        return []
 
 
 def sftp_from_settings(settings: SftpSettings) -> SftpStorage:

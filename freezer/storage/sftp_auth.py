@@ -11,6 +11,16 @@ from freezer.common.settings import SftpSettings
 from freezer.errors import AuthError, reason
 
 
+def agent_keys(s: SftpSettings) -> list:
+    """The ssh-agent's keys, when ``SSH_AUTH_SOCK`` names one; none when it cannot be asked."""
+    if not s.agent_socket:
+        return []
+    try:
+        return list(paramiko.Agent().get_keys())
+    except (paramiko.SSHException, OSError):
+        return []
+
+
 def authenticate(transport: paramiko.Transport, s: SftpSettings, agent_keys: Callable[[], list]) -> None:
     """Log in with the first credential the server takes; AuthError naming each one tried.
 

@@ -185,6 +185,8 @@ def close_quietly(closable: SFTPFile | paramiko.SFTPClient | paramiko.Transport 
         closable.close()
     except (OSError, EOFError, paramiko.SSHException):
         LOG.debug("could not close remote file", exc_info=True)
+        if isinstance(closable, SFTPFile):
+            paramiko_adapter.forget(closable)
 
 
 def list_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:

@@ -218,6 +218,8 @@ class TestAgentThroughACut(SshdAgentTest):
         proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none")
         self.assertEqual(1, self.proxy.cuts)
         self.assertEqual(1, proc.stderr.count("retrying in"), proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertNotIn("Exception ignored", proc.stderr)
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)
@@ -246,6 +248,23 @@ class TestAutoConnections(testtools.TestCase):
         relay = wan.Relay(("127.0.0.1", self.server.port), wan.Link.parse("60ms,1gbit")).start()
         self.addCleanup(relay.close)
         self.assertEqual(sftp_parallel.WAN_CONNECTIONS, self.connected(relay.port)._connections)
+
+
+class TestShortRead(testtools.TestCase):
+    """paramiko's read takes a connection lost mid-read (EOFError) for the end of the file."""
+
+    def test_a_read_that_ends_before_the_size_raises_so_the_download_resumes(self):
+        class EndsEarly:
+            def __init__(self):
+                self.pieces = [b"a" * 10, b""]
+
+            def read(self, size):
+                return self.pieces.pop(0)
+
+        reader = sftp_storage.SftpStorage._read_through(EndsEarly(), 25)
+        self.assertEqual(b"a" * 10, next(reader))
+        error = self.assertRaises(EOFError, next, reader)
+        self.assertIn("15 bytes before the end", str(error))
 
 
 class TestConnectionCount(testtools.TestCase):
