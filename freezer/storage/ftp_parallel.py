@@ -28,7 +28,7 @@ WAN_CONNECTIONS = 4  # auto on a long link: 4 windows of 4 MiB fill 1 Gbit/s up 
 LAN_ROUND_TRIP = 0.025
 GROWN_CAP = 8  # auto grows a long link's transfer to at most this many connections (memory: ftp.rst)
 GAIN = 1.25  # a doubling that did not raise the rate segments end at by this much is the last
-WINDOW_BOUND = 1 << 20  # bytes each connection keeps in flight, at least, for the first doubling to pay
+WINDOW_BOUND = 3 << 19  # bytes (1.5 MiB) each connection keeps in flight, at least, for the first doubling to pay
 
 
 def connections_for(setting: int, round_trip: float) -> int:
@@ -158,8 +158,9 @@ class Growth:
     """
 
     def __init__(self, more: Callable[[int], list[Worker]], round_trip: float, segment: int,
-                 cap: int = GROWN_CAP, clock: Callable[[], float] = time.monotonic):
-        self.more, self.round_trip, self.segment, self.cap, self.clock = more, round_trip, segment, cap, clock
+                 cap: int | None = None, clock: Callable[[], float] = time.monotonic):
+        self.more, self.round_trip, self.segment, self.clock = more, round_trip, segment, clock
+        self.cap = cap or GROWN_CAP
         self.round_started: float | None = None
         self.took: list[float] = []
         self.last_rate: float | None = None
