@@ -26,11 +26,12 @@ from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
-from freezer.storage.ftp_parallel import Growth, Pool, connections_for
+from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, start_transfer
 from freezer.storage.ftp_stat import StatListings
 from freezer.storage.ftp_writes import ParallelWrites
+from freezer.storage.growth import Growth
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20

@@ -22,8 +22,9 @@ from typing import TypeVar
 from freezer.errors import StorageError
 from freezer.storage.ftp_client import FtpSettings
 from freezer.storage.ftp_errors import translate
-from freezer.storage.ftp_parallel import Growth, InOrder, Worker
+from freezer.storage.ftp_parallel import InOrder, Worker
 from freezer.storage.ftp_session import finish_download, finish_upload, start_transfer
+from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
 T = TypeVar("T")

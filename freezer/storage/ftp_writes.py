@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
-from freezer.storage.ftp_parallel import Growth, Worker
+from freezer.storage.ftp_parallel import Worker
 from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
+from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
 

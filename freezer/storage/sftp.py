@@ -61,6 +61,7 @@ class SftpStorage(Storage):
         self._made_dirs: set[str] = set()  # directories this connection made or found: no round trip again
         self._channels: ExtraChannels | None = None  # for long uploads to OpenSSH, striped (sftp_stripes.py)
         self._connections = 1  # SSH connections for a large transfer (sftp_parallel.py); beyond one, _channels
+        self._round_trip = 0.0
 
     def describe(self) -> str:
         s = self.settings
@@ -85,6 +86,7 @@ class SftpStorage(Storage):
         self._transport = connection.transport
         self._request_size = connection.request_size
         self._connections = sftp_parallel.connection_count(s.connections, connection.round_trip)
+        self._round_trip = connection.round_trip
         if self._connections > 1:
             self._channels = ExtraChannels(self._new_connection, s.where, self._connections - 1,
                                            sftp_parallel.close_connection)
@@ -270,7 +272,8 @@ class SftpStorage(Storage):
         """Segments read over every connection at once (the extra ones join once logged in), in order."""
         yield from sftp_parallel.read_in_parallel(
             self._client(), handle, self._channels, lambda channel: channel.open(remote, "rb", bufsize=BLOCK_SIZE),
-            sftp_parallel.Span(offset, size, self._request_size, self._connections), BLOCK_SIZE)
+            sftp_parallel.Span(offset, size, self._request_size, self._connections), BLOCK_SIZE,
+            sftp_parallel.growth_for(self.settings.connections, self._channels, self._round_trip))
         if self._transport is not None and not self._transport.is_active():
             self.reset()  # the first connection was cut: the others read its share, the next call reconnects
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import paramiko
 
 from freezer.storage import paramiko_adapter
+from freezer.storage.growth import Growth
 from freezer.storage.sftp_connect import LONG_ROUND_TRIP
 from freezer.storage.sftp_requests import close_later, close_quietly
 from freezer.storage.sftp_stripes import ExtraChannels
@@ -35,6 +37,13 @@ def connection_count(option: int, round_trip: float) -> int:
     return WAN_CONNECTIONS if round_trip > LONG_ROUND_TRIP else 1
 
 
+def growth_for(option: int, channels: ExtraChannels, round_trip: float) -> Growth | None:
+    """Under auto, a download over several connections takes more while they make it faster."""
+    if option:
+        return None
+    return Growth(lambda wanted: channels.grow(wanted - 1), round_trip, SEGMENT)
+
+
 OpenFile = Callable[[paramiko.SFTPClient], paramiko.SFTPFile]  # a channel -> the file open for reading
 
 
@@ -49,9 +58,12 @@ class Span:
 
 
 def read_in_parallel(first: paramiko.SFTPClient, handle: paramiko.SFTPFile, extras: ExtraChannels,
-                     open_file: OpenFile, span: Span, piece: int) -> Iterator[bytes]:
-    """``span`` of the file open as ``handle`` on ``first``, read over it and ``extras``, in pieces up to ``piece``."""
-    reader = RangeReader(open_file, span.start, span.end, span.request_size, span.connections)
+                     open_file: OpenFile, span: Span, piece: int, growth: Growth | None = None) -> Iterator[bytes]:
+    """``span`` of the file open as ``handle`` on ``first``, read over it and ``extras``, in pieces up to ``piece``.
+
+    With ``growth`` (auto), more connections join while it reads (``extras.grow``).
+    """
+    reader = RangeReader(open_file, span.start, span.end, span.request_size, span.connections, growth)
     reader.add(first, handle)
     extras.live()
     extras.open_early()
@@ -71,8 +83,11 @@ def read_in_parallel(first: paramiko.SFTPClient, handle: paramiko.SFTPFile, extr
 class RangeReader:
     """Segments of one remote file read by one thread per connection; the consumer takes them in order."""
 
-    def __init__(self, open_file: OpenFile, start: int, end: int, request_size: int, connections: int):
-        self.open_file, self.request_size = open_file, request_size
+    def __init__(self, open_file: OpenFile, start: int, end: int, request_size: int, connections: int,
+                 growth: Growth | None = None):
+        self.open_file, self.request_size, self.growth = open_file, request_size, growth
+        self.growing = False
+        self.reading: set[int] = set()  # the channels reading (their ids), so a grown set adds only new ones
         self.start, self.end = start, end
         self.ahead = 2 * max(connections, 1)  # segments read or being read beyond the one handed out
         self.segments: dict[int, bytes] = {}
@@ -89,6 +104,9 @@ class RangeReader:
     def add(self, channel: paramiko.SFTPClient, handle: paramiko.SFTPFile | None = None) -> None:
         """One more connection reads segments from now on (through ``handle`` if the file is open on it)."""
         with self._cond:
+            if id(channel) in self.reading:
+                return
+            self.reading.add(id(channel))
             self.workers += 1
         threading.Thread(target=self._work, args=(channel, handle), name="sftp-range", daemon=True).start()
 
@@ -137,10 +155,14 @@ class RangeReader:
             handle = handle or self.open_file(channel)
             paramiko_adapter.set_request_size(handle, self.request_size)
             while (index := self._claim()) is not None:
+                started = time.monotonic()
                 data = self._read(handle, index)
                 with self._cond:
                     self.segments[index] = data
                     self._cond.notify_all()
+                    wanted = self._wanted(time.monotonic() - started)
+                if wanted:
+                    threading.Thread(target=self._grow, args=(wanted,), name="sftp-grow", daemon=True).start()
         except BaseException as exc:
             LOG.debug("reading over one connection fewer", exc_info=True)
             with self._cond:
@@ -154,6 +176,31 @@ class RangeReader:
                 if self.workers == 0 and self.last_error is not None:
                     self.error = self.last_error  # no connection left to read what is missing
                 self._cond.notify_all()
+
+    def _wanted(self, took: float) -> int:
+        """Under the lock, as a segment read in ``took`` s is in: how many connections to grow to, or 0."""
+        if self.growth is None or self.growing or self.stopped or self.next_claim >= self.count:
+            return 0
+        wanted = self.growth.wanted(self.workers, took)
+        self.growing = wanted > self.workers
+        return wanted if self.growing else 0
+
+    def _grow(self, wanted: int) -> None:
+        channels = []
+        try:
+            channels = self.growth.more(wanted)  # the extra connections, logged in
+        finally:
+            for channel in channels:
+                self.add(channel)
+            self._grown(wanted, channels)
+
+    def _grown(self, wanted: int, channels: list) -> None:
+        with self._cond:
+            self.growing = False
+            self.ahead = 2 * self.workers
+            self.growth.joined(self.workers)
+            self.growth.settled |= len(channels) + 1 < wanted
+            self._cond.notify_all()
 
     def _read(self, handle: paramiko.SFTPFile, index: int) -> bytes:
         offset = self.start + index * SEGMENT

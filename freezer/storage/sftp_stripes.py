@@ -78,6 +78,17 @@ class ExtraChannels:
             self.refused = True
             return []
 
+    def grow(self, count: int) -> list[paramiko.SFTPClient]:
+        """Up to ``count`` channels: the missing ones opened now, at once; the live ones once that is over."""
+        self.wait()
+        with self._lock:
+            self.count = max(self.count, count)
+        self.live()
+        self._opener = None
+        self.open_early()
+        self.wait()
+        return self.live()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

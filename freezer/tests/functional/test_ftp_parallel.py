@@ -11,12 +11,28 @@ import testtools
 from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_parallel, ftp_segments, ftp_writes
+from freezer.storage import ftp_parallel, ftp_segments, ftp_writes, growth
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, write
 
 SEGMENT = 256 << 10  # small segments, so a few MiB make many of them
 DATA = 5 * SEGMENT + 12345
+
+
+def storage_on(test: testtools.TestCase, server, connections: int, port: int | None = None) -> ftp_storage.FtpStorage:
+    """An FTP storage on ``server`` (reached at ``port``, a relay's, if given), closed at the test's cleanup."""
+    ca = getattr(getattr(server, "ca", None), "ca_file", None)
+    settings = ftp_storage.FtpSettings(host="127.0.0.1", port=port or server.port, username=server.username,
+                                       password=server.password, container="backups", tls=server.storage == "ftps",
+                                       cacert=ca, implicit_tls=getattr(server, "implicit", False),
+                                       connections=connections)
+    storage = ftp_storage.FtpStorage(settings)
+    test.addCleanup(storage.close)
+    return storage
+
+
+def chunks_of(data: bytes):
+    return (data[i:i + 65536] for i in range(0, len(data), 65536))
 
 
 class ParallelStorageTests:
@@ -36,17 +52,10 @@ class ParallelStorageTests:
         self.data = os.urandom(DATA)
 
     def storage(self, connections: int = 4) -> ftp_storage.FtpStorage:
-        s = self.server
-        ca = getattr(getattr(s, "ca", None), "ca_file", None)
-        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=s.port, username=s.username, password=s.password,
-                                           container="backups", tls=s.storage == "ftps", cacert=ca,
-                                           implicit_tls=getattr(s, "implicit", False), connections=connections)
-        storage = ftp_storage.FtpStorage(settings)
-        self.addCleanup(storage.close)
-        return storage
+        return storage_on(self, self.server, connections)
 
     def chunks(self):
-        return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
+        return chunks_of(self.data)
 
     def test_a_large_stream_is_stored_in_place_or_as_segments_and_read_back_in_order(self):
         storage = self.storage()
@@ -165,17 +174,12 @@ class TestParallelFaults(testtools.TestCase):
         self.data = os.urandom(DATA)
 
     def storage(self, server, connections: int = 4) -> ftp_storage.FtpStorage:
-        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
-                                           password=server.password, container="backups", connections=connections)
-        storage = ftp_storage.FtpStorage(settings)
-        self.addCleanup(storage.close)
-        return storage
+        return storage_on(self, server, connections)
 
     def test_a_server_limiting_connections_gets_fewer_and_the_transfer_still_completes(self):
         server = self.useFixture(servers.PyFtpd(self.tmp, False, "--max-cons", "2"))
         storage = self.storage(server, connections=6)
-        chunks = (self.data[i:i + 65536] for i in range(0, DATA, 65536))
-        self.assertEqual(DATA, storage.put_stream("level/data", chunks))
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
         # The main connection and at most one more (pyftpdlib may count a burst of refused ones too).
         self.assertLessEqual(storage._pool.limit, 1)
         self.assertEqual(DATA, storage.size("level/data"))
@@ -213,20 +217,16 @@ class TestAutoGrowsOnALongLink(testtools.TestCase):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
-        self.patch(ftp_parallel, "WINDOW_BOUND", 1)
+        self.patch(growth, "WINDOW_BOUND", 1)
         self.data = os.urandom(40 * SEGMENT + 999)
 
     def through_relay(self, server, connections: int = 0) -> ftp_storage.FtpStorage:
         relay = wan.Relay(("127.0.0.1", server.port), wan.Link.parse("40ms,1gbit"), ftp=True).start()
         self.addCleanup(relay.close)
-        settings = ftp_storage.FtpSettings(host="127.0.0.1", port=relay.port, username=server.username,
-                                           password=server.password, container="backups", connections=connections)
-        storage = ftp_storage.FtpStorage(settings)
-        self.addCleanup(storage.close)
-        return storage
+        return storage_on(self, server, connections, relay.port)
 
     def chunks(self):
-        return (self.data[i:i + 65536] for i in range(0, len(self.data), 65536))
+        return chunks_of(self.data)
 
     def test_a_restore_grows(self):
         storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)))
@@ -234,16 +234,16 @@ class TestAutoGrowsOnALongLink(testtools.TestCase):
         self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.workers))
         self.assertEqual(len(self.data), storage.size("level/data"))  # as a restore asks first
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
-        self.assertEqual(ftp_parallel.GROWN_CAP, len(storage._pool.workers))
+        self.assertEqual(growth.GROWN_CAP, len(storage._pool.workers))
 
     def test_an_upload_written_together_grows(self):
         storage = self.through_relay(self.useFixture(servers.Vsftpd(self.tmp, lock_uploads=False)))
         self.assertEqual(len(self.data), storage.put_stream("level/data", self.chunks()))
-        self.assertEqual(ftp_parallel.GROWN_CAP, len(storage._pool.workers))
+        self.assertEqual(growth.GROWN_CAP, len(storage._pool.workers))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_connections_that_keep_little_in_flight_stay_four(self):
-        self.patch(ftp_parallel, "WINDOW_BOUND", 64 << 20)
+        self.patch(growth, "WINDOW_BOUND", 64 << 20)
         storage = self.through_relay(self.useFixture(servers.PyFtpd(self.tmp)))
         storage.put_stream("level/data", self.chunks())
         storage.size("level/data")

@@ -8,8 +8,8 @@ import testtools
 
 from benchmarks import wan
 from freezer.errors import StorageError
+from freezer.storage import growth, sftp_parallel, sftp_stripes, sftp_upload
 from freezer.storage import sftp as sftp_storage
-from freezer.storage import sftp_parallel, sftp_stripes, sftp_upload
 from freezer.testing.sshd import Sshd
 from freezer.tests.functional.base import describe_tree, write
 from freezer.tests.functional.test_sftp import SshdAgentTest
@@ -265,6 +265,39 @@ class TestShortRead(testtools.TestCase):
         self.assertEqual(b"a" * 10, next(reader))
         error = self.assertRaises(EOFError, next, reader)
         self.assertIn("15 bytes before the end", str(error))
+
+
+class TestAutoGrowsOnALongLink(testtools.TestCase):
+    """``auto`` through a 60 ms relay: a restore starts on 4 connections and doubles once (GROWN_CAP).
+
+    Segments are made small, so there are many and each connection keeps little in flight: WINDOW_BOUND
+    is lowered to match.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path))
+        self.patch(sftp_parallel, "SEGMENT", 1 << 20)
+        self.patch(growth, "WINDOW_BOUND", 1)
+        relay = wan.Relay(("127.0.0.1", self.server.port), wan.Link.parse("60ms,1gbit")).start()
+        self.addCleanup(relay.close)
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=relay.port, username=self.server.username,
+                                             password=self.server.password, container=self.server.container(),
+                                             known_hosts=self.server.known_hosts)
+        self.storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(self.storage.close)
+        self.chunks = large_chunks(b"grow")
+        self.storage.put_stream("level/data", iter(self.chunks))
+
+    def test_a_restore_grows(self):
+        self.assertEqual(sftp_parallel.WAN_CONNECTIONS - 1, len(self.storage._channels.channels))
+        self.assertEqual(digest(self.chunks), digest(self.storage.get_stream("level/data")))
+        self.assertEqual(growth.GROWN_CAP - 1, len(self.storage._channels.channels))
+
+    def test_connections_that_keep_little_in_flight_stay_four(self):
+        self.patch(growth, "WINDOW_BOUND", 64 << 20)
+        self.assertEqual(digest(self.chunks), digest(self.storage.get_stream("level/data")))
+        self.assertEqual(sftp_parallel.WAN_CONNECTIONS - 1, len(self.storage._channels.channels))
 
 
 class TestConnectionCount(testtools.TestCase):

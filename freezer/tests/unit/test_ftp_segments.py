@@ -8,7 +8,8 @@ import testtools
 from freezer.common.settings import ftp_connections as connections_option
 from freezer.errors import StorageError
 from freezer.storage import ftp_parallel, ftp_segments
-from freezer.storage.ftp_parallel import Growth, InOrder, connections_for
+from freezer.storage.ftp_parallel import InOrder, connections_for
+from freezer.storage.growth import Growth
 
 S = ftp_segments.SEGMENT_SIZE
 
