@@ -15,7 +15,7 @@ from collections.abc import Callable
 LOG = logging.getLogger(__name__)
 GROWN_CAP = 8  # auto grows a long link's transfer to at most this many connections (memory: ftp.rst, sftp.rst)
 GAIN = 1.25  # a doubling that did not raise the rate segments end at by this much is the last
-WINDOW_BOUND = 3 << 19  # bytes (1.5 MiB) each connection keeps in flight, at least, for the first doubling to pay
+WINDOW_BOUND = 3 << 19  # bytes (1.5 MiB) each connection keeps in flight, at least, for a doubling to pay
 
 
 class Growth:
@@ -23,9 +23,9 @@ class Growth:
 
     ``more(n)`` is how the transfer gets its connections up to ``n``. A round is as many
     segment ends as it has connections, timed from the first end after the last change (logins and
-    slow start are behind it then). The first doubling needs each connection to keep WINDOW_BOUND
-    in flight (its rate x the round trip): far below it, the line or the server is what limits, and
-    more connections would only share it. A further doubling needs segments to end GAIN x faster.
+    slow start are behind it then). A doubling needs each connection to keep WINDOW_BOUND in flight
+    (its rate x the round trip): far below it, the line or the server is what limits, and more
+    connections would only share it; after the first, it also needs segments to end GAIN x faster.
     """
 
     def __init__(self, more: Callable[[int], list], round_trip: float, segment: int,
@@ -50,7 +50,7 @@ class Growth:
             return size
         rate = len(self.took) / max(now - self.round_started, 1e-6)  # segments a second, all connections
         in_flight = self.segment / max(statistics.median(self.took), 1e-6) * self.round_trip
-        pays = in_flight >= WINDOW_BOUND if self.last_rate is None else rate >= self.last_rate * GAIN
+        pays = in_flight >= WINDOW_BOUND and (self.last_rate is None or rate >= self.last_rate * GAIN)
         LOG.debug("%d connections: %.2f segments/s, %.0f KiB in flight each", size, rate, in_flight / 1024)
         self.round_started, self.took, self.last_rate = now, [], rate
         self.settled = not pays

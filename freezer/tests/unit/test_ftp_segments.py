@@ -202,6 +202,14 @@ class TestGrowth(testtools.TestCase):
         clock.step = 0.5  # 8 ends in 4 s: twice the rate
         self.assertEqual([8] * 8 + [16], rounds(grow, 8, 9))
 
+    def test_a_faster_round_of_connections_sharing_the_line_does_not_double_again(self):
+        grow, clock = growth(round_trip=0.04)
+        self.assertEqual(2, rounds(grow, 1, 2, took=0.3)[-1])  # one connection, 4.3 MiB in flight
+        grow.joined(4)
+        clock.step = 0.1  # 4 ends in 0.4 s: faster, but 32 MiB in 2 s is 0.64 MiB in flight each
+        self.assertEqual([4] * 5, rounds(grow, 4, 5, took=2.0))
+        self.assertTrue(grow.settled)
+
     def test_never_beyond_the_cap_and_settled_there(self):
         grow, _ = growth(cap=8)
         self.assertEqual([8] * 10, rounds(grow, 8, 10))
