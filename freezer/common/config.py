@@ -127,7 +127,8 @@ FTP_OPTS = [
                  help="Seconds to wait for the server on connect and on each reply."),
     cfg.StrOpt("ftp-connections", dest="ftp_connections", default="auto",
                help="ftp/ftps/sftp: connections moving one backup's data: a number up to 16, or auto "
-                    "(1 on a LAN, 4 when the login's round trip exceeds 25 ms). ftp/ftps uploads stay one plain "
+                    "(1 on a LAN, 4 when the login's round trip exceeds 25 ms, then up to 8 while each "
+                    "connection keeps 1.5 MiB in flight). ftp/ftps uploads stay one plain "
                     "file where the server writes at offsets (vsftpd), and under auto everywhere; a "
                     "number above 1 on a server that refuses offset writes (pyftpdlib) stores large "
                     "data as a directory of segments, which upstream freezer cannot restore."),
