@@ -58,6 +58,7 @@ class Lane:
         self.error: BaseException | None = None
         self.queue: queue.Queue | None = None
         self.thread: threading.Thread | None = None
+        self.closed = False
 
     def start_thread(self) -> Lane:
         self.queue = queue.Queue(maxsize=2)
@@ -84,10 +85,10 @@ class Lane:
     def close(self) -> None:
         """Stop, then close the handle with its writes confirmed, in one round trip; raise what failed."""
         self.stop()
-        if self.error is None:
+        if self.error is None and not self.closed:
             try:
                 sftp_requests.close_after_writes(self.handle)
-                self.journal = Journal()
+                self.journal, self.closed = Journal(), True
             except BaseException as exc:
                 self.error = exc
         if self.error is not None:
