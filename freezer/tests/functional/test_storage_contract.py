@@ -308,8 +308,13 @@ class DroppedConnections:
 
 
 
-class TestSftpDroppedConnections(CutDownload, DroppedConnections, testtools.TestCase):
-    """SFTP through the proxy: an upload cut midway goes on over a new connection (sftp_upload.py)."""
+class TestSftpDroppedConnections(DroppedConnections, testtools.TestCase):
+    """SFTP through the proxy: an upload cut midway goes on over a new connection (sftp_upload.py).
+
+    Not CutDownload: paramiko reads ahead so fast on loopback that the reset often comes before the
+    reader took a byte, and the download then restarts from byte 0 instead of resuming (both are
+    right). TestSftpResumedDownload cuts after the first chunk is taken and checks the resume.
+    """
 
     def make_cut_driver(self):
         self.useFixture(fixtures.MockPatchObject(sftp_upload, "PAUSE", 0.01))
