@@ -226,12 +226,12 @@ class InOrder(Generic[J, R]):
         with self.cond:
             new = [worker for worker in crew if worker not in self.workers]
             self.growing = False
-            if self._done():
+            self.growth.settled |= not new  # the server takes no more
+            if self._done() or not new:
                 return
             self.workers += new
             self.ahead += len(new)
             self.growth.joined(len(self.workers))
-            self.growth.settled |= not new
             self.cond.notify_all()
         LOG.debug("transfer grown to %d connections", len(self.workers))
         for worker in new:

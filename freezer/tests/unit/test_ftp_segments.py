@@ -238,13 +238,17 @@ class TestInOrderGrowing(testtools.TestCase):
         used = set()
         held = Gauge()
 
+        workers = crew[:2]
+
         def run(worker, job):
             used.add(id(worker))
             held.up()
+            deadline = time.monotonic() + 5
+            while job >= 10 and len(workers) < 8 and time.monotonic() < deadline:  # a loaded machine
+                time.sleep(0.001)
             time.sleep(0.002)
             return job
 
-        workers = crew[:2]
         jobs = InOrder(iter(range(60)), workers, run, 2, growth=Eager(more, 0.1, MIB, cap=8))
         for _ in jobs:
             held.down()
@@ -255,7 +259,21 @@ class TestInOrderGrowing(testtools.TestCase):
 
     def test_a_server_that_takes_no_more_settles_the_growth(self):
         crew = [FakeWorker() for _ in range(2)]
-        growth = Eager(lambda wanted: crew, 0.1, MIB, cap=8)
-        self.assertEqual(list(range(40)), list(InOrder(iter(range(40)), list(crew), lambda w, j: j, 2,
-                                                        growth=growth)))
+        asked = threading.Event()
+
+        def more(wanted):
+            asked.set()
+            return crew
+
+        def run(worker, job):
+            if job == 1:
+                self.assertTrue(asked.wait(5), "no growth asked for")
+            return job
+
+        growth = Eager(more, 0.1, MIB, cap=8)
+        self.assertEqual(list(range(40)), list(InOrder(iter(range(40)), list(crew), run, 2, growth=growth)))
+        for _ in range(500):  # the growth thread ends on its own, after the transfer maybe
+            if growth.settled:
+                break
+            time.sleep(0.01)
         self.assertTrue(growth.settled)
