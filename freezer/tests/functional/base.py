@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import fixtures
 import testtools
@@ -128,3 +129,13 @@ class AgentTestCase(testtools.TestCase):
         self.assertOneLineError(proc, *words)
         self.assertNotIn("retrying", proc.stderr)
         self.assertNotIn("resuming", proc.stderr)
+
+
+def soon(condition, seconds: float = 10.0) -> bool:
+    """Whether ``condition()`` holds within ``seconds`` (a growth's logins finish in a thread of their own)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
