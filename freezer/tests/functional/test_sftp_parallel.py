@@ -201,8 +201,8 @@ class TestAgentOverConnections(SshdAgentTest):
         self.assertSameTree(describe_tree(self.source), target)
 
 
-class TestAgentThroughACut(SshdAgentTest):
-    """An operator's backup whose connection drops midway: it completes, with one warning, and restores."""
+class ProxiedAgentTest(SshdAgentTest):
+    """The agent reaching sshd through a proxy that can cut its connections."""
 
     def setUp(self):
         super().setUp()
@@ -212,6 +212,10 @@ class TestAgentThroughACut(SshdAgentTest):
         options = self.server.agent_options()
         options[options.index("--ftp-port") + 1] = str(self.proxy.port)
         return options
+
+
+class TestAgentThroughACut(ProxiedAgentTest):
+    """An operator's backup whose connection drops midway: it completes, with one warning, and restores."""
 
     def test_backup_goes_on_over_a_new_connection(self):
         write(f"{self.source}/random", os.urandom(12 << 20))
@@ -224,6 +228,22 @@ class TestAgentThroughACut(SshdAgentTest):
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)
+
+
+class TestAgentLinkStaysDown(ProxiedAgentTest):
+    """The same backup when the link stays down through the upload's 3 resumes (6 s of pauses), then
+    comes back for the clean-up: one error line, and no level left that looks complete."""
+
+    def test_fails_with_one_line(self):
+        write(f"{self.source}/random", os.urandom(12 << 20))
+        self.proxy.cut_upload_after(6 << 20, reset_next=sftp_upload.RESUMES)
+        proc = self.agent("--action", "backup", "--path-to-backup", self.source, "--compression", "none",
+                          expect=None)
+        self.assertOneLineError(proc, "freezer-agent: error:", "127.0.0.1")  # "lost during connect", or the banner
+        self.assertNotIn("Exception ignored", proc.stderr)
+        restore = self.agent("--action", "restore", "--restore-abs-path", os.path.join(self.tmp, "restored"),
+                             expect=None)
+        self.assertNotEqual(0, restore.returncode)  # the interrupted level never looks complete
 
 
 class TestAutoConnections(testtools.TestCase):
