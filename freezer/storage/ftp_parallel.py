@@ -156,7 +156,6 @@ class InOrder(Generic[J, R]):
                  held_until_done: bool = False, growth: Growth | None = None):
         self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
         self.held_until_done, self.growth = held_until_done, growth
-        self.growing = False
         self.cond = threading.Condition()
         self.pull_lock = threading.Lock()
         self.reserved = self.pulled = self.handed = self.done = 0
@@ -210,11 +209,9 @@ class InOrder(Generic[J, R]):
 
     def _wanted(self, took: float) -> int:
         """Under the lock, as a job that took ``took`` seconds ends: how many workers to grow to, or 0."""
-        if self.growth is None or self.growing or self._done():
+        if self.growth is None or self._done():
             return 0
-        wanted = self.growth.wanted(len(self.workers), took)
-        self.growing = wanted > len(self.workers)
-        return wanted if self.growing else 0
+        return self.growth.ended(len(self.workers), took)
 
     def _grow(self, wanted: int) -> None:
         """Log more workers in (the pool's), then set each to work on the remaining jobs."""
@@ -225,13 +222,11 @@ class InOrder(Generic[J, R]):
             crew = []
         with self.cond:
             new = [worker for worker in crew if worker not in self.workers]
-            self.growing = False
-            self.growth.settled |= not new  # the server takes no more
+            self.growth.joined(len(self.workers) + len(new), short=not new)  # none: the server takes no more
             if self._done() or not new:
                 return
             self.workers += new
             self.ahead += len(new)
-            self.growth.joined(len(self.workers))
             self.cond.notify_all()
         LOG.debug("transfer grown to %d connections", len(self.workers))
         for worker in new:

@@ -36,6 +36,15 @@ class Growth:
         self.took: list[float] = []
         self.last_rate: float | None = None
         self.settled = False
+        self.growing = False  # more connections asked for and not joined yet
+
+    def ended(self, size: int, took: float) -> int:
+        """As ``wanted``, called as each segment ends: how many to grow to now, or 0 (none, or already asked)."""
+        if self.growing:
+            return 0
+        wanted = self.wanted(size, took)
+        self.growing = wanted > size
+        return wanted if self.growing else 0
 
     def wanted(self, size: int, took: float) -> int:
         """A segment that took ``took`` s ended, on a transfer of ``size`` connections: how many it should have."""
@@ -56,7 +65,7 @@ class Growth:
         self.settled = not pays
         return min(self.cap, 2 * size) if pays else size
 
-    def joined(self, size: int) -> None:
-        """The transfer has ``size`` connections now (fewer than asked: the server's limit)."""
-        self.round_started, self.took = None, []
-        self.settled = self.settled or size >= self.cap
+    def joined(self, size: int, short: bool = False) -> None:
+        """The transfer has ``size`` connections now; ``short``: fewer than asked (the server's limit)."""
+        self.round_started, self.took, self.growing = None, [], False
+        self.settled = self.settled or short or size >= self.cap

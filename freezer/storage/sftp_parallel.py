@@ -86,7 +86,6 @@ class RangeReader:
     def __init__(self, open_file: OpenFile, start: int, end: int, request_size: int, connections: int,
                  growth: Growth | None = None):
         self.open_file, self.request_size, self.growth = open_file, request_size, growth
-        self.growing = False
         self.reading: set[int] = set()  # the channels reading (their ids), so a grown set adds only new ones
         self.start, self.end = start, end
         self.ahead = 2 * max(connections, 1)  # segments read or being read beyond the one handed out
@@ -179,11 +178,9 @@ class RangeReader:
 
     def _wanted(self, took: float) -> int:
         """Under the lock, as a segment read in ``took`` s is in: how many connections to grow to, or 0."""
-        if self.growth is None or self.growing or self.stopped or self.next_claim >= self.count:
+        if self.growth is None or self.stopped or self.next_claim >= self.count:
             return 0
-        wanted = self.growth.wanted(self.workers, took)
-        self.growing = wanted > self.workers
-        return wanted if self.growing else 0
+        return self.growth.ended(self.workers, took)
 
     def _grow(self, wanted: int) -> None:
         channels = []
@@ -196,10 +193,8 @@ class RangeReader:
 
     def _grown(self, wanted: int, channels: list) -> None:
         with self._cond:
-            self.growing = False
             self.ahead = 2 * self.workers
-            self.growth.joined(self.workers)
-            self.growth.settled |= len(channels) + 1 < wanted
+            self.growth.joined(self.workers, short=len(channels) + 1 < wanted)
             self._cond.notify_all()
 
     def _read(self, handle: paramiko.SFTPFile, index: int) -> bytes:
