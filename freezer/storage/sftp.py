@@ -281,7 +281,7 @@ class SftpStorage(Storage):
         return self.listdirs([path])[0]
 
     def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
-        """All of ``paths`` listed together: two round trips for up to 64 small directories."""
+        """All of ``paths`` listed together: two round trips for up to 512 small directories."""
         remotes = [self._abs(path) for path in paths]
         try:
             listings = sftp_requests.list_dirs(self._client(), remotes)

@@ -38,7 +38,10 @@ from freezer.storage import paramiko_adapter
 from freezer.storage.paramiko_adapter import Replies, confirm_writes
 
 LOG = logging.getLogger(__name__)
-LIST_IN_FLIGHT = 64  # directories open at once while listing: far below any server's handle limit
+# Directories open at once while listing: one per stored backup at the deepest level, so info and admin
+# take the same round trips up to 512 backups of a name. Each is a file descriptor of the server's
+# process, half the usual limit of 1024; a server that runs out gets fewer (see list_dirs).
+LIST_IN_FLIGHT = 512
 DIR_MODE = 0o777  # what paramiko's mkdir asks for; the server's umask applies
 WRITE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
 ST_RDONLY = 0x1  # statvfs@openssh.com flag bit
@@ -190,11 +193,29 @@ def close_quietly(closable: SFTPFile | paramiko.SFTPClient | paramiko.Transport 
 
 
 def list_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:
-    """The names in each of ``paths`` (or the error listing it), two round trips for a batch of small ones."""
-    results: list[list[str] | OSError] = []
-    for start in range(0, len(paths), LIST_IN_FLIGHT):
-        results += _list_some(sftp, paths[start:start + LIST_IN_FLIGHT])
-    return results
+    """The names in each of ``paths`` (or the error listing it), two round trips for a batch of small ones.
+
+    A directory the server could not open for a reason it does not name (out of handles) is listed again
+    in a later batch no larger than what the server did open; alone, its error stands.
+    """
+    results: dict[int, list[str] | OSError] = {}
+    waiting, window = list(range(len(paths))), LIST_IN_FLIGHT
+    while waiting:
+        batch, waiting = waiting[:window], waiting[window:]
+        listed = dict(zip(batch, _list_some(sftp, [paths[index] for index in batch]), strict=True))
+        results.update(listed)
+        refused = [index for index, listing in listed.items() if len(batch) > 1 and _unnamed_failure(listing)]
+        if refused:
+            window = max(1, len(batch) - len(refused))
+            LOG.debug("server refused %d of %d directories listed at once; %d at a time now",
+                      len(refused), len(batch), window)
+            waiting = refused + waiting
+    return [results[index] for index in range(len(paths))]
+
+
+def _unnamed_failure(listing: list[str] | OSError) -> bool:
+    """A generic SFTP failure (no errno): what OpenSSH answers when it has no descriptor left."""
+    return isinstance(listing, OSError) and not isinstance(listing, FileNotFoundError) and listing.errno is None
 
 
 def _list_some(sftp: paramiko.SFTPClient, paths: list[str]) -> list[list[str] | OSError]:

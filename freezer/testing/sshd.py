@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 
 from freezer.testing.servers import (
@@ -36,8 +37,9 @@ class Sshd(_Server):
 
     def __init__(self, workdir: str, port: int | None = None, host_key_kind: str = "ed25519", sftp: bool = True,
                  host: str = "127.0.0.1", more_host_key_kinds: tuple[str, ...] = (),
-                 extra_config: tuple[str, ...] = ()):
+                 extra_config: tuple[str, ...] = (), open_files: int | None = None):
         super().__init__(workdir)
+        self.open_files = open_files  # the descriptor limit of sshd and so of each session's internal-sftp
         self.host = host
         self.sftp = sftp
         self.wanted_port = port
@@ -73,6 +75,8 @@ class Sshd(_Server):
                       f"AllowUsers {TEST_USER}\n" + "".join(f"{line}\n" for line in self.extra_config))
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
+        if self.open_files:
+            resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
         self.addCleanup(self._stop)
         wait_for_port(self.port, self.proc, host=self.host)
 

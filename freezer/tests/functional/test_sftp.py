@@ -363,6 +363,20 @@ class TestSftpRoundTrips(testtools.TestCase):
             open(os.path.join(root, name), "w").close()
         self.assertEqual(names, storage.listdir("many"))
 
+    def test_hundreds_of_directories_are_listed_in_two_round_trips(self):
+        paths = self.directories(self.server, 250)
+        storage, trips = self.session()
+        self.assertEqual([[f"f{n}"] for n in range(250)], storage.listdirs(paths))
+        self.assertEqual(2, trips.taken())
+
+    @staticmethod
+    def directories(server: Sshd, count: int) -> list[str]:
+        """``count`` directories of one file each, made on the server's disk; their container paths."""
+        for n in range(count):
+            os.makedirs(os.path.join(server.container(), "dirs", f"d{n}"))
+            open(os.path.join(server.container(), "dirs", f"d{n}", f"f{n}"), "w").close()
+        return [f"dirs/d{n}" for n in range(count)]
+
     def test_a_fresh_tree_and_an_existing_directory_still_work(self):
         storage, _ = self.session()
         storage.put_stream("x/y/z/file", [b"data"])
@@ -379,6 +393,23 @@ class TestSftpRoundTrips(testtools.TestCase):
             error = self.assertRaises(StorageError, attempt)
             self.assertIn("plain on 127.0.0.1", str(error))
             self.assertIn("is a file, not a directory", str(error))
+
+
+class TestSftpServerOutOfHandles(testtools.TestCase):
+    """A server whose process runs out of descriptors while listing: the refused directories are listed later."""
+
+    def test_every_directory_is_listed_with_few_descriptors(self):
+        server = self.useFixture(Sshd(self.useFixture(fixtures.TempDir()).path, open_files=48))
+        paths = TestSftpRoundTrips.directories(server, 120)
+        settings = sftp_storage.SftpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                             password=server.password, container=server.container(),
+                                             known_hosts=server.known_hosts)
+        storage = sftp_storage.SftpStorage(settings)
+        self.addCleanup(storage.close)
+        with self.assertLogs("freezer.storage.sftp_requests", "DEBUG") as logs:
+            listings = storage.listdirs([*paths, "dirs/missing"])
+        self.assertEqual([[f"f{n}"] for n in range(120)] + [[]], listings)
+        self.assertIn("server refused", "".join(logs.output))
 
 
 class TestOneSessionPerConnection(SshdAgentTest):
