@@ -13,14 +13,17 @@ import ftplib
 import logging
 import re
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 
+from freezer.storage import ftp_session
 from freezer.storage.base import checked_entries
 
 LOG = logging.getLogger("freezer.storage.ftp")
 
-#: bytes of STAT commands sent before the first reply is read: far below the socket buffers on both
-#: sides, so our writing always ends even while the server waits for us to read its replies
+#: bytes of STAT commands written in the caller's thread: far below the socket buffers on both sides,
+#: so the write ends even while the server waits for us to read its replies. The rest go from a thread
+#: (not counted by ``freezer.testing.counting``, like every ``ftp_session.send_together``).
 BATCH_BYTES = 16 << 10
 #: one ``ls -l`` line: type and mode, links, owner, group, size, month, day, time or year, then the name
 _LS_LINE = re.compile(r"^([-dl])[-rwxsStTl]{9}[.+@]?\s+\d+\s+\S+\s+\S+\s+\d+\s+[A-Za-z]{3}\s+\d{1,2}\s+"
@@ -40,29 +43,46 @@ def batchable(remote: str) -> bool:
 
 
 def list_dirs(ftp: ftplib.FTP, remotes: list[str]) -> list[list[tuple[str, str | None]]]:
-    """(name, 'dir'|'file'|None) of each directory, ``BATCH_BYTES`` of STAT commands per round trip;
-    [] when absent. Unusable when a reply is not a listing: the connection is then out of step.
+    """(name, 'dir'|'file'|None) of each directory, every STAT sent before the first reply is read: one round
+    trip however many. [] when absent. Unusable when a reply is not a listing: the connection is then out of step.
     """
-    listings = []
-    for batch in _batches(remotes):
-        with _corked(ftp.sock):
-            for remote in batch:
-                ftp.putcmd(f"STAT {remote}")
-        listings += [_listing(_reply(ftp), remote) for remote in batch]
-    return listings
+    writer = send_commands(ftp, [f"STAT {remote}" for remote in remotes])
+    try:
+        return [_listing(_reply(ftp), remote) for remote in remotes]
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                ftp.sock.shutdown(socket.SHUT_RDWR)  # frees a blocked writer; the session is out of step anyway
+        raise
+    finally:
+        if writer is not None:
+            writer.join()
 
 
-def _batches(remotes: list[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    size = 0
-    for remote in remotes:
-        if batch and size + len(remote) > BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-        batch.append(remote)
-        size += len(remote) + 7
-    if batch:
-        yield batch
+def send_commands(ftp: ftplib.FTP, commands: list[str]) -> threading.Thread | None:
+    """Send ``commands`` without reading replies: ``BATCH_BYTES`` of them in one write, the rest from a thread
+    (returned, to join once the replies are read), so that neither side waits for the other to read."""
+    if any("\r" in command or "\n" in command for command in commands):
+        raise ValueError("an FTP command may not hold a line break")
+    first, rest = _split_at(commands, BATCH_BYTES)
+    with _corked(ftp.sock):
+        for command in first:
+            ftp.putcmd(command)
+    if not rest:
+        return None
+    writer = threading.Thread(target=_write_quietly, args=(ftp, rest), name="ftp-commands", daemon=True)
+    writer.start()
+    return writer
+
+
+def _split_at(commands: list[str], size: int) -> tuple[list[str], list[str]]:
+    """The first commands that fit in ``size`` bytes (at least one), and the others."""
+    total = 0
+    for count, command in enumerate(commands):
+        total += len(command) + 2
+        if total > size and count:
+            return commands[:count], commands[count:]
+    return commands, []
 
 
 @contextlib.contextmanager
@@ -78,6 +98,14 @@ def _corked(sock: socket.socket) -> Iterator[None]:
         yield
     finally:
         sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+
+
+def _write_quietly(ftp: ftplib.FTP, commands: list[str]) -> None:
+    """A writer thread's work: a failed write shows as the reader's failure to get the replies."""
+    try:
+        ftp_session.send_together(ftp, commands)
+    except OSError:
+        LOG.debug("writing FTP commands failed", exc_info=True)
 
 
 def _reply(ftp: ftplib.FTP) -> str:

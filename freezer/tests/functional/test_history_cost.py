@@ -1,4 +1,4 @@
-"""info and admin take the same round trips for 3 backups as for 30 (SFTP: 300); the index is a cache only."""
+"""info and admin take the same round trips for 3 backups as for 30 or 300; the index is a cache only."""
 
 import contextlib
 import json
@@ -59,6 +59,7 @@ class TestLocalCost(CostDoesNotGrow, testtools.TestCase):
 
 class TestPyftpdCost(CostDoesNotGrow, testtools.TestCase):
     counter = staticmethod(ftp_round_trips)
+    many = 300  # more paths than one write of STAT commands holds (16 KiB)
 
     def setUp(self):
         super().setUp()
@@ -91,6 +92,32 @@ class TestVsftpdListdirs(testtools.TestCase):
             storage.put_bytes(path, b"1")
         self.assertEqual([["x", "y"], ["z"], [], ["1", "2"], ["w"]],
                          storage.listdirs(["a/1", "a/2", "a/none", "a", "b"]))
+
+
+class TestThousandsOfFtpDirectories(testtools.TestCase):
+    """Every directory of a listing is asked for before the first reply is read, however many they are."""
+
+    def check(self, server_class) -> None:
+        server = self.useFixture(server_class(self.useFixture(fixtures.TempDir()).path))
+        storage = ftp.FtpStorage(ftp.FtpSettings(host="127.0.0.1", port=server.port, username=server.username,
+                                                 password=server.password, container="c"))
+        self.addCleanup(storage.close)
+        storage.put_bytes("first", b"1")  # logged in, container made
+        root = os.path.join(server.root, "c")  # 3000 paths of 80 bytes: 240 KiB of STAT commands
+        paths = [f"many/{n:05d}-{'x' * 60}" for n in range(3000)]
+        for n, path in enumerate(paths):
+            os.makedirs(os.path.join(root, path))
+            open(os.path.join(root, path, f"f{n}"), "w").close()
+        with ftp_round_trips() as trips:
+            listings = storage.listdirs(paths)
+        self.assertEqual([[f"f{n}"] for n in range(3000)], listings)
+        self.assertEqual(1, trips.round_trips)
+
+    def test_pyftpdlib(self):
+        self.check(servers.PyFtpd)
+
+    def test_vsftpd(self):
+        self.check(servers.Vsftpd)
 
 
 class TestSftpCost(CostDoesNotGrow, testtools.TestCase):

@@ -52,14 +52,16 @@ class TestStatListing(testtools.TestCase):
                       "211-Status of server:\nConnected to x\n211 End"):
             self.assertRaises(ftp_stat.Unusable, ftp_stat._listing, reply, "/c")
 
+    def test_commands_past_one_write_are_split_off(self):
+        commands = [f"STAT /{i:0100d}" for i in range(1000)]
+        first, rest = ftp_stat._split_at(commands, ftp_stat.BATCH_BYTES)
+        self.assertEqual(commands, first + rest)
+        self.assertLessEqual(sum(len(command) + 2 for command in first), ftp_stat.BATCH_BYTES)
+        self.assertTrue(rest)
+        self.assertEqual((["STAT /a-long-one"], []), ftp_stat._split_at(["STAT /a-long-one"], 4))
+
     def test_paths_a_server_could_glob_are_not_batched(self):
         self.assertTrue(ftp_stat.batchable("/backups/metadata/tar/host_name/1700000000"))
         for path in ("relative", "/a b", "/a*", "/a?", "/a[1]", "/-la", "/x/-R", "/~root", "/a\\b"):
             self.assertFalse(ftp_stat.batchable(path), path)
 
-    def test_batches_are_bounded_in_bytes(self):
-        paths = [f"/{i:0100d}" for i in range(1000)]
-        batches = list(ftp_stat._batches(paths))
-        self.assertEqual(paths, [path for batch in batches for path in batch])
-        self.assertTrue(all(sum(len(p) + 7 for p in batch) <= ftp_stat.BATCH_BYTES + 107 for batch in batches))
-        self.assertGreater(len(batches), 1)
