@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ftplib
 import logging
+import mmap
 import posixpath
 import socket
 import threading
@@ -193,14 +194,23 @@ def _fetch_one(ftp, remote: str, start: int, length: int | None) -> list[bytes]:
 
 def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
     """The chunks of a data connection up to ``length`` bytes (None: to its end), and their total."""
+    if length is not None:
+        return _read_into_one(conn, length)
     pieces, got = [], 0
-    while length is None or got < length:
-        want = READ_SIZE if length is None else min(READ_SIZE, length - got)
-        if not (data := conn.recv(want)):
-            break
+    while data := conn.recv(READ_SIZE):
         pieces.append(data)
         got += len(data)
     return pieces, got
+
+
+def _read_into_one(conn: socket.socket, length: int) -> tuple[list[memoryview], int]:
+    """``length`` bytes received into one buffer (a mapping of its own, given back whole when the last
+    view goes, where a chunk per ``recv`` fragments the heap), handed out as views of READ_SIZE."""
+    buffer = memoryview(mmap.mmap(-1, length))  # pages become memory only as data lands in them
+    got = 0
+    while got < length and (count := conn.recv_into(buffer[got:], min(READ_SIZE, length - got))):
+        got += count
+    return [buffer[start:min(start + READ_SIZE, got)] for start in range(0, got, READ_SIZE)], got
 
 
 def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T],
