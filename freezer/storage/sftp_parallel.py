@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterator
 
 import paramiko
 
-from freezer.storage import paramiko_adapter
 from freezer.storage.growth import Growth
 from freezer.storage.sftp_connect import LONG_ROUND_TRIP
-from freezer.storage.sftp_requests import close_later, close_quietly
+from freezer.storage.sftp_requests import close_later, close_quietly, read_range
 from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
@@ -75,9 +74,8 @@ def read_in_parallel(first: paramiko.SFTPClient, handle: paramiko.SFTPFile, extr
 
     threading.Thread(target=join_extras, name="sftp-join", daemon=True).start()
     for segment in reader:
-        view = memoryview(segment)
         for start in range(0, len(segment), piece):
-            yield bytes(view[start:start + piece])
+            yield segment[start:start + piece]
 
 
 class RangeReader:
@@ -89,7 +87,7 @@ class RangeReader:
         self.reading: set[int] = set()  # the channels reading (their ids), so a grown set adds only new ones
         self.start, self.end = start, end
         self.ahead = 2 * max(connections, 1)  # segments read or being read beyond the one handed out
-        self.segments: dict[int, bytes] = {}
+        self.segments: dict[int, memoryview] = {}
         self.next_claim = 0
         self.retry: list[int] = []  # segments whose connection failed, for another one
         self.next_out = 0
@@ -109,7 +107,7 @@ class RangeReader:
             self.workers += 1
         threading.Thread(target=self._work, args=(channel, handle), name="sftp-range", daemon=True).start()
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[memoryview]:
         try:
             while self.next_out < self.count:
                 yield self._take(self.next_out)
@@ -121,7 +119,7 @@ class RangeReader:
             self.stopped = True
             self._cond.notify_all()
 
-    def _take(self, index: int) -> bytes:
+    def _take(self, index: int) -> memoryview:
         with self._cond:
             while index not in self.segments:
                 if self.error is not None:
@@ -152,10 +150,9 @@ class RangeReader:
         index = None
         try:
             handle = handle or self.open_file(channel)
-            paramiko_adapter.set_request_size(handle, self.request_size)
             while (index := self._claim()) is not None:
                 started = time.monotonic()
-                data = self._read(handle, index)
+                data = self._read(channel, handle, index)
                 with self._cond:
                     self.segments[index] = data
                     self._cond.notify_all()
@@ -197,15 +194,9 @@ class RangeReader:
             self.growth.joined(self.workers, short=len(channels) + 1 < wanted)
             self._cond.notify_all()
 
-    def _read(self, handle: paramiko.SFTPFile, index: int) -> bytes:
+    def _read(self, channel: paramiko.SFTPClient, handle: paramiko.SFTPFile, index: int) -> memoryview:
         offset = self.start + index * SEGMENT
-        length = min(SEGMENT, self.end - offset)
-        handle.seek(offset)
-        handle.prefetch(offset + length, max_concurrent_requests=PREFETCH_LIMIT)
-        data = handle.read(length)
-        if len(data) != length:
-            raise EOFError(f"{len(data)} of {length} bytes at offset {offset}: the file shrank")
-        return data
+        return read_range(channel, handle, offset, min(SEGMENT, self.end - offset), self.request_size, PREFETCH_LIMIT)
 
 
 def close_connection(channel: paramiko.SFTPClient) -> None:

@@ -8,14 +8,17 @@ then reads their replies, in whatever order the server gives them.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import mmap
 
 import paramiko
 from paramiko.message import Message
 from paramiko.sftp import (
     CMD_ATTRS,
     CMD_CLOSE,
+    CMD_DATA,
     CMD_EXTENDED_REPLY,
     CMD_FSTAT,
     CMD_HANDLE,
@@ -23,6 +26,7 @@ from paramiko.sftp import (
     CMD_NAME,
     CMD_OPEN,
     CMD_OPENDIR,
+    CMD_READ,
     CMD_READDIR,
     CMD_STAT,
     CMD_STATUS,
@@ -30,6 +34,7 @@ from paramiko.sftp import (
     SFTP_FLAG_READ,
     SFTP_FLAG_TRUNC,
     SFTP_FLAG_WRITE,
+    int64,
 )
 from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
@@ -104,6 +109,43 @@ class Batch:
         attributes = SFTPAttributes()
         attributes.st_mode = DIR_MODE
         return self.send(CMD_MKDIR, path, attributes)
+
+
+def read_range(sftp: paramiko.SFTPClient, handle: SFTPFile, offset: int, length: int, request_size: int,
+               in_flight: int) -> memoryview:
+    """``length`` bytes of the open file from ``offset``, with up to ``in_flight`` reads pipelined, received
+    into a mapping of their own (its pages become memory as data lands; all go back with the last view).
+
+    A server may answer a read with fewer bytes: the rest is asked again. EOFError where the file ends early.
+    """
+    buffer = memoryview(mmap.mmap(-1, length)) if length else memoryview(b"")
+    batch = Batch(sftp)
+    asked, waiting = 0, collections.deque()
+    while asked < length or waiting:
+        while asked < length and len(waiting) < in_flight:
+            size = min(request_size, length - asked)
+            waiting.append((batch.send(CMD_READ, handle.handle, int64(offset + asked), size), asked, size))
+            asked += size
+        num, start, size = waiting.popleft()
+        data = _data(batch, num, size)
+        buffer[start:start + len(data)] = data
+        if len(data) < size:
+            rest = (start + len(data), size - len(data))
+            waiting.append((batch.send(CMD_READ, handle.handle, int64(offset + rest[0]), rest[1]), *rest))
+    return buffer
+
+
+def _data(batch: Batch, num: int, asked: int) -> bytes:
+    """The bytes of one READ reply: at least one, at most ``asked``."""
+    kind, msg = batch.reply(num)
+    if kind != CMD_DATA:
+        raise paramiko.SFTPError("Expected data")
+    data = msg.get_binary()
+    if not data:
+        raise EOFError("the server answered a read with no data")
+    if len(data) > asked:
+        raise paramiko.SFTPError(f"the server answered a read of {asked} bytes with {len(data)}")
+    return data
 
 
 def make_dirs_and_open(sftp: paramiko.SFTPClient, dirs: list[str], path: str, bufsize: int) -> SFTPFile | None:
