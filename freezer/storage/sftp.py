@@ -21,7 +21,15 @@ import paramiko
 
 from freezer.common.settings import SftpSettings
 from freezer.errors import NoSpace, PermissionDenied, StorageError
-from freezer.storage import paramiko_adapter, sftp_connect, sftp_errors, sftp_parallel, sftp_requests, sftp_upload
+from freezer.storage import (
+    chunking,
+    paramiko_adapter,
+    sftp_connect,
+    sftp_errors,
+    sftp_parallel,
+    sftp_requests,
+    sftp_upload,
+)
 from freezer.storage.base import (
     Storage,
     checked_entries,
@@ -37,12 +45,12 @@ from freezer.storage.sftp_stripes import ExtraChannels
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
 # Throughput settings (the connection's are in sftp_connect.py), measured as performance.rst says.
-# Reads in flight while downloading. Unbounded, paramiko queues every reply of a large file and
-# scans that queue on each read: 512 MiB restored in 58.6 s unbounded, 31 s at 256, 4.2 s at 64.
-# Over a long link a download moves at most PREFETCH_LIMIT x OPENSSH_REQUEST (8 MiB) per round
-# trip: 83-95 MiB/s at 40 ms and 1 Gbit/s, 21 MiB/s at 100 ms and 200 Mbit/s, where 16 requests
-# (2 MiB in flight, what OpenSSH's sftp keeps) gave 35 and 16 MiB/s, as OpenSSH's own sftp did.
-PREFETCH_LIMIT: int | None = 64
+# Reads in flight while downloading (sftp_requests.stream_range; with paramiko's prefetch, unbounded,
+# 512 MiB took 58.6 s, 31 s at 256, 4.2 s at 64). Over a long link a download moves at most
+# PREFETCH_LIMIT x OPENSSH_REQUEST (8 MiB) per round trip: 83-95 MiB/s at 40 ms and 1 Gbit/s,
+# 21 MiB/s at 100 ms and 200 Mbit/s, where 16 requests (2 MiB in flight, what OpenSSH's sftp
+# keeps) gave 35 and 16 MiB/s, as OpenSSH's own sftp did.
+PREFETCH_LIMIT = 64
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 
 
@@ -239,15 +247,14 @@ class SftpStorage(Storage):
             if self._parallel_read(size - offset):
                 pieces, handle = self._read_ranges(remote, handle, offset, size), None
             else:
-                handle.prefetch(size, max_concurrent_requests=PREFETCH_LIMIT)
-                pieces = self._read_through(handle, size - offset)
+                pieces = self._read_through(handle, offset, size - offset)
         except BaseException as exc:
             close_later(handle)
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
             yield from pieces
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            self.reset()
+        except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
+            self.reset()  # replies may still be on their way: the session is out of step
             raise self._translate(exc, f"download {remote}") from exc
         finally:
             close_later(handle)
@@ -255,18 +262,13 @@ class SftpStorage(Storage):
     def _parallel_read(self, length: int) -> bool:
         return self._channels is not None and self._connections > 1 and length >= sftp_parallel.PARALLEL_AFTER
 
-    @staticmethod
-    def _read_through(handle: paramiko.SFTPFile, left: int) -> Iterator[bytes]:
-        """Up to the size, not to an end-of-file reply: that saves two round trips.
-
-        paramiko's ``read`` takes a connection lost mid-read (EOFError) for the end of the file: a
-        read that ends short is that, raised so the download resumes, never a shorter stream.
-        """
-        while left > 0:
-            if not (data := handle.read(min(BLOCK_SIZE, left))):
-                raise EOFError(f"the connection ended {left} bytes before the end of the file")
-            left -= len(data)
-            yield data
+    def _read_through(self, handle: paramiko.SFTPFile, offset: int, left: int) -> Iterator[bytes]:
+        """Pipelined reads up to the size (no end-of-file reply waited for: two round trips saved), joined
+        into pieces of about BLOCK_SIZE; a connection lost midway raises, so the download resumes."""
+        if left:
+            replies = sftp_requests.stream_range(self._client(), handle, offset, left, self._request_size,
+                                                 PREFETCH_LIMIT)
+            yield from chunking.parts(replies, BLOCK_SIZE)
 
     def _read_ranges(self, remote: str, handle: paramiko.SFTPFile, offset: int, size: int) -> Iterator[bytes]:
         """Segments read over every connection at once (the extra ones join once logged in), in order."""

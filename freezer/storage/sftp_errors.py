@@ -28,6 +28,8 @@ def translate(exc: BaseException, s: SftpSettings, action: str, missing: bool = 
         return ConnectError(f"connection to {where} lost during {action}: {reason(exc)}")
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)):
         return network_error(exc, s, action)
+    if isinstance(exc, paramiko.SFTPError):  # a reply that breaks the protocol (more data than asked, ...)
+        return StorageError(f"{action} failed on {where}: {reason(exc)}")
     if isinstance(exc, OSError):
         # OpenSSH's sftp-server reports a full or read-only disk as a bare "Failure".
         hint = " (the server's disk may be full or read-only)" if action.startswith("upload") else ""

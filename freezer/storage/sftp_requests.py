@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import logging
 import mmap
+from collections.abc import Iterator
 
 import paramiko
 from paramiko.message import Message
@@ -113,12 +114,23 @@ class Batch:
 
 def read_range(sftp: paramiko.SFTPClient, handle: SFTPFile, offset: int, length: int, request_size: int,
                in_flight: int) -> memoryview:
-    """``length`` bytes of the open file from ``offset``, with up to ``in_flight`` reads pipelined, received
-    into a mapping of their own (its pages become memory as data lands; all go back with the last view).
-
-    A server may answer a read with fewer bytes: the rest is asked again. EOFError where the file ends early.
-    """
+    """``stream_range`` received into a mapping of its own (its pages become memory as data lands; all go
+    back with the last view of it)."""
     buffer = memoryview(mmap.mmap(-1, length)) if length else memoryview(b"")
+    filled = 0
+    for data in stream_range(sftp, handle, offset, length, request_size, in_flight):
+        buffer[filled:filled + len(data)] = data
+        filled += len(data)
+    return buffer
+
+
+def stream_range(sftp: paramiko.SFTPClient, handle: SFTPFile, offset: int, length: int, request_size: int,
+                 in_flight: int) -> Iterator[bytes]:
+    """``length`` bytes of the open file from ``offset``, in order, a reply at a time, with up to ``in_flight``
+    reads sent ahead of the one read (so at most that many replies wait in memory).
+
+    A server may answer a read with fewer bytes: the rest is asked next. EOFError where the file ends early.
+    """
     batch = Batch(sftp)
     asked, waiting = 0, collections.deque()
     while asked < length or waiting:
@@ -128,11 +140,10 @@ def read_range(sftp: paramiko.SFTPClient, handle: SFTPFile, offset: int, length:
             asked += size
         num, start, size = waiting.popleft()
         data = _data(batch, num, size)
-        buffer[start:start + len(data)] = data
         if len(data) < size:
             rest = (start + len(data), size - len(data))
-            waiting.append((batch.send(CMD_READ, handle.handle, int64(offset + rest[0]), rest[1]), *rest))
-    return buffer
+            waiting.appendleft((batch.send(CMD_READ, handle.handle, int64(offset + rest[0]), rest[1]), *rest))
+        yield data
 
 
 def _data(batch: Batch, num: int, asked: int) -> bytes:

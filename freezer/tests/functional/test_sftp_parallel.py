@@ -271,23 +271,6 @@ class TestAutoConnections(testtools.TestCase):
         self.assertEqual(sftp_parallel.WAN_CONNECTIONS, self.connected(relay.port)._connections)
 
 
-class TestShortRead(testtools.TestCase):
-    """paramiko's read takes a connection lost mid-read (EOFError) for the end of the file."""
-
-    def test_a_read_that_ends_before_the_size_raises_so_the_download_resumes(self):
-        class EndsEarly:
-            def __init__(self):
-                self.pieces = [b"a" * 10, b""]
-
-            def read(self, size):
-                return self.pieces.pop(0)
-
-        reader = sftp_storage.SftpStorage._read_through(EndsEarly(), 25)
-        self.assertEqual(b"a" * 10, next(reader))
-        error = self.assertRaises(EOFError, next, reader)
-        self.assertIn("15 bytes before the end", str(error))
-
-
 class TestAutoGrowsOnALongLink(testtools.TestCase):
     """``auto`` through a 60 ms relay: a restore starts on 4 connections and doubles once (GROWN_CAP).
 

@@ -1,5 +1,6 @@
 """How SFTP failures become the storage error family (pure logic: no server)."""
 
+import paramiko
 import testtools
 
 from freezer.common.settings import SftpSettings
@@ -21,3 +22,10 @@ class TestTranslate(testtools.TestCase):
         self.assertIsInstance(error, StorageError)
         self.assertNotIsInstance(error, ConnectError)
         self.assertIn("disk may be full", str(error))
+
+    def test_a_reply_that_breaks_the_protocol_is_one_storage_error(self):
+        error = sftp_errors.translate(paramiko.SFTPError("the server answered a read of 8 bytes with 16"),
+                                      SETTINGS, "download /x")
+        self.assertIsInstance(error, StorageError)
+        self.assertIn("download /x failed on", str(error))
+        self.assertIn("with 16", str(error))
