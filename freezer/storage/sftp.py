@@ -242,8 +242,6 @@ class SftpStorage(Storage):
         handle = None
         try:
             handle, size = sftp_requests.open_with_size(self._client(), remote, BLOCK_SIZE)
-            paramiko_adapter.set_request_size(handle, self._request_size)
-            handle.seek(offset)
             if self._parallel_read(size - offset):
                 pieces, handle = self._read_ranges(remote, handle, offset, size), None
             else:
