@@ -6,6 +6,8 @@ Prints its port on the first line of stdout, then serves until killed.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import socket
 import struct
 
@@ -44,6 +46,26 @@ class LossyFile:
 
     def __getattr__(self, name):
         return getattr(self.handle, name)
+
+
+def answering_data_handler(base: type) -> type:
+    """A data channel class that answers 426 when the stored file cannot be closed.
+
+    pyftpdlib 2.2 closes an upload's file without catching its error: when the disk fills while the
+    last buffered bytes are flushed, it never replies, and the client waits for its timeout.
+    """
+
+    class AnsweringDTPHandler(base):
+        def close(self):
+            if not self._closed and self.receive and self.file_obj is not None and not self.file_obj.closed:
+                try:
+                    self.file_obj.close()
+                except OSError as err:
+                    self.transfer_finished = False
+                    self._resp = (f"426 {os.strerror(err.errno)}; transfer aborted.", logging.warning)
+            super().close()
+
+    return AnsweringDTPHandler
 
 
 def cutting_data_handler(base: type, after: int, reset: bool) -> type:
@@ -108,8 +130,9 @@ def handler_class(args: argparse.Namespace) -> type:
         Handler.tls_data_required = True
         if args.client_ca:
             require_client_certificate(Handler, args.client_ca)
+    Handler.dtp_handler = answering_data_handler(base.dtp_handler)
     if args.cut_download_after is not None:
-        Handler.dtp_handler = cutting_data_handler(base.dtp_handler, args.cut_download_after, args.cut_reset)
+        Handler.dtp_handler = cutting_data_handler(Handler.dtp_handler, args.cut_download_after, args.cut_reset)
         Handler.use_sendfile = False  # sendfile bypasses send(), where the cut happens
     if args.no_mlsd:
         Handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
