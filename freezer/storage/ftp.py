@@ -278,8 +278,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             raise self._translate(exc, f"download {remote}", missing=True) from exc
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-            while data := conn.recv(BLOCK_SIZE):
-                yield data
+            yield from segments.received_blocks(conn, BLOCK_SIZE)
             if isinstance(conn, ssl.SSLSocket):
                 conn.unwrap()
             conn.close()

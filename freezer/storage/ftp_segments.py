@@ -196,11 +196,25 @@ def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
     """The chunks of a data connection up to ``length`` bytes (None: to its end), and their total."""
     if length is not None:
         return _read_into_one(conn, length)
-    pieces, got = [], 0
-    while data := conn.recv(READ_SIZE):
-        pieces.append(data)
-        got += len(data)
-    return pieces, got
+    pieces = list(received_blocks(conn, READ_SIZE))
+    return pieces, sum(map(len, pieces))
+
+
+def received_blocks(conn: socket.socket, block: int) -> Iterator[bytearray]:
+    """A data connection's bytes to its end, in blocks of ``block`` (the last may be shorter): one block
+    for the stages downstream to hand on, hash and write, however little each ``recv`` brings."""
+    while True:
+        buffer = bytearray(block)
+        with memoryview(buffer) as view:
+            got = 0
+            while got < block and (count := conn.recv_into(view[got:])):
+                got += count
+        if got < block:
+            del buffer[got:]
+            if got:
+                yield buffer
+            return
+        yield buffer
 
 
 def _read_into_one(conn: socket.socket, length: int) -> tuple[list[memoryview], int]:
