@@ -1,5 +1,6 @@
 """The pure logic of FTP over several connections: options, ranges, segment names, ordered results."""
 
+import socket
 import threading
 import time
 
@@ -64,6 +65,25 @@ class TestRanges(testtools.TestCase):
         self.assertEqual(b"a", next(out))
         self.assertEqual([b"b"], head)
         self.assertEqual([b"b", b"c"], list(out))
+
+
+class TestReceivedBlocks(testtools.TestCase):
+    def received(self, sends: list[bytes], block: int) -> list[bytes]:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        with theirs:
+            for data in sends:
+                theirs.sendall(data)
+        return [bytes(b) for b in ftp_segments.received_blocks(ours, block)]
+
+    def test_small_receives_are_gathered_into_whole_blocks_the_last_shorter(self):
+        self.assertEqual([b"abcd", b"efgh", b"ij"], self.received([b"ab", b"c", b"defghi", b"j"], 4))
+
+    def test_an_exact_multiple_ends_without_an_empty_block(self):
+        self.assertEqual([b"abcd"], self.received([b"abcd"], 4))
+
+    def test_nothing_sent_is_no_block(self):
+        self.assertEqual([], self.received([], 4))
 
 
 class FakeWorker:
