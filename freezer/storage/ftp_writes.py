@@ -113,6 +113,7 @@ class ParallelWrites:
             return self._put_in_place(target, temp, pieces, workers)
         if auto:
             return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
+        self._forget(temp)  # the segments go to a name of their own: what a refused probe made goes now
         return self._put_segments(target, temporary_name(target), pieces, workers)
 
     def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:
@@ -136,16 +137,15 @@ class ParallelWrites:
                 raise self._translate(exc, f"upload {temp}") from exc
             for worker in used if not in_step else []:
                 worker.drop()
-            if self._offset_writes is OffsetWrites.REFUSED and self._ftp is not None:
-                self._forget(temp)
             LOG.info("%s %s: a parallel upload goes %s", self.settings.where, self._offset_writes.value,
                      _route(self._offset_writes, self.settings.connections))
         return self._offset_writes
 
     def _forget(self, temp: str) -> None:
-        """Remove what a refused probe may have created (pyftpdlib creates nothing)."""
+        """Remove what a refused probe may have created (pyftpdlib creates nothing). Elsewhere the
+        upload's own STOR of ``temp`` truncates it, and a failed upload discards it: no round trip."""
         try:
-            self._ftp.delete(temp)
+            self._binary().delete(temp)
         except ftplib.all_errors:
             pass
 

@@ -60,9 +60,8 @@ class BackupSet:
 
     def list_backups(self) -> list[BackupRef]:
         """Every complete backup (its ``metadata`` exists), oldest first."""
-        root = self._metadata_root()
-        return sorted(ref for ref, names in self._level_listings(root, list(self._level_dirs(root)))
-                      if "metadata" in names)
+        [levels] = self._walk([self._metadata_root()])
+        return sorted(ref for ref, names in levels if "metadata" in names)
 
     def newest_chain(self, until: int | None = None) -> Chain | None:
         """The newest chain with a complete level 0 not after ``until``.
@@ -116,12 +115,20 @@ class BackupSet:
         (a storage with requests in flight waits once, not once per directory)."""
         return list(zip(refs, self.storage.listdirs([f"{root}/{ref.relpath}" for ref in refs]), strict=True))
 
-    def _level_dirs(self, root: str):
-        """The ``<L0_ts>/<level>_<ts>`` directories below ``root`` whose names make sense; one listing per depth."""
-        l0_names = [name for name in self.storage.listdir(root) if _L0_DIR.fullmatch(name)]
-        listings = self.storage.listdirs([f"{root}/{name}" for name in l0_names])
-        for l0_name, level_names in zip(l0_names, listings, strict=True):
-            yield from self._levels_in(root, l0_name, level_names)
+    def _walk(self, roots: list[str]) -> list[list[tuple[BackupRef, list[str]]]]:
+        """For each of ``roots``, its ``<L0_ts>/<level>_<ts>`` directories whose names make sense and the
+        names in each: the trees walked side by side, one ``listdirs`` call per depth for all of them."""
+        tops = self.storage.listdirs(roots)
+        chains = [(n, root, name) for n, (root, names) in enumerate(zip(roots, tops, strict=True))
+                  for name in names if _L0_DIR.fullmatch(name)]
+        chain_listings = self.storage.listdirs([f"{root}/{name}" for _, root, name in chains])
+        levels = [(n, root, ref) for (n, root, name), level_names in zip(chains, chain_listings, strict=True)
+                  for ref in self._levels_in(root, name, level_names)]
+        level_listings = self.storage.listdirs([f"{root}/{ref.relpath}" for _, root, ref in levels])
+        walked: list[list[tuple[BackupRef, list[str]]]] = [[] for _ in roots]
+        for (n, _, ref), names in zip(levels, level_listings, strict=True):
+            walked[n].append((ref, names))
+        return walked
 
     def _levels_in(self, root: str, l0_name: str, level_names: list[str]):
         """The ``<level>_<ts>`` directories of one chain whose names make sense."""
@@ -230,9 +237,9 @@ class BackupSet:
     def inventory(self) -> dict[BackupRef, LevelFiles]:
         """Every level directory under ``data/`` or ``metadata/``, complete or not, with its files."""
         found: dict[BackupRef, dict[str, frozenset[str]]] = {}
-        for tree in TREES:
-            root = f"{tree}/{self.engine}/{self.prefix}"
-            for ref, names in self._level_listings(root, list(self._level_dirs(root))):
+        walked = self._walk([f"{tree}/{self.engine}/{self.prefix}" for tree in TREES])
+        for tree, levels in zip(TREES, walked, strict=True):
+            for ref, names in levels:
                 found.setdefault(ref, {})[tree] = frozenset(names)
         return {ref: LevelFiles(**trees) for ref, trees in found.items()}
 
