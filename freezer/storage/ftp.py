@@ -126,15 +126,14 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         return remote
 
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Over several connections once the data spans two segments (only then is the server probed
+        for offset writes: a small upload never pays that, over a second on vsftpd); else one STOR."""
         target = self._abs(path)
         self._sizes.pop(target, None)
         self._segments.pop(target, None)
         connections = self._connections()
         temp = temporary_name(target)  # the probe's file, if it makes one, is the upload's
         if connections > 1:
-            if self._pool.warming():  # asked while the workers log in
-                self._makedirs(posixpath.dirname(target))
-                self._writes_at_offsets(temp, lambda: next(iter(self._pool.take(connections)), None))
             # Workers first (logged in since the claim): a server that takes no more gets a plain
             # upload of a stream not yet read, which the retry wrapper can still replay.
             if workers := self._pool.take(connections):
