@@ -92,13 +92,22 @@ class ParallelStorageTests:
         with open(stored, "rb") as f:
             self.assertEqual(hashlib.sha256(self.data).hexdigest(), hashlib.sha256(f.read()).hexdigest())
 
-    def test_after_a_claim_the_probe_runs_while_the_workers_log_in(self):
+    def test_after_a_claim_the_workers_log_in_and_take_the_upload(self):
         storage = self.storage()
         self.assertTrue(storage.claim("level"))
         self.assertTrue(storage._pool.warming())
         self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertEqual(self.verdict, storage._offset_writes)  # two segments or more: probed
         self.assertEqual(["data"], storage.listdir("level"))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_an_upload_of_one_segment_is_not_probed(self):
+        storage = self.storage()
+        self.assertTrue(storage.claim("level"))
+        self.assertEqual(SEGMENT, storage.put_stream("level/data", chunks_of(self.data[:SEGMENT])))
+        self.assertIsNone(storage._offset_writes)  # no REST 1 + STOR, no wait for a second writer
+        self.assertEqual(["data"], storage.listdir("level"))
+        self.assertEqual(self.data[:SEGMENT], b"".join(storage.get_stream("level/data")))
 
     def test_one_connection_reads_what_several_stored(self):
         self.storage().put_stream("level/data", self.chunks())
