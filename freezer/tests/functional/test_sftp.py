@@ -337,6 +337,15 @@ class TestSftpRoundTrips(testtools.TestCase):
         other, _ = self.session()
         self.assertFalse(other.claim("data/tar/h_w/100/1_101"))
 
+    def test_a_download_left_midway_leaves_the_storage_usable(self):
+        storage, _ = self.session()
+        data = os.urandom(8 << 20)
+        storage.put_stream("dir/file", [data])
+        stream = storage.get_stream("dir/file")
+        self.assertEqual(data[:1 << 20], next(stream))
+        stream.close()  # its reading thread may still wait for replies: the session goes with it
+        self.assertEqual(data, b"".join(storage.get_stream("dir/file")))
+
     def test_a_small_download_takes_two_round_trips(self):
         storage, trips = self.session()
         storage.put_stream("dir/file", [b"x" * 100_000])  # one read request
