@@ -1,4 +1,4 @@
-"""Stream stages: bounded prefetch between threads, digests, and piped processes.
+"""Stream stages: digests, piped processes, and bounded prefetch between threads (``common.prefetch``).
 
 Bytes flow as iterators of chunks. Compression and encryption run as separate
 processes (all cores, no GIL), joined by OS pipes; Python only moves chunks.
@@ -9,19 +9,17 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import queue
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 from freezer.common.config import child_environment
+from freezer.common.prefetch import prefetch
 from freezer.errors import FreezerError
 
 CHUNK_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
-_DONE = object()
 
 
 class PipelineError(FreezerError):
@@ -65,42 +63,6 @@ def verified(chunks: Iterable[bytes], sha256: str | None, size: int | None, name
         raise ChecksumError(f"{name} fails its sha256 check (corrupted): refusing to restore it")
     if pending is not None:
         yield pending
-
-
-def prefetch(chunks: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
-    """Run ``chunks`` in a thread, at most ``depth`` chunks ahead of the consumer."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not _put(buffer, chunk, stop):
-                    return
-            _put(buffer, _DONE, stop)
-        except BaseException as exc:  # handed to the consumer, raised there
-            _put(buffer, exc, stop)
-
-    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
-    worker.start()
-    try:
-        while (item := buffer.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
-
-
-def _put(buffer: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            buffer.put(item, timeout=0.2)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def ahead(chunks: Iterable[bytes], in_caller: bool) -> Iterable[bytes]:

@@ -108,12 +108,16 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def reset(self) -> None:
         """Drop the connections; the next operation reconnects."""
         self._pool.drop()
-        if self._ftp is not None:
-            close_quietly(self._ftp)
-            self._ftp = None
+        self._drop_session()
         self._known_dirs.clear()
         self._sizes.clear()
         self._segments.clear()
+
+    def _drop_session(self) -> None:
+        """Close the control connection (its replies may be out of step); the next command reconnects."""
+        if self._ftp is not None:
+            close_quietly(self._ftp)
+            self._ftp = None
 
     # -- operations -------------------------------------------------------
 

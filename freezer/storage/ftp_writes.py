@@ -17,6 +17,7 @@ import posixpath
 import ssl
 from collections.abc import Callable, Iterable
 
+from freezer.errors import StorageError
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
@@ -92,7 +93,7 @@ def _empty_upload_ends(ftp: ftplib.FTP, conn) -> bool:
 class ParallelWrites:
     """Mixin of the FTP driver: data of more than one segment uploaded over several connections.
 
-    The driver provides ``settings``, ``_ftp``, ``_binary``, ``_makedirs``, ``_put_plain``,
+    The driver provides ``settings``, ``_ftp``, ``_drop_session``, ``_binary``, ``_makedirs``, ``_put_plain``,
     ``_check_stored``, ``_rename``, ``_discard``, ``_translate`` and ``_growth``.
     """
 
@@ -107,13 +108,24 @@ class ParallelWrites:
         ``temp`` is the upload's temporary name, which the probe may already have created.
         """
         self._makedirs(posixpath.dirname(target))
-        verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)
+        probing = self._offset_writes is None
+        try:
+            verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)
+        except StorageError as exc:
+            if not exc.transient:
+                raise
+            # The data is read already, so the retry wrapper could not send it again: one plain STOR.
+            LOG.warning("%s: the offset-write probe failed (%s); this upload goes over one connection",
+                        self.settings.where, exc)
+            self._drop_session()
+            return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
         auto = self.settings.connections == 0
         if verdict is OffsetWrites.TOGETHER or (verdict is OffsetWrites.IN_TURN and not auto):
             return self._put_in_place(target, temp, pieces, workers)
         if auto:
             return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
-        self._forget(temp)  # the segments go to a name of their own: what a refused probe made goes now
+        if probing:
+            self._forget(temp)  # the segments go to a name of their own: what the refused probe made goes
         return self._put_segments(target, temporary_name(target), pieces, workers)
 
     def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:

@@ -20,14 +20,13 @@ from collections.abc import Iterable, Iterator, Sequence
 import paramiko
 
 from freezer.common.settings import SftpSettings
-from freezer.engine.streams import prefetch
 from freezer.errors import NoSpace, PermissionDenied, StorageError
 from freezer.storage import (
-    chunking,
     paramiko_adapter,
     sftp_connect,
     sftp_errors,
     sftp_parallel,
+    sftp_reads,
     sftp_requests,
     sftp_upload,
 )
@@ -45,14 +44,7 @@ from freezer.storage.sftp_stripes import ExtraChannels
 
 LOG = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
-# Throughput settings (the connection's are in sftp_connect.py), measured as performance.rst says.
-# Reads in flight while downloading (sftp_requests.stream_range; with paramiko's prefetch, unbounded,
-# 512 MiB took 58.6 s, 31 s at 256, 4.2 s at 64). Over a long link a download moves at most
-# PREFETCH_LIMIT x OPENSSH_REQUEST (8 MiB) per round trip: 83-95 MiB/s at 40 ms and 1 Gbit/s,
-# 21 MiB/s at 100 ms and 200 Mbit/s, where 16 requests (2 MiB in flight, what OpenSSH's sftp
-# keeps) gave 35 and 16 MiB/s, as OpenSSH's own sftp did.
-PREFETCH_LIMIT = 64
-PIECES_AHEAD = 4  # joined pieces of a download on one connection read ahead of the caller (4 MiB)
+# Throughput settings: the connection's are in sftp_connect.py, the downloads' in sftp_reads.py.
 FULL_BELOW = 1 << 20  # free bytes under which a failed upload is reported as a full disk
 
 
@@ -265,20 +257,14 @@ class SftpStorage(Storage):
     def _read_through(self, handle: paramiko.SFTPFile, offset: int, left: int) -> Iterator[bytes]:
         """Pipelined reads up to the size (no end-of-file reply waited for: two round trips saved), joined
         into pieces of about BLOCK_SIZE; a connection lost midway raises, so the download resumes."""
-        if left:
-            replies = sftp_requests.stream_range(self._client(), handle, offset, left, self._request_size,
-                                                 PREFETCH_LIMIT)
-            # In a thread of its own, as paramiko's prefetch was: the replies are parsed while the
-            # caller hashes and hands on the last piece (in the caller's thread, 1 GiB took 1 s more).
-            handed = 0
-            try:
-                for piece in prefetch(chunking.parts(replies, BLOCK_SIZE), depth=PIECES_AHEAD):
-                    handed += len(piece)
-                    yield piece
-            except GeneratorExit:
-                if handed < left:  # left midway: the thread may still wait for a reply on this session
-                    self.reset()
-                raise
+        client = self._client()
+        return sftp_reads.read_through(client, handle, offset, left, self._request_size, BLOCK_SIZE,
+                                       lambda: self._reset_if(client))
+
+    def _reset_if(self, client: paramiko.SFTPClient) -> None:
+        """Drop the session if ``client`` is still its client (not one replaced since)."""
+        if self._sftp is client:
+            self.reset()
 
     def _read_ranges(self, remote: str, handle: paramiko.SFTPFile, offset: int, size: int) -> Iterator[bytes]:
         """Segments read over every connection at once (the extra ones join once logged in), in order."""

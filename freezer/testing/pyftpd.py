@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import socket
 import struct
 
@@ -62,7 +61,7 @@ def answering_data_handler(base: type) -> type:
                     self.file_obj.close()
                 except OSError as err:
                     self.transfer_finished = False
-                    self._resp = (f"426 {os.strerror(err.errno)}; transfer aborted.", logging.warning)
+                    self._resp = (f"426 {err.strerror or err}; transfer aborted.", logging.warning)
             super().close()
 
     return AnsweringDTPHandler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ftplib
 import hashlib
 import os
 
@@ -100,6 +101,18 @@ class ParallelStorageTests:
         self.assertEqual(self.verdict, storage._offset_writes)  # two segments or more: probed
         self.assertEqual(["data"], storage.listdir("level"))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_probe_that_fails_for_now_leaves_one_plain_upload(self):
+        def busy(*args, **kwargs):
+            raise ftplib.error_temp("425 Can't open data connection.")
+
+        self.patch(ftp_writes, "probe_offset_writes", busy)  # the data is read by then: no replay
+        storage = self.storage()
+        with self.assertLogs("freezer.storage.ftp", "WARNING") as logs:
+            self.assertEqual(DATA, storage.put_stream("level/data", self.chunks()))
+        self.assertIn("probe failed", logs.output[0])
+        self.assert_plain_file_on_server("level/data")
+        self.assertEqual(["data"], storage.listdir("level"))
 
     def test_an_upload_of_one_segment_is_not_probed(self):
         storage = self.storage()
