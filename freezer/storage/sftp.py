@@ -258,7 +258,8 @@ class SftpStorage(Storage):
         """Pipelined reads up to the size (no end-of-file reply waited for: two round trips saved), joined
         into pieces of about BLOCK_SIZE; a connection lost midway raises, so the download resumes."""
         client = self._client()
-        return sftp_reads.read_through(client, handle, offset, left, self._request_size, BLOCK_SIZE,
+        return sftp_reads.read_through(client, handle, offset, left, self._request_size,
+                                       sftp_reads.in_flight_for(self._round_trip), BLOCK_SIZE,
                                        lambda: self._reset_if(client))
 
     def _reset_if(self, client: paramiko.SFTPClient) -> None:

@@ -5,7 +5,7 @@ import testtools
 from paramiko.message import Message
 from paramiko.sftp import CMD_DATA, CMD_READ
 
-from freezer.storage import sftp_requests
+from freezer.storage import sftp_reads, sftp_requests
 
 CONTENT = bytes(range(256)) * 64  # 16 KiB
 
@@ -69,3 +69,10 @@ class TestStreamRange(testtools.TestCase):
         self.patch(sftp_requests, "Batch", server)
         view = sftp_requests.read_range(None, Handle(), 1000, 9000, 1024, in_flight=8)
         self.assertEqual(CONTENT[1000:10_000], bytes(view))
+
+
+class TestReadsInFlight(testtools.TestCase):
+    def test_fewer_on_a_lan_than_over_a_long_link(self):
+        self.assertEqual(sftp_reads.LAN_IN_FLIGHT, sftp_reads.in_flight_for(0.001))
+        self.assertEqual(sftp_reads.PREFETCH_LIMIT, sftp_reads.in_flight_for(0.1))
+        self.assertLess(sftp_reads.LAN_IN_FLIGHT, sftp_reads.PREFETCH_LIMIT)
