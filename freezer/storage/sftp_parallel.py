@@ -18,6 +18,7 @@ import paramiko
 
 from freezer.storage.growth import Growth
 from freezer.storage.sftp_connect import LONG_ROUND_TRIP
+from freezer.storage.sftp_reads import PREFETCH_LIMIT  # reads in flight per connection, and why
 from freezer.storage.sftp_requests import close_later, close_quietly, read_range
 from freezer.storage.sftp_stripes import ExtraChannels
 
@@ -26,7 +27,6 @@ MAX_CONNECTIONS = 16  # the cap of --ftp-connections
 WAN_CONNECTIONS = 4  # auto, beyond sftp_connect.LONG_ROUND_TRIP
 SEGMENT = 8 << 20  # bytes one connection reads at once when a download is split
 PARALLEL_AFTER = 4 * SEGMENT  # smaller downloads stay on one connection: the extra logins would cost more
-PREFETCH_LIMIT = 64  # reads in flight per connection (sftp.py's reason)
 
 
 def connection_count(option: int, round_trip: float) -> int:
