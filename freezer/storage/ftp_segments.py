@@ -209,12 +209,11 @@ def received_blocks(conn: socket.socket, block: int) -> Iterator[bytearray]:
             got = 0
             while got < block and (count := conn.recv_into(view[got:])):
                 got += count
+        del buffer[got:]  # the end came: only the last block is shorter
+        if got:
+            yield buffer
         if got < block:
-            del buffer[got:]
-            if got:
-                yield buffer
             return
-        yield buffer
 
 
 def _read_into_one(conn: socket.socket, length: int) -> tuple[list[memoryview], int]:

@@ -108,6 +108,7 @@ class ParallelWrites:
         ``temp`` is the upload's temporary name, which the probe may already have created.
         """
         self._makedirs(posixpath.dirname(target))
+        in_order = (chunk for part in pieces for chunk in part)  # for a plain STOR; nothing read until then
         probing = self._offset_writes is None
         try:
             verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)
@@ -118,12 +119,12 @@ class ParallelWrites:
             LOG.warning("%s: the offset-write probe failed (%s); this upload goes over one connection",
                         self.settings.where, exc)
             self._drop_session()
-            return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
+            return self._put_plain(target, in_order, temp)
         auto = self.settings.connections == 0
         if verdict is OffsetWrites.TOGETHER or (verdict is OffsetWrites.IN_TURN and not auto):
             return self._put_in_place(target, temp, pieces, workers)
         if auto:
-            return self._put_plain(target, (chunk for part in pieces for chunk in part), temp)
+            return self._put_plain(target, in_order, temp)
         if probing:
             self._forget(temp)  # the segments go to a name of their own: what the refused probe made goes
         return self._put_segments(target, temporary_name(target), pieces, workers)
