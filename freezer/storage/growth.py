@@ -21,9 +21,10 @@ WINDOW_BOUND = 3 << 19  # bytes (1.5 MiB) each connection keeps in flight, at le
 class Growth:
     """Auto on a long link: double a transfer's connections while that makes it faster, up to ``cap``.
 
-    ``more(n)`` is how the transfer gets its connections up to ``n``. A round is as many
-    segment ends as it has connections, timed from the first end after the last change (logins and
-    slow start are behind it then). A doubling needs each connection to keep WINDOW_BOUND in flight
+    ``more(n)`` is how the transfer gets its connections up to ``n``. The first doubling is decided
+    on the transfer's first segment end; later ones on a round: as many ends as there are
+    connections, timed from the first end after the last change (logins and slow start are behind
+    it then). A doubling needs each connection to keep WINDOW_BOUND in flight
     (its rate x the round trip): far below it, the line or the server is what limits, and more
     connections would only share it; after the first, it also needs segments to end GAIN x faster.
     """
@@ -53,12 +54,20 @@ class Growth:
         now = self.clock()
         if self.round_started is None:
             self.round_started = now
-            return size
+            if self.last_rate is not None:
+                return size
+            # The transfer's first end: its connections started together, so this one segment tells
+            # what each moves, and a long link need not wait a whole round (a second at 100 ms).
+            return self._decided(size, size / max(took, 1e-6), took, now)
         self.took.append(took)
         if len(self.took) < size:
             return size
         rate = len(self.took) / max(now - self.round_started, 1e-6)  # segments a second, all connections
-        in_flight = self.segment / max(statistics.median(self.took), 1e-6) * self.round_trip
+        return self._decided(size, rate, statistics.median(self.took), now)
+
+    def _decided(self, size: int, rate: float, took: float, now: float) -> int:
+        """Double if each connection keeps WINDOW_BOUND in flight and the rate rose GAIN x; else settle."""
+        in_flight = self.segment / max(took, 1e-6) * self.round_trip
         pays = in_flight >= WINDOW_BOUND and (self.last_rate is None or rate >= self.last_rate * GAIN)
         LOG.debug("%d connections: %.2f segments/s, %.0f KiB in flight each", size, rate, in_flight / 1024)
         self.round_started, self.took, self.last_rate = now, [], rate

@@ -196,10 +196,10 @@ def growth(cap: int = 16, step: float = 1.0, round_trip: float = 0.1) -> tuple[G
 
 
 class TestGrowth(testtools.TestCase):
-    def test_connections_that_keep_a_window_in_flight_double_after_a_round(self):
+    def test_connections_that_keep_a_window_in_flight_double_at_the_first_end(self):
         grow, _ = growth()
-        # 32 MiB in 1 s at 100 ms: 3.2 MiB in flight each, timed from the first end
-        self.assertEqual([4, 4, 4, 4, 8], rounds(grow, 4, 5))
+        # 32 MiB in 1 s at 100 ms: 3.2 MiB in flight each; the connections started together
+        self.assertEqual([8], rounds(grow, 4, 1))
 
     def test_connections_sharing_a_full_line_do_not(self):
         grow, _ = growth(round_trip=0.04)
@@ -208,23 +208,32 @@ class TestGrowth(testtools.TestCase):
         self.assertTrue(grow.settled)
 
     def test_a_doubling_that_did_not_pay_is_the_last(self):
-        grow, _ = growth()
-        rounds(grow, 4, 5)  # 4 ends in 4 s: 1 segment/s
+        grow, clock = growth()
+        rounds(grow, 4, 1)  # 4 connections, 1 s a segment: 4 segments/s
         grow.joined(8)
-        self.assertEqual([8] * 9, rounds(grow, 8, 9))  # 8 ends in 8 s: no faster
+        clock.step = 0.25  # then 8 ends in 2 s: 4 segments/s, no faster
+        self.assertEqual([8] * 9, rounds(grow, 8, 9))
         self.assertTrue(grow.settled)
         self.assertEqual([8] * 20, rounds(grow, 8, 20))
 
     def test_it_doubles_again_while_that_pays(self):
         grow, clock = growth()
-        rounds(grow, 4, 5)
+        rounds(grow, 4, 1)
         grow.joined(8)
-        clock.step = 0.5  # 8 ends in 4 s: twice the rate
+        clock.step = 0.125  # 8 ends in 1 s: twice the rate
         self.assertEqual([8] * 8 + [16], rounds(grow, 8, 9))
+
+    def test_later_doublings_are_timed_over_a_round(self):
+        grow, clock = growth()
+        rounds(grow, 4, 1)
+        grow.joined(8)
+        clock.step = 0.125
+        self.assertEqual([8] * 5, rounds(grow, 8, 5))  # fewer ends than connections: not yet
+        self.assertFalse(grow.settled)
 
     def test_a_faster_round_of_connections_sharing_the_line_does_not_double_again(self):
         grow, clock = growth(round_trip=0.04)
-        self.assertEqual(2, rounds(grow, 1, 2, took=0.3)[-1])  # one connection, 4.3 MiB in flight
+        self.assertEqual([2], rounds(grow, 1, 1, took=0.3))  # one connection, 4.3 MiB in flight
         grow.joined(4)
         clock.step = 0.1  # 4 ends in 0.4 s: faster, but 32 MiB in 2 s is 0.64 MiB in flight each
         self.assertEqual([4] * 5, rounds(grow, 4, 5, took=2.0))
@@ -234,7 +243,7 @@ class TestGrowth(testtools.TestCase):
         grow, _ = growth(cap=8)
         self.assertEqual([8] * 10, rounds(grow, 8, 10))
         grow, _ = growth(cap=6)
-        self.assertEqual(6, rounds(grow, 4, 5)[-1])
+        self.assertEqual([6], rounds(grow, 4, 1))
         grow.joined(6)
         self.assertTrue(grow.settled)
 
