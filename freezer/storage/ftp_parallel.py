@@ -49,7 +49,7 @@ class Worker:
         if self.cancelled:
             raise StorageError("the transfer was abandoned")
         if self.ftp is None:
-            self.ftp = open_session(self.settings).ftp
+            self.ftp = open_session(self.settings, measure=False).ftp
         return self.ftp
 
     def drop(self) -> None:
@@ -149,13 +149,17 @@ class InOrder(Generic[J, R]):
     At most ``ahead`` jobs are taken beyond those handed back, or (``held_until_done``: a job's
     memory is let go once it has run, as an upload's is) beyond those done, so one slow job does
     not keep the other workers waiting. With ``growth``, workers join while it runs (``workers``
-    grows in place, and ``ahead`` by as many).
+    grows in place, and ``ahead`` by as many). So does each ``late`` worker once its ``free()``
+    returns (it was busy with the transfer's opening); a ``free()`` that raises fails the transfer.
     """
 
     def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int,
-                 held_until_done: bool = False, growth: Growth | None = None):
+                 held_until_done: bool = False, growth: Growth | None = None,
+                 late: list[tuple[Worker, Callable[[], object]]] | None = None):
         self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
         self.held_until_done, self.growth = held_until_done, growth
+        self.late = late or []
+        self.waiting_late = len(self.late)  # late workers not joined yet: members all the same
         self.cond = threading.Condition()
         self.pull_lock = threading.Lock()
         self.reserved = self.pulled = self.handed = self.done = 0
@@ -166,6 +170,7 @@ class InOrder(Generic[J, R]):
 
     def __iter__(self) -> Iterator[R]:
         threads = [threading.Thread(target=self._work, args=(w,), daemon=True) for w in self.workers]
+        threads += [threading.Thread(target=self._join_when_free, args=late, daemon=True) for late in self.late]
         for thread in threads:
             thread.start()
         try:
@@ -207,11 +212,32 @@ class InOrder(Generic[J, R]):
             if wanted:
                 threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
 
+    def _join_when_free(self, worker: Worker, free: Callable[[], object]) -> None:
+        try:
+            free()
+        except BaseException as exc:  # the opening failed: so does the transfer
+            self._fail(exc)
+            return
+        with self.cond:
+            self.waiting_late -= 1
+        if self._enlist([worker]):
+            self._work(worker)
+
+    def _enlist(self, new: list[Worker]) -> bool:
+        """Add ``new`` workers to the running transfer (the caller starts their threads); False once it is done."""
+        with self.cond:
+            if self._done():
+                return False
+            self.workers += new
+            self.ahead += len(new)
+            self.cond.notify_all()
+            return True
+
     def _wanted(self, took: float) -> int:
         """Under the lock, as a job that took ``took`` seconds ends: how many workers to grow to, or 0."""
         if self.growth is None or self._done():
             return 0
-        return self.growth.ended(len(self.workers), took)
+        return self.growth.ended(self._size(), took)
 
     def _grow(self, wanted: int) -> None:
         """Log more workers in (the pool's), then set each to work on the remaining jobs."""
@@ -220,17 +246,19 @@ class InOrder(Generic[J, R]):
         except BaseException:  # the server's refusals are the pool's business: go on with those there are
             LOG.debug("no more connections for this transfer", exc_info=True)
             crew = []
+        busy = [worker for worker, _ in self.late]  # they join on their own
         with self.cond:
-            new = [worker for worker in crew if worker not in self.workers]
-            self.growth.joined(len(self.workers) + len(new), short=not new)  # none: the server takes no more
-            if self._done() or not new:
-                return
-            self.workers += new
-            self.ahead += len(new)
-            self.cond.notify_all()
+            new = [worker for worker in crew if worker not in self.workers and worker not in busy]
+            self.growth.joined(self._size() + len(new), short=not new)  # none: the server takes no more
+        if not new or not self._enlist(new):
+            return
         LOG.debug("transfer grown to %d connections", len(self.workers))
         for worker in new:
             threading.Thread(target=self._work, args=(worker,), daemon=True).start()
+
+    def _size(self) -> int:
+        """The transfer's connections, counting the late ones still busy with its opening."""
+        return len(self.workers) + self.waiting_late
 
     def _take(self) -> tuple[int, J] | None:
         with self.cond:

@@ -39,9 +39,9 @@ def segment_name(directory: str, offset: int) -> str:
     return posixpath.join(directory, f"{offset:016d}")
 
 
-def placed(parts: Iterable[list[bytes]]) -> Iterator[tuple[int, list[bytes], int]]:
-    """Each part with its byte offset in the data and its size."""
-    offset = 0
+def placed(parts: Iterable[list[bytes]], start: int = 0) -> Iterator[tuple[int, list[bytes], int]]:
+    """Each part with its byte offset in the data (the first at ``start``) and its size."""
+    offset = start
     for part in parts:
         size = sum(len(chunk) for chunk in part)
         yield offset, part, size
@@ -57,7 +57,7 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
     def run(worker: Worker, job: tuple[int, list[bytes], int]) -> int:
         offset, pieces, size = job
         name = segment_name(directory, offset)
-        return _attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(worker, ftp, name, pieces, size))
+        return attempts(worker, settings, f"upload {name}", lambda ftp: _store_one(worker, ftp, name, pieces, size))
 
     for worker in workers:
         worker.unchecked = None
@@ -67,16 +67,20 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
 
 
 def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings,
-                   growth: Growth | None = None) -> int:
+                   growth: Growth | None = None, start: int = 0,
+                   late: list[tuple[Worker, Callable[[], object]]] | None = None) -> int:
     """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
 
     The first part goes by a plain STOR, which truncates the file: the others (REST offset + STOR)
     wait until the server has opened it (its 150), not until it is written. Once they may have
     written, the first part is not tried again (a second STOR would truncate them). The caller
     checks the total size, which is the only check a file written at offsets allows. With ``growth``
-    (auto), more workers may join while it runs.
+    (auto), more workers may join while it runs. From ``start`` > 0 the file is open already (an
+    opening wrote the parts before it: ftp_opening.py), and its ``late`` workers join when free.
     """
     opened = threading.Event()
+    if start:
+        opened.set()
     for worker in workers:
         worker.unchecked = None
 
@@ -84,17 +88,19 @@ def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[byte
         offset, pieces, size = job
         if not offset:
             try:
-                return _attempts(worker, settings, f"upload {remote}",
+                return attempts(worker, settings, f"upload {remote}",
                                  lambda ftp: _store_one(worker, ftp, remote, pieces, size, 0, opened.set),
                                  may_retry=lambda: not opened.is_set())
             finally:
                 opened.set()  # a failure fails the transfer: the others need not wait for it
         opened.wait()
-        return _attempts(worker, settings, f"upload {remote} at {offset}",
+        return attempts(worker, settings, f"upload {remote} at {offset}",
                          lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
 
-    written = sum(InOrder(placed(parts), workers, run, ahead=len(workers), held_until_done=True, growth=growth))
-    for worker in workers:
+    jobs = InOrder(placed(parts, start), workers, run, ahead=len(workers), held_until_done=True, growth=growth,
+                   late=late)
+    written = sum(jobs)
+    for worker in jobs.workers:
         worker.unchecked = None  # the size of a file written at offsets tells nothing per part
     return written
 
@@ -168,7 +174,7 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
     """
     def run(worker: Worker, job: tuple[str, int, int | None]) -> list[bytes]:
         remote, start, length = job
-        return _attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
+        return attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
 
     for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers), growth=growth):
         yield from pieces
@@ -226,7 +232,7 @@ def _read_into_one(conn: socket.socket, length: int) -> tuple[list[memoryview], 
     return [buffer[start:min(start + READ_SIZE, got)] for start in range(0, got, READ_SIZE)], got
 
 
-def _attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T],
+def attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T],
               may_retry: Callable[[], bool] = lambda: True) -> T:
     """``operation(client)``, tried again on a fresh connection after a transient failure (if ``may_retry()``)."""
     for attempt in range(1, SEGMENT_ATTEMPTS + 1):

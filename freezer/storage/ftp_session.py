@@ -28,27 +28,31 @@ class Session(NamedTuple):
     home: str | None = None
 
 
-def open_session(settings: FtpSettings, ask_home: bool = False) -> Session:
+def open_session(settings: FtpSettings, ask_home: bool = False, measure: bool = True) -> Session:
     """A client logged in, in binary mode; ``ask_home`` also asks PWD.
 
     USER and PASS go out together, so do PBSZ and PROT, and TYPE I and PWD: a login costs three
-    round trips after the greeting, not six.
+    round trips after the greeting, not six. Without ``measure`` (an extra connection, which need
+    not time the round trip with TYPE I), TYPE I goes with the login's last write: two.
     """
     s = settings
     ftp = new_client(s)
+    binary = [] if measure else ["TYPE I"]
     try:
         ftp.connect(s.host, s.port, timeout=s.timeout)
         keepalive(ftp.sock)
         if s.tls and not s.implicit_tls:
             _auth_tls(ftp, s)
-        _login(ftp, s)
+        _login(ftp, s, [] if s.tls else binary)
         if s.tls:
-            _protect_data(ftp)
+            _protect_data(ftp, binary)
         ftp.set_pasv(not s.active)
         started = time.monotonic()
-        send_together(ftp, ["TYPE I"] + (["PWD"] if ask_home else []))
-        ftp.voidresp()
-        round_trip = time.monotonic() - started
+        if measure or ask_home:
+            send_together(ftp, ["TYPE I"] * measure + (["PWD"] if ask_home else []))
+        if measure:
+            ftp.voidresp()
+        round_trip = time.monotonic() - started if measure else 0.0
         home = ftplib.parse257(ftp.voidresp()) if ask_home else None
     except BaseException as exc:
         close_quietly(ftp)
@@ -64,20 +68,23 @@ def _auth_tls(ftp: ftplib.FTP_TLS, s: FtpSettings) -> None:
                        "use --storage ftp only on a trusted network") from exc
 
 
-def _login(ftp: ftplib.FTP, s: FtpSettings) -> None:
-    """USER and PASS in one write; a refusal of either is the login's (a 4xx one is worth a retry)."""
+def _login(ftp: ftplib.FTP, s: FtpSettings, then: list[str]) -> None:
+    """USER and PASS in one write (with ``then``, whose replies must be 2xx); a refusal of either is
+    the login's (a 4xx one is worth a retry)."""
     user = s.username or "anonymous"
     password = s.password or ("anonymous@" if user == "anonymous" else "")
-    send_together(ftp, [f"USER {user}", f"PASS {password}"])
+    send_together(ftp, [f"USER {user}", f"PASS {password}", *then])
     first = _judged(ftp.getmultiline(), s)
     second = ftp.getmultiline()
-    if first.startswith("230"):
-        return  # no password needed: PASS was answered 503 or 230, either way logged in
-    if not first.startswith("331"):
+    if not first.startswith(("230", "331")):
         raise AuthError(f"login to {s.where} as {user!r} refused ({first}): check --ftp-username")
-    _judged(second, s)
-    if not second.startswith(("230", "202")):
-        raise AuthError(f"login to {s.where} as {user!r} needs an account (ACCT), which freezer does not send")
+    if first.startswith("331"):
+        _judged(second, s)
+        if not second.startswith(("230", "202")):
+            raise AuthError(f"login to {s.where} as {user!r} needs an account (ACCT), which freezer does not send")
+    # (230 first: no password needed; PASS was answered 503 or 230, logged in either way)
+    for _ in then:
+        ftp.voidresp()
 
 
 def _judged(reply: str, s: FtpSettings) -> str:
@@ -90,11 +97,12 @@ def _judged(reply: str, s: FtpSettings) -> str:
     return reply
 
 
-def _protect_data(ftp: ftplib.FTP_TLS) -> None:
-    """PBSZ 0 and PROT P in one write: data connections in TLS too (what ftplib's prot_p does in two)."""
-    send_together(ftp, ["PBSZ 0", "PROT P"])
-    ftp.voidresp()
-    ftp.voidresp()
+def _protect_data(ftp: ftplib.FTP_TLS, then: list[str]) -> None:
+    """PBSZ 0 and PROT P in one write (with ``then``): data connections in TLS too (ftplib's prot_p
+    does it in two)."""
+    send_together(ftp, ["PBSZ 0", "PROT P", *then])
+    for _ in range(2 + len(then)):
+        ftp.voidresp()
     ftp._prot_p = True
 
 

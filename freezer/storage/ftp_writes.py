@@ -10,7 +10,6 @@ comes from one probe per session, never from the server's banner.
 
 from __future__ import annotations
 
-import enum
 import ftplib
 import logging
 import posixpath
@@ -21,19 +20,12 @@ from freezer.errors import StorageError
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
+from freezer.storage.ftp_opening import OffsetWrites, upload_opening
 from freezer.storage.ftp_parallel import Worker
 from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
 from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
-
-
-class OffsetWrites(enum.Enum):
-    """What the probe found: how the server takes segments written at their offsets."""
-
-    REFUSED = "refuses writes at an offset"
-    IN_TURN = "takes writes at an offset one writer at a time"
-    TOGETHER = "takes writes at an offset from several writers at once"
 
 
 def probe_offset_writes(ftp: ftplib.FTP, second_writer: Callable[[], ftplib.FTP | None], remote: str,
@@ -110,6 +102,9 @@ class ParallelWrites:
         self._makedirs(posixpath.dirname(target))
         in_order = (chunk for part in pieces for chunk in part)  # for a plain STOR; nothing read until then
         probing = self._offset_writes is None
+        auto = self.settings.connections == 0
+        if probing and auto and len(workers) > 1:
+            return self._put_opening(target, temp, pieces, workers)
         try:
             verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)
         except StorageError as exc:
@@ -120,7 +115,6 @@ class ParallelWrites:
                         self.settings.where, exc)
             self._drop_session()
             return self._put_plain(target, in_order, temp)
-        auto = self.settings.connections == 0
         if verdict is OffsetWrites.TOGETHER or (verdict is OffsetWrites.IN_TURN and not auto):
             return self._put_in_place(target, temp, pieces, workers)
         if auto:
@@ -132,7 +126,7 @@ class ParallelWrites:
     def _writes_at_offsets(self, temp: str, second: Callable[[], Worker | None]) -> OffsetWrites:
         """The probe's answer, asked once per session; ``second()`` gives the connection it tries as a second writer."""
         if self._offset_writes is None:
-            patience = 3 * self._round_trip + 0.5  # seconds: the 150 comes about a round trip after the connect
+            patience = self._patience()
             used: list[Worker] = []
 
             def second_writer() -> ftplib.FTP | None:
@@ -153,6 +147,25 @@ class ParallelWrites:
             LOG.info("%s %s: a parallel upload goes %s", self.settings.where, self._offset_writes.value,
                      _route(self._offset_writes, self.settings.connections))
         return self._offset_writes
+
+    def _patience(self) -> float:
+        """Seconds a second writer's 150 may take (about a round trip after its connect) before a lock is presumed."""
+        return 3 * self._round_trip + 0.5
+
+    def _put_opening(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
+        """The session's first parallel upload under auto: its own first segments probe the server (ftp_opening.py)."""
+        def write() -> int:
+            verdict, written = upload_opening(workers, temp, iter(pieces), self.settings, self._patience(),
+                                              self._growth)
+            if verdict is None:
+                LOG.info("%s gave no answer on offset writes: this upload went over one connection",
+                         self.settings.where)
+            else:
+                self._offset_writes = verdict
+                LOG.info("%s %s: a parallel upload goes %s", self.settings.where, verdict.value, _route(verdict, 0))
+            return written
+
+        return self._commit(target, temp, write)
 
     def _forget(self, temp: str) -> None:
         """Remove what a refused probe may have created (pyftpdlib creates nothing). Elsewhere the

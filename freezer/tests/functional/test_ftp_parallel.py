@@ -12,7 +12,7 @@ import testtools
 from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_parallel, ftp_segments, ftp_writes, growth
+from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, soon, write
 
@@ -187,6 +187,94 @@ class TestVsftpdFtpsParallel(VsftpdParallel, testtools.TestCase):
 
 class TestVsftpdImplicitFtpsParallel(VsftpdParallel, testtools.TestCase):
     vsftpd_options = {"implicit": True}
+
+
+class TestOpening(testtools.TestCase):
+    """Under auto, the session's first parallel upload probes the server with its own first segments."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)  # loopback counts as a long link: auto picks 4
+        self.data = os.urandom(DATA)
+
+    def storage(self, server) -> ftp_storage.FtpStorage:
+        return storage_on(self, self.useFixture(server), 0)
+
+    def assert_stored(self, storage) -> None:
+        self.assertEqual(["data"], storage.listdir("level"))  # no scratch file, no temporary name left
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_no_answer_from_the_second_writer_leaves_the_lead_sending_everything(self):
+        self.patch(ftp_opening, "second_writer", lambda *args: (None, None))
+        storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
+        with self.assertLogs("freezer.storage.ftp", "INFO") as logs:
+            self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertIn("no answer on offset writes", "\n".join(logs.output))
+        self.assertIsNone(storage._offset_writes)  # asked again by the next upload
+        self.assert_stored(storage)
+
+    def test_a_lead_refused_for_now_is_tried_again(self):
+        real, calls = ftp_opening.start_transfer, []
+
+        def busy_once(ftp, cmd, *args, **kwargs):
+            calls.append(cmd)
+            if len(calls) == 1:
+                raise ftplib.error_temp("425 Can't open data connection.")
+            return real(ftp, cmd, *args, **kwargs)
+
+        self.patch(ftp_opening, "start_transfer", busy_once)
+        self.patch(ftp_segments.time, "sleep", lambda seconds: None)
+        storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
+        with self.assertLogs("freezer.storage.ftp", "WARNING") as logs:
+            self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertIn("retrying this segment", logs.output[0])
+        self.assertEqual(ftp_writes.OffsetWrites.TOGETHER, storage._offset_writes)
+        self.assert_stored(storage)
+
+    def test_a_segment_failing_after_the_opening_fails_the_upload_and_leaves_nothing(self):
+        real = ftp_segments._store_one
+
+        def failing(worker, ftp, name, pieces, size, offset=None, on_open=None):
+            if offset and offset >= 3 * SEGMENT:
+                raise ftplib.error_perm("553 Could not create file.")
+            return real(worker, ftp, name, pieces, size, offset, on_open)
+
+        self.patch(ftp_segments, "_store_one", failing)
+        storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
+        error = self.assertRaises(StorageError, storage.put_stream, "level/data", chunks_of(self.data))
+        self.assertIn("553", str(error))
+        self.assertEqual([], storage.listdir("level"))
+
+    def test_a_server_losing_bytes_of_the_lead_fails_the_upload_and_leaves_nothing(self):
+        storage = self.storage(servers.PyFtpd(self.tmp, False, "--lose-after", "1000"))
+        error = self.assertRaises(StorageError, storage.put_stream, "level/data", chunks_of(self.data))
+        self.assertIn("stored 1000 of the", str(error))
+        self.assertEqual(ftp_writes.OffsetWrites.REFUSED, storage._offset_writes)
+        self.assertEqual([], storage.listdir("level"))
+
+
+class TestWorkerLogin(testtools.TestCase):
+    """An extra connection sends TYPE I with its login's last write: a round trip fewer than the first."""
+
+    def writes_of_a_worker_login(self, server) -> list[list[str]]:
+        writes: list[list[str]] = []
+        real = ftp_session.send_together
+        self.patch(ftp_session, "send_together", lambda ftp, lines: (writes.append(lines), real(ftp, lines))[1])
+        tmp = self.useFixture(fixtures.TempDir()).path
+        worker = ftp_parallel.Worker(storage_on(self, self.useFixture(server(tmp)), 0).settings)
+        self.addCleanup(worker.quit)
+        worker.client().voidcmd("NOOP")  # every reply of the login was read: the session is in step
+        return [[line.split()[0] for line in lines] for lines in writes]
+
+    def test_plain_ftp(self):
+        for server in (servers.PyFtpd, servers.Vsftpd):
+            self.assertEqual([["USER", "PASS", "TYPE"]], self.writes_of_a_worker_login(server))
+
+    def test_ftps(self):
+        for server in (lambda tmp: servers.PyFtpd(tmp, True), lambda tmp: servers.Vsftpd(tmp, tls=True)):
+            self.assertEqual([["USER", "PASS"], ["PBSZ", "PROT", "TYPE"]], self.writes_of_a_worker_login(server))
 
 
 class TestParallelFaults(testtools.TestCase):
