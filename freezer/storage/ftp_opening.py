@@ -50,6 +50,8 @@ class Background:
             self.value = self.work()
         except BaseException as exc:  # raised in result(), in the caller's thread
             self.error = exc
+        finally:
+            self.work = None  # what it held (a segment) goes now
 
     def result(self) -> int:
         self.thread.join()
@@ -115,8 +117,8 @@ def second_writer(worker: Worker, remote: str, offset: int,
                   patience: float) -> tuple[OffsetWrites | None, socket.socket | None]:
     """REST ``offset`` + STOR of ``remote``, which another connection holds open: the verdict, and
     the data connection when writers work together. None: no answer to go by (a transient failure)."""
-    ftp = worker.client()
     try:
+        ftp = worker.client()
         conn = start_transfer(ftp, f"STOR {remote}", rest=offset, mark=False)
     except ftplib.error_reply as exc:  # the REST refused (the reply is its own)
         return (OffsetWrites.REFUSED if str(exc)[:1] == "5" else None), None
@@ -169,8 +171,12 @@ def upload_opening(workers: list[Worker], remote: str, parts: Iterator[list[byte
         worker.unchecked = None
     lead = Lead(workers[0], remote, first, _chain(second, parts), settings)
     del first
-    lead.opened.wait()
-    verdict, conn = second_writer(workers[1], remote, offset, patience) if lead.started else (None, None)
+    try:
+        lead.opened.wait()
+        verdict, conn = second_writer(workers[1], remote, offset, patience) if lead.started else (None, None)
+    except BaseException:
+        lead.decide(alone=False)  # an interrupt: the lead ends its STOR after the first segment
+        raise
     if verdict is not OffsetWrites.TOGETHER:
         workers[1].drop()  # its STOR may still wait for the lead's lock
         lead.decide(alone=True)

@@ -5,7 +5,9 @@ into the one temporary file: upstream's layout. One that refuses (pyftpdlib) get
 under ``--ftp-connections auto``, and a segment directory only when a number was given. So does,
 under ``auto`` only, one that lets a file have one writer at a time (vsftpd's default
 ``lock_upload_files=YES``): its segments would arrive in turn, slower than one stream. The answer
-comes from one probe per session, never from the server's banner.
+comes once per session, never from the server's banner: under auto, from the first parallel
+upload's own first segments (freezer/storage/ftp_opening.py); with a number, from a probe before it
+(REST 1 + STOR of the temporary name, and a second writer), as its route depends on the answer.
 """
 
 from __future__ import annotations
