@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from freezer.storage import ftp_segments as segments
@@ -42,22 +43,30 @@ class Background:
 
     def __init__(self, work: Callable[[], int]):
         self.work, self.value, self.error = work, 0, None
+        self.took = 0.0  # seconds, once done
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        started = time.monotonic()
         try:
             self.value = self.work()
         except BaseException as exc:  # raised in result(), in the caller's thread
             self.error = exc
         finally:
             self.work = None  # what it held (a segment) goes now
+            self.took = time.monotonic() - started
 
     def result(self) -> int:
         self.thread.join()
         if self.error is not None:
             raise self.error
         return self.value
+
+    def segment_took(self) -> float:
+        """Once done, the seconds its segment took (growth counts it as a segment end)."""
+        self.result()
+        return self.took
 
 
 class Lead:
@@ -187,7 +196,7 @@ def upload_opening(workers: list[Worker], remote: str, parts: Iterator[list[byte
     del second
     try:
         rest = segments.store_in_place(workers[2:], remote, parts, settings, growth(), start=start,
-                                       late=[(workers[0], lead.run.result), (workers[1], helper.result)])
+                                       late=[(workers[0], lead.run.segment_took), (workers[1], helper.segment_took)])
     except BaseException:
         for run in (lead.run, helper):
             run.thread.join()  # both end before the caller discards the file

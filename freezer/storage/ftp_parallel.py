@@ -150,12 +150,13 @@ class InOrder(Generic[J, R]):
     memory is let go once it has run, as an upload's is) beyond those done, so one slow job does
     not keep the other workers waiting. With ``growth``, workers join while it runs (``workers``
     grows in place, and ``ahead`` by as many). So does each ``late`` worker once its ``free()``
-    returns (it was busy with the transfer's opening); a ``free()`` that raises fails the transfer.
+    returns the seconds its segment of the transfer's opening took, which growth counts as an end;
+    a ``free()`` that raises fails the transfer.
     """
 
     def __init__(self, jobs: Iterator[J], workers: list[Worker], run: Callable[[Worker, J], R], ahead: int,
                  held_until_done: bool = False, growth: Growth | None = None,
-                 late: list[tuple[Worker, Callable[[], object]]] | None = None):
+                 late: list[tuple[Worker, Callable[[], float]]] | None = None):
         self.jobs, self.workers, self.run, self.ahead = jobs, workers, run, ahead
         self.held_until_done, self.growth = held_until_done, growth
         self.late = late or []
@@ -212,14 +213,17 @@ class InOrder(Generic[J, R]):
             if wanted:
                 threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
 
-    def _join_when_free(self, worker: Worker, free: Callable[[], object]) -> None:
+    def _join_when_free(self, worker: Worker, free: Callable[[], float]) -> None:
         try:
-            free()
+            took = free()
         except BaseException as exc:  # the opening failed: so does the transfer
             self._fail(exc)
             return
         with self.cond:
+            wanted = self._wanted(took)
             self.waiting_late -= 1
+        if wanted:
+            threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
         if self._enlist([worker]):
             self._work(worker)
 

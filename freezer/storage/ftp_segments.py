@@ -68,7 +68,7 @@ def store_segments(workers: list[Worker], directory: str, parts: Iterable[list[b
 
 def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[bytes]], settings: FtpSettings,
                    growth: Growth | None = None, start: int = 0,
-                   late: list[tuple[Worker, Callable[[], object]]] | None = None) -> int:
+                   late: list[tuple[Worker, Callable[[], float]]] | None = None) -> int:
     """Upload ``parts`` into the one file ``remote``, each at its offset, ``len(workers)`` at a time.
 
     The first part goes by a plain STOR, which truncates the file: the others (REST offset + STOR)

@@ -306,3 +306,53 @@ class TestInOrderGrowing(testtools.TestCase):
                 break
             time.sleep(0.01)
         self.assertTrue(growth.settled)
+
+
+class TestInOrderLateWorkers(testtools.TestCase):
+    """Workers busy with a transfer's opening join it when free; their opening segment counts for growth."""
+
+    def test_late_workers_join_when_free_and_results_stay_in_order(self):
+        early, late = FakeWorker(), FakeWorker()
+        free = threading.Event()
+        used = []
+
+        def run(worker, job):
+            used.append((worker, job))
+            if job == 0:
+                self.assertTrue(free.wait(5))  # the early worker holds the first job until the late one is free
+            return job
+
+        def when_free():
+            free.set()
+            return 1.0
+
+        jobs = InOrder(iter(range(20)), [early], run, 1, late=[(late, when_free)])
+        self.assertEqual(list(range(20)), list(jobs))
+        self.assertIn(late, [worker for worker, _ in used])
+        self.assertEqual([early, late], jobs.workers)
+
+    def test_an_opening_that_failed_fails_the_transfer(self):
+        def failed():
+            raise StorageError("the lead failed")
+
+        jobs = InOrder(iter(range(5)), [], lambda worker, job: job, 0, late=[(FakeWorker(), failed)])
+        error = self.assertRaises(StorageError, list, jobs)
+        self.assertEqual("the lead failed", str(error))
+
+    def test_an_opening_segment_counts_as_an_end_for_growth(self):
+        asked = threading.Event()
+
+        def more(wanted):
+            asked.set()
+            return []
+
+        growth = Growth(more, 0.1, 32 * MIB, cap=8)  # 32 MiB in 1 s at 100 ms: 3.2 MiB in flight
+        late = FakeWorker()
+
+        def run(worker, job):
+            if job == 0:
+                self.assertTrue(asked.wait(5), "no growth asked for on the opening's end")
+            return job
+
+        self.assertEqual(list(range(3)), list(InOrder(iter(range(3)), [FakeWorker()], run, 1, growth=growth,
+                                                      late=[(late, lambda: 1.0)])))
