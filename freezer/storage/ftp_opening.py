@@ -11,6 +11,7 @@ stream. No scratch file, and no round trip is spent on the probe alone.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ftplib
 import functools
@@ -21,13 +22,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from freezer.errors import StorageError
 from freezer.storage import ftp_segments as segments
 from freezer.storage.ftp_client import FtpSettings
+from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_parallel import Worker
 from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
 from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
+STOP_WAIT = 5.0  # seconds a failed upload waits for the opening's threads before the caller cleans up
 
 
 class OffsetWrites(enum.Enum):
@@ -39,12 +43,18 @@ class OffsetWrites(enum.Enum):
 
 
 class Background:
-    """``work()`` in a thread of its own; ``result()`` waits for it and raises what it raised."""
+    """``work()`` in a thread of its own (``start``); ``result()`` waits for it and raises what it raised."""
 
-    def __init__(self, work: Callable[[], int]):
-        self.work, self.value, self.error = work, 0, None
+    def __init__(self):
+        self.work: Callable[[], int] | None = None
+        self.value, self.error = 0, None
         self.took = 0.0  # seconds, once done
+        self.conn: socket.socket | None = None  # the data connection it sends on, for stop()
+        self.stopping = False
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self, work: Callable[[], int]) -> None:
+        self.work = work
         self.thread.start()
 
     def _run(self) -> None:
@@ -68,6 +78,14 @@ class Background:
         self.result()
         return self.took
 
+    def stop(self) -> None:
+        """Cut its data connection (a send blocked on it fails) and wait a while for it to end."""
+        self.stopping = True
+        if (conn := self.conn) is not None:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self.thread.join(STOP_WAIT)
+
 
 class Lead:
     """The plain STOR that opens the file: the first segment but its last byte, then what the verdict says."""
@@ -79,7 +97,8 @@ class Lead:
         self.started = False
         self.decided = threading.Event()
         self.alone = True  # whether the lead sends everything (set before ``decided``)
-        self.run = Background(self._attempts)
+        self.run = Background()
+        self.run.start(self._attempts)
 
     def decide(self, alone: bool) -> None:
         """Let the lead send its held byte and then, ``alone``, everything else; else end there."""
@@ -88,15 +107,21 @@ class Lead:
             self.after = ()  # the second segment goes elsewhere: not held here
         self.decided.set()
 
+    def stop(self) -> None:
+        """The upload failed elsewhere: end the lead's STOR where it is, and wait a while for it."""
+        self.run.stopping = True
+        self.decide(alone=False)
+        self.run.stop()
+
     def _attempts(self) -> int:
         try:
             return segments.attempts(self.worker, self.settings, f"upload {self.remote}", self._store,
-                                     may_retry=lambda: not self.opened.is_set())
+                                     may_retry=lambda: not self.opened.is_set() and not self.run.stopping)
         finally:
             self.opened.set()
 
     def _store(self, ftp: ftplib.FTP) -> int:
-        conn = start_transfer(ftp, f"STOR {self.remote}")
+        conn = self.run.conn = start_transfer(ftp, f"STOR {self.remote}")
         self.started = True
         self.opened.set()
         try:
@@ -113,8 +138,13 @@ class Lead:
             self.first = []
             for part in self.after if self.alone else ():
                 for chunk in part:
+                    if self.run.stopping:
+                        raise StorageError(f"upload {self.remote} stopped: another connection failed")
                     conn.sendall(chunk)
                     written += len(chunk)
+        except OSError as exc:
+            conn.close()  # before waiting for the server's reason: it answers once the data connection ends
+            raise server_reason(ftp) or exc
         except BaseException:
             conn.close()
             raise
@@ -131,7 +161,7 @@ def second_writer(worker: Worker, remote: str, offset: int,
         conn = start_transfer(ftp, f"STOR {remote}", rest=offset, mark=False)
     except ftplib.error_reply as exc:  # the REST refused (the reply is its own)
         return (OffsetWrites.REFUSED if str(exc)[:1] == "5" else None), None
-    except (ftplib.Error, OSError, EOFError) as exc:
+    except (StorageError, ftplib.Error, OSError, EOFError) as exc:  # StorageError: a login that failed
         LOG.debug("probe: the second writer failed: %s", exc)
         return None, None
     try:
@@ -151,9 +181,24 @@ def second_writer(worker: Worker, remote: str, offset: int,
         return None, None
 
 
-def _send_segment(worker: Worker, conn: socket.socket, part: list[bytes]) -> int:
-    """The second writer's segment, on the connection its 150 opened."""
-    ftp = worker.client()
+def _second_segment(worker: Worker, conn: socket.socket, remote: str, held: list[list[bytes]], offset: int,
+                    settings: FtpSettings, run: Background) -> int:
+    """The second writer's segment (taken from ``held``), on the connection its 150 opened; sent
+    again (REST, STOR) on a fresh connection if cut."""
+    part = held.pop()
+    run.conn = conn
+    try:
+        return _send_segment(worker.client(), conn, part)
+    except BaseException as exc:
+        worker.drop()
+        error = translate(exc, f"upload {remote} at {offset}", settings)
+        if not isinstance(error, StorageError) or not error.transient or run.stopping:
+            raise error from exc
+        LOG.warning("upload %s at %d: %s; retrying this segment", remote, offset, error)
+        return segments.store_at(worker, remote, part, offset, settings)
+
+
+def _send_segment(ftp: ftplib.FTP, conn: socket.socket, part: list[bytes]) -> int:
     written = 0
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, segments.SOCKET_BUFFER)
@@ -162,9 +207,11 @@ def _send_segment(worker: Worker, conn: socket.socket, part: list[bytes]) -> int
             written += len(chunk)
         if isinstance(conn, ssl.SSLSocket):
             conn.unwrap()
+    except OSError as exc:
+        conn.close()
+        raise server_reason(ftp) or exc
     except BaseException:
         conn.close()
-        worker.drop()
         raise
     conn.close()
     ftp.voidresp()
@@ -173,37 +220,45 @@ def _send_segment(worker: Worker, conn: socket.socket, part: list[bytes]) -> int
 
 def upload_opening(workers: list[Worker], remote: str, parts: Iterator[list[bytes]], settings: FtpSettings,
                    patience: float, growth: Callable[[], Growth | None]) -> tuple[OffsetWrites | None, int]:
-    """Upload ``parts`` (two segments at least) into ``remote``, probing with them; the verdict and bytes written."""
+    """Upload ``parts`` (two segments at least) into ``remote``, probing with them; the verdict and bytes written.
+
+    On any failure the opening's threads are stopped and waited for before it is raised, so the
+    caller's clean-up does not race a STOR still writing the file.
+    """
     first, second = next(parts), next(parts)
     offset = sum(map(len, first))
     for worker in workers:
         worker.unchecked = None
     lead = Lead(workers[0], remote, first, _chain(second, parts), settings)
+    helper: list[Background] = []
     del first
     try:
         lead.opened.wait()
         verdict, conn = second_writer(workers[1], remote, offset, patience) if lead.started else (None, None)
+        if verdict is not OffsetWrites.TOGETHER:
+            workers[1].drop()  # its STOR may still wait for the lead's lock
+            del second
+            lead.decide(alone=True)
+            return verdict, lead.run.result()
+        lead.decide(alone=False)
+        start = offset + sum(map(len, second))
+        helper.append(Background())
+        helper[0].start(functools.partial(_second_segment, workers[1], conn, remote, [second], offset, settings,
+                                          helper[0]))
+        del second
+        late = [(workers[0], lead.run.segment_took), (workers[1], helper[0].segment_took)]
+        rest = segments.store_in_place(workers[2:], remote, parts, settings, growth(), start=start, late=late)
+        return verdict, lead.run.result() + helper[0].result() + rest
     except BaseException:
-        lead.decide(alone=False)  # an interrupt: the lead ends its STOR after the first segment
+        lead.stop()
+        for run in helper:
+            run.stop()
         raise
-    if verdict is not OffsetWrites.TOGETHER:
-        workers[1].drop()  # its STOR may still wait for the lead's lock
-        lead.decide(alone=True)
-        return verdict, lead.run.result()
-    lead.decide(alone=False)
-    helper = Background(functools.partial(_send_segment, workers[1], conn, second))
-    start = offset + sum(map(len, second))
-    del second
-    try:
-        rest = segments.store_in_place(workers[2:], remote, parts, settings, growth(), start=start,
-                                       late=[(workers[0], lead.run.segment_took), (workers[1], helper.segment_took)])
-    except BaseException:
-        for run in (lead.run, helper):
-            run.thread.join()  # both end before the caller discards the file
-        raise
-    return verdict, lead.run.result() + helper.result() + rest
 
 
 def _chain(part: list[bytes], rest: Iterable[list[bytes]]) -> Iterator[list[bytes]]:
-    yield part
+    """``part``, then ``rest``; ``part`` is let go of once handed out."""
+    held = [part]
+    del part
+    yield held.pop()
     yield from rest

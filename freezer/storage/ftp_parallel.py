@@ -221,21 +221,22 @@ class InOrder(Generic[J, R]):
             return
         with self.cond:
             wanted = self._wanted(took)
-            self.waiting_late -= 1
+            self.waiting_late -= 1  # a member all along: counted once, as it joins
+            joined = self._enlist([worker])
         if wanted:
             threading.Thread(target=self._grow, args=(wanted,), daemon=True).start()
-        if self._enlist([worker]):
+        if joined:
             self._work(worker)
 
     def _enlist(self, new: list[Worker]) -> bool:
-        """Add ``new`` workers to the running transfer (the caller starts their threads); False once it is done."""
-        with self.cond:
-            if self._done():
-                return False
-            self.workers += new
-            self.ahead += len(new)
-            self.cond.notify_all()
-            return True
+        """Under the lock, add ``new`` workers to the running transfer (the caller starts their threads);
+        False once it is done."""
+        if self._done():
+            return False
+        self.workers += new
+        self.ahead += len(new)
+        self.cond.notify_all()
+        return True
 
     def _wanted(self, took: float) -> int:
         """Under the lock, as a job that took ``took`` seconds ends: how many workers to grow to, or 0."""
@@ -254,8 +255,8 @@ class InOrder(Generic[J, R]):
         with self.cond:
             new = [worker for worker in crew if worker not in self.workers and worker not in busy]
             self.growth.joined(self._size() + len(new), short=not new)  # none: the server takes no more
-        if not new or not self._enlist(new):
-            return
+            if not new or not self._enlist(new):
+                return
         LOG.debug("transfer grown to %d connections", len(self.workers))
         for worker in new:
             threading.Thread(target=self._work, args=(worker,), daemon=True).start()

@@ -94,8 +94,7 @@ def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[byte
             finally:
                 opened.set()  # a failure fails the transfer: the others need not wait for it
         opened.wait()
-        return attempts(worker, settings, f"upload {remote} at {offset}",
-                         lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
+        return store_at(worker, remote, pieces, offset, settings)
 
     jobs = InOrder(placed(parts, start), workers, run, ahead=len(workers), held_until_done=True, growth=growth,
                    late=late)
@@ -103,6 +102,13 @@ def store_in_place(workers: list[Worker], remote: str, parts: Iterable[list[byte
     for worker in jobs.workers:
         worker.unchecked = None  # the size of a file written at offsets tells nothing per part
     return written
+
+
+def store_at(worker: Worker, remote: str, pieces: list[bytes], offset: int, settings: FtpSettings) -> int:
+    """``pieces`` written into the open file ``remote`` from ``offset`` (REST, STOR), with retries."""
+    size = sum(map(len, pieces))
+    return attempts(worker, settings, f"upload {remote} at {offset}",
+                    lambda ftp: _store_one(worker, ftp, remote, pieces, size, offset))
 
 
 def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, offset: int | None = None,

@@ -105,7 +105,7 @@ class ParallelWrites:
         in_order = (chunk for part in pieces for chunk in part)  # for a plain STOR; nothing read until then
         probing = self._offset_writes is None
         auto = self.settings.connections == 0
-        if probing and auto and len(workers) > 1:
+        if probing and auto and len(workers) > 1 and not self.settings.active:  # active mode: no early STOR
             return self._put_opening(target, temp, pieces, workers)
         try:
             verdict = self._writes_at_offsets(temp, lambda: workers[0] if workers else None)

@@ -185,6 +185,13 @@ class TestVsftpdFtpsParallel(VsftpdParallel, testtools.TestCase):
     vsftpd_options = {"tls": True}
 
 
+class TestVsftpdFtpsUnlockedParallel(VsftpdParallel, testtools.TestCase):
+    """Writers together over TLS: the opening's second writer wraps its data connection after its 150."""
+
+    verdict = ftp_writes.OffsetWrites.TOGETHER
+    vsftpd_options = {"tls": True, "lock_uploads": False}
+
+
 class TestVsftpdImplicitFtpsParallel(VsftpdParallel, testtools.TestCase):
     vsftpd_options = {"implicit": True}
 
@@ -213,6 +220,40 @@ class TestOpening(testtools.TestCase):
             self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
         self.assertIn("no answer on offset writes", "\n".join(logs.output))
         self.assertIsNone(storage._offset_writes)  # asked again by the next upload
+        self.assert_stored(storage)
+
+    def test_a_second_writer_that_cannot_log_in_leaves_the_lead_sending_everything(self):
+        real, calls = ftp_opening.start_transfer, []
+
+        def refused_second(ftp, cmd, *args, **kwargs):
+            calls.append(cmd)
+            if len(calls) == 2:
+                raise StorageError("421 Too many connections")  # as Worker.client() reports a login refused
+            return real(ftp, cmd, *args, **kwargs)
+
+        self.patch(ftp_opening, "start_transfer", refused_second)
+        storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertIsNone(storage._offset_writes)
+        self.assert_stored(storage)
+
+    def test_a_cut_second_segment_is_sent_again(self):
+        real, cuts = ftp_opening._send_segment, []
+
+        def cut_once(ftp, conn, part):
+            if not cuts:
+                cuts.append(1)
+                conn.close()
+                ftp.voidresp()  # the server's reply to the empty upload
+                raise ftplib.error_temp("426 Connection closed; transfer aborted.")
+            return real(ftp, conn, part)
+
+        self.patch(ftp_opening, "_send_segment", cut_once)
+        storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
+        with self.assertLogs("freezer.storage.ftp", "WARNING") as logs:
+            self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertIn("retrying this segment", "\n".join(logs.output))
+        self.assertEqual(ftp_writes.OffsetWrites.TOGETHER, storage._offset_writes)
         self.assert_stored(storage)
 
     def test_a_lead_refused_for_now_is_tried_again(self):
@@ -265,7 +306,9 @@ class TestWorkerLogin(testtools.TestCase):
         tmp = self.useFixture(fixtures.TempDir()).path
         worker = ftp_parallel.Worker(storage_on(self, self.useFixture(server(tmp)), 0).settings)
         self.addCleanup(worker.quit)
-        worker.client().voidcmd("NOOP")  # every reply of the login was read: the session is in step
+        ftp = worker.client()
+        self.assertFalse(ftp.reply_within(0.3), "a reply of the login was left unread")
+        self.assertTrue(ftp.voidcmd("NOOP").startswith("200"))
         return [[line.split()[0] for line in lines] for lines in writes]
 
     def test_plain_ftp(self):

@@ -313,22 +313,26 @@ class TestInOrderLateWorkers(testtools.TestCase):
 
     def test_late_workers_join_when_free_and_results_stay_in_order(self):
         early, late = FakeWorker(), FakeWorker()
-        free = threading.Event()
+        gate = threading.Event()
         used = []
 
         def run(worker, job):
             used.append((worker, job))
-            if job == 0:
-                self.assertTrue(free.wait(5))  # the early worker holds the first job until the late one is free
+            if job == 5:
+                gate.set()  # the late worker's opening segment ends now
+                deadline = time.monotonic() + 5
+                while late not in [w for w, _ in used] and time.monotonic() < deadline:
+                    time.sleep(0.001)  # the early worker waits for the late one to take a job
             return job
 
         def when_free():
-            free.set()
+            self.assertTrue(gate.wait(5))
             return 1.0
 
         jobs = InOrder(iter(range(20)), [early], run, 1, late=[(late, when_free)])
         self.assertEqual(list(range(20)), list(jobs))
-        self.assertIn(late, [worker for worker, _ in used])
+        first_late = next(job for worker, job in used if worker is late)
+        self.assertGreater(first_late, 5)  # nothing before it was free
         self.assertEqual([early, late], jobs.workers)
 
     def test_an_opening_that_failed_fails_the_transfer(self):
