@@ -59,6 +59,8 @@ class RestoreJob(Job):
             when = f" up to {self.conf.restore_from_date}" if until else ""
             raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
                            "(check --backup-name, --hostname and --container)")
+        if not self.conf.dry_run:
+            self.storage.expect_reads()
         records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
         for record in records.values():
             self._pass_file(record)

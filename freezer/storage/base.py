@@ -142,6 +142,9 @@ class Storage(abc.ABC):
     def size(self, path: str) -> int:
         """Size in bytes of file ``path``; NotFound if absent."""
 
+    def expect_reads(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
+        """A restore reads data next: a driver may open what its transfers will need meanwhile (a hint)."""
+
     @abc.abstractmethod
     def claim(self, path: str) -> bool:
         """Create directory ``path`` exclusively (its parents as needed); False if it already exists.

@@ -143,6 +143,9 @@ class MultiStorage(Storage):
         listings = [storage.listdirs(paths) for storage in self.storages]
         return [sorted(set().union(*names)) for names in zip(*listings, strict=True)]
 
+    def expect_reads(self) -> None:
+        self.storages[0].expect_reads()  # reads go to the first copy first
+
     def claim(self, path: str) -> bool:
         """Claim ``path`` on every storage; when one has it taken, give back the others and say taken."""
         taken = []

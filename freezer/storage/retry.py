@@ -130,6 +130,9 @@ class Retrying(Storage):
     def size(self, path: str) -> int:
         return self._retry(f"size of {path}", lambda: self.inner.size(path))
 
+    def expect_reads(self) -> None:
+        self.inner.expect_reads()
+
     def claim(self, path: str) -> bool:
         """Retried like any operation. A first attempt that created ``path`` but lost its reply makes
         the retry see ``path`` taken on file servers (object stores recognise their own claim): the

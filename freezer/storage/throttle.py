@@ -103,6 +103,9 @@ class Throttled(Storage):
     def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
         return self.inner.listdirs(paths)
 
+    def expect_reads(self) -> None:
+        self.inner.expect_reads()
+
     def claim(self, path: str) -> bool:
         return self.inner.claim(path)
 

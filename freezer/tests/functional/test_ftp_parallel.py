@@ -5,6 +5,7 @@ from __future__ import annotations
 import ftplib
 import hashlib
 import os
+import socket
 
 import fixtures
 import testtools
@@ -294,6 +295,36 @@ class TestOpening(testtools.TestCase):
         self.assertIn("stored 1000 of the", str(error))
         self.assertEqual(ftp_writes.OffsetWrites.REFUSED, storage._offset_writes)
         self.assertEqual([], storage.listdir("level"))
+
+
+class TestRestoreHint(testtools.TestCase):
+    """``expect_reads``: a restore's hint that data follows; on a long link the extra connections log in."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.server = self.useFixture(servers.PyFtpd(self.tmp))
+
+    def test_on_a_long_link_the_workers_log_in(self):
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)
+        storage = storage_on(self, self.server, 0)
+        storage.expect_reads()
+        self.assertTrue(storage._pool.warming())
+        self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.take(ftp_parallel.WAN_CONNECTIONS)))
+
+    def test_on_a_lan_or_with_one_connection_nothing_happens(self):
+        for connections in (0, 1):
+            storage = storage_on(self, self.server, connections)
+            storage.expect_reads()
+            self.assertFalse(storage._pool.warming())
+
+    def test_a_server_out_of_reach_is_left_to_the_next_operation(self):
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]  # nothing listens there once it is closed
+        storage = storage_on(self, self.server, 0, port)
+        storage.expect_reads()  # no error here: listing the backups meets it, with its retries
+        self.assertRaises(StorageError, storage.listdir, "level")
 
 
 class TestWorkerLogin(testtools.TestCase):
