@@ -25,11 +25,11 @@ from freezer.storage import ftp_segments as segments
 from freezer.storage.base import Storage, container_root, server_url, temporary_name
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
-from freezer.storage.ftp_errors import server_reason, translate
+from freezer.storage.ftp_errors import translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
-from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, start_transfer
+from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, send_upload, start_transfer
 from freezer.storage.ftp_stat import StatListings
 from freezer.storage.ftp_writes import ParallelWrites
 from freezer.storage.growth import Growth
@@ -211,24 +211,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
         """STOR ``chunks``; a small upload in memory is sent without waiting for the server's 150 (plain FTP)."""
         ftp = self._binary()
-        written = 0
         early = (not self.settings.tls and ftp.passiveserver and isinstance(chunks, list)
                  and sum(map(len, chunks)) <= EARLY_BYTES)
         conn = start_transfer(ftp, f"STOR {remote}", mark=not early)
-        try:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-            for chunk in chunks:
-                conn.sendall(chunk)
-                written += len(chunk)
-            if isinstance(conn, ssl.SSLSocket):
-                conn.unwrap()
-        except OSError as exc:
-            conn.close()  # before waiting for the server's reason: it answers once the data connection ends
-            raise server_reason(ftp) or exc
-        except BaseException:
-            conn.close()
-            raise
-        conn.close()
+        written = send_upload(ftp, conn, chunks, SOCKET_BUFFER)
         if not early or read_mark(ftp):
             ftp.voidresp()
         return written

@@ -17,7 +17,6 @@ import ftplib
 import functools
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +26,7 @@ from freezer.storage import ftp_segments as segments
 from freezer.storage.ftp_client import FtpSettings
 from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_parallel import Worker
-from freezer.storage.ftp_session import finish_upload, protected, read_mark, start_transfer
+from freezer.storage.ftp_session import finish_upload, protected, read_mark, send_upload, start_transfer
 from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
@@ -199,21 +198,7 @@ def _second_segment(worker: Worker, conn: socket.socket, remote: str, held: list
 
 
 def _send_segment(ftp: ftplib.FTP, conn: socket.socket, part: list[bytes]) -> int:
-    written = 0
-    try:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, segments.SOCKET_BUFFER)
-        for chunk in part:
-            conn.sendall(chunk)
-            written += len(chunk)
-        if isinstance(conn, ssl.SSLSocket):
-            conn.unwrap()
-    except OSError as exc:
-        conn.close()
-        raise server_reason(ftp) or exc
-    except BaseException:
-        conn.close()
-        raise
-    conn.close()
+    written = send_upload(ftp, conn, part, segments.SOCKET_BUFFER)
     ftp.voidresp()
     return written
 

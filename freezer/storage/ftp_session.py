@@ -11,11 +11,12 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from freezer.errors import AuthError, TLSError
 from freezer.storage.ftp_client import FtpSettings, close_quietly, keepalive, new_client
-from freezer.storage.ftp_errors import REASON_WAIT, reply_of, translate
+from freezer.storage.ftp_errors import REASON_WAIT, reply_of, server_reason, translate
 
 LOG = logging.getLogger("freezer.storage.ftp")
 
@@ -229,6 +230,26 @@ def finish_download(ftp: ftplib.FTP, conn: socket.socket, whole: bool) -> None:
     ftp.sock.sendall(b"ABOR\r\nNOOP\r\n")
     while not ftp.getmultiline().startswith("200"):
         pass
+
+
+def send_upload(ftp: ftplib.FTP, conn: socket.socket, chunks: Iterable[bytes], buffer: int) -> int:
+    """Send ``chunks`` on an upload's data connection (``buffer``: its send buffer) and close it
+    (TLS politely); bytes sent. A cut connection raises the server's reason if it gives one (a
+    full disk), read once the connection is closed: servers answer only then."""
+    written = 0
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+        for chunk in chunks:
+            conn.sendall(chunk)
+            written += len(chunk)
+        if isinstance(conn, ssl.SSLSocket):
+            conn.unwrap()
+    except OSError as exc:
+        conn.close()
+        raise server_reason(ftp) or exc
+    finally:
+        conn.close()
+    return written
 
 
 def finish_upload(ftp: ftplib.FTP, conn: socket.socket) -> None:

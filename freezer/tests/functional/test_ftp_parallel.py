@@ -223,16 +223,20 @@ class TestOpening(testtools.TestCase):
         self.assertIsNone(storage._offset_writes)  # asked again by the next upload
         self.assert_stored(storage)
 
-    def test_a_second_writer_that_cannot_log_in_leaves_the_lead_sending_everything(self):
+    def fail_transfer_start(self, call: int, error: BaseException) -> None:
+        """The opening's ``call``-th transfer start (1: the lead's, 2: the second writer's) raises ``error``."""
         real, calls = ftp_opening.start_transfer, []
 
-        def refused_second(ftp, cmd, *args, **kwargs):
+        def failing(ftp, cmd, *args, **kwargs):
             calls.append(cmd)
-            if len(calls) == 2:
-                raise StorageError("421 Too many connections")  # as Worker.client() reports a login refused
+            if len(calls) == call:
+                raise error
             return real(ftp, cmd, *args, **kwargs)
 
-        self.patch(ftp_opening, "start_transfer", refused_second)
+        self.patch(ftp_opening, "start_transfer", failing)
+
+    def test_a_second_writer_that_cannot_log_in_leaves_the_lead_sending_everything(self):
+        self.fail_transfer_start(2, StorageError("421 Too many connections"))  # as Worker.client() reports it
         storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
         self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
         self.assertIsNone(storage._offset_writes)
@@ -258,15 +262,7 @@ class TestOpening(testtools.TestCase):
         self.assert_stored(storage)
 
     def test_a_lead_refused_for_now_is_tried_again(self):
-        real, calls = ftp_opening.start_transfer, []
-
-        def busy_once(ftp, cmd, *args, **kwargs):
-            calls.append(cmd)
-            if len(calls) == 1:
-                raise ftplib.error_temp("425 Can't open data connection.")
-            return real(ftp, cmd, *args, **kwargs)
-
-        self.patch(ftp_opening, "start_transfer", busy_once)
+        self.fail_transfer_start(1, ftplib.error_temp("425 Can't open data connection."))
         self.patch(ftp_segments.time, "sleep", lambda seconds: None)
         storage = self.storage(servers.Vsftpd(self.tmp, lock_uploads=False))
         with self.assertLogs("freezer.storage.ftp", "WARNING") as logs:
