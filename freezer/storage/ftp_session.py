@@ -247,8 +247,10 @@ def send_upload(ftp: ftplib.FTP, conn: socket.socket, chunks: Iterable[bytes], b
     except OSError as exc:
         conn.close()
         raise server_reason(ftp) or exc
-    finally:
+    except BaseException:
         conn.close()
+        raise
+    conn.close()
     return written
 
 
