@@ -32,33 +32,27 @@ class Session(NamedTuple):
 def open_session(settings: FtpSettings, ask_home: bool = False, measure: bool = True) -> Session:
     """A client logged in, in binary mode; ``ask_home`` also asks PWD.
 
-    USER and PASS go out together, so do PBSZ and PROT, and TYPE I and PWD: a login costs three
-    round trips after the greeting, not six. Without ``measure`` (an extra connection, which need
-    not time the round trip with TYPE I), TYPE I goes with the login's last write: two.
+    USER, PASS, TYPE I and PWD go out in one write (over TLS: USER and PASS, then PBSZ, PROT, TYPE I
+    and PWD): a login costs one round trip after the greeting, two over TLS. ``measure`` times the
+    round trip on the first reply of that write, which the server sends at once.
     """
     s = settings
     ftp = new_client(s)
-    binary = [] if measure else ["TYPE I"]
+    after = ["TYPE I"] + (["PWD"] if ask_home else [])
     try:
         ftp.connect(s.host, s.port, timeout=s.timeout)
         keepalive(ftp.sock)
         if s.tls and not s.implicit_tls:
             _auth_tls(ftp, s)
-        _login(ftp, s, [] if s.tls else binary)
+        replies, round_trip = _login(ftp, s, [] if s.tls else after)
         if s.tls:
-            _protect_data(ftp, binary)
+            replies, round_trip = _protect_data(ftp, after)
         ftp.set_pasv(not s.active)
-        started = time.monotonic()
-        if measure or ask_home:
-            send_together(ftp, ["TYPE I"] * measure + (["PWD"] if ask_home else []))
-        if measure:
-            ftp.voidresp()
-        round_trip = time.monotonic() - started if measure else 0.0
-        home = ftplib.parse257(ftp.voidresp()) if ask_home else None
+        home = ftplib.parse257(replies[-1]) if ask_home else None
     except BaseException as exc:
         close_quietly(ftp)
         raise translate(exc, "connect", s) from exc
-    return Session(ftp, round_trip, home)
+    return Session(ftp, round_trip if measure else 0.0, home)
 
 
 def _auth_tls(ftp: ftplib.FTP_TLS, s: FtpSettings) -> None:
@@ -69,13 +63,15 @@ def _auth_tls(ftp: ftplib.FTP_TLS, s: FtpSettings) -> None:
                        "use --storage ftp only on a trusted network") from exc
 
 
-def _login(ftp: ftplib.FTP, s: FtpSettings, then: list[str]) -> None:
-    """USER and PASS in one write (with ``then``, whose replies must be 2xx); a refusal of either is
-    the login's (a 4xx one is worth a retry)."""
+def _login(ftp: ftplib.FTP, s: FtpSettings, then: list[str]) -> tuple[list[str], float]:
+    """USER and PASS in one write (with ``then``, whose replies must be 2xx); those replies and the
+    seconds until the first reply. A refusal of either is the login's (a 4xx one is worth a retry)."""
     user = s.username or "anonymous"
     password = s.password or ("anonymous@" if user == "anonymous" else "")
+    started = time.monotonic()
     send_together(ftp, [f"USER {user}", f"PASS {password}", *then])
     first = _judged(ftp.getmultiline(), s)
+    round_trip = time.monotonic() - started
     second = ftp.getmultiline()
     if not first.startswith(("230", "331")):
         raise AuthError(f"login to {s.where} as {user!r} refused ({first}): check --ftp-username")
@@ -84,8 +80,7 @@ def _login(ftp: ftplib.FTP, s: FtpSettings, then: list[str]) -> None:
         if not second.startswith(("230", "202")):
             raise AuthError(f"login to {s.where} as {user!r} needs an account (ACCT), which freezer does not send")
     # (230 first: no password needed; PASS was answered 503 or 230, logged in either way)
-    for _ in then:
-        ftp.voidresp()
+    return [ftp.voidresp() for _ in then], round_trip
 
 
 def _judged(reply: str, s: FtpSettings) -> str:
@@ -98,13 +93,16 @@ def _judged(reply: str, s: FtpSettings) -> str:
     return reply
 
 
-def _protect_data(ftp: ftplib.FTP_TLS, then: list[str]) -> None:
+def _protect_data(ftp: ftplib.FTP_TLS, then: list[str]) -> tuple[list[str], float]:
     """PBSZ 0 and PROT P in one write (with ``then``): data connections in TLS too (ftplib's prot_p
-    does it in two)."""
+    does it in two). The replies to ``then`` and the seconds until the first reply."""
+    started = time.monotonic()
     send_together(ftp, ["PBSZ 0", "PROT P", *then])
-    for _ in range(2 + len(then)):
-        ftp.voidresp()
+    ftp.voidresp()
+    round_trip = time.monotonic() - started
+    ftp.voidresp()
     ftp._prot_p = True
+    return [ftp.voidresp() for _ in then], round_trip
 
 
 def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: str | None = None,
