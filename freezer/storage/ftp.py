@@ -29,7 +29,14 @@ from freezer.storage.ftp_errors import translate
 from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
-from freezer.storage.ftp_session import open_session, read_mark, rename, say_goodbye, send_upload, start_transfer
+from freezer.storage.ftp_session import (
+    open_session,
+    rename,
+    say_goodbye,
+    send_upload,
+    start_transfer,
+    stored_size,
+)
 from freezer.storage.ftp_stat import StatListings
 from freezer.storage.ftp_writes import ParallelWrites
 from freezer.storage.growth import Growth
@@ -167,13 +174,15 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def _put_plain(self, target: str, chunks: Iterable[bytes], temp: str) -> int:
         """One STOR to ``temp``, checked and renamed to ``target``."""
         self._makedirs(posixpath.dirname(target))
-        return self._commit(target, temp, lambda: self._store(temp, chunks))
+        return self._commit(target, temp, lambda: self._store(temp, chunks), checked=True)
 
-    def _commit(self, target: str, temp: str, write: Callable[[], int]) -> int:
-        """``write`` the data to ``temp``, check its size and rename it to ``target``; ``temp`` goes on any failure."""
+    def _commit(self, target: str, temp: str, write: Callable[[], int], checked: bool = False) -> int:
+        """``write`` the data to ``temp``, check its size (unless ``write`` did: ``checked``) and rename it
+        to ``target``; ``temp`` goes on any failure."""
         try:
             written = write()
-            self._check_stored(temp, written)
+            if not checked:
+                self._check_stored(temp, written)
             self._rename(temp, target)
         except BaseException as exc:
             self._discard(temp)
@@ -190,9 +199,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             return None
         return Growth(self._pool.take, self._round_trip, segments.SEGMENT_SIZE)
 
-    def _check_stored(self, remote: str, written: int) -> None:
-        """The server holds every byte sent: a server that loses some quietly fails the upload."""
-        stored = self._binary().size(remote)
+    def _check_stored(self, remote: str, written: int, stored: int | None = None) -> None:
+        """The server holds every byte sent (asked now unless ``stored`` is known): a server that loses
+        some quietly fails the upload."""
+        stored = self._binary().size(remote) if stored is None else stored
         if stored is not None and stored != written:
             raise StorageError(f"{self.settings.where} stored {stored} of the {written} bytes sent to {remote} "
                                "(is its disk full?)")
@@ -209,14 +219,14 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         return ftp
 
     def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
-        """STOR ``chunks``; a small upload in memory is sent without waiting for the server's 150 (plain FTP)."""
+        """STOR ``chunks`` and check the size stored (SIZE sent as the data ends: no round trip of its
+        own); a small upload in memory is sent without waiting for the server's 150 (plain FTP)."""
         ftp = self._binary()
         early = (not self.settings.tls and ftp.passiveserver and isinstance(chunks, list)
                  and sum(map(len, chunks)) <= EARLY_BYTES)
         conn = start_transfer(ftp, f"STOR {remote}", mark=not early)
         written = send_upload(ftp, conn, chunks, SOCKET_BUFFER)
-        if not early or read_mark(ftp):
-            ftp.voidresp()
+        self._check_stored(remote, written, stored_size(ftp, remote, written, marked=not early))
         return written
 
     def _rename(self, source: str, target: str) -> None:

@@ -252,6 +252,45 @@ def send_upload(ftp: ftplib.FTP, conn: socket.socket, chunks: Iterable[bytes], b
     return written
 
 
+def stored_size(ftp: ftplib.FTP, remote: str, written: int, marked: bool) -> int:
+    """The size the server holds of ``remote``, asked as an upload's data ends: SIZE goes out at once
+    and its reply is read with the transfer's last ones (``marked``: its 1xx was read), in the order
+    the server sends them. pyftpdlib answers commands while a transfer runs: a size that came before
+    the transfer's end and differs from ``written`` is asked again. A refusal is raised."""
+    send_together(ftp, [f"SIZE {remote}"])
+    size, ended, sized_early = None, False, False
+    while not ended or size is None:
+        reply = ftp.getmultiline()
+        if reply.startswith("213") and size is None:
+            size, sized_early = _size_in(reply), not ended
+        elif reply[:1] == "1" and not marked and not ended:
+            marked = True
+        elif reply[:1] == "2" and not ended:
+            ended = True
+        else:
+            raise _refusal(reply)
+    if sized_early and size != written:
+        send_together(ftp, [f"SIZE {remote}"])
+        size = _size_in(ftp.getmultiline())
+    return size
+
+
+def _size_in(reply: str) -> int:
+    """The number of a ``213`` reply to SIZE; anything else is the server's refusal or a protocol error."""
+    if not reply.startswith("213"):
+        raise _refusal(reply)
+    try:
+        return int(reply[3:].strip())
+    except ValueError:
+        raise ftplib.error_proto(reply) from None
+
+
+def _refusal(reply: str) -> ftplib.Error:
+    """The ftplib error for an unexpected reply: 4xx temporary, 5xx permanent, else out of step."""
+    kind = {"4": ftplib.error_temp, "5": ftplib.error_perm}.get(reply[:1], ftplib.error_reply)
+    return kind(reply)
+
+
 def finish_upload(ftp: ftplib.FTP, conn: socket.socket) -> None:
     """End an upload: close the data connection (TLS politely) and read the server's verdict."""
     if isinstance(conn, ssl.SSLSocket):

@@ -4,7 +4,8 @@ import ftplib
 
 import testtools
 
-from freezer.storage import ftp
+from freezer.errors import StorageError
+from freezer.storage import ftp, ftp_session
 
 
 class FakeConn:
@@ -28,29 +29,56 @@ class FakeConn:
 
 
 class FakeSock:
+    """The control socket: keeps what the client wrote."""
+
+    def __init__(self):
+        self.written = b""
+
     def settimeout(self, seconds):
         pass
+
+    def sendall(self, data: bytes) -> None:
+        self.written += data
+
+
+class Replies:
+    """A control connection that answers from a list of replies and keeps the commands sent."""
+
+    encoding = "utf-8"
+
+    def __init__(self, *replies: str):
+        self.replies = list(replies)
+        self.sock = FakeSock()
+
+    def getmultiline(self) -> str:
+        return self.replies.pop(0)
+
+    @property
+    def commands(self) -> list[str]:
+        return self.sock.written.decode().split("\r\n")[:-1]
 
 
 class FakeClient:
     """The control connection: hands out ``conn`` and answers the end of a transfer with ``reply``."""
 
     passiveserver = False  # so the driver opens transfers with transfercmd, one command at a time
+    encoding = "utf-8"
 
     def __init__(self, conn: FakeConn, reply: BaseException | None = None):
         self.conn = conn
         self.reply = reply
         self.sock = FakeSock()
+        self.replies = ["226 done", f"213 {len(b'abcdef')}"]
 
     def transfercmd(self, cmd, rest=None):
         return self.conn
 
-    def voidresp(self):
+    def getmultiline(self):
         if self.reply is not None:
             raise self.reply
-        return "226 done"
+        return self.replies.pop(0)
 
-    getresp = voidresp
+    getresp = getmultiline
 
 
 class TestStoreClosesOnce(testtools.TestCase):
@@ -81,3 +109,48 @@ class TestStoreClosesOnce(testtools.TestCase):
 
         self.assertRaises(ValueError, self.driver(FakeClient(conn))._store, "/c/x", chunks())
         self.assertEqual(1, conn.closes)
+
+
+class TestStoredSize(testtools.TestCase):
+    """SIZE goes out as an upload's data ends; its reply may come before or after the transfer's."""
+
+    def test_after_the_transfer_end_one_question(self):
+        control = Replies("226 done", "213 6")  # vsftpd: one command at a time
+        self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=True))
+        self.assertEqual(["SIZE /c/x"], control.commands)
+
+    def test_before_the_mark_and_the_end_asked_again_when_it_differs(self):
+        control = Replies("213 0", "150 ok", "226 done", "213 6")  # pyftpdlib, data not yet read
+        self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=False))
+        self.assertEqual(["SIZE /c/x", "SIZE /c/x"], control.commands)
+
+    def test_before_the_end_and_right_no_second_question(self):
+        control = Replies("150 ok", "213 6", "226 done")
+        self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=False))
+        self.assertEqual(["SIZE /c/x"], control.commands)
+
+    def test_a_short_size_after_the_end_is_what_the_server_holds(self):
+        self.assertEqual(5, ftp_session.stored_size(Replies("226 done", "213 5"), "/c/x", 6, marked=True))
+
+    def test_a_refused_transfer_is_raised(self):
+        control = Replies("213 3", "452 no space left")
+        error = self.assertRaises(ftplib.error_temp, ftp_session.stored_size, control, "/c/x", 6, True)
+        self.assertIn("452", str(error))
+
+    def test_a_refused_size_is_raised(self):
+        self.assertRaises(ftplib.error_perm, ftp_session.stored_size, Replies("226 done", "550 no"), "/c/x", 6,
+                          True)
+
+    def test_a_size_that_is_no_number_is_a_protocol_error(self):
+        self.assertRaises(ftplib.error_proto, ftp_session.stored_size, Replies("226 done", "213 lots"), "/c/x", 6,
+                          True)
+
+    def test_the_driver_fails_an_upload_the_server_holds_short(self):
+        conn = FakeConn()
+        client = FakeClient(conn)
+        client.replies = ["226 done", "213 5"]
+        storage = ftp.FtpStorage(ftp.FtpSettings(host="127.0.0.1", port=21, username="u", password="p",
+                                                 container="c"))
+        self.patch(storage, "_binary", lambda: client)
+        error = self.assertRaises(StorageError, storage._store, "/c/x", [b"abc", b"def"])
+        self.assertIn("stored 5 of the 6 bytes", str(error))
