@@ -121,21 +121,31 @@ class BackupJob(Job):
                                                          snapshot, ref, plan.parent)
             if plan.parent:
                 hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
-            incremental.forget_devices(snapshot)  # stored so, it says this level holds no rename
-            engine_digest = Digest()
-            self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
-        metadata = self._metadata(ref, source, digest, plan.parent)
+            metadata = self._metadata(ref, source, digest, plan.parent)
+            indexing = backups.add_to_index_beside(ref, level_metadata.from_document(metadata))
+            try:
+                self._commit(backups, plan, ref, snapshot, metadata, checksum, kdf)
+            except BaseException:
+                indexing.abandon()
+                raise
+        indexing.finish()
+        return digest, warnings, metadata, counts
+
+    def _commit(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, snapshot: str, metadata: dict,
+                checksum: str | None, kdf: auth.Kdf) -> None:
+        """Upload the engine metadata, then ``metadata`` (signed, with a MAC), which makes the backup exist."""
+        incremental.forget_devices(snapshot)  # stored so, it says this level holds no rename
+        engine_digest = Digest()
+        self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
         if checksum:
             metadata["consistency_checksum"] = checksum
-        if secret:
+        if secret := self.mac_secret:
             record = level_metadata.from_document(metadata)
             metadata["auth"] = authenticity.sign_level(secret, kdf, backups.prefix, ref, record, plan.parent,
                                                        self.parent_record, engine_digest.hexdigest()).to_document()
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
-        backups.add_to_index(ref, level_metadata.from_document(metadata))
-        return digest, warnings, metadata, counts
 
     def _consistency_checksum(self, source: str) -> str | None:
         """``--consistency-check``: the checksum of the files about to be backed up."""

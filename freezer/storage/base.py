@@ -145,6 +145,11 @@ class Storage(abc.ABC):
     def expect_reads(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
         """A restore reads data next: a driver may open what its transfers will need meanwhile (a hint)."""
 
+    def sibling(self) -> Storage | None:
+        """Another handle on the same storage, for small work in a thread beside this one's (its own
+        connection, closed by the caller); None when the driver has no cheap one or nothing to gain."""
+        return None
+
     @abc.abstractmethod
     def claim(self, path: str) -> bool:
         """Create directory ``path`` exclusively (its parents as needed); False if it already exists.

@@ -9,6 +9,7 @@ family in freezer/storage/ftp_errors.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ftplib
 import itertools
 import logging
@@ -343,6 +344,17 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         with contextlib.suppress(StorageError):  # a hint: the next operation meets the failure again
             if self._connections() > 1:
                 self._pool.warm(self._connections())
+
+    def sibling(self) -> FtpStorage | None:
+        """On a long link, a one-connection session on an idle extra connection of this one (else its
+        own login); on a LAN None: a round trip there costs less than a thread."""
+        if self._connections() <= 1:
+            return None
+        twin = FtpStorage(dataclasses.replace(self.settings, connections=1))
+        if (ftp := self._pool.lend()) is not None:
+            twin._ftp, twin._root, twin._binary_mode = ftp, self._root, True  # logged in with TYPE I
+        twin._known_dirs = set(self._known_dirs)
+        return twin
 
     def claim(self, path: str) -> bool:
         remote = self._abs(path)

@@ -110,6 +110,17 @@ class Pool:
                      self.settings.where, len(new) - len(refused), len(new), refused[0], len(self.workers))
         return self.workers[:wanted]
 
+    def lend(self) -> ftplib.FTP | None:
+        """A logged-in connection with nothing pending, given away for good (between transfers: the
+        pool logs another in when a transfer wants it); None if there is none."""
+        self._wait_warm()
+        for worker in self.workers:
+            if worker.ftp is not None and worker.unchecked is None:
+                self.workers.remove(worker)
+                ftp, worker.ftp = worker.ftp, None
+                return ftp
+        return None
+
     def close(self) -> None:
         self._end_all(Worker.quit)
 

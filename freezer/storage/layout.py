@@ -12,6 +12,7 @@ A backup exists only once its ``metadata`` file does.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import re
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from freezer.errors import ConnectError, FreezerError, NotFound, StorageError
 from freezer.storage import index, metadata
 from freezer.storage.base import Storage
+from freezer.storage.beside import Beside
 from freezer.storage.chains import BackupRef, Chain, group_chains, restore_plan
 from freezer.storage.leftovers import TREES, LevelFiles
 
@@ -196,10 +198,26 @@ class BackupSet:
     def add_to_index(self, ref: BackupRef, record: metadata.Metadata) -> None:
         """Record a level just written in the index; a failure only costs later infos a read per level."""
         try:
-            self._write_index({**self._read_index(None), ref: index.Summary.of(record)})
+            self._add_to_index(ref, record)
         except (FreezerError, OSError) as exc:
             LOG.warning("could not update the index %s (info reads each level instead): %s",
                         self._index_path(), exc)
+
+    def add_to_index_beside(self, ref: BackupRef, record: metadata.Metadata) -> Beside:
+        """``add_to_index`` in a thread on a sibling of the storage while the caller goes on; ``finish()``
+        it once the level's metadata is written. An entry whose level has no metadata (the backup
+        failed meanwhile) is never shown: info and admin go by the levels listed."""
+        return Beside(self.storage, lambda sibling: self._on(sibling)._add_to_index(ref, record),
+                      lambda: self.add_to_index(ref, record))
+
+    def _add_to_index(self, ref: BackupRef, record: metadata.Metadata) -> None:
+        self._write_index({**self._read_index(None), ref: index.Summary.of(record)})
+
+    def _on(self, storage: Storage) -> BackupSet:
+        """The same backups, reached through ``storage``."""
+        twin = copy.copy(self)
+        twin.storage, twin._metadata_cache = storage, {}
+        return twin
 
     def rewrite_index(self, refs: list[BackupRef]) -> None:
         """The index made to hold exactly ``refs`` (the complete levels left by admin), written if it changed."""

@@ -133,6 +133,10 @@ class Retrying(Storage):
     def expect_reads(self) -> None:
         self.inner.expect_reads()
 
+    def sibling(self) -> Storage | None:
+        """The bare driver's sibling: its work falls back to this storage, and its retries, on a failure."""
+        return self.inner.sibling()
+
     def claim(self, path: str) -> bool:
         """Retried like any operation. A first attempt that created ``path`` but lost its reply makes
         the retry see ``path`` taken on file servers (object stores recognise their own claim): the

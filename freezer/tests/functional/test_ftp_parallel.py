@@ -13,7 +13,7 @@ import testtools
 from benchmarks import wan
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth
+from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, soon, write
 
@@ -323,6 +323,47 @@ class TestRestoreHint(testtools.TestCase):
         self.assertRaises(StorageError, storage.listdir, "level")
 
 
+class TestSibling(testtools.TestCase):
+    """A one-connection session for work beside the caller's: on an idle extra connection when there is one."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+
+    def check(self, server) -> None:
+        storage = storage_on(self, self.useFixture(server), connections=3)
+        storage.put_stream("level/data", chunks_of(os.urandom(DATA)))  # the pool now holds logged-in workers
+        idle = len(storage._pool.workers)
+        twin = storage.sibling()
+        self.addCleanup(twin.close)
+        self.assertEqual((idle - 1, 1), (len(storage._pool.workers), twin._connections()))
+        logins = []
+        self.patch(ftp_storage, "open_session", lambda *a, **k: logins.append(a))
+        twin.put_bytes("level/index", b"beside")
+        storage.put_bytes("level/engine_metadata", b"main")  # both sessions at once, each on its own connection
+        self.assertEqual((b"beside", b"main", []), (twin.get_bytes("level/index"),
+                                                     storage.get_bytes("level/engine_metadata"), logins))
+
+    def test_pyftpdlib(self):
+        self.check(servers.PyFtpd(self.tmp))
+
+    def test_vsftpd_ftps(self):
+        self.check(servers.Vsftpd(self.tmp, True))
+
+    def test_on_a_lan_under_auto_none(self):
+        storage = storage_on(self, self.useFixture(servers.PyFtpd(self.tmp)), connections=0)
+        storage.put_bytes("x", b"1")
+        self.assertIsNone(storage.sibling())
+
+    def test_without_an_idle_connection_its_own_login(self):
+        storage = storage_on(self, self.useFixture(servers.PyFtpd(self.tmp)), connections=3)
+        twin = storage.sibling()  # no transfer yet: no worker to lend
+        self.addCleanup(twin.close)
+        twin.put_bytes("x", b"1")
+        self.assertEqual(b"1", storage.get_bytes("x"))
+
+
 class TestWorkerLogin(testtools.TestCase):
     """An extra connection sends TYPE I with its login's last write: a round trip fewer than the first."""
 
@@ -454,6 +495,9 @@ class TestAgentOverSeveralConnections(AgentTestCase):
                  if "data" in names + files and "engine_metadata" in files]
         self.assertEqual(1, len(datas), datas)
         self.assertEqual(segmented, os.path.isdir(datas[0]), "segments only where the server refuses offset writes")
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(datas[0]))), index.NAME), "rb") as f:
+            entries = index.decode(f.read())  # written beside the metadata, on an extra connection
+        self.assertEqual([(0, True)], [(ref.level, s.data_size > 70 << 20) for ref, s in entries.items()])
         target = os.path.join(self.tmp, "restored")
         self.restore(target)
         self.assertSameTree(describe_tree(self.source), target)

@@ -1,0 +1,53 @@
+"""Small storage work run in a thread beside the caller's, on a sibling handle of the storage.
+
+A backup records its level in the index while it writes its metadata: on a long link that hides the
+index's round trips. Without a sibling, or when the work fails there, it is done in the caller's
+thread when finished, as it would have been without this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+from freezer.storage.base import Storage
+
+LOG = logging.getLogger(__name__)
+
+
+class Beside:
+    """``work`` on a sibling of ``storage`` in a thread; ``fallback`` in the caller's thread at ``finish``
+    when there is no sibling or the work failed there."""
+
+    def __init__(self, storage: Storage, work: Callable[[Storage], None], fallback: Callable[[], None]):
+        self.work, self.fallback = work, fallback
+        self.failure: Exception | None = None
+        self.sibling = storage.sibling()
+        self.thread: threading.Thread | None = None
+        if self.sibling is not None:
+            self.thread = threading.Thread(target=self._run, name="beside", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.work(self.sibling)
+        except Exception as exc:  # noqa: BLE001 (any failure: the caller's thread does the work again)
+            self.failure = exc
+        finally:
+            with contextlib.suppress(Exception):
+                self.sibling.close()
+
+    def finish(self) -> None:
+        """Wait for the work; do it here if it had no sibling or failed there."""
+        self.abandon()
+        if self.thread is None or self.failure is not None:
+            if self.failure is not None:
+                LOG.info("work beside the backup failed (%s): done again on the main connection", self.failure)
+            self.fallback()
+
+    def abandon(self) -> None:
+        """Wait for the work, whatever came of it (the caller failed and is cleaning up)."""
+        if self.thread is not None:
+            self.thread.join()
