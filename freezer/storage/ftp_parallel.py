@@ -70,6 +70,7 @@ class Pool:
         self.settings = settings
         self.workers: list[Worker] = []
         self.limit = MAX_CONNECTIONS  # lowered when the server refuses a connection
+        self.lent = 0  # connections given away (``lend``): they count against what a transfer takes
         self._warming: threading.Thread | None = None
 
     def warm(self, wanted: int) -> None:
@@ -99,7 +100,7 @@ class Pool:
         return self._grow(wanted)
 
     def _grow(self, wanted: int) -> list[Worker]:
-        wanted = min(wanted, self.limit)
+        wanted = max(min(wanted, self.limit) - self.lent, 0)
         new = [Worker(self.settings) for _ in range(wanted - len(self.workers))]
         errors = _connect_all(new)
         self.workers += [worker for worker, error in zip(new, errors, strict=True) if error is None]
@@ -111,13 +112,14 @@ class Pool:
         return self.workers[:wanted]
 
     def lend(self) -> ftplib.FTP | None:
-        """A logged-in connection with nothing pending, given away for good (between transfers: the
-        pool logs another in when a transfer wants it); None if there is none."""
+        """A logged-in connection with nothing pending, given away for good (between transfers); the
+        transfers that follow take one connection fewer, so none waits for a login. None if none is idle."""
         self._wait_warm()
         for worker in self.workers:
             if worker.ftp is not None and worker.unchecked is None:
                 self.workers.remove(worker)
                 ftp, worker.ftp = worker.ftp, None
+                self.lent += 1
                 return ftp
         return None
 

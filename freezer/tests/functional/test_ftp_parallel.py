@@ -339,7 +339,8 @@ class TestSibling(testtools.TestCase):
         self.addCleanup(twin.close)
         self.assertEqual((idle - 1, 1), (len(storage._pool.workers), twin._connections()))
         logins = []
-        self.patch(ftp_storage, "open_session", lambda *a, **k: logins.append(a))
+        for module in (ftp_storage, ftp_parallel):  # no login: the twin has its connection, the pool enough
+            self.patch(module, "open_session", lambda *a, **k: logins.append(a))
         twin.put_bytes("level/index", b"beside")
         storage.put_bytes("level/engine_metadata", b"main")  # both sessions at once, each on its own connection
         self.assertEqual((b"beside", b"main", []), (twin.get_bytes("level/index"),
