@@ -18,7 +18,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from freezer.errors import NotFound, StorageError
 from freezer.storage import chunking
@@ -31,6 +31,7 @@ from freezer.storage.ftp_listing import MAX_LISTING_BYTES, DirectoryListings
 from freezer.storage.ftp_parallel import Pool, connections_for
 from freezer.storage.ftp_segments import SegmentedReads
 from freezer.storage.ftp_session import (
+    busy_reply,
     open_session,
     rename,
     say_goodbye,
@@ -173,9 +174,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 pause = min(pause * 2, 15.0)
 
     def _put_plain(self, target: str, chunks: Iterable[bytes], temp: str) -> int:
-        """One STOR to ``temp``, checked and renamed to ``target``."""
-        self._makedirs(posixpath.dirname(target))
-        return self._commit(target, temp, lambda: self._store(temp, chunks), checked=True)
+        """One STOR to ``temp`` (the directories it needs made in the same write), checked and renamed
+        to ``target``."""
+        missing = self._unknown_part(posixpath.dirname(target))
+        return self._commit(target, temp, lambda: self._store(temp, chunks, missing), checked=True)
 
     def _commit(self, target: str, temp: str, write: Callable[[], int], checked: bool = False) -> int:
         """``write`` the data to ``temp``, check its size (unless ``write`` did: ``checked``) and rename it
@@ -219,15 +221,24 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             self._binary_mode = True
         return ftp
 
-    def _store(self, remote: str, chunks: Iterable[bytes]) -> int:
-        """STOR ``chunks`` and check the size stored (SIZE sent as the data ends: no round trip of its
-        own); a small upload in memory is sent without waiting for the server's 150 (plain FTP)."""
+    def _store(self, remote: str, chunks: Iterable[bytes], make: Sequence[str] = ()) -> int:
+        """STOR ``chunks``, after MKD of each of ``make`` in the same write, and check the size stored
+        (SIZE sent as the data ends: no round trip of its own); a small upload in memory is sent
+        without waiting for the server's 150 (plain FTP)."""
         ftp = self._binary()
         early = (not self.settings.tls and ftp.passiveserver and isinstance(chunks, list)
                  and sum(map(len, chunks)) <= EARLY_BYTES)
-        conn = start_transfer(ftp, f"STOR {remote}", mark=not early)
-        written = send_upload(ftp, conn, chunks, SOCKET_BUFFER)
-        self._check_stored(remote, written, stored_size(ftp, remote, written, marked=not early))
+        made: list[str] = []
+        try:
+            conn = start_transfer(ftp, f"STOR {remote}", mark=not early, first=[f"MKD {d}" for d in make],
+                                  replies=made)
+            written = send_upload(ftp, conn, chunks, SOCKET_BUFFER)
+            stored = stored_size(ftp, remote, written, marked=not early)
+        except ftplib.error_perm as exc:
+            raise busy_reply(made) or exc  # a directory not made for now: the upload is worth a retry
+        for directory in make:
+            self._know_dir(directory)
+        self._check_stored(remote, written, stored)
         return written
 
     def _rename(self, source: str, target: str) -> None:

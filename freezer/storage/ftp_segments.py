@@ -121,7 +121,7 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, o
     unchecked = worker.unchecked
     replies: list[str] = []
     conn = start_transfer(ftp, f"STOR {name}", rest=offset or None,
-                          first=f"SIZE {unchecked[0]}" if unchecked else None, replies=replies)
+                          first=[f"SIZE {unchecked[0]}"] if unchecked else [], replies=replies)
     if on_open:
         on_open()
     try:

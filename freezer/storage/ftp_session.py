@@ -11,7 +11,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from freezer.errors import AuthError, TLSError
@@ -105,26 +105,26 @@ def _protect_data(ftp: ftplib.FTP_TLS, then: list[str]) -> tuple[list[str], floa
     return [ftp.voidresp() for _ in then], round_trip
 
 
-def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: str | None = None,
+def start_transfer(ftp: ftplib.FTP, cmd: str, rest: int | None = None, first: Sequence[str] = (),
                    replies: list[str] | None = None, mark: bool = True) -> socket.socket:
     """The data connection of ``cmd`` (RETR/STOR path), its PASV/EPSV, REST and command sent at once.
 
-    ``first``, a command sent ahead of them, has its reply appended to ``replies``, unjudged.
+    ``first``, commands sent ahead of them, have their replies appended to ``replies``, unjudged.
     ``mark=False`` returns the bare connection before the server's 1xx reply, which the caller
     reads with ``read_mark`` once its data is sent (then ``protected`` for TLS). Active mode falls
     back to ftplib's one command per round trip. After a failure the control connection may hold
     unread replies: the caller drops it.
     """
     if not ftp.passiveserver:
-        if first:
-            ftp.putcmd(first)
+        for command in first:
+            ftp.putcmd(command)
             replies.append(ftp.getmultiline())
         return ftp.transfercmd(cmd, rest)
     epsv = ftp.af == socket.AF_INET6
     lines = ["EPSV" if epsv else "PASV"] + ([f"REST {rest}"] if rest else []) + [cmd]
-    send_together(ftp, ([first] if first else []) + lines)
+    send_together(ftp, [*first, *lines])
     if first:
-        replies.append(ftp.getmultiline())
+        replies.extend(ftp.getmultiline() for _ in first)
     try:
         reply = ftp.getresp()
     except ftplib.Error:
@@ -273,6 +273,12 @@ def stored_size(ftp: ftplib.FTP, remote: str, written: int, marked: bool) -> int
         send_together(ftp, [f"SIZE {remote}"])
         size = _size_in(ftp.getmultiline())
     return size
+
+
+def busy_reply(replies: list[str]) -> ftplib.error_temp | None:
+    """The first of ``replies`` that says "not now" (4xx), as ftplib's temporary error; else None."""
+    busy = next((reply for reply in replies if reply.startswith("4")), None)
+    return ftplib.error_temp(busy) if busy else None
 
 
 def _size_in(reply: str) -> int:

@@ -154,3 +154,31 @@ class TestStoredSize(testtools.TestCase):
         self.patch(storage, "_binary", lambda: client)
         error = self.assertRaises(StorageError, storage._store, "/c/x", [b"abc", b"def"])
         self.assertIn("stored 5 of the 6 bytes", str(error))
+
+
+class Refusing(FakeClient):
+    """Answers MKD with ``mkd_reply`` and refuses the STOR: no directory to store into."""
+
+    def __init__(self, mkd_reply: str):
+        super().__init__(FakeConn())
+        self.replies = [mkd_reply]
+
+    def putcmd(self, line):
+        pass
+
+    def transfercmd(self, cmd, rest=None):
+        raise ftplib.error_perm("553 no such directory")
+
+
+class TestDirectoriesMadeWithTheUpload(testtools.TestCase):
+    def store(self, client: FakeClient):
+        storage = ftp.FtpStorage(ftp.FtpSettings(host="127.0.0.1", port=21, username="u", password="p",
+                                                 container="c"))
+        self.patch(storage, "_binary", lambda: client)
+        return storage._store("/c/d/x", [b"abc"], ["/c/d"])
+
+    def test_a_directory_refused_for_now_makes_the_upload_worth_a_retry(self):
+        self.assertRaises(ftplib.error_temp, self.store, Refusing("421 busy"))
+
+    def test_a_directory_refused_for_good_fails_it(self):
+        self.assertRaises(ftplib.error_perm, self.store, Refusing("550 denied"))
