@@ -15,6 +15,7 @@ from collections.abc import Callable
 from freezer.storage.base import Storage
 
 LOG = logging.getLogger(__name__)
+ABANDON_WAIT = 5.0  # seconds a failed caller waits for the work beside it: a stalled server is not waited out
 
 
 class Beside:
@@ -41,13 +42,15 @@ class Beside:
 
     def finish(self) -> None:
         """Wait for the work; do it here if it had no sibling or failed there."""
-        self.abandon()
+        if self.thread is not None:
+            self.thread.join()
         if self.thread is None or self.failure is not None:
             if self.failure is not None:
                 LOG.info("work beside the backup failed (%s): done again on the main connection", self.failure)
             self.fallback()
 
     def abandon(self) -> None:
-        """Wait for the work, whatever came of it (the caller failed and is cleaning up)."""
+        """Wait a little for the work, whatever comes of it (the caller failed and is cleaning up); a
+        thread still running then is a daemon, and its entry shows no level (see ``add_to_index_beside``)."""
         if self.thread is not None:
-            self.thread.join()
+            self.thread.join(ABANDON_WAIT)
