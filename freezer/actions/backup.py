@@ -13,6 +13,7 @@ import time
 from freezer import __version__
 from freezer.actions import authenticity, consistency
 from freezer.actions.base import Job, ref_fields, require
+from freezer.actions.engine_upload import EngineMetadataUpload
 from freezer.actions.progress import BackupLine, LineCounter
 from freezer.common import config
 from freezer.engine import auth, hardlinks, incremental, tar
@@ -117,32 +118,31 @@ class BackupJob(Job):
                 self._parent_snapshot(backups, plan.parent, snapshot, secret)
                 since = incremental.prepare(snapshot, plan.parent.level,  # NewChain: not built on it
                                             backups.engine_metadata_path(plan.parent))
-            digest, warnings, counts = self._upload_data(backups.data_path(ref), self.read_from or source,
-                                                         snapshot, ref, plan.parent)
-            if plan.parent:
-                hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
-            metadata = self._metadata(ref, source, digest, plan.parent)
-            indexing = backups.add_to_index_beside(ref, level_metadata.from_document(metadata))
+            besides: list = []  # work beside this thread's, waited for (a little) if this one fails
             try:
-                self._commit(backups, plan, ref, snapshot, metadata, checksum, kdf)
+                digest, warnings, counts = self._upload_data(backups, ref, self.read_from or source, snapshot,
+                                                             plan.parent, besides)
+                if plan.parent:
+                    hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
+                metadata = self._metadata(ref, source, digest, plan.parent)
+                besides.append(backups.add_to_index_beside(ref, level_metadata.from_document(metadata)))
+                self._commit(backups, plan, ref, besides[0].finish(), metadata, checksum, kdf)
+                besides[1].finish()
             except BaseException:
-                indexing.abandon()
+                for work in besides:
+                    work.abandon()
                 raise
-        indexing.finish()
         return digest, warnings, metadata, counts
 
-    def _commit(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, snapshot: str, metadata: dict,
+    def _commit(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, engine_sha256: str, metadata: dict,
                 checksum: str | None, kdf: auth.Kdf) -> None:
-        """Upload the engine metadata, then ``metadata`` (signed, with a MAC), which makes the backup exist."""
-        incremental.forget_devices(snapshot)  # stored so, it says this level holds no rename
-        engine_digest = Digest()
-        self.storage.put_stream(backups.engine_metadata_path(ref), engine_digest.tap(file_chunks(snapshot)))
+        """Write ``metadata`` (signed, with a MAC, over the engine metadata stored), which makes the backup exist."""
         if checksum:
             metadata["consistency_checksum"] = checksum
         if secret := self.mac_secret:
             record = level_metadata.from_document(metadata)
             metadata["auth"] = authenticity.sign_level(secret, kdf, backups.prefix, ref, record, plan.parent,
-                                                       self.parent_record, engine_digest.hexdigest()).to_document()
+                                                       self.parent_record, engine_sha256).to_document()
         if self.before_commit:
             self.before_commit()
         backups.write_metadata(ref, metadata)
@@ -206,9 +206,10 @@ class BackupJob(Job):
                                "recorded (changed on the storage): make a new chain with --no-incremental, "
                                "or remove that chain with --action admin")
 
-    def _upload_data(self, path: str, source: str, snapshot: str, ref: BackupRef,
-                     parent: BackupRef | None) -> tuple[Digest, list[str], dict]:
-        """Stream tar's output to ``path``; return its digest, tar's warnings, and files and bytes read."""
+    def _upload_data(self, backups: BackupSet, ref: BackupRef, source: str, snapshot: str, parent: BackupRef | None,
+                     besides: list) -> tuple[Digest, list[str], dict]:
+        """Stream tar's output to the level's data; return its digest, tar's warnings, and files and bytes
+        read. The engine metadata goes up beside it once tar exits (appended to ``besides``)."""
         index = LineCounter(os.path.join(os.path.dirname(snapshot), "index"))
         options = tar.TarOptions(compression=self.conf.compression,
                                  encrypt_pass_file=self.conf.encrypt_pass_file,
@@ -216,6 +217,8 @@ class BackupJob(Job):
                                  dereference=self.conf.dereference_symlink or "", index_file=index.path,
                                  one_file_system=not self.conf.cross_mount_points)
         pipeline = tar.start_backup(source, snapshot, options)
+        engine = EngineMetadataUpload(self.storage, backups.engine_metadata_path(ref), snapshot, pipeline.procs[0])
+        besides.append(engine)
         digest = Digest()
         line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
         try:
@@ -225,8 +228,9 @@ class BackupJob(Job):
                 stored = tar.stored_chunks(pipeline, options)
                 stored = prefetch(stored) if options.encrypt_pass_file else stored
                 chunks = ahead(digest.tap(stored), self.storage.streams_in_caller)
-                self.storage.put_stream(path, chunks)
+                self.storage.put_stream(backups.data_path(ref), chunks)
         except BaseException:
+            engine.stop()
             pipeline.abort()
             raise
         warnings = pipeline.messages_of(0)

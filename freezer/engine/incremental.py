@@ -108,8 +108,18 @@ def forget_devices(path: str) -> int:
     return len(snapshot.directories)
 
 
-def _write_without_devices(path: str, snapshot: Snapshot) -> None:
+def stored_form(path: str) -> bytes:
+    """The snapshot file at ``path`` as a level stores it (every directory's device 0: no rename); the
+    file is left as it is."""
+    return _without_devices(read(path)).to_bytes()
+
+
+def _without_devices(snapshot: Snapshot) -> Snapshot:
     for directory in snapshot.directories:
         directory.device = NO_DEVICE
+    return snapshot
+
+
+def _write_without_devices(path: str, snapshot: Snapshot) -> None:
     with open(path, "wb") as handle:
-        handle.write(snapshot.to_bytes())
+        handle.write(_without_devices(snapshot).to_bytes())

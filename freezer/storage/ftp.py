@@ -77,6 +77,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._offset_writes: bool | None = None  # whether the server writes at offsets (ftp_writes.py)
         self._stat_lists = True  # until the server answers STAT <dir> with something else than a listing
         self._mlsd_known = True  # until the server says it has no MLSD (vsftpd: 500): then NLST at once
+        self._lender: Pool | None = None  # a sibling's: the session whose idle connections it may take
 
     def describe(self) -> str:
         s = self.settings
@@ -86,7 +87,8 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
 
     def _client(self) -> ftplib.FTP:
         if self._ftp is None:
-            self._ftp = self._connect()
+            lent = self._lender.lend() if self._lender is not None else None
+            self._ftp = lent or self._connect()  # a lent connection is logged in, in binary mode
             self._binary_mode, self._utf8_asked = True, False
         return self._ftp
 
@@ -142,6 +144,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
         """Over several connections once the data spans two segments (only then is the server probed
         for offset writes: a small upload never pays that, over a second on vsftpd); else one STOR."""
+        with self._pool.busy():
+            return self._put(path, chunks)
+
+    def _put(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
         self._sizes.pop(target, None)
         self._segments.pop(target, None)
@@ -259,6 +265,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             LOG.debug("could not remove partial upload %s", remote)
 
     def get_stream(self, path: str, offset: int = 0) -> Iterator[bytes]:
+        with self._pool.busy():
+            yield from self._get(path, offset)
+
+    def _get(self, path: str, offset: int) -> Iterator[bytes]:
         remote = self._abs(path)
         connections = self._connections()
         ranges = self._parallel_ranges(remote, offset, connections)
@@ -357,14 +367,13 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 self._pool.warm(self._connections())
 
     def sibling(self) -> FtpStorage | None:
-        """On a long link, a one-connection session on an idle extra connection of this one (else its
-        own login); on a LAN None: a round trip there costs less than a thread."""
+        """On a long link, a one-connection session beside this one: at its first command it takes an
+        idle extra connection of this one if there is one (no transfer running), else logs in itself.
+        On a LAN None: a round trip there costs less than a thread."""
         if self._connections() <= 1:
             return None
         twin = FtpStorage(dataclasses.replace(self.settings, connections=1))
-        if (ftp := self._pool.lend()) is not None:
-            twin._ftp, twin._root, twin._binary_mode = ftp, self._root, True  # logged in with TYPE I
-        twin._known_dirs = set(self._known_dirs)
+        twin._lender, twin._root, twin._known_dirs = self._pool, self._root, set(self._known_dirs)
         return twin
 
     def claim(self, path: str) -> bool:

@@ -6,6 +6,7 @@ transfer holds about ``ahead`` + 1 segment buffers whatever its length.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import logging
 import threading
@@ -72,6 +73,19 @@ class Pool:
         self.limit = MAX_CONNECTIONS  # lowered when the server refuses a connection
         self.lent = 0  # connections given away (``lend``): they count against what a transfer takes
         self._warming: threading.Thread | None = None
+        self._transfers = 0  # transfers running, whose workers are not to be lent
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """A transfer runs in the block: no worker is lent meanwhile (another thread may ask)."""
+        with self._lock:
+            self._transfers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._transfers -= 1
 
     def warm(self, wanted: int) -> None:
         """Start logging ``wanted`` workers in, in the background, while the transfer gets ready."""
@@ -112,15 +126,18 @@ class Pool:
         return self.workers[:wanted]
 
     def lend(self) -> ftplib.FTP | None:
-        """A logged-in connection with nothing pending, given away for good (between transfers); the
-        transfers that follow take one connection fewer, so none waits for a login. None if none is idle."""
-        self._wait_warm()
-        for worker in self.workers:
-            if worker.ftp is not None and worker.unchecked is None:
-                self.workers.remove(worker)
-                ftp, worker.ftp = worker.ftp, None
-                self.lent += 1
-                return ftp
+        """A logged-in connection with nothing pending, given away for good; the transfers that follow
+        take one connection fewer, so none waits for a login. None while a transfer runs or workers
+        log in, or if none is idle. Safe from any thread."""
+        with self._lock:
+            if self._transfers or self._warming is not None:
+                return None
+            for worker in self.workers:
+                if worker.ftp is not None and worker.unchecked is None:
+                    self.workers.remove(worker)
+                    ftp, worker.ftp = worker.ftp, None
+                    self.lent += 1
+                    return ftp
         return None
 
     def close(self) -> None:

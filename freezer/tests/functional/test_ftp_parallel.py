@@ -11,6 +11,7 @@ import fixtures
 import testtools
 
 from benchmarks import wan
+from freezer.engine import incremental
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index
@@ -337,7 +338,6 @@ class TestSibling(testtools.TestCase):
         idle = len(storage._pool.workers)
         twin = storage.sibling()
         self.addCleanup(twin.close)
-        self.assertEqual((idle - 1, 1), (len(storage._pool.workers), twin._connections()))
         logins = []
         for module in (ftp_storage, ftp_parallel):  # no login: the twin has its connection, the pool enough
             self.patch(module, "open_session", lambda *a, **k: logins.append(a))
@@ -345,6 +345,7 @@ class TestSibling(testtools.TestCase):
         storage.put_bytes("level/engine_metadata", b"main")  # both sessions at once, each on its own connection
         self.assertEqual((b"beside", b"main", []), (twin.get_bytes("level/index"),
                                                      storage.get_bytes("level/engine_metadata"), logins))
+        self.assertEqual((idle - 1, 1), (len(storage._pool.workers), twin._connections()))
 
     def test_pyftpdlib(self):
         self.check(servers.PyFtpd(self.tmp))
@@ -356,6 +357,19 @@ class TestSibling(testtools.TestCase):
         storage = storage_on(self, self.useFixture(servers.PyFtpd(self.tmp)), connections=0)
         storage.put_bytes("x", b"1")
         self.assertIsNone(storage.sibling())
+
+    def test_while_a_transfer_runs_no_worker_is_taken(self):
+        storage = storage_on(self, self.useFixture(servers.PyFtpd(self.tmp)), connections=3)
+        storage.put_stream("big", chunks_of(os.urandom(DATA)))
+        storage.size("big")  # so the read goes over several connections
+        reading = storage.get_stream("big")
+        first = next(reading)
+        idle = len(storage._pool.workers)
+        twin = storage.sibling()
+        self.addCleanup(twin.close)
+        twin.put_bytes("x", b"1")  # logged in itself: the workers are the transfer's
+        self.assertEqual(idle, len(storage._pool.workers))
+        self.assertEqual(DATA, len(first) + sum(map(len, reading)))
 
     def test_without_an_idle_connection_its_own_login(self):
         storage = storage_on(self, self.useFixture(servers.PyFtpd(self.tmp)), connections=3)
@@ -511,3 +525,21 @@ class TestAgentOverSeveralConnections(AgentTestCase):
 
     def test_vsftpd_without_upload_locks_gets_one_file_written_at_once(self):
         self.round_trip(servers.Vsftpd(self.tmp, lock_uploads=False), segmented=False)
+
+    def test_a_level_1_builds_on_engine_metadata_put_beside_the_data(self):
+        self.server = self.useFixture(servers.Vsftpd(self.tmp, lock_uploads=False))
+        write(f"{self.source}/big.bin", os.urandom(70 << 20))
+        os.makedirs(f"{self.source}/d")
+        write(f"{self.source}/d/old", "x")
+        self.backup("--compression", "none")
+        os.rename(f"{self.source}/d", f"{self.source}/e")
+        write(f"{self.source}/e/new", "y")
+        self.assertEqual(1, self.backup("--compression", "none")["level"])
+        stored = [os.path.join(d, "engine_metadata") for d, _, files in os.walk(self.server.root)
+                  if "engine_metadata" in files]
+        for path in stored:  # as a level stores it: no device, so no directory rename recorded
+            devices = {d.device for d in incremental.read(path).directories}
+            self.assertEqual({incremental.NO_DEVICE}, devices)
+        target = os.path.join(self.tmp, "restored")
+        self.restore(target)
+        self.assertSameTree(describe_tree(self.source), target)

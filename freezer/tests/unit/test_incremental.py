@@ -31,6 +31,14 @@ class TestSnapshotFile(testtools.TestCase):
         with open(path, "rb") as handle:
             self.assertEqual(SAMPLE.replace(b"\x0065024\x00", b"\x000\x00"), handle.read())
 
+    def test_the_stored_form_forgets_devices_and_leaves_the_file(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, "snapshot")
+        with open(path, "wb") as handle:
+            handle.write(SAMPLE)
+        self.assertEqual(SAMPLE.replace(b"\x0065024\x00", b"\x000\x00"), incremental.stored_form(path))
+        with open(path, "rb") as handle:
+            self.assertEqual(SAMPLE, handle.read())
+
     def test_no_directories(self):
         data = b"GNU tar-1.34-2\n1\x002\x00"
         self.assertEqual(data, incremental.parse(data).to_bytes())
