@@ -125,8 +125,7 @@ class BackupJob(Job):
                 if plan.parent:
                     hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
                 metadata = self._metadata(ref, source, digest, plan.parent)
-                besides.append(backups.add_to_index_beside(ref, level_metadata.from_document(metadata)))
-                self._commit(backups, plan, ref, besides[0].finish(), metadata, checksum, kdf)
+                self._commit(backups, plan, ref, besides[0].finish(), metadata, checksum, kdf, besides)
                 besides[1].finish()
             except BaseException:
                 for work in besides:
@@ -135,8 +134,9 @@ class BackupJob(Job):
         return digest, warnings, metadata, counts
 
     def _commit(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, engine_sha256: str, metadata: dict,
-                checksum: str | None, kdf: auth.Kdf) -> None:
-        """Write ``metadata`` (signed, with a MAC, over the engine metadata stored), which makes the backup exist."""
+                checksum: str | None, kdf: auth.Kdf, besides: list) -> None:
+        """Write ``metadata`` (signed, with a MAC, over the engine metadata stored), which makes the backup
+        exist; the index entry goes beside it (appended to ``besides``) once the slot is known free."""
         if checksum:
             metadata["consistency_checksum"] = checksum
         if secret := self.mac_secret:
@@ -145,7 +145,9 @@ class BackupJob(Job):
                                                        self.parent_record, engine_sha256).to_document()
         if self.before_commit:
             self.before_commit()
-        backups.write_metadata(ref, metadata)
+        backups.check_slot(ref)  # SlotTaken: neither the metadata nor the index entry is this backup's to write
+        besides.append(backups.add_to_index_beside(ref, level_metadata.from_document(metadata)))
+        backups.write_metadata(ref, metadata, checked=True)
 
     def _consistency_checksum(self, source: str) -> str | None:
         """``--consistency-check``: the checksum of the files about to be backed up."""
@@ -217,11 +219,12 @@ class BackupJob(Job):
                                  dereference=self.conf.dereference_symlink or "", index_file=index.path,
                                  one_file_system=not self.conf.cross_mount_points)
         pipeline = tar.start_backup(source, snapshot, options)
-        engine = EngineMetadataUpload(self.storage, backups.engine_metadata_path(ref), snapshot, pipeline.procs[0])
-        besides.append(engine)
         digest = Digest()
         line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
+        engine = None
         try:
+            engine = EngineMetadataUpload(self.storage, backups.engine_metadata_path(ref), snapshot, pipeline.procs[0])
+            besides.append(engine)
             with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
                 # One thread reads tar's pipe and hashes; the storage writes in this one (local: both here).
                 # Encryption, which holds the GIL, gets a thread of its own so the hash overlaps it.
@@ -230,7 +233,8 @@ class BackupJob(Job):
                 chunks = ahead(digest.tap(stored), self.storage.streams_in_caller)
                 self.storage.put_stream(backups.data_path(ref), chunks)
         except BaseException:
-            engine.stop()
+            if engine is not None:
+                engine.stop()
             pipeline.abort()
             raise
         warnings = pipeline.messages_of(0)

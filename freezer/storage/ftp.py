@@ -367,13 +367,15 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 self._pool.warm(self._connections())
 
     def sibling(self) -> FtpStorage | None:
-        """On a long link, a one-connection session beside this one: at its first command it takes an
-        idle extra connection of this one if there is one (no transfer running), else logs in itself.
-        On a LAN None: a round trip there costs less than a thread."""
+        """On a long link, a one-connection session beside this one, on an idle extra connection of this
+        one taken now or at its first command (none while a transfer runs), else its own login. On a
+        LAN None: a round trip there costs less than a thread."""
         if self._connections() <= 1:
             return None
         twin = FtpStorage(dataclasses.replace(self.settings, connections=1))
         twin._lender, twin._root, twin._known_dirs = self._pool, self._root, set(self._known_dirs)
+        if (lent := self._pool.lend()) is not None:
+            twin._ftp, twin._binary_mode = lent, True  # logged in with TYPE I
         return twin
 
     def claim(self, path: str) -> bool:

@@ -254,25 +254,46 @@ def send_upload(ftp: ftplib.FTP, conn: socket.socket, chunks: Iterable[bytes], b
 
 def stored_size(ftp: ftplib.FTP, remote: str, written: int, marked: bool) -> int:
     """The size the server holds of ``remote``, asked as an upload's data ends: SIZE goes out at once
-    and its reply is read with the transfer's last ones (``marked``: its 1xx was read), in the order
-    the server sends them. pyftpdlib answers commands while a transfer runs: a size that came before
-    the transfer's end and differs from ``written`` is asked again. A refusal is raised."""
+    and its reply is read with the transfer's last ones (``marked``: its 1xx was read).
+
+    The transfer's first reply comes first; then its end and SIZE's reply, in either order: pyftpdlib
+    and ProFTPD answer commands while a transfer runs (a size from before the end), pure-ftpd refuses
+    them then (500), ProFTPD may not see the file yet (550). SIZE is asked again after the end when
+    its early answer was a refusal or differs from ``written``. The transfer's refusal is raised.
+    """
     send_together(ftp, [f"SIZE {remote}"])
-    size, ended, sized_early = None, False, False
-    while not ended or size is None:
-        reply = ftp.getmultiline()
-        if reply.startswith("213") and size is None:
-            size, sized_early = _size_in(reply), not ended
-        elif reply[:1] == "1" and not marked and not ended:
-            marked = True
-        elif reply[:1] == "2" and not ended:
-            ended = True
-        else:
-            raise _refusal(reply)
-    if sized_early and size != written:
-        send_together(ftp, [f"SIZE {remote}"])
-        size = _size_in(ftp.getmultiline())
-    return size
+    if not marked:
+        first = ftp.getmultiline()  # the STOR's: its mark, its end at once, or its refusal
+        if first[:1] == "2":
+            return _size_in(ftp.getmultiline())
+        if first[:1] != "1":
+            raise _refusal(first)  # SIZE's reply is left unread: the caller drops the session
+    one, other = ftp.getmultiline(), ftp.getmultiline()
+    if one.startswith("213"):  # before the end: the server may not have written everything yet
+        _ended(other)
+        return _size_in(one) if _size_in(one) == written else _asked_again(ftp, remote)
+    if other.startswith("213") or one[:1] == "2":  # the end first, then SIZE's answer, which stands
+        _ended(one)
+        return _size_in(other)
+    if other[:1] == "2":  # SIZE refused while the transfer ran, then its end
+        return _asked_again(ftp, remote)
+    raise _refusal(other if _unknown_command(one) else one)  # the transfer failed (and SIZE)
+
+
+def _ended(reply: str) -> None:
+    """A transfer's last reply: 2xx, else its refusal raised."""
+    if reply[:1] != "2" or reply.startswith("213"):
+        raise _refusal(reply)
+
+
+def _asked_again(ftp: ftplib.FTP, remote: str) -> int:
+    send_together(ftp, [f"SIZE {remote}"])
+    return _size_in(ftp.getmultiline())
+
+
+def _unknown_command(reply: str) -> bool:
+    """A refusal of the command itself (500-502): what a server may say to SIZE during a transfer."""
+    return reply[:3] in ("500", "501", "502")
 
 
 def busy_reply(replies: list[str]) -> ftplib.error_temp | None:

@@ -173,13 +173,19 @@ class BackupSet:
                     break
         return bytes(data)
 
-    def write_metadata(self, ref: BackupRef, metadata: dict) -> None:
-        """Write ``metadata`` last: this is what makes the backup exist. Never over another backup's."""
-        if "metadata" in self.storage.listdir(f"metadata/{self.engine}/{self.prefix}/{ref.relpath}"):
-            raise SlotTaken(f"{self.metadata_path(ref)} already exists: another backup took this slot, "
-                               "so this one is not recorded (are two agents writing this --backup-name?)")
+    def write_metadata(self, ref: BackupRef, metadata: dict, checked: bool = False) -> None:
+        """Write ``metadata`` last: this is what makes the backup exist. Never over another backup's
+        (``checked``: the caller made sure with ``check_slot`` just before)."""
+        if not checked:
+            self.check_slot(ref)
         body = json.dumps(metadata, sort_keys=True).encode("utf-8")
         self.storage.put_bytes(self.metadata_path(ref), body)
+
+    def check_slot(self, ref: BackupRef) -> None:
+        """SlotTaken if ``ref``'s metadata already exists: another backup's."""
+        if "metadata" in self.storage.listdir(f"metadata/{self.engine}/{self.prefix}/{ref.relpath}"):
+            raise SlotTaken(f"{self.metadata_path(ref)} already exists: another backup took this slot, "
+                            "so this one is not recorded (are two agents writing this --backup-name?)")
 
     def summaries(self, refs: list[BackupRef]) -> dict[BackupRef, index.Summary | metadata.BadMetadata]:
         """What info shows of each of ``refs`` (complete levels): from the index, else from each ``metadata``.
@@ -207,11 +213,12 @@ class BackupSet:
         """``add_to_index`` in a thread on a sibling of the storage while the caller goes on; ``finish()``
         it once the level's metadata is written. An entry whose level has no metadata (the backup
         failed meanwhile) is never shown: info and admin go by the levels listed."""
-        return Beside(self.storage, lambda sibling: self._on(sibling)._add_to_index(ref, record),
+        return Beside(self.storage, lambda sibling: self._on(sibling)._add_to_index(ref, record, strict=True),
                       lambda: self.add_to_index(ref, record))
 
-    def _add_to_index(self, ref: BackupRef, record: metadata.Metadata) -> None:
-        self._write_index({**self._read_index(None), ref: index.Summary.of(record)})
+    def _add_to_index(self, ref: BackupRef, record: metadata.Metadata, strict: bool = False) -> None:
+        """``strict``: an index that cannot be read (not a missing one) fails this, not the index."""
+        self._write_index({**self._read_index(None, strict), ref: index.Summary.of(record)})
 
     def _on(self, storage: Storage) -> BackupSet:
         """The same backups, reached through ``storage``."""
@@ -233,15 +240,16 @@ class BackupSet:
     def _index_path(self) -> str:
         return f"data/{self.engine}/{self.prefix}/{index.NAME}"
 
-    def _read_index(self, refs: list[BackupRef] | None) -> dict[BackupRef, index.Summary]:
-        """The index's entries (of ``refs`` only, if given); {} when it is absent or cannot be read."""
+    def _read_index(self, refs: list[BackupRef] | None, strict: bool = False) -> dict[BackupRef, index.Summary]:
+        """The index's entries (of ``refs`` only, if given); {} when it is absent or cannot be read
+        (``strict``: when it is absent; a failed read is raised)."""
         try:
             return index.decode(self._read_small(self._index_path(), index.MAX_BYTES), refs)
         except NotFound:
             return {}
         except StorageError as exc:
-            if isinstance(exc, ConnectError):
-                raise  # the storage is gone: every read after this one would fail too
+            if strict or isinstance(exc, ConnectError):
+                raise  # the storage is gone, or the caller tries again elsewhere
             LOG.info("cannot read the index %s (%s): reading each level's metadata", self._index_path(), exc)
             return {}
 

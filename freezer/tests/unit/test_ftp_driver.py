@@ -119,10 +119,28 @@ class TestStoredSize(testtools.TestCase):
         self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=True))
         self.assertEqual(["SIZE /c/x"], control.commands)
 
-    def test_before_the_mark_and_the_end_asked_again_when_it_differs(self):
-        control = Replies("213 0", "150 ok", "226 done", "213 6")  # pyftpdlib, data not yet read
+    def test_before_the_end_asked_again_when_it_differs(self):
+        control = Replies("150 ok", "213 0", "226 done", "213 6")  # pyftpdlib, data not yet read
         self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=False))
         self.assertEqual(["SIZE /c/x", "SIZE /c/x"], control.commands)
+
+    def test_refused_while_the_transfer_runs_asked_again_after_it(self):
+        for refusal in ("500 Unknown command", "550 No such file"):  # pure-ftpd; ProFTPD's hidden stores
+            control = Replies(refusal, "226 done", "213 6")
+            self.assertEqual(6, ftp_session.stored_size(control, "/c/x", 6, marked=True))
+            self.assertEqual(["SIZE /c/x", "SIZE /c/x"], control.commands)
+
+    def test_refused_after_the_end_fails_the_upload(self):
+        self.assertRaises(ftplib.error_perm, ftp_session.stored_size, Replies("226 done", "502 no SIZE"),
+                          "/c/x", 6, True)
+
+    def test_a_failed_transfer_is_raised_whatever_size_said(self):
+        for replies in (("500 Unknown command", "451 write failed"), ("451 write failed", "500 Unknown command")):
+            error = self.assertRaises(ftplib.error_temp, ftp_session.stored_size, Replies(*replies), "/c/x", 6, True)
+            self.assertIn("451", str(error))
+
+    def test_an_end_at_once_without_a_mark(self):
+        self.assertEqual(6, ftp_session.stored_size(Replies("226 done", "213 6"), "/c/x", 6, marked=False))
 
     def test_before_the_end_and_right_no_second_question(self):
         control = Replies("150 ok", "213 6", "226 done")
