@@ -44,8 +44,8 @@ class KnownDirectories:
         ftp = self._client()
         ftp_session.send_together(ftp, [f"MKD {directory}" for directory in directories])
         replies = [ftp.getmultiline() for _ in directories]
-        if busy := next((reply for reply in replies if reply.startswith("4")), None):
-            raise ftplib.error_temp(busy)
+        if busy := ftp_session.busy_reply(replies):
+            raise busy
         made = replies[-1].startswith("2")
         if not made and not self._is_dir(directories[-1]):
             refusal = next(reply for reply in replies if not reply.startswith("2"))

@@ -10,7 +10,6 @@ then ABOR once the range is in) and a directory segment by segment. See doc/sour
 """
 from __future__ import annotations
 
-import ftplib
 import logging
 import mmap
 import posixpath
@@ -24,7 +23,7 @@ from freezer.errors import StorageError
 from freezer.storage.ftp_client import FtpSettings
 from freezer.storage.ftp_errors import translate
 from freezer.storage.ftp_parallel import InOrder, Worker
-from freezer.storage.ftp_session import finish_download, finish_upload, start_transfer
+from freezer.storage.ftp_session import finish_download, finish_upload, refusal_of, start_transfer
 from freezer.storage.growth import Growth
 
 LOG = logging.getLogger("freezer.storage.ftp")
@@ -141,10 +140,8 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, o
 
 def _check_size(reply: str, name: str, size: int, exact: bool) -> None:
     """A SIZE reply against the bytes sent (``exact``) or the end they reach: a server that lost some fails."""
-    if reply[:1] == "4":
-        raise ftplib.error_temp(reply)
-    if reply[:1] == "5":
-        raise ftplib.error_perm(reply)
+    if error := refusal_of(reply):
+        raise error
     stored = int(reply[3:].strip()) if reply.startswith("213") else None
     if stored is not None and (stored != size if exact else stored < size):
         raise StorageError(f"the server stored {stored} of the {size} bytes sent to {name} (is its disk full?)")

@@ -179,10 +179,8 @@ def rename(ftp: ftplib.FTP, source: str, target: str) -> None:
     """RNFR and RNTO in one round trip; the first refusal raised once both replies are in."""
     send_together(ftp, [f"RNFR {source}", f"RNTO {target}"])
     for reply in [ftp.getmultiline(), ftp.getmultiline()]:
-        if reply[:1] == "4":
-            raise ftplib.error_temp(reply)
-        if reply[:1] == "5":
-            raise ftplib.error_perm(reply)
+        if error := refusal_of(reply):
+            raise error
 
 
 def say_goodbye(ftp: ftplib.FTP) -> None:
@@ -312,10 +310,15 @@ def _size_in(reply: str) -> int:
         raise ftplib.error_proto(reply) from None
 
 
+def refusal_of(reply: str) -> ftplib.Error | None:
+    """ftplib's error for a refusal: 4xx temporary, 5xx permanent; None for any other reply."""
+    kind = {"4": ftplib.error_temp, "5": ftplib.error_perm}.get(reply[:1])
+    return kind(reply) if kind else None
+
+
 def _refusal(reply: str) -> ftplib.Error:
-    """The ftplib error for an unexpected reply: 4xx temporary, 5xx permanent, else out of step."""
-    kind = {"4": ftplib.error_temp, "5": ftplib.error_perm}.get(reply[:1], ftplib.error_reply)
-    return kind(reply)
+    """The ftplib error for an unexpected reply: a refusal's, else out of step."""
+    return refusal_of(reply) or ftplib.error_reply(reply)
 
 
 def finish_upload(ftp: ftplib.FTP, conn: socket.socket) -> None:
