@@ -7,9 +7,11 @@ ratio to the raw transport ("x raw"), to the codec alone ("x codec"), to the slo
 pipeline cannot avoid ("x bound": transport, tar or codec alone), peak RSS, the CPU seconds of
 each run ("CPU s": user+sys of the process and all its children) and, for agent rows, the ratio
 to the floor ("x floor"): the larger of the bound and the CPU seconds of the stages the agent
-cannot avoid (tar alone, codec alone, raw transport, sha256 of the stored bytes) spread over
-every core. ``--wan`` adds ftp (pyftpdlib and/or vsftpd: ``--wan-storages``) and sftp rows over a delaying,
-rate-capped relay (benchmarks/wan.py), raw transport included. Before the agent runs, the freezer package is
+cannot avoid (tar alone, codec alone, raw transport with its loopback server's CPU, sha256 of the
+stored bytes) spread over every core. Before each timed run, memory is written and freed
+(benchmarks/prime.py) so that every run starts on the same recycled pages. ``--wan`` adds ftp
+(pyftpdlib and/or vsftpd: ``--wan-storages``) and sftp rows over a delaying, rate-capped relay
+(benchmarks/wan.py), raw transport included. Before the agent runs, the freezer package is
 byte-compiled (``python -m compileall``) so the agent starts as an installed one does, even in an
 editable install under PYTHONDONTWRITEBYTECODE=1.
 """
@@ -17,6 +19,7 @@ editable install under PYTHONDONTWRITEBYTECODE=1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import functools
 import hashlib
@@ -28,11 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import freezer
 from benchmarks import dataset, history, peers, prime, raw, wan
+from benchmarks.server_cpu import ServerCpu
 from freezer.testing.servers import PyFtpd, Vsftpd
 from freezer.testing.sshd import Sshd
 
@@ -105,10 +109,11 @@ def high_water_kib(pid: int) -> int:
 
 
 class Measured(NamedTuple):
-    """A measured action: best wall seconds, and the least CPU seconds, over its runs."""
+    """A measured action: best wall seconds, the least CPU seconds, and the least CPU of the server."""
 
     seconds: float
     cpu_s: float
+    server_cpu_s: float = 0.0
 
 
 class Bench:
@@ -122,6 +127,16 @@ class Bench:
         self.tar_create = self.tar_extract = Measured(0.0, 0.0)
         self.sha256_cpu_mib = sha256_cpu_per_mib()
         self.compressions: tuple[str, ...] = ()  # --compressions: only these, unencrypted (empty: every config)
+        self.server_pid: int | None = None  # the loopback server's process, whose CPU the runs share
+
+    @contextlib.contextmanager
+    def serving(self, server) -> Iterator[None]:
+        """Count ``server``'s CPU in the runs measured meanwhile: on loopback it takes the same cores."""
+        self.server_pid = server.proc.pid
+        try:
+            yield
+        finally:
+            self.server_pid = None
 
     def timed(self, action: Callable[[], object], repeat: int | None = None) -> Measured:
         """Best of ``repeat`` runs (the disk and CPU here are shared), and the least CPU of them.
@@ -129,18 +144,20 @@ class Bench:
         CPU is what the action reports as ``cpu_s`` (the agent's, from wait4), else user+sys of this
         process and of the children it waited for during the run.
         """
-        best = cpu = float("inf")
+        best = cpu = server_cpu = float("inf")
         for _ in range(repeat or self.repeat):
             self.cleanup_restores()
             prime.prime_memory(self.prime_mib())
             os.sync()  # earlier writes flushing to disk would slow this run
             used = cpu_seconds()
-            start = time.perf_counter()
-            outcome = action()
-            best = min(best, time.perf_counter() - start)
+            with ServerCpu(self.server_pid) as server:
+                start = time.perf_counter()
+                outcome = action()
+                best = min(best, time.perf_counter() - start)
             reported = getattr(outcome, "cpu_s", None)
             cpu = min(cpu, reported if reported is not None else cpu_seconds() - used)
-        return Measured(best, cpu)
+            server_cpu = min(server_cpu, server.seconds())
+        return Measured(best, cpu, server_cpu)
 
     def prime_mib(self) -> int:
         """How much memory to recycle before a run: twice the stream, within half of what is free."""
@@ -159,18 +176,20 @@ class Bench:
         return row
 
     def record(self, storage: str, op: str, what: str, measured: Measured, raw_s: float | None = None) -> dict:
-        """A row for a measured raw or tool run: its time and CPU."""
-        return self.add(storage, op, what, measured.seconds, raw_s, cpu_s=measured.cpu_s)
+        """A row for a measured raw or tool run: its time and CPU (and its server's, if it has one)."""
+        return self.add(storage, op, what, measured.seconds, raw_s, cpu_s=measured.cpu_s, **self.served(measured))
 
     def floor(self, bound_s: float, tar: Measured, codec: Measured | None, transport: Measured,
               stored_bytes: int) -> dict:
         """The floor of an agent run and its parts, as row fields.
 
         The floor is the larger of ``bound_s`` and the CPU seconds of the stages the agent cannot
-        avoid (tar, codecs, transport, sha256 of the stored bytes) spread over every core.
+        avoid (tar, codecs, the transport's client and loopback server, sha256 of the stored bytes)
+        spread over every core.
         """
         parts = {"tar_cpu_s": tar.cpu_s, "codec_cpu_s": codec.cpu_s if codec else 0.0,
-                 "transport_cpu_s": transport.cpu_s, "sha256_cpu_s": self.sha256_cpu_mib * stored_bytes / MIB}
+                 "transport_cpu_s": transport.cpu_s, "transport_server_cpu_s": transport.server_cpu_s,
+                 "sha256_cpu_s": self.sha256_cpu_mib * stored_bytes / MIB}
         floor = max(bound_s, sum(parts.values()) / (os.cpu_count() or 1))
         return {"floor_s": floor, **{key: round(value, 3) for key, value in parts.items()}}
 
@@ -199,16 +218,21 @@ class Bench:
             codec = self.codec_time(compression, pass_file if encrypt else None)
             decode = self.codec_time(compression, pass_file if encrypt else None, decode=True)
             repeat = None if name == "none" else 1
-            seconds, cpu, rss, stored = self.agent_best(repeat, *options, "--backup-name", name,
-                                                        "--path-to-backup", self.source, "--no-incremental", *args)
+            run, rss, stored = self.agent_best(repeat, *options, "--backup-name", name,
+                                               "--path-to-backup", self.source, "--no-incremental", *args)
             bound = max(raw_put.seconds, self.tar_create.seconds, codec.seconds if codec else 0.0)
-            self.add(storage, "backup", f"freezer {name}", seconds, raw_put.seconds, codec and codec.seconds, rss,
-                     bound, cpu, **self.floor(bound, self.tar_create, codec, raw_put, stored))
-            seconds, cpu, rss, _ = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
-                                                   "--restore-abs-path", self.restore_dir(), *args)
+            self.add(storage, "backup", f"freezer {name}", run.seconds, raw_put.seconds, codec and codec.seconds,
+                     rss, bound, run.cpu_s, **self.served(run), **self.floor(bound, self.tar_create, codec, raw_put,
+                                                                             stored))
+            run, rss, _ = self.agent_best(repeat, *options, "--action", "restore", "--backup-name", name,
+                                          "--restore-abs-path", self.restore_dir(), *args)
             bound = max(raw_get.seconds, self.tar_extract.seconds)
-            self.add(storage, "restore", f"freezer {name}", seconds, raw_get.seconds, None, rss, bound, cpu,
-                     **self.floor(bound, self.tar_extract, decode, raw_get, stored))
+            self.add(storage, "restore", f"freezer {name}", run.seconds, raw_get.seconds, None, rss, bound,
+                     run.cpu_s, **self.served(run), **self.floor(bound, self.tar_extract, decode, raw_get, stored))
+
+    def served(self, measured: Measured) -> dict:
+        """The run's server CPU as a row field, when a loopback server is counted."""
+        return {"server_cpu_s": round(measured.server_cpu_s, 3)} if self.server_pid else {}
 
     def codec_time(self, compression: str, pass_file: str | None, decode: bool = False) -> Measured | None:
         """The codecs alone on the stream, encoding or decoding (measured once per combination)."""
@@ -227,8 +251,8 @@ class Bench:
                                                                 pass_file), 1)
         return self.codecs[key]
 
-    def agent_best(self, repeat: int | None, *args: str) -> tuple[float, float, float, int]:
-        """Best time of the agent over ``repeat`` runs, its least CPU, peak RSS and bytes stored."""
+    def agent_best(self, repeat: int | None, *args: str) -> tuple[Measured, float, int]:
+        """The agent's best time and least CPU over ``repeat`` runs, its peak RSS and bytes stored."""
         runs: list[AgentRun] = []
 
         def once() -> AgentRun:
@@ -236,7 +260,7 @@ class Bench:
             return runs[-1]
 
         measured = self.timed(once, repeat)
-        return measured.seconds, measured.cpu_s, max(r.rss_mib for r in runs), runs[-1].result.get("size", 0)
+        return measured, max(r.rss_mib for r in runs), runs[-1].result.get("size", 0)
 
 
 def _ratio(reference: float | None, seconds: float) -> float | None:
@@ -268,11 +292,12 @@ def ftp_rows(bench: Bench, tls: bool, with_peers: bool) -> None:
     server.setUp()
     try:
         target = os.path.join(bench.work, "download.tar")
-        put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path, tls))
-        bench.record(kind, "backup", "ftplib storbinary (raw)", put)
-        get = bench.timed(lambda: raw.ftp_get(server, target, tls))
-        bench.record(kind, "restore", "ftplib retrbinary (raw)", get)
-        bench.freezer(kind, server.agent_options(), put, get)
+        with bench.serving(server):
+            put = bench.timed(lambda: raw.ftp_put(server, bench.tar_path, tls))
+            bench.record(kind, "backup", "ftplib storbinary (raw)", put)
+            get = bench.timed(lambda: raw.ftp_get(server, target, tls))
+            bench.record(kind, "restore", "ftplib retrbinary (raw)", get)
+            bench.freezer(kind, server.agent_options(), put, get)
         if with_peers and not tls:
             peer_rows(bench, kind, server)
     finally:
@@ -284,15 +309,17 @@ def sftp_rows(bench: Bench, with_peers: bool) -> None:
     server.setUp()
     try:
         target = os.path.join(bench.work, "download.tar")
-        put = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"put {bench.tar_path} {server.root}/raw.tar"))
-        bench.record("sftp", "backup", "OpenSSH sftp put (raw)", put)
-        get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"get {server.root}/raw.tar {target}"))
-        bench.record("sftp", "restore", "OpenSSH sftp get (raw)", get)
-        putfo = bench.timed(lambda: raw.paramiko_put(server, bench.tar_path))
-        bench.record("sftp", "backup", "paramiko putfo", putfo, put.seconds)
-        bench.record("sftp", "restore", "paramiko getfo", bench.timed(lambda: raw.paramiko_get(server, target)),
-                     get.seconds)
-        bench.freezer("sftp", server.agent_options(), put, get)
+        with bench.serving(server):
+            put = bench.timed(lambda: raw.openssh_sftp(server, bench.work,
+                                                       f"put {bench.tar_path} {server.root}/raw.tar"))
+            bench.record("sftp", "backup", "OpenSSH sftp put (raw)", put)
+            get = bench.timed(lambda: raw.openssh_sftp(server, bench.work, f"get {server.root}/raw.tar {target}"))
+            bench.record("sftp", "restore", "OpenSSH sftp get (raw)", get)
+            putfo = bench.timed(lambda: raw.paramiko_put(server, bench.tar_path))
+            bench.record("sftp", "backup", "paramiko putfo", putfo, put.seconds)
+            bench.record("sftp", "restore", "paramiko getfo", bench.timed(lambda: raw.paramiko_get(server, target)),
+                         get.seconds)
+            bench.freezer("sftp", server.agent_options(), put, get)
         if with_peers:
             peer_rows(bench, "sftp", server)
     finally:

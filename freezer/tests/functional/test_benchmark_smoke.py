@@ -1,9 +1,13 @@
 """The benchmark harness runs end to end on a few MiB (no timing is asserted)."""
 
+import subprocess
+import sys
+
 import fixtures
 import testtools
 
-from benchmarks import run, stages
+from benchmarks import prime, run, stages
+from benchmarks.server_cpu import ServerCpu
 
 
 class TestBenchmarkSmoke(testtools.TestCase):
@@ -16,6 +20,22 @@ class TestBenchmarkSmoke(testtools.TestCase):
         self.assertTrue(all(r["peak_rss_mib"] for r in rows if r["what"].startswith("freezer")))
         self.assertIn("x bound", run.table(rows))
         self.assertTrue(any(r["x_bound"] for r in rows if r["what"] == "freezer none"))
+        served = [r for r in rows if r["storage"] in ("ftps", "sftp")]
+        self.assertTrue(all(r["server_cpu_s"] >= 0 for r in served))
+        agent = [r for r in served if r["what"].startswith("freezer ")]
+        self.assertTrue(all("transport_server_cpu_s" in r for r in agent))
+
+    def test_server_cpu_counts_the_processes_below_the_server(self):
+        spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+        busy = f"{sys.executable} -c '{spin}'"
+        server = subprocess.Popen(["sh", "-c", f"{busy}; true"])
+        with ServerCpu(server.pid, interval=0.05) as cpu:
+            server.wait()
+        self.assertGreater(cpu.seconds(), 0.2)
+
+    def test_priming_writes_and_frees_memory(self):
+        prime.prime_memory(8)
+        self.assertGreater(prime.available_mib(), 0)
 
     def test_every_timed_row_has_its_cpu_and_agent_rows_their_floor(self):
         rows = run.measure(4, repeat=1, with_peers=False, storages=("local",))
