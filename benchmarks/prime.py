@@ -14,19 +14,21 @@ MIB = 1 << 20
 
 
 def prime_memory(mib: int) -> None:
-    """Write ``mib`` MiB of anonymous memory, then give it back."""
+    """Write ``mib`` MiB of anonymous memory, then give it back (nothing for 0)."""
+    if mib <= 0:
+        return
     block = b"\0" * MIB
     with mmap.mmap(-1, mib * MIB) as area:
         for offset in range(0, mib * MIB, MIB):
             area[offset:offset + MIB] = block
 
 
-def available_mib() -> int:
-    """MemAvailable from /proc/meminfo, in MiB (0 when it cannot be read)."""
+def free_mib() -> int:
+    """MemFree from /proc/meminfo, in MiB (0 when it cannot be read): memory taken from it evicts no cache."""
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
-                if line.startswith("MemAvailable:"):
+                if line.startswith("MemFree:"):
                     return int(line.split()[1]) // 1024
     except OSError:
         pass
