@@ -104,8 +104,8 @@ class Pool:
             pass  # take() meets the refusal again and raises it
 
     def _wait_warm(self) -> None:
-        if self._warming is not None:
-            self._warming.join()
+        if (warming := self._warming) is not None:  # read once: another thread may end it meanwhile
+            warming.join()
             self._warming = None
 
     def take(self, wanted: int) -> list[Worker]:
@@ -115,12 +115,15 @@ class Pool:
 
     def _grow(self, wanted: int) -> list[Worker]:
         wanted = max(min(wanted, self.limit) - self.lent, 0)
-        new = [Worker(self.settings) for _ in range(wanted - len(self.workers))]
+        had = len(self.workers)
+        new = [Worker(self.settings) for _ in range(wanted - had)]
         errors = _connect_all(new)
-        self.workers += [worker for worker, error in zip(new, errors, strict=True) if error is None]
+        connected = [worker for worker, error in zip(new, errors, strict=True) if error is None]
+        with self._lock:  # lend() may take one from another thread
+            self.workers += connected
         refused = [error for error in errors if error is not None]
         if refused:
-            self.limit = len(self.workers)
+            self.limit = had + len(connected)  # what the server took, whatever another thread did since
             LOG.info("%s took %d more connection(s), not %d (%s): going on with %d",
                      self.settings.where, len(new) - len(refused), len(new), refused[0], len(self.workers))
         return self.workers[:wanted]
@@ -149,10 +152,11 @@ class Pool:
     def _end_all(self, end: Callable[[Worker], None]) -> None:
         """Cancel every worker and ``end`` its connection (``quit`` politely, ``drop`` at once)."""
         self._wait_warm()
-        for worker in self.workers:
+        with self._lock:  # none is lent while, or after, it is ended
+            workers, self.workers = self.workers, []
+        for worker in workers:
             worker.cancelled = True
             end(worker)
-        self.workers = []
 
 
 def _connect_all(workers: list[Worker]) -> list[StorageError | None]:
