@@ -29,6 +29,7 @@ BIN = os.path.dirname(sys.executable)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SFTP_PATCH = os.path.join(REPO, "contrib", "freezer-api-sftp.patch")
 ADMIN_PASSWORD = "admin-Pw-1"
+START_ATTEMPTS = 3  # a server that exits before it listens is started again (spawn_listening)
 SCHEDULER_USER, SCHEDULER_PASSWORD, PROJECT = "scheduler", "scheduler-Pw-1", "backup"
 
 KEYSTONE_CONF = """[DEFAULT]
@@ -159,12 +160,8 @@ class OpenStack(fixtures.Fixture):
         return path
 
     def _spawn(self, name: str, argv: list[str], env: dict, port: int, timeout: float) -> None:
-        log = open(os.path.join(self.dir, f"{name}.out"), "wb")
-        self.addCleanup(log.close)
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        proc = spawn_listening(argv, env, port, timeout, os.path.join(self.dir, f"{name}.out"))
         self.addCleanup(_stop, proc)
-        wait_for_port(port, proc, timeout=timeout)
 
     def service_auth(self) -> dict[str, str]:
         """The scheduler's ``[service_auth]`` section (upstream's ``os_*`` key names)."""
@@ -216,6 +213,35 @@ class OpenStack(fixtures.Fixture):
         token, project = self.token_and_project()
         return requests.post(f"{api_url or self.api_url}/v2/{project}/{path}", headers={"X-Auth-Token": token},
                              data=json.dumps(doc), timeout=30)
+
+
+def spawn_listening(argv: list[str], env: dict, port: int, timeout: float, log_path: str) -> subprocess.Popen:
+    """Start a server, its output appended to ``log_path``, and wait until ``port`` listens.
+
+    A server that exits before it listens is started again, up to START_ATTEMPTS times; the error
+    then ends with its log. (freezer-api once exited at start-up in a suite on two workers, where
+    the other worker's connections take ports from the same range as ``free_port``.)
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+        try:
+            wait_for_port(port, proc, timeout=timeout)
+            return proc
+        except RuntimeError as exc:
+            exited = proc.poll() is not None
+            _stop(proc)
+            if not exited or attempt == START_ATTEMPTS:
+                raise RuntimeError(f"{exc} (attempt {attempt}); {log_path} ends: {_tail(log_path)}") from exc
+            time.sleep(1)
+    raise AssertionError("not reached")
+
+
+def _tail(path: str, size: int = 2000) -> str:
+    with open(path, "rb") as log:
+        log.seek(max(os.path.getsize(path) - size, 0))
+        return log.read().decode(errors="replace").strip()
 
 
 def _die_with_parent() -> None:
