@@ -12,6 +12,8 @@ import os
 import threading
 import time
 
+from freezer.testing.servers import process_tree
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -49,30 +51,8 @@ class ServerCpu:
 
     def _sample(self) -> None:
         began = time.thread_time()
-        for pid, used in _tree(self.pid).items():
+        for pid, fields in process_tree(self.pid).items():
+            used = (int(fields[11]) + int(fields[12])) / TICK
             self.seen[pid] = max(used, self.seen.get(pid, 0.0))
         self.own_cpu_s += time.thread_time() - began  # one thread at a time: before, in, or after _run
 
-
-def _tree(root: int) -> dict[int, float]:
-    """CPU seconds (user+sys) of ``root`` and of every process below it, by pid."""
-    parents, used = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry)] = int(fields[1])
-        used[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
-    below = {root}
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in below and pid not in below:
-                below.add(pid)
-                grew = True
-    return {pid: used[pid] for pid in below if pid in used}

@@ -147,7 +147,7 @@ class BackupJob(Job):
             self.before_commit()
         backups.check_slot(ref)  # SlotTaken: neither the metadata nor the index entry is this backup's to write
         besides.append(backups.add_to_index_beside(ref, level_metadata.from_document(metadata)))
-        backups.write_metadata(ref, metadata, checked=True)
+        backups.put_metadata(ref, metadata)
 
     def _consistency_checksum(self, source: str) -> str | None:
         """``--consistency-check``: the checksum of the files about to be backed up."""

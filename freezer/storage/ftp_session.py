@@ -269,7 +269,8 @@ def stored_size(ftp: ftplib.FTP, remote: str, written: int, marked: bool) -> int
     one, other = ftp.getmultiline(), ftp.getmultiline()
     if one.startswith("213"):  # before the end: the server may not have written everything yet
         _ended(other)
-        return _size_in(one) if _size_in(one) == written else _asked_again(ftp, remote)
+        early = _size_in(one)
+        return early if early == written else _asked_again(ftp, remote)
     if other.startswith("213") or one[:1] == "2":  # the end first, then SIZE's answer, which stands
         _ended(one)
         return _size_in(other)

@@ -173,11 +173,13 @@ class BackupSet:
                     break
         return bytes(data)
 
-    def write_metadata(self, ref: BackupRef, metadata: dict, checked: bool = False) -> None:
-        """Write ``metadata`` last: this is what makes the backup exist. Never over another backup's
-        (``checked``: the caller made sure with ``check_slot`` just before)."""
-        if not checked:
-            self.check_slot(ref)
+    def write_metadata(self, ref: BackupRef, metadata: dict) -> None:
+        """Write ``metadata`` last: this is what makes the backup exist. Never over another backup's."""
+        self.check_slot(ref)
+        self.put_metadata(ref, metadata)
+
+    def put_metadata(self, ref: BackupRef, metadata: dict) -> None:
+        """``write_metadata`` for a caller that made sure with ``check_slot`` just before."""
         body = json.dumps(metadata, sort_keys=True).encode("utf-8")
         self.storage.put_bytes(self.metadata_path(ref), body)
 

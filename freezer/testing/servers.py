@@ -45,17 +45,25 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15, host: 
     raise RuntimeError(f"server did not listen on port {port} within {timeout}s")
 
 
-def drop_sessions(master_pid: int) -> int:
-    """Kill every process a forking server (sshd, vsftpd) started per connection: the link drops."""
-    parents = {}
+def process_tree(root: int) -> dict[int, list[str]]:
+    """``root`` and every process below it, by pid: the fields of each one's /proc/<pid>/stat after its name
+    (field 1 is the parent, 11 and 12 the user and system ticks)."""
+    stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
-                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
-    doomed, frontier = set(), {master_pid}
+                stats[int(entry)] = stat.read().rsplit(")", 1)[1].split()
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    tree, frontier = {root}, {root}
     while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - doomed
-        doomed |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+        tree |= frontier
+    return {pid: stats[pid] for pid in tree if pid in stats}
+
+
+def drop_sessions(master_pid: int) -> int:
+    """Kill every process a forking server (sshd, vsftpd) started per connection: the link drops."""
+    doomed = set(process_tree(master_pid)) - {master_pid}
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
