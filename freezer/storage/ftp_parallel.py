@@ -202,19 +202,31 @@ class InOrder(Generic[J, R]):
         self.results: dict[int, R] = {}
         self.failure: BaseException | None = None
         self.stopped = False
+        self.started = False
 
-    def __iter__(self) -> Iterator[R]:
+    def start(self) -> None:
+        """Set the workers going, before the first result is asked for (iterating starts them too)."""
+        if self.started:
+            return
+        self.started = True
         threads = [threading.Thread(target=self._work, args=(w,), daemon=True) for w in self.workers]
         threads += [threading.Thread(target=self._join_when_free, args=late, daemon=True) for late in self.late]
         for thread in threads:
             thread.start()
+
+    def __iter__(self) -> Iterator[R]:
+        self.start()
         try:
             while (result := self._next()) is not _END:
                 yield result
         finally:
-            with self.cond:
-                self.stopped = True
-                self.cond.notify_all()
+            self.stop()
+
+    def stop(self) -> None:
+        """The consumer is gone: no worker takes another job."""
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
 
     def _next(self):
         with self.cond:

@@ -10,6 +10,7 @@ then ABOR once the range is in) and a directory segment by segment. See doc/sour
 """
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
 import posixpath
@@ -25,6 +26,7 @@ from freezer.storage.ftp_errors import translate
 from freezer.storage.ftp_parallel import InOrder, Worker
 from freezer.storage.ftp_session import finish_download, finish_upload, refusal_of, start_transfer
 from freezer.storage.growth import Growth
+from freezer.storage.read_ahead import ReadAhead
 
 LOG = logging.getLogger("freezer.storage.ftp")
 T = TypeVar("T")
@@ -32,6 +34,11 @@ SEGMENT_SIZE = 32 << 20  # bytes: moving one costs ~3 round trips, so 32 MiB kee
 SEGMENT_ATTEMPTS = 3  # tries of one segment, each on a fresh connection, before the transfer fails
 SOCKET_BUFFER = 4 << 20
 READ_SIZE = 1 << 20
+# Bytes of ranges a download may hold before handing them on: a range receives while it and those
+# before it hold less than READ_AHEAD, and all of them less than READ_AHEAD_CAP, however many
+# connections read (peak RSS: doc/source/ftp.rst).
+READ_AHEAD = 3 * SEGMENT_SIZE
+READ_AHEAD_CAP = 4 * SEGMENT_SIZE
 
 
 def segment_name(directory: str, offset: int) -> str:
@@ -173,22 +180,49 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
           growth: Growth | None = None) -> Iterator[bytes]:
     """The bytes of ``ranges`` (path, start, length or None for up to the end), read in parallel, in order.
 
-    Each range is kept as the chunks it arrived in: no copy of a segment is ever made.
+    The range next in line is handed on as it arrives; the ranges after it hold at most
+    READ_AHEAD_CAP (and a receive's worth each), whatever the number of connections. A range
+    cut short is read again from the byte it reached. No copy of a range is ever made.
     """
-    def run(worker: Worker, job: tuple[str, int, int | None]) -> list[bytes]:
-        remote, start, length = job
-        return attempts(worker, settings, f"download {remote}", lambda ftp: _fetch_one(ftp, remote, start, length))
+    ahead = ReadAhead(READ_AHEAD, READ_AHEAD_CAP)
 
-    for pieces in InOrder(iter(ranges), workers, run, ahead=len(workers), growth=growth):
-        yield from pieces
+    def run(worker: Worker, job: tuple[int, tuple[str, int, int | None]]) -> None:
+        part, (remote, start, length) = job
+
+        def one_attempt(ftp) -> None:
+            done = ahead.delivered(part)
+            if length is not None and done >= length:
+                return  # all in: what failed was the server's last reply
+            _fetch_one(ftp, remote, start + done, None if length is None else length - done,
+                       ahead.pacer(part), functools.partial(ahead.deliver, part))
+
+        try:
+            attempts(worker, settings, f"download {remote}", one_attempt)
+        except BaseException as exc:
+            ahead.fail(exc)
+            raise
+        ahead.end(part)
+
+    jobs = InOrder(enumerate(ranges), workers, run, ahead=len(workers), growth=growth)
+    jobs.start()  # the first range is handed on as it arrives, before InOrder has a result
+    ran = iter(jobs)
+    try:
+        for part in range(len(ranges)):
+            yield from ahead.taken(part)
+            next(ran)  # the part has run: its worker may take another
+    finally:
+        ahead.stop()
+        jobs.stop()
 
 
-def _fetch_one(ftp, remote: str, start: int, length: int | None) -> list[bytes]:
+def _fetch_one(ftp, remote: str, start: int, length: int | None, pace: Callable[[int], None],
+               deliver: Callable[[memoryview], None]) -> None:
+    """``length`` bytes of ``remote`` from ``start`` (None: to its end), ``deliver``ed block by block."""
     started = time.monotonic()
     conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        pieces, got = _read(conn, length)
+        got = _receive(conn, length, pace, deliver)
     except BaseException:
         conn.close()
         raise
@@ -198,15 +232,31 @@ def _fetch_one(ftp, remote: str, start: int, length: int | None) -> list[bytes]:
         raise StorageError(f"{remote} ended at {start + got}, before byte {start + length}")
     finish_download(ftp, conn, whole=length is None)
     LOG.debug("%s from %d: %d bytes down in %.2f s", remote, start, got, time.monotonic() - started)
-    return pieces
 
 
-def _read(conn: socket.socket, length: int | None) -> tuple[list[bytes], int]:
-    """The chunks of a data connection up to ``length`` bytes (None: to its end), and their total."""
-    if length is not None:
-        return _read_into_one(conn, length)
-    pieces = list(received_blocks(conn, READ_SIZE))
-    return pieces, sum(map(len, pieces))
+def _receive(conn: socket.socket, length: int | None, pace: Callable[[int], None],
+             deliver: Callable[[memoryview], None]) -> int:
+    """Up to ``length`` bytes of a data connection (None: to its end), ``pace``d; the bytes received.
+
+    Each READ_SIZE block is a mapping of its own (a chunk per ``recv`` fragments the heap), whose
+    pages become memory as data lands in them and go back as soon as the consumer lets go of it.
+    Only whole blocks (or the last) are delivered: a block cut short is received again.
+    """
+    got = 0
+    pace(0)
+    while length is None or got < length:
+        size = READ_SIZE if length is None else min(READ_SIZE, length - got)
+        block = memoryview(mmap.mmap(-1, size))
+        filled = 0
+        while filled < size and (count := conn.recv_into(block[filled:])):
+            filled += count
+            pace(count)
+        if filled == size or (filled and length is None):
+            deliver(block if filled == size else block[:filled])
+            got += filled
+        if filled < size:
+            break
+    return got
 
 
 def received_blocks(conn: socket.socket, block: int) -> Iterator[bytearray]:
@@ -223,16 +273,6 @@ def received_blocks(conn: socket.socket, block: int) -> Iterator[bytearray]:
             yield buffer
         if got < block:
             return
-
-
-def _read_into_one(conn: socket.socket, length: int) -> tuple[list[memoryview], int]:
-    """``length`` bytes received into one buffer (a mapping of its own, given back whole when the last
-    view goes, where a chunk per ``recv`` fragments the heap), handed out as views of READ_SIZE."""
-    buffer = memoryview(mmap.mmap(-1, length))  # pages become memory only as data lands in them
-    got = 0
-    while got < length and (count := conn.recv_into(buffer[got:], min(READ_SIZE, length - got))):
-        got += count
-    return [buffer[start:min(start + READ_SIZE, got)] for start in range(0, got, READ_SIZE)], got
 
 
 def attempts(worker: Worker, settings: FtpSettings, action: str, operation: Callable[..., T],

@@ -6,6 +6,7 @@ import ftplib
 import hashlib
 import os
 import socket
+import threading
 
 import fixtures
 import testtools
@@ -14,7 +15,7 @@ from benchmarks import wan
 from freezer.engine import incremental
 from freezer.errors import StorageError
 from freezer.storage import ftp as ftp_storage
-from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index
+from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index, read_ahead
 from freezer.testing import servers
 from freezer.tests.functional.base import AgentTestCase, describe_tree, soon, write
 
@@ -137,6 +138,48 @@ class ParallelStorageTests:
         self.assertIsNotNone(storage._parallel_ranges(storage._abs("level/data"), 3, 4))
         self.assertEqual(self.data[3:], b"".join(storage.get_stream("level/data", 3)))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_download_with_little_room_ahead_waits_and_still_reads_everything_in_order(self):
+        waited = []
+
+        class Recording(read_ahead.ReadAhead):
+            def _must_wait(self, part: int) -> bool:
+                must = super()._must_wait(part)
+                waited.append(must)
+                return must
+
+        self.patch(ftp_segments, "READ_AHEAD", 1)  # a part other than the next waits once it has a byte
+        self.patch(ftp_segments, "ReadAhead", Recording)
+        self.storage(connections=1).put_stream("level/data", self.chunks())
+        storage = self.storage()
+        self.assertEqual(DATA, storage.size("level/data"))  # known to be large: read in ranges
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertIn(True, waited)
+
+    def test_a_range_cut_short_is_read_again_from_the_byte_it_reached(self):
+        self.patch(ftp_segments, "READ_SIZE", 64 << 10)
+        self.patch(ftp_segments.time, "sleep", lambda seconds: None)
+        real_receive, real_fetch = ftp_segments._receive, ftp_segments._fetch_one
+        starts, cut = [], threading.Lock()
+
+        def cut_once(conn, length, pace, deliver):
+            if not cut.acquire(blocking=False):
+                return real_receive(conn, length, pace, deliver)
+            real_receive(conn, 64 << 10, pace, deliver)  # one block in, then the line drops
+            raise ConnectionResetError("cut")
+
+        def recorded(ftp, remote, start, length, pace, deliver):
+            starts.append(start)
+            return real_fetch(ftp, remote, start, length, pace, deliver)
+
+        self.patch(ftp_segments, "_receive", cut_once)
+        self.patch(ftp_segments, "_fetch_one", recorded)
+        self.storage(connections=1).put_stream("level/data", self.chunks())
+        storage = self.storage()
+        self.assertEqual(DATA, storage.size("level/data"))
+        with self.assertLogs("freezer.storage.ftp", "WARNING"):
+            self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+        self.assertEqual([64 << 10], [start % SEGMENT for start in starts if start % SEGMENT])  # the retry
 
     def test_a_small_stream_stays_one_plain_file(self):
         storage = self.storage()

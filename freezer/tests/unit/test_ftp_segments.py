@@ -67,23 +67,33 @@ class TestRanges(testtools.TestCase):
         self.assertEqual([b"b", b"c"], list(out))
 
 
-class TestReceivedBlocks(testtools.TestCase):
-    def received(self, sends: list[bytes], block: int) -> list[bytes]:
+class TestReceive(testtools.TestCase):
+    """A range of a parallel download: blocks of READ_SIZE, each a mapping of its own, paced."""
+
+    def received(self, sends: list[bytes], length: int | None) -> tuple[list[bytes], int, list[int]]:
+        self.patch(ftp_segments, "READ_SIZE", 4)
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
         with theirs:
             for data in sends:
                 theirs.sendall(data)
-        return [bytes(b) for b in ftp_segments.received_blocks(ours, block)]
+        paced: list[int] = []
+        blocks: list[bytes] = []
+        got = ftp_segments._receive(ours, length, paced.append, lambda b: blocks.append(bytes(b)))
+        return blocks, got, paced
 
-    def test_small_receives_are_gathered_into_whole_blocks_the_last_shorter(self):
-        self.assertEqual([b"abcd", b"efgh", b"ij"], self.received([b"ab", b"c", b"defghi", b"j"], 4))
+    def test_a_range_stops_at_its_length_in_whole_blocks(self):
+        blocks, got, paced = self.received([b"abcdefghij"], 9)
+        self.assertEqual(([b"abcd", b"efgh", b"i"], 9), (blocks, got))
+        self.assertEqual((0, 9), (paced[0], sum(paced)))
 
-    def test_an_exact_multiple_ends_without_an_empty_block(self):
-        self.assertEqual([b"abcd"], self.received([b"abcd"], 4))
+    def test_to_the_end_the_last_block_is_shorter(self):
+        blocks, got, paced = self.received([b"ab", b"cdefg"], None)
+        self.assertEqual(([b"abcd", b"efg"], 7), (blocks, got))
+        self.assertEqual(7, sum(paced))
 
-    def test_nothing_sent_is_no_block(self):
-        self.assertEqual([], self.received([], 4))
+    def test_a_range_cut_short_delivers_only_whole_blocks(self):
+        self.assertEqual(([b"abcd"], 4), self.received([b"abcdef"], 12)[:2])
 
 
 class FakeWorker:
