@@ -16,6 +16,8 @@ import collections
 import threading
 from collections.abc import Callable, Iterator
 
+from freezer.errors import StorageError
+
 
 class ReadAhead:
     """Blocks received per part, the bytes each part holds, and which part the consumer takes from."""
@@ -38,7 +40,7 @@ class ReadAhead:
 
     def pacer(self, part: int) -> Callable[[int], None]:
         """For one attempt at ``part``: call it with each receive's byte count (0 before the first);
-        it returns once the part may receive more."""
+        it returns once the part may receive more, and raises once the download is over."""
         with self._cond:  # a block an earlier attempt was filling is gone
             self._held[part] = sum(map(len, self._blocks[part]))
             self._cond.notify_all()
@@ -48,11 +50,15 @@ class ReadAhead:
                 self._held[part] = self._held.get(part, 0) + count
                 while self._must_wait(part):
                     self._cond.wait()
+                if self._over():
+                    raise StorageError("the transfer was abandoned")  # not worth a retry
         return pace
 
     def deliver(self, part: int, block: memoryview) -> None:
-        """A whole block of ``part`` (its bytes already paced), for the consumer."""
+        """A whole block of ``part`` (its bytes already paced), for the consumer; dropped once it is over."""
         with self._cond:
+            if self._over():
+                return
             self._blocks[part].append(block)
             self._delivered[part] = self._delivered.get(part, 0) + len(block)
             self._cond.notify_all()
@@ -102,8 +108,11 @@ class ReadAhead:
             table.pop(part, None)
         self._ended.discard(part)
 
+    def _over(self) -> bool:
+        return self._stopped or self._failure is not None
+
     def _must_wait(self, part: int) -> bool:
-        if self._stopped or self._failure is not None or part <= self._next:
+        if self._over() or part <= self._next:
             return False
         if sum(self._held.values()) >= self.cap:
             return True

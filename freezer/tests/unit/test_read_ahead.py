@@ -4,6 +4,7 @@ import threading
 
 import testtools
 
+from freezer.errors import StorageError
 from freezer.storage.read_ahead import ReadAhead
 
 WAIT = 0.2  # seconds a part that must wait is given to prove it does
@@ -64,23 +65,41 @@ class TestBudget(testtools.TestCase):
     def test_a_new_attempt_lets_go_of_the_block_the_last_was_filling(self):
         ahead = ReadAhead(10, 100)
         ahead.pacer(0)(1)
-        thread, back = started(ahead.pacer(1), 12)
+        thread, back = started(ahead.pacer(1), 9)  # 10 held up to part 1: it waits
         self.assertFalse(back.wait(WAIT))
-        ahead.pacer(0)  # part 0 starts again: its 1 byte is gone, part 1 holds 12 alone
-        self.assertFalse(back.wait(WAIT))
-        ahead.stop()
+        ahead.pacer(0)  # part 0 starts again: its byte is gone, 9 held up to part 1
         self.assertTrue(back.wait(5))
         thread.join()
 
-    def test_stopping_releases_every_waiting_part(self):
+    def test_stopping_ends_every_waiting_part(self):
         ahead = ReadAhead(1, 1)
         ahead.pacer(0)(1)
-        waiting = [started(ahead.pacer(n), 1) for n in (1, 2)]
-        self.assertFalse(any(back.wait(WAIT) for _, back in waiting))
+        ended = []
+        waiting = [threading.Thread(target=lambda n=n: ended.append(self.paced_over(ahead, n))) for n in (1, 2)]
+        for thread in waiting:
+            thread.start()
+        for thread in waiting:
+            thread.join(WAIT)
+        self.assertEqual([], ended)
         ahead.stop()
-        for thread, back in waiting:
-            self.assertTrue(back.wait(5))
-            thread.join()
+        for thread in waiting:
+            thread.join(5)
+        self.assertEqual(["abandoned", "abandoned"], ended)
+
+    def test_once_over_blocks_are_dropped(self):
+        ahead = ReadAhead(10, 10)
+        ahead.stop()
+        ahead.deliver(0, block(b"ab"))
+        self.assertEqual(0, ahead.delivered(0))
+
+    @staticmethod
+    def paced_over(ahead: ReadAhead, part: int) -> str:
+        """Pace ``part`` once; "abandoned" if that raised because the download is over."""
+        try:
+            ahead.pacer(part)(1)
+        except StorageError as exc:
+            return "abandoned" if "abandoned" in str(exc) else str(exc)
+        return "went on"
 
 
 class TestHandingOut(testtools.TestCase):
@@ -104,11 +123,15 @@ class TestHandingOut(testtools.TestCase):
         threading.Timer(WAIT, ahead.fail, args=(OSError("cut"),)).start()
         self.assertRaises(OSError, list, ahead.taken(0))
 
-    def test_a_failure_releases_a_waiting_part(self):
+    def test_a_failure_ends_a_waiting_part(self):
         ahead = ReadAhead(1, 1)
         ahead.pacer(0)(1)
-        thread, back = started(ahead.pacer(1), 1)
-        self.assertFalse(back.wait(WAIT))
+        pace = ahead.pacer(1)
+        raised = []
+        thread = threading.Thread(target=lambda: raised.append(self.assertRaises(StorageError, pace, 1)))
+        thread.start()
+        thread.join(WAIT)
+        self.assertTrue(thread.is_alive())  # waiting
         ahead.fail(OSError("cut"))
-        self.assertTrue(back.wait(5))
-        thread.join()
+        thread.join(5)
+        self.assertEqual(1, len(raised))
