@@ -218,7 +218,6 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
 def _fetch_one(ftp, remote: str, start: int, length: int | None, pace: Callable[[int], None],
                deliver: Callable[[memoryview], None]) -> None:
     """``length`` bytes of ``remote`` from ``start`` (None: to its end), ``deliver``ed block by block."""
-    pace(0)  # a range with no room yet waits before its transfer starts, not with it open
     started = time.monotonic()
     conn = start_transfer(ftp, f"RETR {remote}", rest=start or None)
     try:
@@ -244,6 +243,7 @@ def _receive(conn: socket.socket, length: int | None, pace: Callable[[int], None
     Only whole blocks (or the last) are delivered: a block cut short is received again.
     """
     got = 0
+    pace(0)  # with its RETR sent: the first bytes wait in the socket buffer, ready once there is room
     while length is None or got < length:
         size = READ_SIZE if length is None else min(READ_SIZE, length - got)
         block = memoryview(mmap.mmap(-1, size))
