@@ -26,7 +26,7 @@ from freezer.storage.ftp_errors import translate
 from freezer.storage.ftp_parallel import InOrder, Worker
 from freezer.storage.ftp_session import finish_download, finish_upload, refusal_of, start_transfer
 from freezer.storage.growth import Growth
-from freezer.storage.read_ahead import ReadAhead
+from freezer.storage.read_ahead import Abandoned, ReadAhead
 
 LOG = logging.getLogger("freezer.storage.ftp")
 T = TypeVar("T")
@@ -198,6 +198,8 @@ def fetch(workers: list[Worker], ranges: list[tuple[str, int, int | None]], sett
 
         try:
             attempts(worker, settings, f"download {remote}", one_attempt)
+        except Abandoned:
+            return  # the consumer raises the failure that ended the download, not this
         except BaseException as exc:
             ahead.fail(exc)
             raise

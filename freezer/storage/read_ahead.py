@@ -19,6 +19,10 @@ from collections.abc import Callable, Iterator
 from freezer.errors import StorageError
 
 
+class Abandoned(StorageError):
+    """The download is over (done, failed or given up): a worker still receiving stops, not retried."""
+
+
 class ReadAhead:
     """Blocks received per part, the bytes each part holds, and which part the consumer takes from."""
 
@@ -51,7 +55,7 @@ class ReadAhead:
                 while self._must_wait(part):
                     self._cond.wait()
                 if self._over():
-                    raise StorageError("the transfer was abandoned")  # not worth a retry
+                    raise Abandoned("the transfer was abandoned")
         return pace
 
     def deliver(self, part: int, block: memoryview) -> None:
