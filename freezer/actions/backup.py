@@ -30,7 +30,7 @@ from freezer.storage.chains import (
     plan_level,
     settings_change,
 )
-from freezer.storage.layout import BackupSet, SlotTaken
+from freezer.storage.layout import BackupSet, IndexEntry, SlotTaken
 from freezer.storage.metadata import BadMetadata, Metadata
 
 LOG = logging.getLogger(__name__)
@@ -54,6 +54,8 @@ class BackupJob(Job):
         source = os.path.abspath(os.path.expanduser(self.conf.path_to_backup))
         if not os.path.exists(source):
             raise FreezerError(f"--path-to-backup {source} does not exist")
+        if not self.conf.dry_run:
+            self.storage.expect_writes()  # on a long link the extra connections log in while the chain is listed
         backups = self.backups()
         newest = backups.newest_chain()  # the next level builds on it; older chains are not listed
         existing = list(newest.backups) if newest else []
@@ -125,7 +127,7 @@ class BackupJob(Job):
                 if plan.parent:
                     hardlinks.check(self.read_from or source, snapshot, since)  # SplitLink: not kept
                 metadata = self._metadata(ref, source, digest, plan.parent)
-                self._commit(backups, plan, ref, besides[0].finish(), metadata, checksum, kdf, besides)
+                self._commit(backups, plan, ref, besides[0].finish(), metadata, checksum, kdf, besides[1])
                 besides[1].finish()
             except BaseException:
                 for work in besides:
@@ -134,9 +136,9 @@ class BackupJob(Job):
         return digest, warnings, metadata, counts
 
     def _commit(self, backups: BackupSet, plan: LevelPlan, ref: BackupRef, engine_sha256: str, metadata: dict,
-                checksum: str | None, kdf: auth.Kdf, besides: list) -> None:
+                checksum: str | None, kdf: auth.Kdf, entry: IndexEntry) -> None:
         """Write ``metadata`` (signed, with a MAC, over the engine metadata stored), which makes the backup
-        exist; the index entry goes beside it (appended to ``besides``) once the slot is known free."""
+        exist; its index ``entry`` is written beside it once the slot is known free."""
         if checksum:
             metadata["consistency_checksum"] = checksum
         if secret := self.mac_secret:
@@ -146,7 +148,7 @@ class BackupJob(Job):
         if self.before_commit:
             self.before_commit()
         backups.check_slot(ref)  # SlotTaken: neither the metadata nor the index entry is this backup's to write
-        besides.append(backups.add_to_index_beside(ref, level_metadata.from_document(metadata)))
+        entry.add(level_metadata.from_document(metadata))
         backups.put_metadata(ref, metadata)
 
     def _consistency_checksum(self, source: str) -> str | None:
@@ -211,7 +213,8 @@ class BackupJob(Job):
     def _upload_data(self, backups: BackupSet, ref: BackupRef, source: str, snapshot: str, parent: BackupRef | None,
                      besides: list) -> tuple[Digest, list[str], dict]:
         """Stream tar's output to the level's data; return its digest, tar's warnings, and files and bytes
-        read. The engine metadata goes up beside it once tar exits (appended to ``besides``)."""
+        read. Once tar exits, the engine metadata goes up beside it and the index is read for the level's
+        entry (both appended to ``besides``)."""
         index = LineCounter(os.path.join(os.path.dirname(snapshot), "index"))
         options = tar.TarOptions(compression=self.conf.compression,
                                  encrypt_pass_file=self.conf.encrypt_pass_file,
@@ -225,6 +228,7 @@ class BackupJob(Job):
         try:
             engine = EngineMetadataUpload(self.storage, backups.engine_metadata_path(ref), snapshot, pipeline.procs[0])
             besides.append(engine)
+            besides.append(backups.index_entry_beside(ref, before=pipeline.procs[0].wait))
             with self.progress.showing(line.render), line.estimating(source, parent, self.progress.enabled):
                 # One thread reads tar's pipe and hashes; the storage writes in this one (local: both here).
                 # Encryption, which holds the GIL, gets a thread of its own so the hash overlaps it.

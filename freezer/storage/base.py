@@ -145,6 +145,10 @@ class Storage(abc.ABC):
     def expect_reads(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
         """A restore reads data next: a driver may open what its transfers will need meanwhile (a hint)."""
 
+    def expect_writes(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
+        """A backup is about to list its chain and write data: a driver may connect now and open what its
+        transfers will need meanwhile (a hint; a failure to connect is raised as the listing's would be)."""
+
     def sibling(self) -> Storage | None:
         """Another handle on the same storage, for small work in a thread beside this one's (its own
         connection, closed by the caller); None when the driver has no cheap one or nothing to gain."""

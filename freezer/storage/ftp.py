@@ -154,14 +154,15 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         connections = self._connections()
         temp = temporary_name(target)  # the probe's file, if it makes one, is the upload's
         if connections > 1:
-            # Workers first (logged in since the claim): a server that takes no more gets a plain
-            # upload of a stream not yet read, which the retry wrapper can still replay.
-            if workers := self._pool.take(connections):
-                pieces = chunking.groups(chunks, segments.SEGMENT_SIZE)
-                head = list(itertools.islice(pieces, 2))
-                if len(head) > 1:
-                    return self._put_parallel(target, temp, segments.handed_over(head, pieces), workers)
+            # The first two segments are read while the workers (asked for by the backup's hint or
+            # its claim) still log in: on a long link tar's start then costs no round trip.
+            pieces = chunking.groups(chunks, segments.SEGMENT_SIZE)
+            head = list(itertools.islice(pieces, 2))
+            if len(head) < 2:
                 return self._put_held(target, temp, [chunk for group in head for chunk in group])
+            if workers := self._pool.take(connections):
+                return self._put_parallel(target, temp, segments.handed_over(head, pieces), workers)
+            chunks = (chunk for part in segments.handed_over(head, pieces) for chunk in part)
         return self._put_plain(target, chunks, temp)
 
     def _put_held(self, target: str, temp: str, chunks: list[bytes]) -> int:
@@ -363,8 +364,16 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def expect_reads(self) -> None:
         """On a long link the extra connections log in while the restore reads its metadata."""
         with contextlib.suppress(StorageError):  # a hint: the next operation meets the failure again
-            if self._connections() > 1:
-                self._pool.warm(self._connections())
+            self._warm()
+
+    def expect_writes(self) -> None:
+        """On a long link the extra connections log in while the backup lists its chain and claims a slot.
+        The first connection is made here: its failure is the backup's first, retried as any."""
+        self._warm()
+
+    def _warm(self) -> None:
+        if self._connections() > 1:
+            self._pool.warm(self._connections())
 
     def sibling(self) -> FtpStorage | None:
         """On a long link, a one-connection session beside this one, on an idle extra connection of this

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 
 from freezer.errors import ConnectError, FreezerError, NotFound, StorageError
@@ -35,6 +36,32 @@ _LEVEL_DIR = re.compile(rf"({_NUMBER})_({_NUMBER})")
 
 class SlotTaken(FreezerError):
     """A backup's metadata is already there: another backup owns the slot."""
+
+
+class IndexEntry:
+    """A level's index entry written beside its backup (``BackupSet.index_entry_beside``)."""
+
+    def __init__(self) -> None:
+        self.record: metadata.Metadata | None = None
+        self.beside: Beside | None = None
+        self._given = threading.Event()
+
+    def add(self, record: metadata.Metadata) -> None:
+        """The level's record, once its slot is known free: the entry is written."""
+        self.record = record
+        self._given.set()
+
+    def given(self) -> metadata.Metadata | None:
+        """Wait for ``add`` (the record) or ``abandon`` (None)."""
+        self._given.wait()
+        return self.record
+
+    def finish(self) -> None:
+        self.beside.finish()
+
+    def abandon(self) -> None:
+        self._given.set()
+        self.beside.abandon()
 
 
 class BackupSet:
@@ -211,16 +238,28 @@ class BackupSet:
             LOG.warning("could not update the index %s (info reads each level instead): %s",
                         self._index_path(), exc)
 
-    def add_to_index_beside(self, ref: BackupRef, record: metadata.Metadata) -> Beside:
-        """``add_to_index`` in a thread on a sibling of the storage while the caller goes on; ``finish()``
-        it once the level's metadata is written. An entry whose level has no metadata (the backup
-        failed meanwhile) is never shown: info and admin go by the levels listed."""
-        return Beside(self.storage, lambda sibling: self._on(sibling)._add_to_index(ref, record, strict=True),
-                      lambda: self.add_to_index(ref, record))
+    def index_entry_beside(self, ref: BackupRef, before: Callable[[], object]) -> IndexEntry:
+        """``ref``'s index entry, on a sibling of the storage while the caller goes on: the index is read
+        once ``before()`` returns, and written with the entry once ``IndexEntry.add`` gives the level's
+        record; without a sibling, ``add_to_index`` at ``finish``. An entry whose level has no metadata
+        (the backup failed meanwhile) is never shown: info and admin go by the levels listed."""
+        entry = IndexEntry()
 
-    def _add_to_index(self, ref: BackupRef, record: metadata.Metadata, strict: bool = False) -> None:
-        """``strict``: an index that cannot be read (not a missing one) fails this, not the index."""
-        self._write_index({**self._read_index(None, strict), ref: index.Summary.of(record)})
+        def work(sibling: Storage) -> None:
+            there = self._on(sibling)
+            entries = there._read_index(None, strict=True)  # unreadable (not missing): done again here
+            if (record := entry.given()) is not None:
+                there._write_index({**entries, ref: index.Summary.of(record)})
+
+        def fallback() -> None:
+            if entry.record is not None:
+                self.add_to_index(ref, entry.record)
+
+        entry.beside = Beside(self.storage, work, fallback, before=before)
+        return entry
+
+    def _add_to_index(self, ref: BackupRef, record: metadata.Metadata) -> None:
+        self._write_index({**self._read_index(None), ref: index.Summary.of(record)})
 
     def _on(self, storage: Storage) -> BackupSet:
         """The same backups, reached through ``storage``."""

@@ -146,6 +146,10 @@ class MultiStorage(Storage):
     def expect_reads(self) -> None:
         self.storages[0].expect_reads()  # reads go to the first copy first
 
+    def expect_writes(self) -> None:
+        for storage in self.storages:
+            storage.expect_writes()
+
     def claim(self, path: str) -> bool:
         """Claim ``path`` on every storage; when one has it taken, give back the others and say taken."""
         taken = []

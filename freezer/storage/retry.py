@@ -133,6 +133,9 @@ class Retrying(Storage):
     def expect_reads(self) -> None:
         self.inner.expect_reads()
 
+    def expect_writes(self) -> None:
+        self._retry(f"connect to {self.describe()}", self.inner.expect_writes)
+
     def sibling(self) -> Storage | None:
         """The bare driver's sibling: its work falls back to this storage, and its retries, on a failure."""
         return self.inner.sibling()

@@ -106,6 +106,9 @@ class Throttled(Storage):
     def expect_reads(self) -> None:
         self.inner.expect_reads()
 
+    def expect_writes(self) -> None:
+        self.inner.expect_writes()
+
     def sibling(self) -> Storage | None:
         """None under a limit (a limited transfer gets no company); else the driver's own."""
         return None if self.upload or self.download else self.inner.sibling()

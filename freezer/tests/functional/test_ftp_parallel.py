@@ -337,8 +337,9 @@ class TestOpening(testtools.TestCase):
         self.assertEqual([], storage.listdir("level"))
 
 
-class TestRestoreHint(testtools.TestCase):
-    """``expect_reads``: a restore's hint that data follows; on a long link the extra connections log in."""
+class TestTransferHints(testtools.TestCase):
+    """``expect_reads`` and ``expect_writes``: a restore's or a backup's hint that data follows; on a long link
+    the extra connections log in."""
 
     def setUp(self):
         super().setUp()
@@ -352,10 +353,18 @@ class TestRestoreHint(testtools.TestCase):
         self.assertTrue(storage._pool.warming())
         self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.take(ftp_parallel.WAN_CONNECTIONS)))
 
+    def test_before_a_backup_too(self):
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)
+        storage = storage_on(self, self.server, 0)
+        storage.expect_writes()
+        self.assertTrue(storage._pool.warming())
+        self.assertEqual(ftp_parallel.WAN_CONNECTIONS, len(storage._pool.take(ftp_parallel.WAN_CONNECTIONS)))
+
     def test_on_a_lan_or_with_one_connection_nothing_happens(self):
         for connections in (0, 1):
             storage = storage_on(self, self.server, connections)
             storage.expect_reads()
+            storage.expect_writes()
             self.assertFalse(storage._pool.warming())
 
     def test_a_server_out_of_reach_is_left_to_the_next_operation(self):
@@ -463,6 +472,33 @@ class TestParallelFaults(testtools.TestCase):
         # The main connection and at most one more (pyftpdlib may count a burst of refused ones too).
         self.assertLessEqual(storage._pool.limit, 1)
         self.assertEqual(DATA, storage.size("level/data"))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_without_workers_the_segments_read_while_asking_go_first_over_one_connection(self):
+        storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=4)
+        self.patch(ftp_parallel.Pool, "take", lambda pool, wanted: [])  # as when the server takes no more
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_the_first_two_segments_are_read_while_the_workers_log_in(self):
+        server = self.useFixture(servers.PyFtpd(self.tmp))
+        storage = self.storage(server, connections=3)
+        read, at_take = [0], []
+        real_take = ftp_parallel.Pool.take
+
+        def take(pool, wanted):
+            at_take.append(read[0])
+            return real_take(pool, wanted)
+
+        self.patch(ftp_parallel.Pool, "take", take)
+
+        def counted(chunks):
+            for chunk in chunks:
+                read[0] += len(chunk)
+                yield chunk
+
+        self.assertEqual(DATA, storage.put_stream("level/data", counted(chunks_of(self.data))))
+        self.assertGreaterEqual(at_take[0], 2 * SEGMENT)
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_a_cut_segment_is_fetched_again_on_a_fresh_connection(self):

@@ -1,0 +1,79 @@
+"""A backup or a restore tells its storage that data moves next, before the round trips that precede it."""
+
+import os
+
+import fixtures
+import testtools
+
+from freezer.actions.backup import BackupJob
+from freezer.actions.restore import RestoreJob
+from freezer.common import config
+from freezer.storage.local import LocalStorage
+from freezer.storage.multiple import MultiStorage
+from freezer.storage.retry import Retrying
+from freezer.storage.throttle import Throttled
+from freezer.tests.functional.base import write
+
+
+class Hinted(LocalStorage):
+    """A local storage that records the hints it gets and the listings it is asked for, in order."""
+
+    def __init__(self, root: str, calls: list[str]):
+        super().__init__(root)
+        self.calls = calls
+
+    def expect_writes(self) -> None:
+        self.calls.append("expect_writes")
+
+    def expect_reads(self) -> None:
+        self.calls.append("expect_reads")
+
+    def listdir(self, path: str) -> list[str]:
+        self.calls.append("list")
+        return super().listdir(path)
+
+    def listdirs(self, paths):
+        self.calls.append("list")
+        return super().listdirs(paths)
+
+
+class TestActionsHint(testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.tmp = self.useFixture(fixtures.TempDir()).path
+        self.source, self.store = os.path.join(self.tmp, "source"), os.path.join(self.tmp, "store")
+        write(os.path.join(self.source, "f"), "x")
+        self.calls: list[str] = []
+
+    def job(self, cls, *options: str):
+        conf = config.build(["--storage", "local", "--container", self.store, "--backup-name", "b",
+                             "--path-to-backup", self.source, "--compression", "none", *options])
+        return cls(conf, Hinted(self.store, self.calls))
+
+    def test_a_backup_says_so_before_it_lists_its_chain(self):
+        self.job(BackupJob, "--action", "backup").run()
+        self.assertEqual(["expect_writes", "list"], self.calls[:2])
+        self.assertNotIn("expect_reads", self.calls)
+
+    def test_a_dry_run_does_not(self):
+        self.job(BackupJob, "--action", "backup", "--dry-run").run()
+        self.assertNotIn("expect_writes", self.calls)
+
+    def test_a_restore_says_so_once_it_knows_what_to_read(self):
+        self.job(BackupJob, "--action", "backup").run()
+        self.calls.clear()
+        self.job(RestoreJob, "--action", "restore", "--restore-abs-path", os.path.join(self.tmp, "r")).run()
+        self.assertGreater(self.calls.index("expect_reads"), self.calls.index("list"))  # the plan first
+        self.assertNotIn("expect_writes", self.calls)
+
+
+class TestHintsReachTheDrivers(testtools.TestCase):
+    def test_through_retries_and_limits_and_to_every_copy(self):
+        calls: list[str] = []
+        root = self.useFixture(fixtures.TempDir()).path
+        first, second = Hinted(root, calls), Hinted(root, calls)
+        MultiStorage([Retrying(Throttled(first, 1000, None)), second]).expect_writes()
+        self.assertEqual(["expect_writes", "expect_writes"], calls)
+        calls.clear()
+        MultiStorage([Retrying(Throttled(first, 1000, None)), second]).expect_reads()
+        self.assertEqual(["expect_reads"], calls)  # reads go to the first copy first
