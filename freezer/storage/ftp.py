@@ -203,11 +203,12 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._client()
         return connections_for(self.settings.connections, self._round_trip)
 
-    def _growth(self) -> Growth | None:
-        """Under auto, a transfer over several connections takes more while they make it faster."""
+    def _growth(self, segment: int) -> Growth | None:
+        """Under auto, a transfer over several connections (of ``segment`` bytes each) takes more while
+        they make it faster."""
         if self.settings.connections:
             return None
-        return Growth(self._pool.take, self._round_trip, segments.SEGMENT_SIZE)
+        return Growth(self._pool.take, self._round_trip, segment)
 
     def _check_stored(self, remote: str, written: int, stored: int | None = None) -> None:
         """The server holds every byte sent (asked now unless ``stored`` is known): a server that loses
@@ -286,7 +287,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
                 yield from self._get_plain(name, start)
             return
         try:
-            yield from segments.fetch(workers, ranges, self.settings, self._growth())
+            yield from segments.fetch(workers, ranges, self.settings, self._growth(segments.RANGE_SIZE))
         except GeneratorExit:
             self._pool.drop()  # their transfers still run
             raise
@@ -357,7 +358,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         if result is None:
             raise StorageError(f"{self.settings.where} did not report the size of {remote}")
         self._sizes[remote] = result
-        if self._connections() > 1 and (result >= 2 * segments.SEGMENT_SIZE or self._segments.get(remote)):
+        if self._connections() > 1 and (result >= 2 * segments.RANGE_SIZE or self._segments.get(remote)):
             self._pool.warm(self._connections())  # a restore reads it next
         return result
 

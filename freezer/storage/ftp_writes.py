@@ -94,7 +94,7 @@ class ParallelWrites:
     settings: FtpSettings
     _offset_writes: OffsetWrites | None  # the probe's answer, kept for the session
     _round_trip: float
-    _growth: Callable[[], Growth | None]
+    _growth: Callable[[int], Growth | None]
 
     def _put_parallel(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """In place where the server allows it; else one connection (auto) or a segment directory (N).
@@ -158,7 +158,7 @@ class ParallelWrites:
         """The session's first parallel upload under auto: its own first segments probe the server (ftp_opening.py)."""
         def write() -> int:
             verdict, written = upload_opening(workers, temp, iter(pieces), self.settings, self._patience(),
-                                              self._growth)
+                                              lambda: self._growth(segments.SEGMENT_SIZE))
             if verdict is None:
                 LOG.info("%s gave no answer on offset writes: this upload went over one connection",
                          self.settings.where)
@@ -179,7 +179,7 @@ class ParallelWrites:
 
     def _put_in_place(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:
         """Every segment written at its offset in the one temporary file, then the usual rename."""
-        growth = self._growth()
+        growth = self._growth(segments.SEGMENT_SIZE)
         return self._commit(target, temp, lambda: segments.store_in_place(workers, temp, pieces, self.settings, growth))
 
     def _put_segments(self, target: str, temp: str, pieces: Iterable[list[bytes]], workers: list[Worker]) -> int:

@@ -13,7 +13,7 @@ import testtools
 
 from benchmarks import wan
 from freezer.engine import incremental
-from freezer.errors import StorageError
+from freezer.errors import NoSpace, StorageError
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index, read_ahead
 from freezer.testing import servers
@@ -35,6 +35,12 @@ def storage_on(test: testtools.TestCase, server, connections: int, port: int | N
     return storage
 
 
+def small_segments(test: testtools.TestCase) -> None:
+    """Uploads in SEGMENT-byte segments and downloads in SEGMENT-byte ranges, so a few MiB make many."""
+    test.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+    test.patch(ftp_segments, "RANGE_SIZE", SEGMENT)
+
+
 def chunks_of(data: bytes):
     return (data[i:i + 65536] for i in range(0, len(data), 65536))
 
@@ -53,7 +59,7 @@ class ParallelStorageTests:
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
         self.server = self.useFixture(self.make_server(self.tmp))
-        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        small_segments(self)
         self.data = os.urandom(DATA)
 
     def storage(self, connections: int = 4) -> ftp_storage.FtpStorage:
@@ -247,7 +253,7 @@ class TestOpening(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        small_segments(self)
         self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)  # loopback counts as a long link: auto picks 4
         self.data = os.urandom(DATA)
 
@@ -382,7 +388,7 @@ class TestSibling(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        small_segments(self)
 
     def check(self, server) -> None:
         storage = storage_on(self, self.useFixture(server), connections=3)
@@ -459,7 +465,7 @@ class TestParallelFaults(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        small_segments(self)
         self.data = os.urandom(DATA)
 
     def storage(self, server, connections: int = 4) -> ftp_storage.FtpStorage:
@@ -501,6 +507,32 @@ class TestParallelFaults(testtools.TestCase):
         self.assertGreaterEqual(at_take[0], 2 * SEGMENT)
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
+    def test_a_segment_sends_its_first_bytes_before_the_servers_150(self):
+        self.patch(ftp_segments, "EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
+        sent, at_mark = [0], []
+        real_sendall, real_mark = socket.socket.sendall, ftp_segments.read_mark
+
+        def counted(sock, data, *args):
+            if len(data) > 1000:  # data, not commands
+                sent[0] += len(data)
+            return real_sendall(sock, data, *args)
+
+        def mark(ftp):
+            at_mark.append(sent[0])
+            return real_mark(ftp)
+
+        self.patch(socket.socket, "sendall", counted)
+        self.patch(ftp_segments, "read_mark", mark)
+        storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=2)  # segment files here
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
+        self.assertEqual(6, len(at_mark))  # every segment: 5 whole and the last one's 12345 bytes
+        self.assertGreaterEqual(at_mark[0], 100 << 10)
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_a_segment_refused_once_its_first_bytes_went_fails_with_the_servers_reason(self):
+        storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp, False, "--full")), connections=3)
+        self.assertRaises(NoSpace, storage.put_stream, "level/data", chunks_of(self.data))
+
     def test_a_cut_segment_is_fetched_again_on_a_fresh_connection(self):
         honest = servers.PyFtpd(self.tmp)
         honest.setUp()
@@ -532,7 +564,7 @@ class TestAutoGrowsOnALongLink(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.patch(ftp_segments, "SEGMENT_SIZE", SEGMENT)
+        small_segments(self)
         self.patch(growth, "WINDOW_BOUND", 1)
         self.data = os.urandom(40 * SEGMENT + 999)
 
@@ -575,7 +607,7 @@ class TestAutoGrowsOnALongLink(testtools.TestCase):
 
 
 class TestAgentOverSeveralConnections(AgentTestCase):
-    """The agent end to end with --ftp-connections: a level larger than two 32 MiB segments."""
+    """The agent end to end with --ftp-connections: a level larger than two 16 MiB segments."""
 
     def storage_args(self):
         return self.server.agent_options() + ["--ftp-connections", "3"]

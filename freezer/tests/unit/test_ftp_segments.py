@@ -12,7 +12,7 @@ from freezer.storage import ftp_parallel, ftp_segments
 from freezer.storage.ftp_parallel import InOrder, connections_for
 from freezer.storage.growth import Growth
 
-S = ftp_segments.SEGMENT_SIZE
+S = ftp_segments.RANGE_SIZE
 
 
 class TestConnectionsOption(testtools.TestCase):
