@@ -54,13 +54,15 @@ class RestoreJob(Job):
         until = dates.parse(self.conf.restore_from_date, "--restore-from-date") \
             if self.conf.restore_from_date else None
         backups = self.backups()
+        if not self.conf.dry_run:
+            self.storage.expect_reads()  # on a long link the extra connections log in while the chain is listed
         plan = backups.plan_restore(until)
         if not plan:
             when = f" up to {self.conf.restore_from_date}" if until else ""
             raise NotFound(f"no backup {backups.prefix!r}{when} in {self.storage.describe()} "
                            "(check --backup-name, --hostname and --container)")
         if not self.conf.dry_run:
-            self.storage.expect_reads()
+            self.storage.expect_reads([backups.data_path(ref) for ref in plan])  # sizes asked with the metadata
         records = {ref: backups.read_metadata(ref) for ref in plan}  # every level sound before any is applied
         for record in records.values():
             self._pass_file(record)

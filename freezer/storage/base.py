@@ -142,8 +142,10 @@ class Storage(abc.ABC):
     def size(self, path: str) -> int:
         """Size in bytes of file ``path``; NotFound if absent."""
 
-    def expect_reads(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
-        """A restore reads data next: a driver may open what its transfers will need meanwhile (a hint)."""
+    def expect_reads(self, paths: Sequence[str] = ()) -> None:  # noqa: B027 (a hint: doing nothing is complete)
+        """A restore is about to list and read its metadata, then ``paths`` (its levels' data): a driver
+        may connect now, and open what its transfers will need or ask what it will need to know of
+        them meanwhile (a hint; a failure to connect is raised as the listing's would be)."""
 
     def expect_writes(self) -> None:  # noqa: B027 (a hint: doing nothing is a complete answer)
         """A backup is about to list its chain and write data: a driver may connect now and open what its

@@ -8,7 +8,6 @@ family in freezer/storage/ftp_errors.py.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ftplib
 import itertools
@@ -36,6 +35,7 @@ from freezer.storage.ftp_session import (
     rename,
     say_goodbye,
     send_upload,
+    sizes_answered,
     start_transfer,
     stored_size,
 )
@@ -52,6 +52,7 @@ SOCKET_BUFFER = segments.SOCKET_BUFFER
 # Bytes: an upload this small sits whole in the socket's buffer, so it is sent before the server's
 # 150 arrives (a round trip saved on a long link); a refusal is read right after. Metadata fits.
 EARLY_BYTES = 256 << 10
+SIZE_QUESTIONS = 64  # sizes asked ahead at most (expect_reads): a restore's levels
 HELD_PATIENCE = 120.0  # seconds of retries for a small upload already read (see _put_held)
 __all__ = ["MAX_LISTING_BYTES", "FtpSettings", "FtpStorage", "from_settings"]
 
@@ -73,6 +74,10 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._round_trip = 0.0  # seconds, measured at login: picks --ftp-connections auto
         self._pool = Pool(settings)
         self._sizes: dict[str, int] = {}  # what size() found, so get_stream knows a large file
+        # Sizes a restore will ask for (expect_reads), sent with the next download's commands, and the
+        # answers, each given once to size().
+        self._size_questions: list[str] = []
+        self._size_answers: dict[str, int] = {}
         self._segments: dict[str, list[str]] = {}  # the segment names of each path listed; [] for none
         self._offset_writes: bool | None = None  # whether the server writes at offsets (ftp_writes.py)
         self._stat_lists = True  # until the server answers STAT <dir> with something else than a listing
@@ -123,6 +128,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
         self._drop_session()
         self._known_dirs.clear()
         self._sizes.clear()
+        self._size_answers.clear()
         self._segments.clear()
 
     def _drop_session(self) -> None:
@@ -295,11 +301,16 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             raise self._translate(exc, f"download {remote}") from exc
 
     def _get_plain(self, remote: str, offset: int) -> Iterator[bytes]:
+        asked, self._size_questions = self._size_questions, []
+        answers: list[str] = []
         try:
             ftp = self._binary()
-            conn = start_transfer(ftp, f"RETR {remote}", rest=offset or None)
+            conn = start_transfer(ftp, f"RETR {remote}", rest=offset or None,
+                                  first=[f"SIZE {path}" for path in asked], replies=answers)
         except BaseException as exc:
             raise self._translate(exc, f"download {remote}", missing=True) from exc
+        finally:
+            self._size_answers.update(sizes_answered(asked, answers))
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
             yield from segments.received_blocks(conn, BLOCK_SIZE)
@@ -347,7 +358,9 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def size(self, path: str) -> int:
         remote = self._abs(path)
         try:
-            result = self._binary().size(remote)
+            result = self._size_answers.pop(remote, None)
+            if result is None:
+                result = self._binary().size(remote)
         except ftplib.error_perm as exc:
             if not (names := self._segment_names(remote)):
                 raise self._translate(exc, f"size of {remote}", missing=True) from exc
@@ -362,10 +375,12 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             self._pool.warm(self._connections())  # a restore reads it next
         return result
 
-    def expect_reads(self) -> None:
-        """On a long link the extra connections log in while the restore reads its metadata."""
-        with contextlib.suppress(StorageError):  # a hint: the next operation meets the failure again
-            self._warm()
+    def expect_reads(self, paths: Sequence[str] = ()) -> None:
+        """On a long link the extra connections log in while the restore lists and reads its metadata;
+        the sizes of ``paths`` are asked in the same write as the next download (a round trip each
+        saved). The first connection is made here: its failure is the restore's first, retried as any."""
+        self._size_questions = [self._abs(path) for path in paths[:SIZE_QUESTIONS]]
+        self._warm()
 
     def expect_writes(self) -> None:
         """On a long link the extra connections log in while the backup lists its chain and claims a slot.

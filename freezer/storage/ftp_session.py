@@ -170,6 +170,16 @@ def read_mark(ftp: ftplib.FTP) -> bool:
     raise ftplib.error_reply(reply)
 
 
+def sizes_answered(paths: Sequence[str], replies: Sequence[str]) -> dict[str, int]:
+    """The size each of ``replies`` gives (``213 n``) for its path in ``paths``; refusals are left out."""
+    sizes = {}
+    for path, reply in zip(paths, replies, strict=False):  # fewer replies when the transfer failed first
+        value = reply[3:].strip()
+        if reply.startswith("213") and value.isascii() and value.isdigit():
+            sizes[path] = int(value)
+    return sizes
+
+
 def send_together(ftp: ftplib.FTP, lines: list[str]) -> None:
     """Several commands in one write: the server answers them in order, the client pays one round trip."""
     ftp.sock.sendall("".join(f"{line}\r\n" for line in lines).encode(ftp.encoding))

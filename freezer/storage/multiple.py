@@ -143,8 +143,8 @@ class MultiStorage(Storage):
         listings = [storage.listdirs(paths) for storage in self.storages]
         return [sorted(set().union(*names)) for names in zip(*listings, strict=True)]
 
-    def expect_reads(self) -> None:
-        self.storages[0].expect_reads()  # reads go to the first copy first
+    def expect_reads(self, paths: Sequence[str] = ()) -> None:
+        self.storages[0].expect_reads(paths)  # reads go to the first copy first
 
     def expect_writes(self) -> None:
         for storage in self.storages:

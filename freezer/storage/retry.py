@@ -130,8 +130,8 @@ class Retrying(Storage):
     def size(self, path: str) -> int:
         return self._retry(f"size of {path}", lambda: self.inner.size(path))
 
-    def expect_reads(self) -> None:
-        self.inner.expect_reads()
+    def expect_reads(self, paths: Sequence[str] = ()) -> None:
+        self._retry(f"connect to {self.describe()}", lambda: self.inner.expect_reads(paths))
 
     def expect_writes(self) -> None:
         self._retry(f"connect to {self.describe()}", self.inner.expect_writes)

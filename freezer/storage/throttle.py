@@ -103,8 +103,8 @@ class Throttled(Storage):
     def listdirs(self, paths: Sequence[str]) -> list[list[str]]:
         return self.inner.listdirs(paths)
 
-    def expect_reads(self) -> None:
-        self.inner.expect_reads()
+    def expect_reads(self, paths: Sequence[str] = ()) -> None:
+        self.inner.expect_reads(paths)
 
     def expect_writes(self) -> None:
         self.inner.expect_writes()

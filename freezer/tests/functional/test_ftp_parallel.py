@@ -13,7 +13,7 @@ import testtools
 
 from benchmarks import wan
 from freezer.engine import incremental
-from freezer.errors import NoSpace, StorageError
+from freezer.errors import NoSpace, NotFound, StorageError
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index, read_ahead
 from freezer.testing import servers
@@ -373,13 +373,26 @@ class TestTransferHints(testtools.TestCase):
             storage.expect_writes()
             self.assertFalse(storage._pool.warming())
 
-    def test_a_server_out_of_reach_is_left_to_the_next_operation(self):
+    def test_a_restore_asks_its_datas_size_with_the_first_download(self):
+        storage = storage_on(self, self.server, 1)
+        storage.put_bytes("level/metadata", b"{}")
+        storage.put_bytes("level/data", b"0123456789")
+        writes: list[list[str]] = []
+        real = ftp_session.send_together
+        self.patch(ftp_session, "send_together", lambda ftp, lines: (writes.append(lines), real(ftp, lines))[1])
+        storage.expect_reads(["level/data", "level/gone"])
+        self.assertEqual(b"{}", storage.get_bytes("level/metadata"))
+        self.assertEqual(10, storage.size("level/data"))  # answered already: no command of its own
+        self.assertEqual([["SIZE", "SIZE", "PASV", "RETR"]], [[line.split()[0] for line in w] for w in writes])
+        self.assertRaises(NotFound, storage.size, "level/gone")  # refused then: asked again, and missing
+        self.assertEqual(10, storage.size("level/data"))  # each answer is given once; later ones ask
+
+    def test_a_server_out_of_reach_fails_the_hint_as_it_would_fail_the_listing(self):
         with socket.socket() as unused:
             unused.bind(("127.0.0.1", 0))
             port = unused.getsockname()[1]  # nothing listens there once it is closed
         storage = storage_on(self, self.server, 0, port)
-        storage.expect_reads()  # no error here: listing the backups meets it, with its retries
-        self.assertRaises(StorageError, storage.listdir, "level")
+        self.assertRaises(StorageError, storage.expect_reads)  # the retries are the wrapper's
 
 
 class TestSibling(testtools.TestCase):

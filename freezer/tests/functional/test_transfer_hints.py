@@ -25,8 +25,9 @@ class Hinted(LocalStorage):
     def expect_writes(self) -> None:
         self.calls.append("expect_writes")
 
-    def expect_reads(self) -> None:
+    def expect_reads(self, paths=()) -> None:
         self.calls.append("expect_reads")
+        self.paths = list(paths)
 
     def listdir(self, path: str) -> list[str]:
         self.calls.append("list")
@@ -48,7 +49,8 @@ class TestActionsHint(testtools.TestCase):
     def job(self, cls, *options: str):
         conf = config.build(["--storage", "local", "--container", self.store, "--backup-name", "b",
                              "--path-to-backup", self.source, "--compression", "none", *options])
-        return cls(conf, Hinted(self.store, self.calls))
+        self.storage = Hinted(self.store, self.calls)
+        return cls(conf, self.storage)
 
     def test_a_backup_says_so_before_it_lists_its_chain(self):
         self.job(BackupJob, "--action", "backup").run()
@@ -59,11 +61,15 @@ class TestActionsHint(testtools.TestCase):
         self.job(BackupJob, "--action", "backup", "--dry-run").run()
         self.assertNotIn("expect_writes", self.calls)
 
-    def test_a_restore_says_so_once_it_knows_what_to_read(self):
+    def test_a_restore_says_so_before_it_lists_and_again_with_the_data_it_reads(self):
         self.job(BackupJob, "--action", "backup").run()
         self.calls.clear()
         self.job(RestoreJob, "--action", "restore", "--restore-abs-path", os.path.join(self.tmp, "r")).run()
-        self.assertGreater(self.calls.index("expect_reads"), self.calls.index("list"))  # the plan first
+        self.assertEqual(["expect_reads", "list"], self.calls[:2])
+        again = self.calls.index("expect_reads", 1)
+        self.assertGreater(again, self.calls.index("list"))  # once it has its plan
+        self.assertEqual(1, len(self.storage.paths))
+        self.assertRegex(self.storage.paths[0], r"^data/tar/[^/]+_b/\d+/0_\d+/data$")
         self.assertNotIn("expect_writes", self.calls)
 
 

@@ -200,3 +200,15 @@ class TestDirectoriesMadeWithTheUpload(testtools.TestCase):
 
     def test_a_directory_refused_for_good_fails_it(self):
         self.assertRaises(ftplib.error_perm, self.store, Refusing("550 denied"))
+
+
+class TestSizesAnswered(testtools.TestCase):
+    """The sizes a restore asked ahead: only a plain ``213 n`` counts, whatever a server sends."""
+
+    def test_sizes_and_refusals(self):
+        paths = ["/a", "/b", "/c", "/d", "/e", "/f"]
+        replies = ["213 10", "550 not a plain file", "213 12a", "213 -5", "213 ١٢", "213  0 "]
+        self.assertEqual({"/a": 10, "/f": 0}, ftp_session.sizes_answered(paths, replies))
+
+    def test_fewer_replies_when_the_transfer_failed_first(self):
+        self.assertEqual({"/a": 3}, ftp_session.sizes_answered(["/a", "/b"], ["213 3"]))
