@@ -54,8 +54,14 @@ class BackupJob(Job):
         source = os.path.abspath(os.path.expanduser(self.conf.path_to_backup))
         if not os.path.exists(source):
             raise FreezerError(f"--path-to-backup {source} does not exist")
+        checksum = None
         if not self.conf.dry_run:
-            self.storage.expect_writes()  # on a long link the extra connections log in while the chain is listed
+            if self.conf.sync:
+                os.sync()  # --sync (upstream's default): flush file system buffers before reading
+            checksum = self._consistency_checksum(self.read_from or source)
+            # Then, on a long link, the extra connections log in while the chain is listed (after the
+            # local work, which may be long: idle connections would be cut meanwhile).
+            self.storage.expect_writes()
         backups = self.backups()
         newest = backups.newest_chain()  # the next level builds on it; older chains are not listed
         existing = list(newest.backups) if newest else []
@@ -66,9 +72,6 @@ class BackupJob(Job):
             planned = BackupRef(plan.l0_ts or ts, ts, plan.level)
             return self.result(**self._record(source, planned), size=0, dry_run=True,
                                l0_time_stamp=planned.l0_ts, parent=ref_fields(plan.parent))
-        if self.conf.sync:
-            os.sync()  # --sync (upstream's default): flush file system buffers before reading
-        checksum = self._consistency_checksum(self.read_from or source)
         try:
             ref, (digest, warnings, metadata, counts) = self._claim_and_write(backups, plan, ts, source, checksum)
         except incremental.NewChain as exc:
@@ -224,7 +227,6 @@ class BackupJob(Job):
         pipeline = tar.start_backup(source, snapshot, options)
         digest = Digest()
         line = BackupLine(ref.level, digest, index, pipeline.procs[0].pid)
-        engine = None
         try:
             engine = EngineMetadataUpload(self.storage, backups.engine_metadata_path(ref), snapshot, pipeline.procs[0])
             besides.append(engine)
@@ -237,8 +239,8 @@ class BackupJob(Job):
                 chunks = ahead(digest.tap(stored), self.storage.streams_in_caller)
                 self.storage.put_stream(backups.data_path(ref), chunks)
         except BaseException:
-            if engine is not None:
-                engine.stop()
+            for work in besides:
+                work.stop()  # before tar is killed: nothing starts beside a backup that failed
             pipeline.abort()
             raise
         warnings = pipeline.messages_of(0)

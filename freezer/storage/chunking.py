@@ -24,3 +24,19 @@ def parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Chunks joined into parts of ``size`` bytes or a little more (see ``groups``)."""
     for group in groups(chunks, size):
         yield b"".join(group)
+
+
+class Untouched:
+    """Chunks that tell whether any was taken yet: a stream not yet read can still be sent again."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self.started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self.started = True
+        return chunk

@@ -23,6 +23,7 @@ from freezer.errors import NotFound, StorageError
 from freezer.storage import chunking
 from freezer.storage import ftp_segments as segments
 from freezer.storage.base import Storage, container_root, server_url, temporary_name
+from freezer.storage.chunking import Untouched
 from freezer.storage.ftp_client import FtpSettings, close_quietly
 from freezer.storage.ftp_dirs import KnownDirectories
 from freezer.storage.ftp_errors import translate
@@ -156,6 +157,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
     def _put(self, path: str, chunks: Iterable[bytes]) -> int:
         target = self._abs(path)
         self._sizes.pop(target, None)
+        self._size_answers.pop(target, None)
         self._segments.pop(target, None)
         connections = self._connections()
         temp = temporary_name(target)  # the probe's file, if it makes one, is the upload's
@@ -165,21 +167,25 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
             pieces = chunking.groups(chunks, segments.SEGMENT_SIZE)
             head = list(itertools.islice(pieces, 2))
             if len(head) < 2:
-                return self._put_held(target, temp, [chunk for group in head for chunk in group])
+                held = [chunk for group in head for chunk in group]
+                return self._put_held(target, temp, lambda: held)
             if workers := self._pool.take(connections):
                 return self._put_parallel(target, temp, segments.handed_over(head, pieces), workers)
-            chunks = (chunk for part in segments.handed_over(head, pieces) for chunk in part)
+            rest = Untouched(chunk for part in pieces for chunk in part)  # the server took no more connections
+            return self._put_held(target, temp, lambda: itertools.chain(*head, rest), lambda: not rest.started)
         return self._put_plain(target, chunks, temp)
 
-    def _put_held(self, target: str, temp: str, chunks: list[bytes]) -> int:
-        """Small data already read from the stream (so the retry wrapper cannot replay it): one plain
-        file, tried again here after a transient failure (a busy server), for up to HELD_PATIENCE s."""
+    def _put_held(self, target: str, temp: str, chunks: Callable[[], Iterable[bytes]],
+                  replayable: Callable[[], bool] = lambda: True) -> int:
+        """Data read from the stream in part or whole (so the retry wrapper cannot replay it): one plain
+        file of ``chunks()``, tried again here after a transient failure (a busy server) while
+        ``replayable()`` (nothing more was read), for up to HELD_PATIENCE s."""
         started, pause = time.monotonic(), 1.0
         while True:
             try:
-                return self._put_plain(target, chunks, temp)
+                return self._put_plain(target, chunks(), temp)
             except StorageError as exc:
-                if not exc.transient or time.monotonic() - started + pause > HELD_PATIENCE:
+                if not exc.transient or not replayable() or time.monotonic() - started + pause > HELD_PATIENCE:
                     raise
                 LOG.warning("upload %s: %s; retrying in %.1fs", target, exc, pause)
                 self.reset()
@@ -335,6 +341,7 @@ class FtpStorage(KnownDirectories, DirectoryListings, StatListings, SegmentedRea
 
     def _rmtree(self, remote: str) -> None:
         self._sizes.clear()
+        self._size_answers.clear()
         self._segments.clear()
         for name, kind in self._entries(remote):
             ftp = self._client()

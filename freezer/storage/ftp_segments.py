@@ -38,8 +38,9 @@ SEGMENT_SIZE = 16 << 20
 RANGE_SIZE = 32 << 20
 SEGMENT_ATTEMPTS = 3  # tries of one segment, each on a fresh connection, before the transfer fails
 SOCKET_BUFFER = 4 << 20
-# Bytes of a segment sent before the server's 150 (plain FTP, passive): the data moves a round trip
-# sooner, and they sit in the send buffer if the server refuses, so sending them never blocks.
+# Bytes of a segment sent before the server's 150 (plain FTP, passive), at most, and only what the
+# send buffer takes at once: the data moves a round trip sooner, and a server that refuses without
+# reading the data connection never keeps the upload waiting.
 EARLY_BYTES = 2 << 20
 READ_SIZE = 1 << 20
 # Bytes of ranges a download may hold before handing them on: a range receives while it and those
@@ -158,20 +159,35 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, o
 
 
 def _sent_early(ftp, conn: socket.socket, name: str, pieces: Iterator[bytes]) -> Iterable[bytes]:
-    """The first EARLY_BYTES of ``pieces`` sent before the server's 150, then the 150 read (a refusal
-    raised); the rest of them."""
+    """Up to EARLY_BYTES of ``pieces``, as much as the send buffer takes at once, sent before the
+    server's 150; then the 150 read (a refusal raised). The rest of them."""
     budget = EARLY_BYTES
     rest: Iterable[bytes] = pieces
     for piece in pieces:
         view = memoryview(piece)
-        conn.sendall(view[:budget])
-        if len(view) >= budget:
-            rest = itertools.chain([view[budget:]], pieces)
+        sent = _send_now(conn, view[:budget])
+        budget -= sent
+        if sent < len(view):  # the budget is spent or the buffer full
+            rest = itertools.chain([view[sent:]], pieces)
             break
-        budget -= len(view)
     if not read_mark(ftp):
-        raise StorageError(f"the server ended the upload of {name} before its data")
+        raise StorageError(f"the server ended the upload of {name} at once (2xx), before its data")
     return rest
+
+
+def _send_now(conn: socket.socket, view: memoryview) -> int:
+    """The bytes of ``view`` the socket takes without waiting, sent."""
+    timeout = conn.gettimeout()
+    conn.setblocking(False)
+    sent = 0
+    try:
+        while sent < len(view):
+            sent += conn.send(view[sent:])
+    except BlockingIOError:
+        pass
+    finally:
+        conn.settimeout(timeout)
+    return sent
 
 
 def _check_size(reply: str, name: str, size: int, exact: bool) -> None:

@@ -57,7 +57,12 @@ class IndexEntry:
         return self.record
 
     def finish(self) -> None:
+        self._given.set()  # never given: nothing to write
         self.beside.finish()
+
+    def stop(self) -> None:
+        """Before tar is killed: the index is not read for a backup that failed."""
+        self.beside.abandoned.set()
 
     def abandon(self) -> None:
         self._given.set()

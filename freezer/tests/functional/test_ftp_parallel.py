@@ -13,7 +13,7 @@ import testtools
 
 from benchmarks import wan
 from freezer.engine import incremental
-from freezer.errors import NoSpace, NotFound, StorageError
+from freezer.errors import NoSpace, NotFound, ServerBusy, StorageError
 from freezer.storage import ftp as ftp_storage
 from freezer.storage import ftp_opening, ftp_parallel, ftp_segments, ftp_session, ftp_writes, growth, index, read_ahead
 from freezer.testing import servers
@@ -33,6 +33,42 @@ def storage_on(test: testtools.TestCase, server, connections: int, port: int | N
     storage = ftp_storage.FtpStorage(settings)
     test.addCleanup(storage.close)
     return storage
+
+
+class NeverAccepting:
+    """An FTP server that refuses every STOR (553) without accepting its data connection, as vsftpd does
+    when it cannot create the file: the passive port stays open, and nothing reads what is sent."""
+
+    REPLIES = {"USER": "331 Password.", "PASS": "230 In.", "TYPE": "200 Binary.", "REST": "350 Ok.",
+               "STOR": "553 Could not create file.", "QUIT": "221 Bye."}
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.passive: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 Ready.\r\n")
+            for line in lines:
+                command = line.decode().split(" ", 1)[0].strip().upper()
+                conn.sendall((self._reply(command) + "\r\n").encode())
+                if command == "QUIT":
+                    return
+
+    def _reply(self, command: str) -> str:
+        if command != "PASV":
+            return self.REPLIES.get(command, "500 Unknown.")
+        passive = socket.create_server(("127.0.0.1", 0))
+        self.passive.append(passive)
+        port = passive.getsockname()[1]
+        return f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255})."
+
+    def close(self) -> None:
+        for sock in [self.listener, *self.passive]:
+            sock.close()
 
 
 def small_segments(test: testtools.TestCase) -> None:
@@ -387,6 +423,14 @@ class TestTransferHints(testtools.TestCase):
         self.assertRaises(NotFound, storage.size, "level/gone")  # refused then: asked again, and missing
         self.assertEqual(10, storage.size("level/data"))  # each answer is given once; later ones ask
 
+    def test_a_download_that_fails_still_reads_the_sizes_asked_with_it(self):
+        storage = storage_on(self, self.server, 1)
+        storage.put_bytes("level/data", b"0123456789")
+        storage.expect_reads(["level/data"])
+        self.assertRaises(NotFound, storage.get_bytes, "level/missing")
+        self.assertEqual(10, storage.size("level/data"))
+        self.assertEqual(["data"], storage.listdir("level"))  # the replies are in step
+
     def test_a_server_out_of_reach_fails_the_hint_as_it_would_fail_the_listing(self):
         with socket.socket() as unused:
             unused.bind(("127.0.0.1", 0))
@@ -500,13 +544,13 @@ class TestParallelFaults(testtools.TestCase):
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_the_first_two_segments_are_read_while_the_workers_log_in(self):
-        server = self.useFixture(servers.PyFtpd(self.tmp))
-        storage = self.storage(server, connections=3)
+        self.patch(ftp_parallel, "LAN_ROUND_TRIP", 0.0)  # loopback counts as a long link: auto picks 4
+        storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=0)
         read, at_take = [0], []
         real_take = ftp_parallel.Pool.take
 
         def take(pool, wanted):
-            at_take.append(read[0])
+            at_take.append((read[0], pool.warming()))
             return real_take(pool, wanted)
 
         self.patch(ftp_parallel.Pool, "take", take)
@@ -516,33 +560,74 @@ class TestParallelFaults(testtools.TestCase):
                 read[0] += len(chunk)
                 yield chunk
 
+        storage.expect_writes()  # as a backup does before it lists its chain
         self.assertEqual(DATA, storage.put_stream("level/data", counted(chunks_of(self.data))))
-        self.assertGreaterEqual(at_take[0], 2 * SEGMENT)
+        self.assertGreaterEqual(at_take[0][0], 2 * SEGMENT)
+        self.assertTrue(at_take[0][1], "the workers were asked for before the data was read")
+        self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
+
+    def test_without_workers_a_transient_failure_before_the_rest_is_read_is_tried_again(self):
+        storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=4)
+        self.patch(ftp_parallel.Pool, "take", lambda pool, wanted: [])  # as when the server takes no more
+        self.patch(ftp_storage, "HELD_PATIENCE", 5.0)
+        real_store, failures = ftp_storage.FtpStorage._store, [1]
+
+        def store(driver, remote, chunks, make=()):
+            if failures:
+                failures.pop()
+                raise ServerBusy("425 Can't open data connection.")
+            return real_store(driver, remote, chunks, make)
+
+        self.patch(ftp_storage.FtpStorage, "_store", store)
+        self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_a_segment_sends_its_first_bytes_before_the_servers_150(self):
         self.patch(ftp_segments, "EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
-        sent, at_mark = [0], []
-        real_sendall, real_mark = socket.socket.sendall, ftp_segments.read_mark
+        sent: dict[int, int] = {}  # per worker thread, what went before its 150 (the rest goes by sendall)
+        at_mark: list[int] = []
+        real_send, real_mark = socket.socket.send, ftp_segments.read_mark
 
-        def counted(sock, data, *args):
-            if len(data) > 1000:  # data, not commands
-                sent[0] += len(data)
-            return real_sendall(sock, data, *args)
+        def counted_send(sock, data, *args):
+            result = real_send(sock, data, *args)
+            sent[threading.get_ident()] = sent.get(threading.get_ident(), 0) + result
+            return result
 
         def mark(ftp):
-            at_mark.append(sent[0])
+            at_mark.append(sent.pop(threading.get_ident(), 0))
             return real_mark(ftp)
 
-        self.patch(socket.socket, "sendall", counted)
+        self.patch(socket.socket, "send", counted_send)
         self.patch(ftp_segments, "read_mark", mark)
         storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=2)  # segment files here
         self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
-        self.assertEqual(6, len(at_mark))  # every segment: 5 whole and the last one's 12345 bytes
-        self.assertGreaterEqual(at_mark[0], 100 << 10)
+        # Every segment: 100 KiB of the 5 whole ones, all 12345 bytes of the last, before its 150.
+        self.assertEqual(sorted([100 << 10] * 5 + [12345]), sorted(at_mark))
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
-    def test_a_segment_refused_once_its_first_bytes_went_fails_with_the_servers_reason(self):
+    def test_a_segment_refused_by_a_server_that_never_reads_it_fails_at_once_with_its_reason(self):
+        server = NeverAccepting()
+        self.addCleanup(server.close)
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", server.port, timeout=120)
+        ftp.login("u", "p")
+        self.addCleanup(ftp.close)
+        self.patch(ftp_segments, "EARLY_BYTES", 256 << 20)  # far more than any send buffer takes
+        worker, outcome = ftp_parallel.Worker(None), []
+
+        def store() -> None:
+            try:
+                ftp_segments._store_one(worker, ftp, "/x", [bytes(256 << 20)], 256 << 20, offset=16 << 20)
+            except ftplib.Error as exc:
+                outcome.append(str(exc))
+
+        thread = threading.Thread(target=store, daemon=True)
+        thread.start()
+        thread.join(60)  # well within the 120 s a blocked send would wait
+        self.assertFalse(thread.is_alive(), "the upload waited on a data connection nobody reads")
+        self.assertEqual(["553 Could not create file."], outcome)
+
+    def test_segments_refused_by_a_full_server_fail_as_no_space(self):
         storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp, False, "--full")), connections=3)
         self.assertRaises(NoSpace, storage.put_stream, "level/data", chunks_of(self.data))
 

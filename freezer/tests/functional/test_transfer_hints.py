@@ -8,6 +8,7 @@ import testtools
 from freezer.actions.backup import BackupJob
 from freezer.actions.restore import RestoreJob
 from freezer.common import config
+from freezer.errors import ServerBusy
 from freezer.storage.local import LocalStorage
 from freezer.storage.multiple import MultiStorage
 from freezer.storage.retry import Retrying
@@ -73,7 +74,34 @@ class TestActionsHint(testtools.TestCase):
         self.assertNotIn("expect_writes", self.calls)
 
 
+class Flaky(Hinted):
+    """Its first hint fails as a busy server's connect would."""
+
+    def __init__(self, root: str, calls: list[str]):
+        super().__init__(root, calls)
+        self.failures = 1
+
+    def expect_writes(self) -> None:
+        super().expect_writes()
+        if self.failures:
+            self.failures -= 1
+            raise ServerBusy("421 try again later")
+
+    def expect_reads(self, paths=()) -> None:
+        super().expect_reads(paths)
+        if self.failures:
+            self.failures -= 1
+            raise ServerBusy("421 try again later")
+
+
 class TestHintsReachTheDrivers(testtools.TestCase):
+    def test_a_failed_connect_in_a_hint_is_retried_as_any(self):
+        root = self.useFixture(fixtures.TempDir()).path
+        for hint in ("expect_writes", "expect_reads"):
+            calls: list[str] = []
+            getattr(Retrying(Flaky(root, calls), backoff=0.01), hint)()
+            self.assertEqual([hint, hint], calls)
+
     def test_through_retries_and_limits_and_to_every_copy(self):
         calls: list[str] = []
         root = self.useFixture(fixtures.TempDir()).path

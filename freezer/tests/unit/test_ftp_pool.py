@@ -1,5 +1,6 @@
 """The FTP pool's bookkeeping between threads: what is lent is never ended, what is ended never lent."""
 
+import threading
 import types
 
 import testtools
@@ -35,6 +36,17 @@ class TestLendWhileEnding(testtools.TestCase):
         lent = pool.lend()
         pool._end_all(lambda worker: ended.append(worker.ftp))
         self.assertEqual(("connection 0", ["connection 1"], 1), (lent, ended, pool.lent))
+
+
+class TestLendOnceWarm(testtools.TestCase):
+    def test_workers_still_logging_in_are_not_lent_and_once_in_they_are(self):
+        pool, release = pool_of(1), threading.Event()
+        pool._warming = threading.Thread(target=release.wait)
+        pool._warming.start()
+        self.assertIsNone(pool.lend())
+        release.set()
+        pool._warming.join()
+        self.assertEqual("connection 0", pool.lend())  # no transfer took them: the warming thread is over
 
 
 class TestGrowthAfterARefusal(testtools.TestCase):
