@@ -11,7 +11,6 @@ then ABOR once the range is in) and a directory segment by segment. See doc/sour
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import mmap
 import posixpath
@@ -25,7 +24,7 @@ from freezer.errors import StorageError
 from freezer.storage.ftp_client import FtpSettings
 from freezer.storage.ftp_errors import server_reason, translate
 from freezer.storage.ftp_parallel import InOrder, Worker
-from freezer.storage.ftp_session import finish_download, finish_upload, read_mark, refusal_of, start_transfer
+from freezer.storage.ftp_session import finish_download, finish_upload, refusal_of, sent_early, start_transfer
 from freezer.storage.growth import Growth
 from freezer.storage.read_ahead import Abandoned, ReadAhead
 
@@ -38,10 +37,6 @@ SEGMENT_SIZE = 16 << 20
 RANGE_SIZE = 32 << 20
 SEGMENT_ATTEMPTS = 3  # tries of one segment, each on a fresh connection, before the transfer fails
 SOCKET_BUFFER = 4 << 20
-# Bytes of a segment sent before the server's 150 (plain FTP, passive), at most, and only what the
-# send buffer takes at once: the data moves a round trip sooner, and a server that refuses without
-# reading the data connection never keeps the upload waiting.
-EARLY_BYTES = 2 << 20
 READ_SIZE = 1 << 20
 # Bytes of ranges a download may hold before handing them on: a range receives while it and those
 # before it hold less than READ_AHEAD, and all of them less than READ_AHEAD_CAP, however many
@@ -142,7 +137,7 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, o
         on_open()
     try:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-        for piece in _sent_early(ftp, conn, name, iter(pieces)) if early else pieces:
+        for piece in sent_early(ftp, conn, name, iter(pieces)) if early else pieces:
             conn.sendall(piece)
     except OSError as exc:
         conn.close()
@@ -156,38 +151,6 @@ def _store_one(worker: Worker, ftp, name: str, pieces: list[bytes], size: int, o
     worker.unchecked = (name, size, True) if offset is None else (name, offset + size, False)
     LOG.debug("segment %s at %s: %d bytes up in %.2f s", name, offset or 0, size, time.monotonic() - started)
     return size
-
-
-def _sent_early(ftp, conn: socket.socket, name: str, pieces: Iterator[bytes]) -> Iterable[bytes]:
-    """Up to EARLY_BYTES of ``pieces``, as much as the send buffer takes at once, sent before the
-    server's 150; then the 150 read (a refusal raised). The rest of them."""
-    budget = EARLY_BYTES
-    rest: Iterable[bytes] = pieces
-    for piece in pieces:
-        view = memoryview(piece)
-        sent = _send_now(conn, view[:budget])
-        budget -= sent
-        if sent < len(view):  # the budget is spent or the buffer full
-            rest = itertools.chain([view[sent:]], pieces)
-            break
-    if not read_mark(ftp):
-        raise StorageError(f"the server ended the upload of {name} at once (2xx), before its data")
-    return rest
-
-
-def _send_now(conn: socket.socket, view: memoryview) -> int:
-    """The bytes of ``view`` the socket takes without waiting, sent."""
-    timeout = conn.gettimeout()
-    conn.setblocking(False)
-    sent = 0
-    try:
-        while sent < len(view):
-            sent += conn.send(view[sent:])
-    except BlockingIOError:
-        pass
-    finally:
-        conn.settimeout(timeout)
-    return sent
 
 
 def _check_size(reply: str, name: str, size: int, exact: bool) -> None:

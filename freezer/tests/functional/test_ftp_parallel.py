@@ -583,10 +583,10 @@ class TestParallelFaults(testtools.TestCase):
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_a_segment_sends_its_first_bytes_before_the_servers_150(self):
-        self.patch(ftp_segments, "EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
+        self.patch(ftp_session, "EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
         sent: dict[int, int] = {}  # per worker thread, what went before its 150 (the rest goes by sendall)
         at_mark: list[int] = []
-        real_send, real_mark = socket.socket.send, ftp_segments.read_mark
+        real_send, real_mark = socket.socket.send, ftp_session.read_mark
 
         def counted_send(sock, data, *args):
             result = real_send(sock, data, *args)
@@ -598,7 +598,7 @@ class TestParallelFaults(testtools.TestCase):
             return real_mark(ftp)
 
         self.patch(socket.socket, "send", counted_send)
-        self.patch(ftp_segments, "read_mark", mark)
+        self.patch(ftp_session, "read_mark", mark)
         storage = self.storage(self.useFixture(servers.PyFtpd(self.tmp)), connections=2)  # segment files here
         self.assertEqual(DATA, storage.put_stream("level/data", chunks_of(self.data)))
         # Every segment: 100 KiB of the 5 whole ones, all 12345 bytes of the last, before its 150.
@@ -612,7 +612,7 @@ class TestParallelFaults(testtools.TestCase):
         ftp.connect("127.0.0.1", server.port, timeout=120)
         ftp.login("u", "p")
         self.addCleanup(ftp.close)
-        self.patch(ftp_segments, "EARLY_BYTES", 256 << 20)  # far more than any send buffer takes
+        self.patch(ftp_session, "EARLY_BYTES", 256 << 20)  # far more than any send buffer takes
         worker, outcome = ftp_parallel.Worker(None), []
 
         def store() -> None:
