@@ -133,7 +133,7 @@ class Pool:
         take one connection fewer, so none waits for a login. None while a transfer runs or workers
         log in, or if none is idle. Safe from any thread."""
         with self._lock:
-            if self._transfers or (self._warming is not None and self._warming.is_alive()):
+            if self._transfers or self._warming is not None:
                 return None
             for worker in self.workers:
                 if worker.ftp is not None and worker.unchecked is None:

@@ -38,15 +38,17 @@ class TestLendWhileEnding(testtools.TestCase):
         self.assertEqual(("connection 0", ["connection 1"], 1), (lent, ended, pool.lent))
 
 
-class TestLendOnceWarm(testtools.TestCase):
-    def test_workers_still_logging_in_are_not_lent_and_once_in_they_are(self):
-        pool, release = pool_of(1), threading.Event()
-        pool._warming = threading.Thread(target=release.wait)
+class TestLendAfterWarming(testtools.TestCase):
+    def test_workers_logged_in_for_a_transfer_are_lent_only_once_it_took_them(self):
+        pool = pool_of(1)
+        pool._warming = threading.Thread(target=lambda: None)
         pool._warming.start()
-        self.assertIsNone(pool.lend())
-        release.set()
         pool._warming.join()
-        self.assertEqual("connection 0", pool.lend())  # no transfer took them: the warming thread is over
+        with pool.busy():
+            pass  # a small download (an incremental backup's parent snapshot) before the data's upload
+        self.assertIsNone(pool.lend())  # logged in, but for the upload that comes next
+        self.assertEqual(1, len(pool.take(1)))
+        self.assertEqual("connection 0", pool.lend())
 
 
 class TestGrowthAfterARefusal(testtools.TestCase):
