@@ -23,7 +23,7 @@ LOG = logging.getLogger("freezer.storage.ftp")
 # Bytes of a segment sent before the server's 150 (plain FTP, passive), at most, and only what the
 # send buffer takes at once: the data moves a round trip sooner, and a server that refuses without
 # reading the data connection never keeps the upload waiting.
-EARLY_BYTES = 2 << 20
+SEGMENT_EARLY_BYTES = 2 << 20
 
 
 class Session(NamedTuple):
@@ -244,9 +244,9 @@ def finish_download(ftp: ftplib.FTP, conn: socket.socket, whole: bool) -> None:
 
 
 def sent_early(ftp: ftplib.FTP, conn: socket.socket, name: str, pieces: Iterator[bytes]) -> Iterable[bytes]:
-    """Up to EARLY_BYTES of ``pieces``, as much as the send buffer takes at once, sent before the
+    """Up to SEGMENT_EARLY_BYTES of ``pieces``, as much as the send buffer takes at once, sent before the
     server's 150; then the 150 read (a refusal raised). The rest of them."""
-    budget = EARLY_BYTES
+    budget = SEGMENT_EARLY_BYTES
     rest: Iterable[bytes] = pieces
     for piece in pieces:
         view = memoryview(piece)

@@ -583,7 +583,7 @@ class TestParallelFaults(testtools.TestCase):
         self.assertEqual(self.data, b"".join(storage.get_stream("level/data")))
 
     def test_a_segment_sends_its_first_bytes_before_the_servers_150(self):
-        self.patch(ftp_session, "EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
+        self.patch(ftp_session, "SEGMENT_EARLY_BYTES", 100 << 10)  # inside the first segment's second piece
         sent: dict[int, int] = {}  # per worker thread, what went before its 150 (the rest goes by sendall)
         at_mark: list[int] = []
         real_send, real_mark = socket.socket.send, ftp_session.read_mark
@@ -612,7 +612,7 @@ class TestParallelFaults(testtools.TestCase):
         ftp.connect("127.0.0.1", server.port, timeout=120)
         ftp.login("u", "p")
         self.addCleanup(ftp.close)
-        self.patch(ftp_session, "EARLY_BYTES", 256 << 20)  # far more than any send buffer takes
+        self.patch(ftp_session, "SEGMENT_EARLY_BYTES", 256 << 20)  # far more than any send buffer takes
         worker, outcome = ftp_parallel.Worker(None), []
 
         def store() -> None:
